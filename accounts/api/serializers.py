@@ -1,0 +1,95 @@
+"""Shapes of the accounts API (serializers check shape; services apply the rules)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from accounts import services
+from accounts.models import ApiToken, User
+
+
+class RegisterSerializer(serializers.Serializer):
+    username = serializers.RegexField(
+        r"^[\w.@+-]+\Z",
+        max_length=150,
+        min_length=3,
+        error_messages={"invalid": "Use letters, digits and @ . + - _ only."},
+    )
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(write_only=True, max_length=256, style={"input_type": "password"})
+
+
+class LoginSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(write_only=True, max_length=256, style={"input_type": "password"})
+
+
+class UserSerializer(serializers.ModelSerializer):
+    has_hf_token = serializers.BooleanField(read_only=True)
+    quotas = serializers.SerializerMethodField()
+    usage = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = [
+            "id",
+            "username",
+            "email",
+            "display_name",
+            "has_hf_token",
+            "hf_token_last4",
+            "hf_username",
+            "is_staff",
+            "date_joined",
+            "quotas",
+            "usage",
+        ]
+        read_only_fields = fields
+
+    def get_quotas(self, obj: User) -> dict[str, Any]:
+        return obj.quotas()
+
+    def get_usage(self, obj: User) -> dict[str, Any]:
+        return services.usage(obj)
+
+
+class ProfileUpdateSerializer(serializers.Serializer):
+    display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    email = serializers.EmailField(max_length=254, required=False)
+
+
+class ChangePasswordSerializer(serializers.Serializer):
+    old_password = serializers.CharField(max_length=256, style={"input_type": "password"})
+    new_password = serializers.CharField(max_length=256, style={"input_type": "password"})
+
+
+class HfTokenInSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=512, write_only=True, trim_whitespace=True)
+
+
+class HfTokenStatusSerializer(serializers.Serializer):
+    present = serializers.BooleanField()
+    last4 = serializers.CharField()
+    hf_username = serializers.CharField()
+
+
+class HfTokenSavedSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    hf_username = serializers.CharField()
+    last4 = serializers.CharField()
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created", "last_used"]
+        read_only_fields = ["id", "prefix", "created", "last_used"]
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    key = serializers.CharField(read_only=True, help_text="Shown once; store it now.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "key"]

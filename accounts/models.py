@@ -1,0 +1,73 @@
+"""Users and their API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils import timezone
+
+
+class User(AbstractUser):
+    """A person using the platform. Secrets are stored encrypted (see accounts.crypto), never in clear."""
+
+    email = models.EmailField("email address", unique=True)
+    display_name = models.CharField(max_length=150, blank=True)
+    # Hugging Face token, encrypted with MultiFernet; only its last 4 characters are ever shown.
+    hf_token_encrypted = models.TextField(blank=True, default="", editable=False)
+    hf_token_last4 = models.CharField(max_length=4, blank=True, default="")
+    hf_username = models.CharField(max_length=150, blank=True, default="")
+    hf_token_saved_at = models.DateTimeField(null=True, blank=True)
+    # Sign-in protection.
+    failed_login_count = models.PositiveIntegerField(default=0)
+    last_failed_login = models.DateTimeField(null=True, blank=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    # Per-user quota overrides set by operators; missing keys take settings.DEFAULT_QUOTAS.
+    quota_overrides = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    @property
+    def has_hf_token(self) -> bool:
+        return bool(self.hf_token_encrypted)
+
+    @property
+    def is_locked(self) -> bool:
+        return self.locked_until is not None and self.locked_until > timezone.now()
+
+    def quotas(self) -> dict[str, Any]:
+        """The effective quotas: defaults from settings overridden per user."""
+        return {**settings.DEFAULT_QUOTAS, **(self.quota_overrides or {})}
+
+
+def hash_token_key(key: str) -> str:
+    """SHA-256 of an API token key: only the hash is stored."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A token for scripts (`Authorization: Token <key>`). The key is shown once; only its hash is kept."""
+
+    KEY_PREFIX = "ft_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def generate_key(cls) -> str:
+        return cls.KEY_PREFIX + secrets.token_urlsafe(32)

@@ -1,0 +1,239 @@
+"""Account workflows: sign-up, sign-in with lockout, profile, password, API tokens, the Hugging Face token."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import authenticate, password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from finetune.exceptions import ServiceError
+
+from . import crypto, hub
+from .models import ApiToken, User, hash_token_key
+
+logger = logging.getLogger(__name__)
+
+
+def register_user(*, username: str, email: str, password: str) -> User:
+    """Create an account after checking the username, the email and the password's strength."""
+    username = username.strip()
+    email = email.strip().lower()
+    if User.objects.filter(username__iexact=username).exists():
+        raise ServiceError("This username is already taken.", field="username")
+    if User.objects.filter(email__iexact=email).exists():
+        raise ServiceError("An account with this email already exists.", field="email")
+    candidate = User(username=username, email=email)
+    _validate_password(password, candidate, field="password")
+    with transaction.atomic():
+        user = User.objects.create_user(username=username, email=email, password=password)
+    logger.info("user %s registered", user.pk)
+    return user
+
+
+def _validate_password(password: str, user: User, *, field: str) -> None:
+    try:
+        password_validation.validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise ServiceError(" ".join(exc.messages), field=field) from None
+
+
+class AccountLocked(ServiceError):
+    """Too many failed sign-ins: the account is locked for a while."""
+
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        minutes = max(1, round(retry_after / 60))
+        super().__init__(
+            f"Too many failed sign-in attempts. This account is locked for {minutes} more minute"
+            f"{'s' if minutes != 1 else ''}; try again later or ask an administrator."
+        )
+        self.retry_after = retry_after
+
+
+def sign_in(*, request: Any, username: str, password: str) -> User:
+    """Check the credentials, counting failures per account and locking it after a run of them."""
+    account = User.objects.filter(username__iexact=username.strip()).first()
+    now = timezone.now()
+    if account is not None and account.is_locked:
+        assert account.locked_until is not None
+        raise AccountLocked(int((account.locked_until - now).total_seconds()) + 1)
+    user = authenticate(request, username=account.username if account else username, password=password)
+    if user is None:
+        if account is not None:
+            _record_failed_login(account, now)
+            account.refresh_from_db(fields=["locked_until"])
+            if account.is_locked:
+                raise AccountLocked(settings.LOGIN_LOCKOUT_SECONDS)
+        logger.info("failed sign-in for username %r", username[:150])
+        raise ServiceError("The username or password is incorrect.", status_code=400)
+    if not user.is_active:
+        raise ServiceError("This account is disabled.", status_code=403)
+    User.objects.filter(pk=user.pk).update(failed_login_count=0, locked_until=None)
+    return user
+
+
+def _record_failed_login(account: User, now: Any) -> None:
+    """Count a failure (row-locked, so parallel attempts all count); lock the account at the threshold."""
+    window_start = now - timedelta(seconds=settings.LOGIN_LOCKOUT_SECONDS)
+    with transaction.atomic():
+        row = User.objects.select_for_update().get(pk=account.pk)
+        # Failures older than the lockout window do not count towards a new lock.
+        recent = row.last_failed_login is not None and row.last_failed_login >= window_start
+        row.failed_login_count = (row.failed_login_count if recent else 0) + 1
+        row.last_failed_login = now
+        if row.failed_login_count >= settings.LOGIN_LOCKOUT_THRESHOLD:
+            row.locked_until = now + timedelta(seconds=settings.LOGIN_LOCKOUT_SECONDS)
+            row.failed_login_count = 0
+            logger.warning("user %s locked after repeated failed sign-ins", row.pk)
+        row.save(update_fields=["failed_login_count", "last_failed_login", "locked_until"])
+
+
+def update_profile(user: User, *, display_name: str | None = None, email: str | None = None) -> User:
+    """Change the display name and/or email."""
+    fields = []
+    if display_name is not None:
+        user.display_name = display_name.strip()
+        fields.append("display_name")
+    if email is not None:
+        email = email.strip().lower()
+        if User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+            raise ServiceError("An account with this email already exists.", field="email")
+        user.email = email
+        fields.append("email")
+    if fields:
+        user.save(update_fields=fields)
+    return user
+
+
+def change_password(user: User, *, old_password: str, new_password: str) -> None:
+    """Replace the password after checking the old one and the new one's strength."""
+    if not user.check_password(old_password):
+        raise ServiceError("The current password is incorrect.", field="old_password")
+    _validate_password(new_password, user, field="new_password")
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    """A new API token with its key, which is shown once."""
+
+    token: ApiToken
+    key: str
+
+
+def create_api_token(user: User, *, name: str) -> CreatedToken:
+    """Create an API token; only the key's hash is stored."""
+    name = name.strip()
+    if not name:
+        raise ServiceError("Give the token a name.", field="name")
+    if user.api_tokens.count() >= 50:
+        raise ServiceError("You already have 50 API tokens; revoke some first.")
+    key = ApiToken.generate_key()
+    token = ApiToken.objects.create(user=user, name=name, prefix=key[:10], key_hash=hash_token_key(key))
+    return CreatedToken(token=token, key=key)
+
+
+def revoke_api_token(user: User, token_id: int) -> None:
+    """Delete one of the user's API tokens (404 for anybody else's)."""
+    deleted, _ = ApiToken.objects.filter(user=user, pk=token_id).delete()
+    if not deleted:
+        raise ServiceError("Not found.", status_code=404)
+
+
+@dataclass(frozen=True)
+class HfTokenStatus:
+    """What the API may say about a stored Hugging Face token."""
+
+    present: bool
+    last4: str
+    hf_username: str
+
+
+def hf_token_status(user: User) -> HfTokenStatus:
+    """The stored token's status (never the token)."""
+    return HfTokenStatus(present=user.has_hf_token, last4=user.hf_token_last4, hf_username=user.hf_username)
+
+
+def save_hf_token(user: User, *, token: str) -> HfTokenStatus:
+    """Validate a Hugging Face token with the Hub's whoami and store it encrypted."""
+    token = token.strip()
+    if not token:
+        raise ServiceError("Paste a Hugging Face access token.", field="token")
+    if len(token) > 512 or any(c.isspace() for c in token):
+        raise ServiceError("This does not look like a Hugging Face token.", field="token")
+    try:
+        identity = hub.whoami(token)
+    except hub.HubTokenInvalid as exc:
+        raise ServiceError(str(exc), field="token") from None
+    except hub.HubUnavailable as exc:
+        raise ServiceError(str(exc), status_code=502) from None
+    user.hf_token_encrypted = crypto.encrypt(token)
+    user.hf_token_last4 = token[-4:]
+    user.hf_username = identity.username
+    user.hf_token_saved_at = timezone.now()
+    user.save(update_fields=["hf_token_encrypted", "hf_token_last4", "hf_username", "hf_token_saved_at"])
+    logger.info("user %s saved a Hugging Face token for hub user %s", user.pk, identity.username)
+    return hf_token_status(user)
+
+
+def delete_hf_token(user: User) -> None:
+    """Forget the user's Hugging Face token."""
+    user.hf_token_encrypted = ""
+    user.hf_token_last4 = ""
+    user.hf_username = ""
+    user.hf_token_saved_at = None
+    user.save(update_fields=["hf_token_encrypted", "hf_token_last4", "hf_username", "hf_token_saved_at"])
+
+
+def get_hf_token(user: User) -> str | None:
+    """The decrypted token, for server-side calls to the Hub on the user's behalf only."""
+    if not user.hf_token_encrypted:
+        return None
+    return crypto.decrypt(user.hf_token_encrypted)
+
+
+def rotate_secrets() -> int:
+    """Re-encrypt every stored secret under the newest key; returns how many were rewritten."""
+    count = 0
+    for pk in User.objects.exclude(hf_token_encrypted="").values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            row = User.objects.select_for_update().get(pk=pk)
+            if not row.hf_token_encrypted:
+                continue
+            row.hf_token_encrypted = crypto.rotate(row.hf_token_encrypted)
+            row.save(update_fields=["hf_token_encrypted"])
+            count += 1
+    return count
+
+
+def usage(user: User) -> dict[str, Any]:
+    """Current usage against the quotas (grows as datasets, jobs and models land)."""
+    return {
+        "concurrent_jobs": 0,
+        "storage_bytes": 0,
+        "gpu_minutes_local_this_month": 0,
+        "gpu_minutes_modal_this_month": 0,
+        "modal_spend_usd_this_month": 0,
+    }
+
+
+def ensure_admin(*, username: str, email: str, password: str | None) -> tuple[User | None, str | None]:
+    """Create the first superuser if there is none; returns (user, generated password or None)."""
+    if User.objects.filter(is_superuser=True).exists():
+        return None, None
+    import secrets
+
+    generated = None
+    if not password:
+        generated = password = secrets.token_urlsafe(12)
+    user = User.objects.create_superuser(username=username, email=email, password=password)
+    return user, generated

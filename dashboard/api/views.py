@@ -1,0 +1,45 @@
+"""Service endpoints: health and the test notification."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dashboard import health, services
+
+
+class HealthView(APIView):
+    """Database, Redis and Celery workers; 200 when all are up, 503 otherwise."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Health",
+            {
+                "status": serializers.ChoiceField(choices=["ok", "degraded"]),
+                "database": serializers.BooleanField(),
+                "redis": serializers.BooleanField(),
+                "workers": serializers.IntegerField(),
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        h = health.get_health()
+        body = {"status": h.status, "database": h.database, "redis": h.redis, "workers": h.workers}
+        code = status.HTTP_200_OK if h.database and h.redis else status.HTTP_503_SERVICE_UNAVAILABLE
+        return Response(body, status=code)
+
+
+class TestNotificationView(APIView):
+    """Ask a Celery worker to send a notification back to this user's open sockets."""
+
+    @extend_schema(request=None, responses={202: inline_serializer("Queued", {"nonce": serializers.CharField()})})
+    def post(self, request: Request) -> Response:
+        nonce = services.request_test_notification(request.user.pk)
+        return Response({"nonce": nonce}, status=status.HTTP_202_ACCEPTED)

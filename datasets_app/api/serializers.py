@@ -1,0 +1,70 @@
+"""Shapes of the datasets API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from datasets_app.models import Dataset, DatasetFile
+
+
+class DatasetFileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DatasetFile
+        fields = ["id", "role", "original_filename", "kind", "compressed", "size_bytes", "sha256"]
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    files = DatasetFileSerializer(many=True, read_only=True)
+    root_id = serializers.SerializerMethodField()
+    is_latest = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id", "name", "status", "progress", "format", "format_override", "column_mapping", "version", "root_id",
+            "parent_id", "is_latest", "row_count", "size_bytes", "original_filename", "verdict", "error", "files",
+            "operation", "validation_settings", "created", "updated",
+        ]
+        read_only_fields = fields
+
+    def get_root_id(self, obj: Dataset) -> int:
+        roots: dict[Any, int] = self.context.setdefault("_roots", {})
+        if obj.lineage not in roots:
+            first = Dataset.objects.filter(lineage=obj.lineage).order_by("version").values_list("pk", flat=True).first()
+            roots[obj.lineage] = first or obj.pk
+        return roots[obj.lineage]
+
+    def get_is_latest(self, obj: Dataset) -> bool:
+        return not Dataset.objects.filter(lineage=obj.lineage, version__gt=obj.version).exists()
+
+
+class DatasetUploadSerializer(serializers.Serializer):
+    file = serializers.ListField(child=serializers.FileField(), help_text="One or more files (repeat the field).")
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    format = serializers.CharField(required=False, allow_blank=True, help_text="auto (default) or a format name")
+    column_mapping = serializers.CharField(required=False, allow_blank=True, help_text="JSON object")
+
+
+class DatasetUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, max_length=200)
+    format = serializers.CharField(required=False, allow_blank=True)
+    column_mapping = serializers.JSONField(required=False, allow_null=True)
+
+
+class ValidateSerializer(serializers.Serializer):
+    base_model = serializers.CharField(required=False, allow_blank=True)
+    max_length = serializers.IntegerField(required=False, min_value=16, max_value=131072)
+    format = serializers.CharField(required=False, allow_blank=True)
+    column_mapping = serializers.JSONField(required=False, allow_null=True)
+
+
+class PreprocessSerializer(serializers.Serializer):
+    steps = serializers.ListField(child=serializers.DictField(), allow_empty=False)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+
+class SplitSerializer(serializers.Serializer):
+    validation_ratio = serializers.FloatField(default=0.1)
+    seed = serializers.IntegerField(default=42)

@@ -1,0 +1,13 @@
+"""Websocket routes of every app (paths fixed by shared/API.md)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from dashboard.consumers import NotificationsConsumer
+from training.consumers import JobConsumer
+
+websocket_urlpatterns = [
+    path("ws/notifications/", NotificationsConsumer.as_asgi()),
+    path("ws/training/<int:job_id>/", JobConsumer.as_asgi()),
+]

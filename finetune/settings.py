@@ -1,0 +1,365 @@
+"""finetune settings, read top to bottom from environment variables.
+
+Defaults work on a developer machine with no `.env`: PostgreSQL and Redis on 127.0.0.1, files on the local disk.
+Production values come from `.env` / docker-compose. A secret may also be read from a file named by `NAME_FILE`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _read_secret_file(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"cannot read secret file {path}: {exc}") from exc
+
+
+def env_str(name: str, default: str | None = None, *, required: bool = False) -> str | None:
+    """A string from the environment (or from the file named by NAME_FILE)."""
+    value = os.getenv(name)
+    if value is None or value == "":
+        value = _read_secret_file(os.getenv(f"{name}_FILE"))
+    if value is None and required and not DEBUG:
+        raise ImproperlyConfigured(f"{name} must be set when DEBUG is off")
+    return default if value is None else value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """A boolean from the environment: 1/true/yes/on are true."""
+    value = os.getenv(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    """An integer from the environment."""
+    value = os.getenv(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list from the environment."""
+    value = env_str(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+# Tests (pytest, or a worker/daphne process a test started) use their own database and Redis numbers.
+TESTING = env_bool("FINETUNE_TESTING", False) or "pytest" in sys.modules
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-secret-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz", required=True)
+if not DEBUG and SECRET_KEY.startswith("dev-insecure"):
+    raise ImproperlyConfigured("SECRET_KEY must be set to a real secret when DEBUG is off")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "storages",
+    "accounts",
+    "datasets_app",
+    "models_app",
+    "training",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "finetune.urls"
+WSGI_APPLICATION = "finetune.wsgi.application"
+ASGI_APPLICATION = "finetune.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- PostgreSQL (psycopg 3). DATABASE_URL wins over the POSTGRES_* variables.
+_db_url = env_str("DATABASE_URL")
+if _db_url:
+    _u = urlparse(_db_url)
+    _db = {
+        "NAME": unquote(_u.path.lstrip("/")),
+        "USER": unquote(_u.username or ""),
+        "PASSWORD": unquote(_u.password or ""),
+        "HOST": _u.hostname or "",
+        "PORT": str(_u.port or ""),
+    }
+else:
+    _db = {
+        "NAME": env_str("POSTGRES_DB", "finetune"),
+        "USER": env_str("POSTGRES_USER", "postgres"),
+        "PASSWORD": env_str("POSTGRES_PASSWORD", ""),
+        "HOST": env_str("POSTGRES_HOST", "127.0.0.1"),
+        "PORT": env_str("POSTGRES_PORT", "5432"),
+    }
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        **_db,
+        "CONN_MAX_AGE": env_int("CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+        # Fixed test database name: subprocesses (daphne, Celery worker) started by tests connect to it by name,
+        # and Channels' live-server test case otherwise picks the wrong one (django/channels#2176).
+        "TEST": {"NAME": env_str("POSTGRES_TEST_DB", "test_finetune")},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+# --- Redis: separate database numbers for the Celery broker, the Channels layer and the cache.
+# Tests use other numbers so a test run never flushes a running development server.
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+_redis_base = REDIS_URL.rsplit("/", 1)[0] if urlparse(REDIS_URL).path.strip("/").isdigit() else REDIS_URL
+REDIS_BROKER_DB = env_int("REDIS_BROKER_DB", 10 if TESTING else 0)
+REDIS_CHANNELS_DB = env_int("REDIS_CHANNELS_DB", 11 if TESTING else 1)
+REDIS_CACHE_DB = env_int("REDIS_CACHE_DB", 12 if TESTING else 2)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": f"{_redis_base}/{REDIS_CACHE_DB}",
+        "KEY_PREFIX": "finetune",
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # redis-py 8 reads with a 5 s socket timeout by default, the same as channels-redis' 5 s BZPOPMIN: an idle
+        # websocket then dies with "Timeout reading from redis". Give reads more room than the blocking pop.
+        "CONFIG": {
+            "hosts": [{"address": f"{_redis_base}/{REDIS_CHANNELS_DB}", "socket_timeout": 30}],
+            "capacity": 2000,
+            "expiry": 60,
+        },
+    }
+}
+
+# --- Celery: two queues. `training` runs one job per worker process (one per GPU), late acks, redelivery when a
+# worker dies; the visibility timeout is longer than any run (training jobs also hold their own lease in the DB).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"{_redis_base}/{REDIS_BROKER_DB}")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 48 * 3600)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"training.tasks.run_*": {"queue": "training"}}
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "clear-expired-sessions": {"task": "dashboard.tasks.clear_expired_sessions", "schedule": 6 * 3600.0},
+    "recover-training-jobs": {
+        "task": "training.tasks.recover_jobs",
+        "schedule": float(env_int("TRAINING_RECOVERY_INTERVAL_SECONDS", 30)),
+    },
+}
+
+# --- Files: the local filesystem by default, S3/MinIO with STORAGE_BACKEND=s3.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / ("test-media" if TESTING else "media"))))
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "var" / "staticfiles")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+FRONTEND_BUILD_DIR = BASE_DIR / "static" / "frontend"
+FRONTEND_DEV_URL = env_str("FRONTEND_DEV_URL", "")  # e.g. http://127.0.0.1:5173 to use the Vite dev server
+STORAGE_BACKEND = env_str("STORAGE_BACKEND", "filesystem")
+if STORAGE_BACKEND == "s3":
+    AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME", "finetune", required=True)
+    AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL")  # MinIO: http://minio:9000
+    AWS_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID")
+    AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY")
+    AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME", "us-east-1")
+    AWS_DEFAULT_ACL = None
+    AWS_QUERYSTRING_AUTH = True
+    AWS_QUERYSTRING_EXPIRE = env_int("AWS_QUERYSTRING_EXPIRE", 600)
+    _default_storage = {"BACKEND": "storages.backends.s3.S3Storage"}
+elif STORAGE_BACKEND == "filesystem":
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+else:
+    raise ImproperlyConfigured(f"STORAGE_BACKEND must be 'filesystem' or 's3', got {STORAGE_BACKEND!r}")
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG or TESTING
+
+# --- Datasets: uploads stream to a temporary file on disk (never held in memory), then to storage.
+DATASET_MAX_UPLOAD_BYTES = env_int("DATASET_MAX_UPLOAD_BYTES", 2 * 1024**3)
+DATASET_MAX_FILES = env_int("DATASET_MAX_FILES", 10)
+DATASET_MAX_LINE_BYTES = env_int("DATASET_MAX_LINE_BYTES", 16 * 1024**2)
+DATASET_MAX_DECOMPRESSED_BYTES = env_int("DATASET_MAX_DECOMPRESSED_BYTES", 20 * 1024**3)
+DATASET_DEFAULT_MAX_LENGTH = env_int("DATASET_DEFAULT_MAX_LENGTH", 2048)
+FILE_UPLOAD_HANDLERS = [
+    "datasets_app.uploads.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
+DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 100)
+
+# --- Training jobs
+TRAINING_RUNS_DIR = Path(env_str("TRAINING_RUNS_DIR", str(BASE_DIR / "var" / ("test-runs" if TESTING else "runs"))))
+TRAINING_LEASE_SECONDS = env_int("TRAINING_LEASE_SECONDS", 60)
+TRAINING_HEARTBEAT_SECONDS = env_int("TRAINING_HEARTBEAT_SECONDS", 10)
+TRAINING_MAX_ATTEMPTS = env_int("TRAINING_MAX_ATTEMPTS", 3)
+TRAINING_DEVICE_MEMORY_GB = env_int("TRAINING_DEVICE_MEMORY_GB", 0)  # 0: this host's RAM (CPU training)
+TRAINING_RECOVERY_INTERVAL_SECONDS = env_int("TRAINING_RECOVERY_INTERVAL_SECONDS", 30)
+# Modal GPU prices (USD per hour; a settings table operators keep current) and relative speed vs an A10G.
+MODAL_GPU_PRICES_USD_PER_HOUR = {"T4": 0.59, "L4": 0.80, "A10G": 1.10, "A100-40GB": 2.10, "A100-80GB": 2.50,
+                                 "H100": 3.95}
+MODAL_GPU_MEMORY_GB = {"T4": 16, "L4": 24, "A10G": 24, "A100-40GB": 40, "A100-80GB": 80, "H100": 80}
+MODAL_CLIENT = env_str("MODAL_CLIENT", "training.runners.modal.ModalClient")  # dotted path; tests swap it
+MODAL_CALLBACK_TOKEN_MAX_AGE = env_int("MODAL_CALLBACK_TOKEN_MAX_AGE", 7 * 24 * 3600)
+MODAL_RUNS_DIR = env_str("MODAL_RUNS_DIR", "")  # where the remote entrypoint keeps runs ("" = /runs on Modal)
+MODAL_GPU_SPEED = {"T4": 0.5, "L4": 0.8, "A10G": 1.0, "A100-40GB": 2.2, "A100-80GB": 2.5, "H100": 4.0}
+
+# --- Auth and sessions
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/login"
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", False) else None
+SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
+X_FRAME_OPTIONS = "DENY"
+CSRF_FAILURE_VIEW = "finetune.exceptions.csrf_failure"
+
+# Sign-in protection: per-IP and per-username throttles, and a lockout after a run of failed attempts.
+LOGIN_RATE_PER_IP = env_str("LOGIN_RATE_PER_IP", "30/min")
+LOGIN_RATE_PER_USERNAME = env_str("LOGIN_RATE_PER_USERNAME", "10/min")
+LOGIN_LOCKOUT_THRESHOLD = env_int("LOGIN_LOCKOUT_THRESHOLD", 5)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60)
+
+# Secrets at rest (users' Hugging Face tokens): Fernet keys, newest first. `manage.py rotate_secrets` re-encrypts
+# every stored secret under the newest key. Without keys in DEBUG, one key is derived from SECRET_KEY.
+SECRET_ENCRYPTION_KEYS = env_list("FINETUNE_ENCRYPTION_KEYS", [])
+if not SECRET_ENCRYPTION_KEYS and not DEBUG:
+    raise ImproperlyConfigured("FINETUNE_ENCRYPTION_KEYS must be set when DEBUG is off (Fernet keys, newest first)")
+
+# Hugging Face Hub (token validation, later: search, download, push).
+HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+HF_TIMEOUT_S = float(env_str("HF_TIMEOUT_S", "10"))
+
+# Quotas (defaults; operators override per user).
+DEFAULT_QUOTAS = {
+    "concurrent_jobs": env_int("QUOTA_CONCURRENT_JOBS", 2),
+    "storage_bytes": env_int("QUOTA_STORAGE_BYTES", 20 * 1024**3),
+    "gpu_minutes_local_per_month": env_int("QUOTA_GPU_MINUTES_LOCAL", 6000),
+    "gpu_minutes_modal_per_month": env_int("QUOTA_GPU_MINUTES_MODAL", 600),
+    "modal_spend_usd_per_month": env_int("QUOTA_MODAL_SPEND_USD", 50),
+}
+
+# The first administrator, created by `manage.py ensure_admin` (called by `make run`) when none exists.
+ADMIN_USERNAME = env_str("FINETUNE_ADMIN_USERNAME", "admin")
+ADMIN_EMAIL = env_str("FINETUNE_ADMIN_EMAIL", "admin@example.com")
+ADMIN_PASSWORD = env_str("FINETUNE_ADMIN_PASSWORD")
+
+# --- DRF and the OpenAPI schema
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: an unauthenticated request then gets 401 with `WWW-Authenticate: Token`.
+        "accounts.authentication.ApiTokenAuthentication",
+        "accounts.authentication.CsrfSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "finetune.pagination.Pagination",
+    "PAGE_SIZE": 25,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "finetune.exceptions.api_exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG and not TESTING else []),
+    "DEFAULT_THROTTLE_RATES": {
+        "login_ip": LOGIN_RATE_PER_IP,
+        "login_username": LOGIN_RATE_PER_USERNAME,
+        "register_ip": env_str("REGISTER_RATE_PER_IP", "20/hour"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "finetune API",
+    "DESCRIPTION": "Self-hosted multi-user LLM fine-tuning: accounts, datasets, training jobs, models.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+}
+
+# --- i18n
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Email (console in development)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "finetune <noreply@localhost>")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}

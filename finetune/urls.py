@@ -1,0 +1,29 @@
+"""URL map: the API under /api/, the admin, and the React app's shell for every other path."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from dashboard.views import frontend_shell
+from finetune.exceptions import json_404
+
+admin.site.site_header = "finetune operations"
+admin.site.site_title = "finetune admin"
+admin.site.index_title = "Fleet, users and jobs"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/auth/", include("accounts.api.urls")),
+    path("api/datasets/", include("datasets_app.api.urls")),
+    path("api/training/", include("training.api.urls")),
+    path("api/models/", include("models_app.api.urls")),
+    path("api/internal/", include("training.api.internal_urls")),
+    path("api/", include("dashboard.api.urls")),
+    re_path(r"^api/.*$", json_404),
+    # Client-side routes of the React app: a deep link reloads fine.
+    re_path(r"^(?!static/|media/|ws/).*$", frontend_shell, name="frontend"),
+]

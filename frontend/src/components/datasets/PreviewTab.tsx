@@ -1,0 +1,150 @@
+// Preview: rows rendered with the chat template, trained segments highlighted, ten at a time.
+import { useState } from "react";
+import { errorMessage } from "../../api/client";
+import { useDatasetPreview } from "../../api/datasets";
+import type { ChatMessage, Dataset, PreviewRow, PreviewSegment } from "../../api/types";
+import { Banner, Button, Card, EmptyState, Spinner } from "../ui";
+import { formatNumber } from "./format";
+
+const LIMIT = 10;
+
+function Legend() {
+  return (
+    <div className="ds-legend" aria-label="Legend">
+      <span className="ds-legend__item">
+        <span className="ds-legend__swatch seg-trained" aria-hidden="true" />
+        trained (assistant tokens)
+      </span>
+      <span className="ds-legend__item">
+        <span className="ds-legend__swatch seg-context" aria-hidden="true" />
+        context (not trained)
+      </span>
+      <span className="ds-legend__item">
+        <span className="ds-legend__swatch seg-truncated" aria-hidden="true" />
+        cut off (past max length)
+      </span>
+    </div>
+  );
+}
+
+function Transcript({ messages }: { messages: ChatMessage[] }) {
+  return (
+    <>
+      {messages.map((m, i) => (
+        <span key={i} className="ds-turn">
+          <span className="ds-turn__role">{m.role}</span>
+          {m.content}
+        </span>
+      ))}
+    </>
+  );
+}
+
+function Segments({ segments }: { segments: PreviewSegment[] }) {
+  return (
+    <>
+      {segments.map((seg, i) => (
+        <span
+          key={i}
+          className={`seg ${seg.truncated ? "seg-truncated" : seg.trained ? "seg-trained" : "seg-context"}`}
+          title={seg.truncated ? "Cut off: past max length" : seg.trained ? "Trained" : "Context (not trained)"}
+        >
+          {seg.text}
+        </span>
+      ))}
+    </>
+  );
+}
+
+function Row({ row }: { row: PreviewRow }) {
+  const rejected = row.preference?.rejected;
+  const rejectedSegments = row.preference?.rejected_segments;
+  return (
+    <article className="ds-preview-row" data-testid="preview-row" data-index={row.index}>
+      <header className="ds-preview-row__head">
+        <span className="ds-preview-row__index">#{formatNumber(row.index + 1)}</span>
+        {row.line !== null && row.line !== undefined && <span className="muted small">line {formatNumber(row.line)}</span>}
+        <span className="grow" />
+        {row.preference && <span className="badge badge--info">preference pair</span>}
+        {row.truncated && (
+          <span className="badge badge--warning" data-testid="truncated-badge">
+            truncated
+          </span>
+        )}
+        <span className="ds-preview-row__tokens" data-testid="row-tokens">
+          {formatNumber(row.tokens)} tokens
+        </span>
+      </header>
+      <pre className="ds-render" aria-label={`Row ${row.index + 1} as the model sees it`}>
+        <Segments segments={row.segments ?? []} />
+      </pre>
+      {row.preference && (rejectedSegments?.length || rejected?.length) ? (
+        <details className="ds-details ds-details--inline">
+          <summary>Rejected response (the chosen one is shown above)</summary>
+          <pre className="ds-render ds-render--rejected" data-testid="rejected-render">
+            {rejectedSegments?.length ? <Segments segments={rejectedSegments} /> : <Transcript messages={rejected ?? []} />}
+          </pre>
+        </details>
+      ) : null}
+    </article>
+  );
+}
+
+export function PreviewTab({ dataset }: { dataset: Dataset }) {
+  const [offset, setOffset] = useState(0);
+  const preview = useDatasetPreview(dataset, offset, LIMIT);
+  const page = preview.data;
+  const count = page?.count ?? 0;
+  const first = count ? offset + 1 : 0;
+  const last = Math.min(offset + LIMIT, count);
+
+  const pager = (
+    <div className="ds-pager">
+      <span className="muted small" data-testid="preview-range">
+        {count ? `Rows ${formatNumber(first)}–${formatNumber(last)} of ${formatNumber(count)}` : "No rows"}
+      </span>
+      <div className="ds-pager__buttons">
+        {preview.isFetching && !preview.isPending && <Spinner size={14} label="Loading rows" />}
+        <Button size="sm" onClick={() => setOffset(0)} disabled={offset === 0}>
+          First
+        </Button>
+        <Button size="sm" onClick={() => setOffset(Math.max(0, offset - LIMIT))} disabled={offset === 0}>
+          Previous
+        </Button>
+        <Button size="sm" onClick={() => setOffset(offset + LIMIT)} disabled={offset + LIMIT >= count}>
+          Next
+        </Button>
+      </div>
+    </div>
+  );
+
+  return (
+    <Card
+      title="Preview"
+      icon="search"
+      description="Each row exactly as the model sees it, rendered with the chat template. Only the highlighted tokens are trained."
+      actions={<Legend />}
+    >
+      {preview.isPending ? (
+        <div className="center-pad">
+          <Spinner label="Loading preview" />
+        </div>
+      ) : preview.isError ? (
+        <Banner tone="error">{errorMessage(preview.error)}</Banner>
+      ) : !page?.results.length ? (
+        <EmptyState icon="datasets" title="No rows to preview">
+          None of the rows could be read. Fix the format or column mapping and validate again.
+        </EmptyState>
+      ) : (
+        <>
+          {pager}
+          <div className="ds-preview" data-testid="preview-rows">
+            {page.results.map((row) => (
+              <Row key={row.index} row={row} />
+            ))}
+          </div>
+        </>
+      )}
+    </Card>
+  );
+}

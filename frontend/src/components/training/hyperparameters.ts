@@ -1,0 +1,171 @@
+// The wizard's hyperparameter form: field specs, defaults (the engine's), parsing to the API body.
+import type { Hyperparameters, TrainingMethod, TrainingWeights } from "../../api/types";
+
+export type HpKey =
+  | "num_train_epochs"
+  | "max_steps"
+  | "learning_rate"
+  | "per_device_train_batch_size"
+  | "gradient_accumulation_steps"
+  | "max_length"
+  | "lora_r"
+  | "lora_alpha"
+  | "lora_dropout"
+  | "beta"
+  | "warmup_ratio"
+  | "weight_decay"
+  | "lr_scheduler_type"
+  | "lora_target_modules"
+  | "seed"
+  | "validation_split"
+  | "logging_steps"
+  | "eval_steps"
+  | "save_steps";
+
+export type HpValues = Record<HpKey, string>;
+export type TrainBy = "epochs" | "steps";
+
+export interface HpField {
+  key: HpKey;
+  label: string;
+  hint: string;
+  kind: "int" | "float" | "text" | "select";
+  advanced?: boolean;
+  options?: readonly string[];
+  /** Shown only when this returns true. */
+  when?: (ctx: HpContext) => boolean;
+}
+
+export interface HpContext {
+  method: TrainingMethod;
+  weights: TrainingWeights;
+  trainBy: TrainBy;
+}
+
+export const LR_SCHEDULERS = [
+  "linear",
+  "cosine",
+  "cosine_with_restarts",
+  "polynomial",
+  "constant",
+  "constant_with_warmup",
+  "inverse_sqrt",
+] as const;
+
+const usesLora = (c: HpContext) => c.weights !== "full";
+const usesBeta = (c: HpContext) => c.method !== "sft";
+
+export const HP_FIELDS: HpField[] = [
+  { key: "num_train_epochs", label: "Epochs", hint: "Passes over the training set; fractions train part of one.", kind: "float", when: (c) => c.trainBy === "epochs" },
+  { key: "max_steps", label: "Max steps", hint: "Optimizer steps to run, whatever the dataset size.", kind: "int", when: (c) => c.trainBy === "steps" },
+  { key: "learning_rate", label: "Learning rate", hint: "1e-4 to 3e-4 for LoRA; ~2e-5 for full; ~5e-6 for DPO.", kind: "float" },
+  { key: "per_device_train_batch_size", label: "Batch size", hint: "Sequences per forward pass.", kind: "int" },
+  { key: "gradient_accumulation_steps", label: "Gradient accumulation", hint: "Effective batch = batch size × accumulation.", kind: "int" },
+  { key: "max_length", label: "Max length", hint: "Tokens per sequence; longer rows are cut.", kind: "int" },
+  { key: "lora_r", label: "LoRA r", hint: "Adapter rank: capacity of the update.", kind: "int", when: usesLora },
+  { key: "lora_alpha", label: "LoRA alpha", hint: "Scaling: the update is multiplied by alpha / r.", kind: "int", when: usesLora },
+  { key: "lora_dropout", label: "LoRA dropout", hint: "0 is fastest and usually fine.", kind: "float", when: usesLora },
+  { key: "beta", label: "Beta", hint: "DPO: pull towards the reference. ORPO: odds-ratio weight.", kind: "float", when: usesBeta },
+  { key: "warmup_ratio", label: "Warmup ratio", hint: "Share of the steps ramping the learning rate up from 0.", kind: "float", advanced: true },
+  { key: "weight_decay", label: "Weight decay", hint: "AdamW decoupled weight decay.", kind: "float", advanced: true },
+  { key: "lr_scheduler_type", label: "LR scheduler", hint: "How the learning rate changes over the run.", kind: "select", options: LR_SCHEDULERS, advanced: true },
+  { key: "lora_target_modules", label: "LoRA target modules", hint: "all-linear, or module names separated by commas (q_proj, v_proj).", kind: "text", advanced: true, when: usesLora },
+  { key: "seed", label: "Seed", hint: "Adapter init, data order and validation split.", kind: "int", advanced: true },
+  { key: "validation_split", label: "Validation split", hint: "Share of rows held out for eval loss; 0 turns evaluation off.", kind: "float", advanced: true },
+  { key: "logging_steps", label: "Logging steps", hint: "A metric point every this many steps.", kind: "int", advanced: true },
+  { key: "eval_steps", label: "Eval steps", hint: "Evaluate every this many steps; 0 = only before and after.", kind: "int", advanced: true },
+  { key: "save_steps", label: "Save steps", hint: "A resumable checkpoint every this many steps; 0 = none.", kind: "int", advanced: true },
+];
+
+/** The engine's defaults (training/engine/spec.py HyperParams). */
+export const HP_DEFAULTS: HpValues = {
+  num_train_epochs: "1",
+  max_steps: "100",
+  learning_rate: "2e-4",
+  per_device_train_batch_size: "4",
+  gradient_accumulation_steps: "1",
+  max_length: "1024",
+  lora_r: "16",
+  lora_alpha: "32",
+  lora_dropout: "0",
+  beta: "0.1",
+  warmup_ratio: "0",
+  weight_decay: "0",
+  lr_scheduler_type: "linear",
+  lora_target_modules: "all-linear",
+  seed: "42",
+  validation_split: "0.05",
+  logging_steps: "1",
+  eval_steps: "0",
+  save_steps: "100",
+};
+
+function show(value: unknown, key?: string): string {
+  if (Array.isArray(value)) return value.join(", ");
+  if (typeof value === "number") {
+    // Learning rates read best as 2e-4 rather than 0.0002.
+    if (key === "learning_rate" && value !== 0 && Math.abs(value) < 1e-2) return value.toExponential();
+    return String(value);
+  }
+  return typeof value === "string" ? value : "";
+}
+
+/** Form values from a preset's hyperparameters on top of the defaults. */
+export function valuesFromPreset(hp: Hyperparameters): { values: HpValues; trainBy: TrainBy } {
+  const values = { ...HP_DEFAULTS };
+  for (const key of Object.keys(HP_DEFAULTS) as HpKey[]) {
+    if (hp[key] !== undefined && hp[key] !== null) values[key] = show(hp[key], key);
+  }
+  const steps = typeof hp.max_steps === "number" && hp.max_steps > 0;
+  if (!steps) values.max_steps = HP_DEFAULTS.max_steps;
+  return { values, trainBy: steps ? "steps" : "epochs" };
+}
+
+export function visibleFields(ctx: HpContext, advanced: boolean): HpField[] {
+  return HP_FIELDS.filter((f) => !!f.advanced === advanced && (!f.when || f.when(ctx)));
+}
+
+/** The API body's hyperparameters, and the fields that do not parse. */
+export function buildHyperparameters(values: HpValues, ctx: HpContext): { hyperparameters: Hyperparameters; errors: Partial<Record<HpKey, string>> } {
+  const out: Record<string, unknown> = {};
+  const errors: Partial<Record<HpKey, string>> = {};
+  for (const field of HP_FIELDS) {
+    if (field.when && !field.when(ctx)) continue;
+    const raw = (values[field.key] ?? "").trim();
+    if (raw === "") {
+      if (field.key === "num_train_epochs" || field.key === "max_steps") errors[field.key] = "Required.";
+      continue;
+    }
+    if (field.kind === "select") {
+      out[field.key] = raw;
+    } else if (field.kind === "text") {
+      const parts = raw.split(",").map((s) => s.trim()).filter(Boolean);
+      out[field.key] = parts.length === 1 ? parts[0] : parts;
+    } else {
+      const n = Number(raw);
+      if (!Number.isFinite(n)) errors[field.key] = "Enter a number.";
+      else if (field.kind === "int" && !Number.isInteger(n)) errors[field.key] = "Enter a whole number.";
+      else out[field.key] = n;
+    }
+  }
+  if (ctx.trainBy === "epochs") out.max_steps = -1;
+  return { hyperparameters: out as Hyperparameters, errors };
+}
+
+/** The wizard step that owns an API error key (e.g. "hyperparameters.learning_rate" → 3). */
+export function stepForErrorKey(key: string): number {
+  if (key === "base_model") return 0;
+  if (key === "dataset" || key === "dataset_version") return 1;
+  if (key === "method" || key === "weights") return 2;
+  if (key === "hyperparameters" || key.startsWith("hyperparameters.") || key === "preset") return 3;
+  if (key === "backend" || key === "modal_gpu") return 4;
+  return 5;
+}
+
+export function hpKeyOf(errorKey: string): HpKey | null {
+  if (!errorKey.startsWith("hyperparameters.")) return null;
+  const key = errorKey.slice("hyperparameters.".length) as HpKey;
+  return key in HP_DEFAULTS ? key : null;
+}
+
+export const ADVANCED_KEYS = new Set(HP_FIELDS.filter((f) => f.advanced).map((f) => f.key));

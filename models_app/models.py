@@ -1,0 +1,88 @@
+"""Base-model catalogue and the fine-tuned models that succeeded jobs produce."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+EMBEDDED_DEFAULTS = {
+    "name": "SmolLM2-135M-Instruct (embedded)",
+    "source": "embedded",
+    "architecture": "LlamaForCausalLM",
+    "parameters": 134_515_008,
+    "context_length": 8192,
+    "license": "apache-2.0",
+    "has_chat_template": True,
+    "size_bytes": 538_090_408,
+    "description": "Bundled with finetune: works offline, answers chat prompts, trains on a CPU.",
+}
+EMBEDDED_REPO_ID = "embedded/SmolLM2-135M-Instruct"
+
+
+class BaseModelManager(models.Manager["BaseModel"]):
+    def ensure_embedded(self) -> BaseModel:
+        """The embedded default's catalogue row (created if missing, e.g. after a database flush)."""
+        obj, _ = self.get_or_create(repo_id=EMBEDDED_REPO_ID, defaults=EMBEDDED_DEFAULTS)
+        return obj
+
+
+class BaseModel(models.Model):
+    """A model users can fine-tune: the embedded default, or one downloaded from the Hub into the shared cache."""
+
+    objects = BaseModelManager()
+
+    class Source(models.TextChoices):
+        EMBEDDED = "embedded"
+        HUB = "hub"
+        LOCAL = "local"
+
+    class Status(models.TextChoices):
+        AVAILABLE = "available"
+        DOWNLOADING = "downloading"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    repo_id = models.CharField(max_length=300, unique=True)  # engine id: "embedded/..." or a Hub id
+    local_path = models.CharField(max_length=500, blank=True, default="")
+    architecture = models.CharField(max_length=100, blank=True, default="")
+    parameters = models.BigIntegerField(default=0)
+    context_length = models.PositiveIntegerField(default=0)
+    license = models.CharField(max_length=100, blank=True, default="")
+    has_chat_template = models.BooleanField(default=False)
+    size_bytes = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE)
+    description = models.TextField(blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FineTunedModel(models.Model):
+    """A model produced by a succeeded training job; named models have auto-incremented versions."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField(default=1)
+    base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="finetunes")
+    job = models.OneToOneField("training.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="produced_model")
+    method = models.CharField(max_length=16)
+    weights = models.CharField(max_length=16)
+    model_dir = models.CharField(max_length=500)  # adapter folder (lora/qlora) or full model folder
+    metrics = models.JSONField(default=dict, blank=True)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    tag = models.CharField(max_length=100, blank=True, default="")
+    notes = models.TextField(blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name", "version"], name="finetune_name_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"

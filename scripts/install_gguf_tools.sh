@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Install the GGUF export tooling from the package registry (never vendored in git).
+#
+#   scripts/install_gguf_tools.sh [VENV_DIR] [TARGET_DIR]
+#
+# 1. Downloads the llama-cpp-python sdist (it vendors llama.cpp) into a cache and extracts llama.cpp's HF -> GGUF
+#    converter (convert_hf_to_gguf.py + its conversion/ package + the vendored gguf-py/) into TARGET_DIR
+#    (default <repo>/vendor/llama.cpp-tools, gitignored). The exporters find it there or via FINETUNE_GGUF_TOOLS.
+# 2. Builds and installs llama-cpp-python into the venv (the real llama.cpp runtime the GGUF verification uses).
+#    This compiles llama.cpp from source (4-7 min on 2 cores) and is skipped when `import llama_cpp` already works.
+#
+# Idempotent: a second run with everything in place takes about a second.
+# Env: LLAMA_CPP_PYTHON_VERSION (default 0.3.36), FINETUNE_CACHE_DIR (default ~/.cache/finetune),
+#      SKIP_LLAMA_CPP_RUNTIME=1 to extract the converter only, CMAKE_ARGS passed through to the build.
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV_DIR="${1:-$REPO_DIR/.venv}"
+TARGET_DIR="${2:-$REPO_DIR/vendor/llama.cpp-tools}"
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+CACHE_DIR="${FINETUNE_CACHE_DIR:-$HOME/.cache/finetune}/sdist"
+CONSTRAINTS="$REPO_DIR/constraints.txt"
+PY="$VENV_DIR/bin/python"
+MARKER="$TARGET_DIR/.installed-llama-cpp-python-$VERSION"
+
+if [ ! -x "$PY" ]; then
+    echo "error: no python at $PY (pass the virtualenv as the first argument)" >&2
+    exit 2
+fi
+CONSTRAINT_ARGS=()
+if [ -f "$CONSTRAINTS" ]; then
+    CONSTRAINT_ARGS=(-c "$CONSTRAINTS")
+fi
+
+SDIST="$CACHE_DIR/llama_cpp_python-$VERSION.tar.gz"
+
+fetch_sdist() {
+    if [ -f "$SDIST" ]; then
+        return
+    fi
+    mkdir -p "$CACHE_DIR"
+    echo "downloading the llama-cpp-python $VERSION sdist into $CACHE_DIR"
+    "$PY" -m pip download --no-deps --no-binary :all: --quiet -d "$CACHE_DIR" "llama-cpp-python==$VERSION"
+    if [ ! -f "$SDIST" ]; then
+        echo "error: the download did not produce $SDIST" >&2
+        exit 1
+    fi
+}
+
+# --- 1. the converter --------------------------------------------------------------------------------------------
+if [ -f "$MARKER" ] && [ -f "$TARGET_DIR/convert_hf_to_gguf.py" ]; then
+    echo "converter already in $TARGET_DIR"
+else
+    fetch_sdist
+    STAGE="$(mktemp -d "${TMPDIR:-/tmp}/gguf-tools.XXXXXX")"
+    trap 'rm -rf "$STAGE"' EXIT
+    PREFIX="llama_cpp_python-$VERSION/vendor/llama.cpp"
+    # Only what the converter imports: the script, its sibling conversion/ package (newer llama.cpp), gguf-py/.
+    tar -xzf "$SDIST" -C "$STAGE" --wildcards \
+        "$PREFIX/convert_hf_to_gguf.py" "$PREFIX/convert_lora_to_gguf.py" "$PREFIX/gguf-py/*" "$PREFIX/LICENSE" \
+        2>/dev/null || tar -xzf "$SDIST" -C "$STAGE" --wildcards "$PREFIX/convert_hf_to_gguf.py" "$PREFIX/gguf-py/*"
+    if tar -tzf "$SDIST" "$PREFIX/conversion" >/dev/null 2>&1 || tar -tzf "$SDIST" | grep -q "^$PREFIX/conversion/"; then
+        tar -xzf "$SDIST" -C "$STAGE" --wildcards "$PREFIX/conversion/*"
+    fi
+    SRC="$STAGE/$PREFIX"
+    if [ ! -f "$SRC/convert_hf_to_gguf.py" ] || [ ! -d "$SRC/gguf-py/gguf" ]; then
+        echo "error: $SDIST does not contain convert_hf_to_gguf.py and gguf-py/" >&2
+        exit 1
+    fi
+    mkdir -p "$(dirname "$TARGET_DIR")"
+    NEW="$(dirname "$TARGET_DIR")/.$(basename "$TARGET_DIR").new.$$"
+    rm -rf "$NEW"
+    mv "$SRC" "$NEW"
+    touch "$NEW/.installed-llama-cpp-python-$VERSION"
+    rm -rf "$TARGET_DIR"
+    mv "$NEW" "$TARGET_DIR"
+    echo "converter extracted into $TARGET_DIR"
+fi
+
+# --- 2. the llama.cpp runtime ------------------------------------------------------------------------------------
+if [ "${SKIP_LLAMA_CPP_RUNTIME:-0}" = "1" ]; then
+    echo "SKIP_LLAMA_CPP_RUNTIME=1: not installing llama-cpp-python"
+    exit 0
+fi
+INSTALLED="$("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)' 2>/dev/null || true)"
+if [ "$INSTALLED" = "$VERSION" ]; then
+    echo "llama-cpp-python $VERSION already installed in $VENV_DIR"
+    exit 0
+fi
+fetch_sdist
+echo "building llama-cpp-python $VERSION from source into $VENV_DIR (several minutes)"
+# Tests, examples and the server are not needed: the Python binding only loads libllama.
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF}"
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
+"$PY" -m pip install "${CONSTRAINT_ARGS[@]}" "$SDIST"
+"$PY" -c 'import llama_cpp; print("llama-cpp-python", llama_cpp.__version__, "installed")'

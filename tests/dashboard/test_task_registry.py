@@ -1,0 +1,30 @@
+"""Snapshot of Celery task names: renaming a task strands messages already queued, so it must be deliberate."""
+
+from __future__ import annotations
+
+from finetune.celery import app
+
+EXPECTED = [
+    "dashboard.tasks.clear_expired_sessions",
+    "dashboard.tasks.send_test_notification",
+    "datasets_app.tasks.process_dataset",
+    "training.tasks.recover_jobs",
+    "training.tasks.run_training_job",
+]
+
+
+def test_task_names_are_stable():
+    app.loader.import_default_modules()
+    names = sorted(n for n in app.tasks if not n.startswith("celery."))
+    assert names == EXPECTED
+
+
+def test_queues_and_reliability_settings():
+    conf = app.conf
+    assert {q.name for q in conf.task_queues} == {"default", "training"}
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.broker_transport_options["visibility_timeout"] >= 24 * 3600
+    assert conf.task_routes["training.tasks.run_*"] == {"queue": "training"}
+    assert "clear-expired-sessions" in conf.beat_schedule
+    assert conf.beat_schedule["recover-training-jobs"]["task"] == "training.tasks.recover_jobs"

@@ -1,0 +1,85 @@
+"""In Chromium: run the training wizard on a ready dataset, launch, watch the loss chart move on the job page,
+reload and see the whole curve again (backfill by sequence number). Screenshots in test-artifacts/training/."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.training.conftest import make_ready_dataset
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def browser_training_worker(test_db_name, daphne_url, tmp_path_factory):
+    from tests.processes import server_env, start_celery_worker, stop
+
+    proc, node = start_celery_worker(server_env(test_db_name, SITE_URL=daphne_url),
+                                     tmp_path_factory.mktemp("btw") / "worker.log", queues="training")
+    yield node
+    stop(proc)
+
+
+def test_wizard_launch_live_chart_and_reload(page, daphne_url, browser_training_worker, artifacts_dir, tmp_path):
+    shots = artifacts_dir / "training"
+    shots.mkdir(parents=True, exist_ok=True)
+
+    def shot(name: str) -> None:
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(shots / name), full_page=True)
+
+    page.goto(f"{daphne_url}/signup")
+    page.get_by_label("Username").fill("tina")
+    page.get_by_label("Email").fill("tina@example.com")
+    page.get_by_label("Password", exact=True).fill("Gradient-Descent-42")
+    page.get_by_label("Confirm password").fill("Gradient-Descent-42")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_test_id("user-menu")).to_contain_text("tina")
+
+    from accounts.models import User
+
+    ds = make_ready_dataset(User.objects.get(username="tina"), tmp_dir=tmp_path, name="tiny alpaca")
+    page.goto(f"{daphne_url}/training/new?dataset={ds.pk}")
+    next_button = page.get_by_role("button", name="Next")
+    for _ in range(2):  # base model (preselected), dataset (preselected)
+        next_button.click()
+    shot("01-method.png")
+    next_button.click()
+    page.get_by_test_id("preset-quick-lora").click()
+    page.get_by_role("radio", name="Max steps").click()
+    page.locator("#hp-max_steps").fill("6")
+    page.locator("#hp-max_length").fill("128")
+    page.locator("#hp-per_device_train_batch_size").fill("2")
+    page.locator("#hp-learning_rate").fill("0.001")
+    shot("02-hyperparameters.png")
+    next_button.click()
+    expect(page.get_by_test_id("estimate")).to_be_visible()
+    expect(page.get_by_test_id("estimate")).to_have_attribute("data-fits", "true", timeout=20000)
+    shot("03-estimate.png")
+    next_button.click()
+    shot("04-review.png")
+    page.get_by_role("button", name="Launch training").click()
+
+    expect(page).to_have_url(re.compile(r"/training/jobs/\d+"), timeout=20000)
+    chart = page.get_by_test_id("loss-chart")
+    expect(chart).to_be_visible()
+    # The chart moves: points arrive over the websocket while the job trains.
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-testid=loss-chart]')?.dataset.points || 0) >= 2",
+        timeout=300000)
+    shot("05-job-running.png")
+    expect(page.get_by_test_id("job-status")).to_have_attribute("data-status", "succeeded", timeout=400000)
+    job_id = int(re.search(r"/training/jobs/(\d+)", page.url).group(1))
+
+    from training.models import TrainingJob
+
+    expected = TrainingJob.objects.get(pk=job_id).metric_points.filter(kind="metric", loss__isnull=False).count()
+    assert expected == 6
+    expect(chart).to_have_attribute("data-points", str(expected))
+    page.reload()
+    expect(page.get_by_test_id("loss-chart")).to_have_attribute("data-points", str(expected), timeout=20000)
+    page.wait_for_timeout(500)
+    shot("06-job-succeeded-after-reload.png")

@@ -1,0 +1,81 @@
+"""CUDA-only branches: GPU memory metrics, bf16/fp16 selection, QLoRA with checkpointing, and the Unsloth fast path
+(which ``use_unsloth="auto"`` picks on CUDA). Skipped cleanly without a CUDA GPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cuda_device_and_precision_are_detected() -> None:
+    from training.engine.device import detect_device, memory_snapshot
+
+    info = detect_device()
+    assert info.type == "cuda"
+    assert info.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    headline, detail = memory_snapshot("cuda")
+    assert {"cuda_allocated_mb", "cuda_reserved_mb", "rss_mb"} <= set(detail) and headline >= 0
+
+
+def test_lora_sft_on_cuda_reports_gpu_memory(
+    tmp_path: Path, make_spec: Any, short_alpaca: Path, check_metrics: Any, lora_b_norm: Any
+) -> None:
+    from training.engine import ListCallback, run_training
+
+    events = ListCallback()
+    result = run_training(make_spec(tmp_path / "run", short_alpaca, hyper={"max_steps": 4}), [events])
+    assert result.status == "succeeded" and result.device["type"] == "cuda"
+    check_metrics(events.metrics, 4)
+    for m in events.metrics:
+        assert m.memory["cuda_allocated_mb"] > 0 and m.memory["cuda_reserved_mb"] >= m.memory["cuda_allocated_mb"]
+        assert m.memory_mb == m.memory["cuda_allocated_mb"]
+    assert lora_b_norm(result.model_dir) > 0
+
+
+def test_qlora_on_cuda_uses_gradient_checkpointing(tmp_path: Path, make_spec: Any, short_alpaca: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    from training.engine import ListCallback, run_training
+
+    events = ListCallback()
+    result = run_training(make_spec(tmp_path / "run", short_alpaca, weights="qlora", hyper={"max_steps": 3}), [events])
+    assert result.status == "succeeded" and result.metrics["gradient_checkpointing"] == 1
+
+
+def test_unsloth_auto_is_used_on_cuda(tmp_path: Path, short_alpaca: Path) -> None:
+    pytest.importorskip("unsloth", reason="unsloth is not installed")
+    spec = {
+        "job_id": "unsloth-gpu",
+        "base_model": "embedded/SmolLM2-135M-Instruct",
+        "method": "sft",
+        "weights": "lora",
+        "data": {"train_files": [str(short_alpaca)]},
+        "output_dir": str(tmp_path / "run"),
+        "use_unsloth": "auto",
+        "hyper": {"max_steps": 3, "max_length": 128, "learning_rate": 1e-3, "validation_split": 0.0, "save_steps": 0},
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.engine.cli", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    result = lines[-1]
+    assert result["status"] == "succeeded" and result["device"]["unsloth"] is True
+    metrics = [e for e in lines if e["type"] == "metric"]
+    assert all("cuda_allocated_mb" in e["memory"] for e in metrics)
+    assert Path(result["model_dir"], "adapter_model.safetensors").is_file()

@@ -1,0 +1,118 @@
+"""Real server processes for tests: a Celery worker and daphne, on the test database and the test Redis numbers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port (fail early if `proc` died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+def server_env(db_name: str, **extra: str) -> dict[str, str]:
+    """Environment for a subprocess that must share the test database and the test Redis numbers."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "finetune.settings",
+            "FINETUNE_TESTING": "1",
+            "POSTGRES_DB": db_name,
+            "DEBUG": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.pop("DATABASE_URL", None)
+    env.update(extra)
+    return env
+
+
+def start_celery_worker(
+    env: dict[str, str], log_path: Path, *, queues: str = "default,training", name: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `celery worker` and wait until it answers a ping; returns (process, node name)."""
+    node = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "finetune", "worker", "-Q", queues, "-c", "1", "-n", node,
+         "--without-mingle", "--without-gossip", "-l", "INFO"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    from finetune.celery import app
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"celery worker exited with {proc.returncode}; see {log_path}")
+        if app.control.ping(destination=[node], timeout=0.5):
+            return proc, node
+    proc.kill()
+    raise TimeoutError(f"celery worker {node} did not answer a ping in 90 s; see {log_path}")
+
+
+def start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start daphne serving finetune.asgi on a free port; returns (process, port)."""
+    port = free_port()
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "finetune.asgi:application"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    wait_for_port(port, proc)
+    return proc, port
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Terminate a process (and its children), killing it if it does not stop in time."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, 15)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=5)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a fresh event loop in its own thread.
+
+    `asyncio.run` refuses to start when the calling thread already has a running loop (Playwright's sync API keeps
+    one running while a browser is open), so tests never call it directly."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -1,0 +1,123 @@
+"""The Modal backend through the subprocess stand-in: the same remote entrypoint runs in a local process, its
+metrics arrive through the signed callback endpoint and show on the same websocket; forged signatures are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+from django.core import signing
+
+from training.models import TrainingJob
+from training.runners.modal import callback_token
+
+from .conftest import TINY_HYPER, make_ready_dataset
+from .test_training_e2e import _post, _session
+from tests.processes import run_async
+
+
+@pytest.mark.django_db
+def test_forged_or_foreign_callback_signature_is_refused(client, user, embedded_base, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "m"
+    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    job = TrainingJob.objects.create(owner=user, name="m", base_model=embedded_base, dataset=ds, method="sft",
+                                     weights="lora", hyperparameters=TINY_HYPER, backend="modal", modal_gpu="T4",
+                                     status="running")
+    other = TrainingJob.objects.create(owner=user, name="n", base_model=embedded_base, dataset=ds, method="sft",
+                                       weights="lora", hyperparameters=TINY_HYPER, backend="modal", modal_gpu="T4")
+    url = f"/api/internal/jobs/{job.pk}/events/"
+    event = {"events": [{"type": "metric", "step": 1, "total_steps": 2, "loss": 1.0}]}
+    forged = signing.dumps({"job": job.pk, "attempt": 1}, salt="something-else")
+    for headers in ({}, {"HTTP_AUTHORIZATION": f"Bearer {forged}"},
+                    {"HTTP_AUTHORIZATION": f"Bearer {callback_token(other)}"},
+                    {"HTTP_AUTHORIZATION": "Bearer " + callback_token(job)[:-2] + "xx"}):
+        r = client.post(url, json.dumps(event), content_type="application/json", **headers)
+        assert r.status_code == 403, headers
+    assert job.metric_points.count() == 0
+    r = client.post(url, json.dumps(event), content_type="application/json",
+                    HTTP_AUTHORIZATION=f"Bearer {callback_token(job)}")
+    assert r.status_code == 200 and r.json() == {"stop": False}
+    assert job.metric_points.count() == 1
+    TrainingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+    r = client.post(url, json.dumps({"events": []}), content_type="application/json",
+                    HTTP_AUTHORIZATION=f"Bearer {callback_token(job)}")
+    assert r.json() == {"stop": True}  # how a cancel reaches the remote run
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.e2e
+def test_modal_job_reports_through_the_callback_to_the_same_websocket(daphne_url, training_worker, tmp_path):
+    import websockets
+
+    from accounts.models import User
+    from models_app.models import BaseModel
+
+    s = _session(daphne_url, "modaluser")
+    user = User.objects.get(username="modaluser")
+    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    base = BaseModel.objects.ensure_embedded()
+    cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
+
+    async def scenario():
+        r = await asyncio.to_thread(_post, s, daphne_url, "/api/training/jobs/", {
+            "name": "on modal", "base_model": base.pk, "dataset": ds.pk, "method": "sft", "weights": "lora",
+            "backend": "modal", "modal_gpu": "A10G", "hyperparameters": {**TINY_HYPER, "max_steps": 4}})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        url = daphne_url.replace("http://", "ws://") + f"/ws/training/{job_id}/"
+        metrics, final = [], None
+        async with websockets.connect(url, additional_headers={"Cookie": cookie}, origin=daphne_url) as ws:
+            while final is None:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 300))
+                if msg["type"] == "metric":
+                    metrics.append(msg)
+                elif msg["type"] == "status" and msg["status"] in ("succeeded", "failed", "cancelled"):
+                    final = msg["status"]
+        return job_id, metrics, final
+
+    job_id, metrics, final = run_async(scenario())
+    job = TrainingJob.objects.get(pk=job_id)
+    assert final == "succeeded", job.error
+    assert job.external_id.startswith("fake-A10G-")
+    assert [m["step"] for m in metrics if m["kind"] == "metric"] == [1, 2, 3, 4]
+    assert all(m["loss"] is not None and m["tokens_per_s"] > 0 for m in metrics if m["kind"] == "metric")
+    # The final model came back through the artifact upload into this platform's run folder.
+    model_dir = job.produced_model.model_dir
+    assert os.path.isfile(os.path.join(model_dir, "adapter_config.json"))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.e2e
+def test_callback_events_posted_to_daphne_reach_the_job_websocket(daphne_url, tmp_path):
+    import requests
+    import websockets
+
+    from accounts.models import User
+    from models_app.models import BaseModel
+
+    s = _session(daphne_url, "cbuser")
+    user = User.objects.get(username="cbuser")
+    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    job = TrainingJob.objects.create(owner=user, name="cb", base_model=BaseModel.objects.ensure_embedded(),
+                                     dataset=ds, method="sft", weights="lora", hyperparameters=TINY_HYPER,
+                                     backend="modal", modal_gpu="T4", status="running", attempts=1)
+    token = callback_token(job)
+    cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
+
+    async def scenario():
+        url = daphne_url.replace("http://", "ws://") + f"/ws/training/{job.pk}/"
+        async with websockets.connect(url, additional_headers={"Cookie": cookie}, origin=daphne_url) as ws:
+            got = []
+            for step in (1, 2, 3):
+                r = await asyncio.to_thread(
+                    requests.post, f"{daphne_url}/api/internal/jobs/{job.pk}/events/",
+                    json={"events": [{"type": "metric", "step": step, "total_steps": 3, "loss": 2.0 - step / 3}]},
+                    headers={"Authorization": f"Bearer {token}"}, timeout=10)
+                assert r.status_code == 200
+                got.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            return got
+
+    got = run_async(scenario())
+    assert [(m["type"], m["seq"], m["step"]) for m in got] == [("metric", 1, 1), ("metric", 2, 2), ("metric", 3, 3)]

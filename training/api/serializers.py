@@ -1,0 +1,76 @@
+"""Shapes of the training API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from training.models import LogLine, MetricPoint, TrainingJob
+
+
+class JobCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    base_model = serializers.IntegerField(help_text="An id from GET /api/models/base/")
+    dataset = serializers.IntegerField(help_text="A dataset id")
+    dataset_version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    method = serializers.ChoiceField(choices=["sft", "dpo", "orpo"], default="sft")
+    weights = serializers.ChoiceField(choices=["full", "lora", "qlora"], default="lora")
+    hyperparameters = serializers.DictField(required=False, default=dict)
+    preset = serializers.CharField(required=False, allow_blank=True)
+    backend = serializers.ChoiceField(choices=["local", "modal"], default="local")
+    modal_gpu = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class JobSerializer(serializers.ModelSerializer):
+    base_model_name = serializers.CharField(source="base_model.name", read_only=True)
+    dataset_name = serializers.CharField(source="dataset.name", read_only=True)
+    dataset_version = serializers.IntegerField(source="dataset.version", read_only=True)
+    model = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id", "name", "status", "phase", "base_model", "base_model_name", "dataset", "dataset_name",
+            "dataset_version", "method", "weights", "hyperparameters", "backend", "modal_gpu", "attempts",
+            "last_checkpoint_step", "current_step", "total_steps", "progress", "eta_s", "error", "error_kind",
+            "cancel_requested", "model", "result", "cost_usd", "init_from_job", "versions", "dataset_sha256", "metric_seq",
+            "log_seq", "created", "started", "finished",
+        ]
+        read_only_fields = fields
+
+    def get_model(self, obj: TrainingJob) -> int | None:
+        produced = getattr(obj, "produced_model", None)
+        return produced.pk if produced else None
+
+
+class MetricPointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MetricPoint
+        fields = ["seq", "kind", "step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "memory_mb",
+                  "tokens_per_s", "eta_s", "time", "extra"]
+
+
+class LogLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LogLine
+        fields = ["seq", "level", "line", "time"]
+
+
+class ContinueSerializer(serializers.Serializer):
+    extra_epochs = serializers.FloatField(min_value=0.01, max_value=100)
+
+
+def apply_preset(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill method/weights/hyperparameters from a preset; explicit values win."""
+    from training.presets import get_preset
+
+    preset_id = data.get("preset")
+    if not preset_id:
+        return data
+    preset = get_preset(preset_id)
+    if preset is None:
+        from finetune.exceptions import ServiceError
+
+        raise ServiceError(f"Unknown preset '{preset_id}'.", field="preset")
+    return {**data, "hyperparameters": {**preset["hyperparameters"], **(data.get("hyperparameters") or {})}}

@@ -1,0 +1,126 @@
+"""Training API entry points (jobs scoped to the requesting user: other users' ids answer 404)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from finetune.exceptions import ServiceError
+from models_app.models import BaseModel
+from training import estimate, services
+from training.models import TrainingJob
+from training.presets import PRESETS
+
+from . import serializers as s
+
+
+class PresetsView(APIView):
+    """Good starting points for the wizard."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        return Response(PRESETS)
+
+
+class EstimateView(APIView):
+    """Tokens, duration, peak memory by method, fit, and Modal cost per GPU, for a job body."""
+
+    @extend_schema(request=s.JobCreateSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request) -> Response:
+        data = s.JobCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = s.apply_preset(dict(data.validated_data))
+        ds = services.resolve_dataset(request.user, v["dataset"], v.get("dataset_version"))
+        base = BaseModel.objects.filter(pk=v["base_model"]).first()
+        if base is None:
+            raise ServiceError("Base model not found.", field="base_model")
+        hyper = services.validate_hyperparameters(v.get("hyperparameters") or {})
+        return Response(estimate.estimate(dataset=ds, base_model=base, method=v["method"], weights=v["weights"],
+                                          hyper=hyper, backend=v["backend"]))
+
+
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Create, list, inspect, cancel, resume, continue and delete training jobs; metrics and logs for backfill."""
+
+    serializer_class = s.JobSerializer
+
+    def get_queryset(self) -> QuerySet[TrainingJob]:
+        qs = TrainingJob.objects.filter(owner=self.request.user).select_related(
+            "base_model", "dataset", "produced_model")
+        for field in ("status", "method", "backend"):
+            value = self.request.query_params.get(field)
+            if value:
+                qs = qs.filter(**{field: value})
+        return qs
+
+    @extend_schema(parameters=[OpenApiParameter("status", str), OpenApiParameter("method", str),
+                               OpenApiParameter("backend", str)])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=s.JobCreateSerializer, responses={201: s.JobSerializer})
+    def create(self, request: Request) -> Response:
+        data = s.JobCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = s.apply_preset(dict(data.validated_data))
+        job = services.create_job(
+            owner=request.user, name=v.get("name") or "", base_model_id=v["base_model"], dataset_id=v["dataset"],
+            dataset_version=v.get("dataset_version"), method=v["method"], weights=v["weights"],
+            hyperparameters=v.get("hyperparameters") or {}, backend=v["backend"], modal_gpu=v.get("modal_gpu") or "",
+        )
+        return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.delete_job(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=s.JobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        return Response(s.JobSerializer(services.request_cancel(self.get_object())).data)
+
+    @extend_schema(request=None, responses=s.JobSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str) -> Response:
+        return Response(s.JobSerializer(services.resume_job(self.get_object())).data)
+
+    @extend_schema(request=s.ContinueSerializer, responses={201: s.JobSerializer})
+    @action(detail=True, methods=["post"], url_path="continue")
+    def continue_training(self, request: Request, pk: str) -> Response:
+        data = s.ContinueSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = services.continue_job(self.get_object(), extra_epochs=data.validated_data["extra_epochs"])
+        return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[OpenApiParameter("after_seq", int)], responses=s.MetricPointSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def metrics(self, request: Request, pk: str) -> Response:
+        """Ordered metric points after `after_seq` (for charts and for backfill after a reconnect)."""
+        job = self.get_object()
+        after = _int_param(request, "after_seq", 0)
+        points = job.metric_points.filter(seq__gt=after).order_by("seq")[:5000]
+        return Response([{**p, **(p.pop("extra") or {})} for p in s.MetricPointSerializer(points, many=True).data])
+
+    @extend_schema(parameters=[OpenApiParameter("after_seq", int)], responses=s.LogLineSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def logs(self, request: Request, pk: str) -> Response:
+        job = self.get_object()
+        after = _int_param(request, "after_seq", 0)
+        return Response(s.LogLineSerializer(job.log_lines.filter(seq__gt=after).order_by("seq")[:5000],
+                                            many=True).data)
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    try:
+        return int(request.query_params.get(name, default))
+    except ValueError:
+        raise ServiceError(f"{name} must be an integer.", field=name) from None

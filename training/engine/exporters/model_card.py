@@ -1,0 +1,237 @@
+"""Hugging Face model card (``README.md`` with YAML front matter) for an exported model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .base import ADAPTER_CONFIG
+
+logger = logging.getLogger(__name__)
+
+_ADAPTER_WEIGHTS = ("lora", "qlora", "adapter")
+
+
+def _scalar(value: Any) -> str:
+    # JSON scalars are valid YAML scalars, and quoting every string avoids YAML's implicit typing surprises.
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(str(value))
+    if value is None or isinstance(value, bool | int | float | str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _yaml(value: Any, indent: int = 0) -> list[str]:
+    """Block-style YAML lines for nested dicts/lists of scalars."""
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(item, Mapping | list | tuple) and item:
+                lines.append(f"{pad}{key}:")
+                lines.extend(_yaml(item, indent + 2))
+            elif isinstance(item, Mapping | list | tuple):
+                lines.append(f"{pad}{key}: {'{}' if isinstance(item, Mapping) else '[]'}")
+            else:
+                lines.append(f"{pad}{key}: {_scalar(item)}")
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, Mapping) and item:
+                sub = _yaml(item, indent + 2)
+                lines.append(f"{pad}- {sub[0].lstrip()}")
+                lines.extend(sub[1:])
+            elif isinstance(item, list | tuple) and item:
+                lines.append(f"{pad}-")
+                lines.extend(_yaml(item, indent + 2))
+            else:
+                lines.append(f"{pad}- {_scalar(item)}")
+    else:
+        lines.append(f"{pad}{_scalar(value)}")
+    return lines
+
+
+def _library_name(folder: Path, weights: str) -> str:
+    if (folder / ADAPTER_CONFIG).exists():
+        return "peft"
+    if (folder / "config.json").exists():
+        return "transformers"
+    return "peft" if weights.lower() in _ADAPTER_WEIGHTS else "transformers"
+
+
+def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(float(value)):
+            out[str(key)] = float(value)
+    return out
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, list | tuple | Mapping):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(rows: Mapping[str, Any], header: tuple[str, str]) -> str:
+    if not rows:
+        return "_none recorded_\n"
+    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
+    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _base_link(base_model: str) -> str:
+    parts = base_model.split("/")
+    if len(parts) == 2 and all(parts) and not base_model.startswith((".", "~")):
+        return f"[`{base_model}`](https://huggingface.co/{base_model})"
+    return f"`{base_model}`"
+
+
+def _usage(name: str, base_model: str, library: str, ggufs: list[str]) -> str:
+    if library == "peft":
+        transformers_snippet = f"""```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+base = AutoModelForCausalLM.from_pretrained("{base_model}")
+model = PeftModel.from_pretrained(base, "{name}")  # this folder or repo
+tokenizer = AutoTokenizer.from_pretrained("{name}")
+messages = [{{"role": "user", "content": "Hello!"}}]
+inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+print(tokenizer.decode(model.generate(**inputs, max_new_tokens=64)[0], skip_special_tokens=True))
+```"""
+    else:
+        transformers_snippet = f"""```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+model = AutoModelForCausalLM.from_pretrained("{name}")  # this folder or repo
+tokenizer = AutoTokenizer.from_pretrained("{name}")
+messages = [{{"role": "user", "content": "Hello!"}}]
+inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+print(tokenizer.decode(model.generate(**inputs, max_new_tokens=64)[0], skip_special_tokens=True))
+```"""
+    gguf = ggufs[0] if ggufs else "model-q8_0.gguf"
+    return f"""### Transformers
+
+{transformers_snippet}
+
+### Ollama
+
+With the GGUF export (`gguf-q8_0` or `gguf-f16`), whose chat template is embedded in the file:
+
+```bash
+echo "FROM ./{gguf}" > Modelfile
+ollama create {name.lower()} -f Modelfile
+ollama run {name.lower()} "Hello!"
+```
+
+### llama.cpp
+
+```bash
+llama-cli -m {gguf} -cnv -p "You are a helpful assistant."
+```
+
+```python
+from llama_cpp import Llama
+
+llm = Llama(model_path="{gguf}", n_ctx=2048)
+print(llm.create_chat_completion(messages=[{{"role": "user", "content": "Hello!"}}])["choices"][0]["message"])
+```
+"""
+
+
+def write_model_card(
+    out_dir: str,
+    *,
+    base_model: str,
+    datasets: Sequence[str],
+    method: str,
+    weights: str,
+    hyperparameters: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    license: str = "apache-2.0",
+    model_name: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """Write ``out_dir/README.md`` (front matter + training/eval/usage sections); return its path.
+
+    ``method`` is the training method (sft, dpo, orpo), ``weights`` how weights were trained (lora, qlora, full).
+    ``extra`` adds (or overrides) front-matter keys, e.g. ``{"language": ["en"]}``; its ``tags`` are appended.
+    Numeric ``metrics`` also go into a ``model-index`` block so the Hub shows them.
+    """
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = model_name or folder.name
+    library = _library_name(folder, weights)
+    ggufs = sorted(p.name for p in folder.rglob("*.gguf"))
+    tags = ["finetune", method, weights, "text-generation"]
+    if library == "peft":
+        tags.append("lora" if weights.lower() != "qlora" else "qlora")
+    if ggufs:
+        tags.append("gguf")
+    extra = dict(extra or {})
+    tags += [str(t) for t in extra.pop("tags", [])]
+    front: dict[str, Any] = {
+        "base_model": base_model,
+        "datasets": [str(d) for d in datasets],
+        "license": license,
+        "library_name": library,
+        "pipeline_tag": "text-generation",
+        "tags": list(dict.fromkeys(t for t in tags if t)),
+    }
+    numeric = _numeric(metrics)
+    if numeric:
+        dataset = str(datasets[0]) if datasets else "custom"
+        front["model-index"] = [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": {"type": "text-generation", "name": "Text Generation"},
+                        "dataset": {"name": dataset, "type": dataset},
+                        "metrics": [{"type": key, "value": value, "name": key} for key, value in numeric.items()],
+                    }
+                ],
+            }
+        ]
+    front.update(extra)
+    dataset_list = ", ".join(f"`{d}`" for d in datasets) or "a private dataset"
+    kind = "a LoRA adapter" if library == "peft" else "a full model"
+    body = f"""# {name}
+
+This is {kind} fine-tuned from {_base_link(base_model)} with **{method.upper()}** ({weights} weights) on
+{dataset_list}, trained with finetune (transformers + peft + trl).
+
+## Training procedure
+
+- Method: {method}
+- Weights: {weights}
+- Base model: `{base_model}`
+- Datasets: {dataset_list}
+
+### Hyperparameters
+
+{_table(dict(hyperparameters), ("hyperparameter", "value"))}
+## Evaluation
+
+{_table(dict(metrics), ("metric", "value"))}
+## Usage
+
+{_usage(name, base_model, library, ggufs)}"""
+    text = "---\n" + "\n".join(_yaml(front)) + "\n---\n\n" + body
+    path = folder / "README.md"
+    tmp = folder / ".README.md.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    logger.info("wrote model card %s", path)
+    return str(path)

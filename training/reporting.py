@@ -1,0 +1,73 @@
+"""DjangoReporter: the engine callback that stores events, pushes them to sockets, renews the lease and relays
+cancellation. The Modal path posts the same events to the internal endpoint, which calls the same service."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from . import services
+
+logger = logging.getLogger(__name__)
+
+
+class DjangoReporter:
+    """Engine callback (on_event / should_stop) for a job running in this process."""
+
+    def __init__(self, job_id: int, worker_id: str) -> None:
+        self.job_id = job_id
+        self.worker_id = worker_id
+        self._stop = threading.Event()
+        self._lease_lost = threading.Event()
+        self._last_check = 0.0
+        self._heartbeat = threading.Thread(target=self._beat, name=f"lease-{job_id}", daemon=True)
+
+    # -- lifecycle
+    def start(self) -> DjangoReporter:
+        self._heartbeat.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._heartbeat.join(timeout=5)
+
+    @property
+    def lease_lost(self) -> bool:
+        return self._lease_lost.is_set()
+
+    def _beat(self) -> None:
+        interval = settings.TRAINING_HEARTBEAT_SECONDS
+        while not self._stop.wait(interval):
+            try:
+                if not services.renew_lease(self.job_id, self.worker_id):
+                    logger.warning("job %s: lease lost by %s", self.job_id, self.worker_id)
+                    self._lease_lost.set()
+                    return
+            except Exception as exc:  # the database may blink; the next beat retries
+                logger.warning("job %s: heartbeat failed: %s", self.job_id, exc)
+                close_old_connections()
+
+    # -- engine callback protocol
+    def on_event(self, event: Any) -> None:
+        payload = event.to_dict() if hasattr(event, "to_dict") else dict(event)
+        try:
+            services.record_event(self.job_id, payload)
+        except Exception:
+            logger.exception("job %s: could not record %s event", self.job_id, payload.get("type"))
+
+    def should_stop(self) -> bool:
+        if self._lease_lost.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._last_check < 0.5:
+            return False
+        self._last_check = now
+        try:
+            return services.should_stop(self.job_id, self.worker_id)
+        except Exception:
+            return False

@@ -1,0 +1,77 @@
+"""The Modal runner: spawns the engine on a Modal GPU and returns at once; the remote run reports back through the
+signed internal endpoint (training/api/internal.py), which feeds the same services as the local runner."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+from django.utils.module_loading import import_string
+
+from training import services, specs
+from training.models import TrainingJob
+
+logger = logging.getLogger(__name__)
+SALT = "finetune.training.callback"
+
+
+class ModalClient:
+    """The only code that talks to Modal's client: spawn a run, cancel it. Tests replace this class alone."""
+
+    def spawn(self, gpu: str, payload: dict[str, Any]) -> str:
+        import modal
+
+        from training.engine.modal_app import APP_NAME
+
+        fn = modal.Function.from_name(APP_NAME, f"train_{gpu.replace('-', '_').lower()}")
+        return str(fn.spawn(payload).object_id)
+
+    def cancel(self, call_id: str) -> None:
+        import modal
+
+        modal.FunctionCall.from_id(call_id).cancel()
+
+
+def get_client() -> Any:
+    return import_string(settings.MODAL_CLIENT)()
+
+
+def callback_token(job: TrainingJob) -> str:
+    """A signed token naming the job and its attempt; forged or stale tokens are refused by the endpoint."""
+    return signing.dumps({"job": job.pk, "attempt": job.attempts}, salt=SALT)
+
+
+def check_token(token: str, job_id: int) -> dict[str, Any]:
+    """The token's claims, or signing.BadSignature."""
+    claims = signing.loads(token, salt=SALT, max_age=settings.MODAL_CALLBACK_TOKEN_MAX_AGE)
+    if claims.get("job") != job_id:
+        raise signing.BadSignature("token for another job")
+    return claims
+
+
+def build_payload(job: TrainingJob) -> dict[str, Any]:
+    """What the remote entrypoint needs: the spec, signed URLs of the dataset files, the callback URL and token."""
+    spec = specs.build(job).to_dict()
+    token = callback_token(job)
+    site = settings.SITE_URL.rstrip("/")
+    files, train_names, eval_names = [], [], []
+    for f in job.dataset.files.all():
+        name = f"{f.pk}-{f.role}.{f.kind}" + (".gz" if f.compressed else "")
+        files.append({"name": name, "url": site + reverse("training-internal:file", args=[job.pk, f.pk])})
+        (eval_names if f.role == "validation" else train_names).append(name)
+    return {"spec": spec, "files": files, "train_names": train_names, "eval_names": eval_names, "token": token,
+            "callback_url": site + reverse("training-internal:events", args=[job.pk]),
+            "runs_dir": settings.MODAL_RUNS_DIR or None}
+
+
+def run(job: TrainingJob, worker_id: str) -> None:
+    """Spawn the remote run and return; the job's lease now belongs to the remote call."""
+    payload = build_payload(job)
+    call_id = get_client().spawn(job.modal_gpu, payload)
+    TrainingJob.objects.filter(pk=job.pk).update(external_id=call_id, lease_owner=f"modal:{call_id}")
+    services.record_event(job.pk, {"type": "log", "level": "info",
+                                   "line": f"spawned on Modal ({job.modal_gpu}), call {call_id}"})
+    logger.info("job %s: spawned on Modal %s as %s", job.pk, job.modal_gpu, call_id)

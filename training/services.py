@@ -1,0 +1,368 @@
+"""Training job workflows: create (validated by the engine), claim with a lease, record events, complete, fail,
+cancel, resume, continue, recover jobs whose worker died, and the pre-launch estimate."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from datasets_app.models import Dataset
+from finetune.exceptions import ServiceError
+from models_app.models import BaseModel, FineTunedModel
+from training.engine.errors import ConfigError
+from training.engine.spec import HyperParams
+
+from . import events
+from .models import LogLine, MetricPoint, TrainingJob
+
+logger = logging.getLogger(__name__)
+PREFERENCE_FORMATS = {"preference", "hh_rlhf", "sharegpt_preference"}
+METHODS = ("sft", "dpo", "orpo")
+WEIGHTS = ("full", "lora", "qlora")
+
+
+# --- creation ---------------------------------------------------------------------------------------------------
+def validate_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """Check hyperparameters with the engine; a bad field answers 400 with the field named."""
+    if not isinstance(hyperparameters, dict):
+        raise ServiceError("hyperparameters must be an object.", field="hyperparameters")
+    try:
+        return HyperParams.from_dict(hyperparameters).to_dict()
+    except ConfigError as exc:
+        field = next((k for k in hyperparameters if str(exc).startswith(k)), None)
+        raise ServiceError(str(exc), field=f"hyperparameters.{field}" if field else "hyperparameters") from None
+
+
+def resolve_dataset(owner: User, dataset_id: int, version: int | None) -> Dataset:
+    """The user's dataset (or one of its versions), ready for training."""
+    ds = Dataset.objects.filter(owner=owner, pk=dataset_id).first()
+    if ds is None:
+        raise ServiceError("Dataset not found.", field="dataset", status_code=400)
+    if version is not None:
+        ds = Dataset.objects.filter(owner=owner, lineage=ds.lineage, version=version).first()
+        if ds is None:
+            raise ServiceError(f"This dataset has no version {version}.", field="dataset_version")
+    if ds.status != Dataset.Status.READY:
+        raise ServiceError(f"Dataset '{ds.name}' v{ds.version} is {ds.status}, not ready: wait for validation or "
+                           "fix its errors.", field="dataset")
+    return ds
+
+
+def _check_method_fits_data(method: str, ds: Dataset) -> None:
+    is_pref = ds.format in PREFERENCE_FORMATS
+    if method in ("dpo", "orpo") and not is_pref:
+        raise ServiceError(f"{method.upper()} needs preference data (prompt/chosen/rejected); '{ds.name}' is "
+                           f"{ds.format or 'not preference'} data. Use SFT, or upload preference pairs.", field="method")
+    if method == "sft" and is_pref:
+        raise ServiceError(f"'{ds.name}' holds preference pairs ({ds.format}); train it with DPO or ORPO.",
+                           field="method")
+
+
+def _active_jobs(owner: User) -> int:
+    return TrainingJob.objects.filter(owner=owner, status__in=TrainingJob.ACTIVE).count()
+
+
+def create_job(
+    *, owner: User, name: str, base_model_id: int, dataset_id: int, dataset_version: int | None = None,
+    method: str = "sft", weights: str = "lora", hyperparameters: dict[str, Any] | None = None,
+    backend: str = "local", modal_gpu: str = "", init_from_job: TrainingJob | None = None,
+) -> TrainingJob:
+    """Validate and queue a training job (enqueued once the transaction commits)."""
+    if method not in METHODS:
+        raise ServiceError(f"method must be one of {', '.join(METHODS)}, got '{method}'.", field="method")
+    if weights not in WEIGHTS:
+        raise ServiceError(f"weights must be one of {', '.join(WEIGHTS)}, got '{weights}'.", field="weights")
+    if backend not in TrainingJob.Backend.values:
+        raise ServiceError("backend must be 'local' or 'modal'.", field="backend")
+    if backend == "modal":
+        if modal_gpu not in settings.MODAL_GPU_PRICES_USD_PER_HOUR:
+            raise ServiceError(f"modal_gpu must be one of {', '.join(settings.MODAL_GPU_PRICES_USD_PER_HOUR)}.",
+                               field="modal_gpu")
+    base = BaseModel.objects.filter(pk=base_model_id, status=BaseModel.Status.AVAILABLE).first()
+    if base is None:
+        raise ServiceError("Base model not found or not downloaded yet.", field="base_model")
+    ds = resolve_dataset(owner, dataset_id, dataset_version)
+    _check_method_fits_data(method, ds)
+    hyper = validate_hyperparameters(hyperparameters or {})
+    if base.context_length and hyper["max_length"] > base.context_length:
+        raise ServiceError(f"max_length {hyper['max_length']} is above {base.name}'s context length "
+                           f"{base.context_length}.", field="hyperparameters.max_length")
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=owner.pk).first()  # serializes the concurrency check
+        limit = int(owner.quotas()["concurrent_jobs"])
+        if _active_jobs(owner) >= limit:
+            raise ServiceError(f"You already have {limit} active training job(s), your limit. Wait for one to "
+                               "finish or cancel it.", status_code=429)
+        job = TrainingJob.objects.create(
+            owner=owner, name=(name or f"{base.name} on {ds.name}").strip()[:200], base_model=base, dataset=ds,
+            method=method, weights=weights, hyperparameters=hyper, backend=backend, modal_gpu=modal_gpu,
+            init_from_job=init_from_job, dataset_sha256=(ds.files.first().sha256 if ds.files.exists() else ""),
+        )
+        enqueue(job)
+    logger.info("job %s created by user %s", job.pk, owner.pk)
+    return job
+
+
+def enqueue(job: TrainingJob) -> None:
+    """Send the job to the `training` queue after commit."""
+    from . import tasks
+
+    transaction.on_commit(lambda: tasks.run_training_job.apply_async(args=[job.pk], queue="training"))
+
+
+# --- execution: lease -------------------------------------------------------------------------------------------
+def claim_job(job_id: int, worker_id: str) -> bool:
+    """Take the job for this worker: a conditional UPDATE, so a second delivery finds a live lease and backs off."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.TRAINING_LEASE_SECONDS)
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status not in (TrainingJob.Status.QUEUED, TrainingJob.Status.RECOVERING):
+            return False
+        if job.lease_expires and job.lease_expires > now and job.lease_owner != worker_id:
+            return False
+        if job.cancel_requested:
+            _finish(job, TrainingJob.Status.CANCELLED, "")
+            return False
+        job.status = TrainingJob.Status.STARTING
+        job.lease_owner, job.lease_expires, job.heartbeat_at = worker_id, lease, now
+        job.attempts += 1
+        job.attempt_history = [*job.attempt_history, {"attempt": job.attempts, "worker": worker_id,
+                                                      "started": now.isoformat()}]
+        job.started = job.started or now
+        job.save()
+    events.publish_status(job_id, TrainingJob.Status.STARTING, attempts=job.attempts)
+    return True
+
+
+def renew_lease(job_id: int, worker_id: str) -> bool:
+    """Heartbeat: extend the lease; False means the job is no longer ours (it must stop)."""
+    now = timezone.now()
+    n = TrainingJob.objects.filter(pk=job_id, lease_owner=worker_id, status__in=TrainingJob.ACTIVE).update(
+        lease_expires=now + timedelta(seconds=settings.TRAINING_LEASE_SECONDS), heartbeat_at=now)
+    return n == 1
+
+
+def should_stop(job_id: int, worker_id: str) -> bool:
+    """True when the user asked to cancel or the lease was lost."""
+    row = TrainingJob.objects.filter(pk=job_id).values("cancel_requested", "lease_owner", "status").first()
+    return row is None or row["cancel_requested"] or row["lease_owner"] != worker_id or (
+        row["status"] not in TrainingJob.ACTIVE)
+
+
+# --- execution: events ------------------------------------------------------------------------------------------
+def _next_seq(job_id: int, column: str, **updates: Any) -> int:
+    sets = ", ".join([f"{column} = {column} + 1", *[f"{k} = %s" for k in updates], "updated = now()"])
+    with connection.cursor() as cur:
+        cur.execute(f"UPDATE training_trainingjob SET {sets} WHERE id = %s RETURNING {column}",  # noqa: S608
+                    [*updates.values(), job_id])
+        row = cur.fetchone()
+    if row is None:
+        raise TrainingJob.DoesNotExist(job_id)
+    return int(row[0])
+
+
+def metric_payload(p: MetricPoint) -> dict[str, Any]:
+    return {"seq": p.seq, "kind": p.kind, "step": p.step, "epoch": p.epoch, "loss": p.loss, "eval_loss": p.eval_loss,
+            "learning_rate": p.learning_rate, "grad_norm": p.grad_norm, "memory_mb": p.memory_mb,
+            "tokens_per_s": p.tokens_per_s, "eta_s": p.eta_s, "time": p.time.isoformat(), **(p.extra or {})}
+
+
+def record_event(job_id: int, event: dict[str, Any]) -> None:
+    """Store one engine event (metric, eval, status, log, checkpoint) and push it to the job's sockets."""
+    kind = event.get("type")
+    now = timezone.now()
+    if kind in ("metric", "eval"):
+        total = int(event.get("total_steps") or 0)
+        step = int(event.get("step") or 0)
+        updates: dict[str, Any] = {"current_step": step}
+        if kind == "metric":
+            updates.update(total_steps=total, progress=(step / total) if total else 0.0, eta_s=event.get("eta_s"))
+        seq = _next_seq(job_id, "metric_seq", **updates)
+        extra = {k: event[k] for k in ("total_steps", "samples_per_s", "tokens", "elapsed_s", "perplexity", "phase",
+                                        "memory") if k in event}
+        point = MetricPoint.objects.create(
+            job_id=job_id, seq=seq, kind=kind, step=step, epoch=event.get("epoch"),
+            loss=event.get("loss") if kind == "metric" else None,
+            eval_loss=event.get("eval_loss"), learning_rate=event.get("learning_rate"),
+            grad_norm=event.get("grad_norm"), memory_mb=event.get("memory_mb"),
+            tokens_per_s=event.get("tokens_per_s"), eta_s=event.get("eta_s"), time=now, extra=extra,
+        )
+        events.publish(job_id, {"type": "metric", **metric_payload(point)})
+    elif kind == "log":
+        seq = _next_seq(job_id, "log_seq")
+        line = str(event.get("line") or event.get("message") or "")[:10000]
+        LogLine.objects.create(job_id=job_id, seq=seq, level=str(event.get("level") or "info")[:8], line=line,
+                               time=now)
+        events.publish(job_id, {"type": "log", "seq": seq, "level": event.get("level", "info"), "line": line})
+    elif kind == "status":
+        phase = str(event.get("status") or "")
+        updates_status: dict[str, Any] = {"phase": phase}
+        if phase == "training":
+            TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.STARTING).update(
+                status=TrainingJob.Status.RUNNING)
+        TrainingJob.objects.filter(pk=job_id).update(**updates_status)
+        job = TrainingJob.objects.only("status").get(pk=job_id)
+        events.publish_status(job_id, job.status, phase=phase, message=str(event.get("message") or ""))
+        if event.get("message"):
+            record_event(job_id, {"type": "log", "level": "info", "line": f"[{phase}] {event['message']}"})
+    elif kind == "checkpoint":
+        step = int(event.get("step") or 0)
+        TrainingJob.objects.filter(pk=job_id, last_checkpoint_step__lt=step).update(last_checkpoint_step=step)
+        events.publish(job_id, {"type": "checkpoint", "step": step})
+
+
+def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
+    job.status, job.error, job.error_kind = status, error, kind
+    job.finished = timezone.now()
+    job.lease_owner, job.lease_expires = "", None
+    if job.attempt_history:
+        job.attempt_history[-1]["ended"] = job.finished.isoformat()
+        job.attempt_history[-1]["outcome"] = status
+    job.save()
+    events.publish_status(job.pk, status, error=error)
+
+
+def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTunedModel | None:
+    """Record a finished run: the result, the produced model, status succeeded (or cancelled)."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().select_related("base_model").get(pk=job_id)
+        if job.lease_owner != worker_id or job.status not in TrainingJob.ACTIVE:
+            logger.warning("job %s: result from %s ignored (lease lost)", job_id, worker_id)
+            return None
+        job.result = result
+        job.versions = result.get("versions") or {}
+        if result.get("status") == "cancelled":
+            _finish(job, TrainingJob.Status.CANCELLED, "")
+            return None
+        model = FineTunedModel.objects.create(
+            owner_id=job.owner_id, name=job.name, version=_next_model_version(job.owner_id, job.name),
+            base_model=job.base_model, job=job, method=job.method, weights=job.weights,
+            model_dir=str(result.get("model_dir") or ""), metrics=result.get("metrics") or {},
+            hyperparameters=job.hyperparameters,
+        )
+        job.progress = 1.0
+        _finish(job, TrainingJob.Status.SUCCEEDED, "")
+    events.publish(job_id, {"type": "status", "status": "succeeded", "model": model.pk, "error": ""})
+    return model
+
+
+def _next_model_version(owner_id: int, name: str) -> int:
+    last = FineTunedModel.objects.filter(owner_id=owner_id, name=name).order_by("-version").first()
+    return (last.version + 1) if last else 1
+
+
+def fail_job(job_id: int, message: str, *, kind: str = "internal", worker_id: str | None = None) -> None:
+    """Mark a job failed with a message the user can read."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job_id)
+        if worker_id is not None and job.lease_owner != worker_id:
+            return
+        if job.status in TrainingJob.FINISHED:
+            return
+        _finish(job, TrainingJob.Status.FAILED, message, kind)
+    logger.info("job %s failed (%s): %s", job_id, kind, message)
+
+
+def release_for_retry(job_id: int, worker_id: str, reason: str) -> None:
+    """An infrastructure problem stopped this attempt: give the job back (it resumes from its checkpoint)."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job_id)
+        if job.lease_owner != worker_id:
+            return
+        _requeue_or_fail(job, reason)
+
+
+def _requeue_or_fail(job: TrainingJob, reason: str) -> None:
+    if job.attempts >= settings.TRAINING_MAX_ATTEMPTS:
+        _finish(job, TrainingJob.Status.FAILED, f"The job was interrupted {job.attempts} times ({reason}); giving "
+                "up. Resume it to try again from its last checkpoint.", "infrastructure")
+        return
+    job.status = TrainingJob.Status.RECOVERING
+    job.lease_owner, job.lease_expires = "", None
+    if job.attempt_history:
+        job.attempt_history[-1].update(ended=timezone.now().isoformat(), outcome=f"interrupted: {reason}")
+    job.save()
+    events.publish_status(job.pk, job.status, error="")
+    enqueue(job)
+
+
+def recover_expired_leases() -> int:
+    """Beat: jobs whose worker stopped renewing the lease are re-queued (within the retry budget)."""
+    now = timezone.now()
+    count = 0
+    ids = list(TrainingJob.objects.filter(status__in=[TrainingJob.Status.STARTING, TrainingJob.Status.RUNNING],
+                                          backend=TrainingJob.Backend.LOCAL,
+                                          lease_expires__lt=now).values_list("pk", flat=True))
+    for pk in ids:
+        with transaction.atomic():
+            job = TrainingJob.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+            if job is None or job.lease_expires is None or job.lease_expires >= now:
+                continue
+            logger.warning("job %s: lease of %s expired, recovering", pk, job.lease_owner)
+            if job.cancel_requested:
+                _finish(job, TrainingJob.Status.CANCELLED, "")
+            else:
+                _requeue_or_fail(job, "worker lost")
+            count += 1
+    return count
+
+
+# --- user actions -----------------------------------------------------------------------------------------------
+def request_cancel(job: TrainingJob) -> TrainingJob:
+    """Cancel: a queued job stops at once; a running one stops within one step (a checkpoint is saved)."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+        if job.status in TrainingJob.FINISHED:
+            raise ServiceError(f"The job already {job.status}.", status_code=409)
+        job.cancel_requested = True
+        job.save(update_fields=["cancel_requested", "updated"])
+        if job.status in (TrainingJob.Status.QUEUED, TrainingJob.Status.RECOVERING) and not job.lease_owner:
+            _finish(job, TrainingJob.Status.CANCELLED, "")
+    return job
+
+
+def resume_job(job: TrainingJob) -> TrainingJob:
+    """Queue a failed or cancelled job again; it resumes from its last complete checkpoint."""
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=job.owner_id).first()
+        job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+        if job.status not in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
+            raise ServiceError(f"Only a failed or cancelled job can be resumed; this one is {job.status}.",
+                               status_code=409)
+        limit = int(job.owner.quotas()["concurrent_jobs"])
+        if _active_jobs(job.owner) >= limit:
+            raise ServiceError(f"You already have {limit} active training job(s), your limit.", status_code=429)
+        if job.error_kind == "infrastructure":
+            job.attempts = 0  # a fresh retry budget after the user looked at it
+        job.status, job.error, job.error_kind, job.cancel_requested = TrainingJob.Status.QUEUED, "", "", False
+        job.finished = None
+        job.save()
+        events.publish_status(job.pk, job.status)
+        enqueue(job)
+    return job
+
+
+def continue_job(job: TrainingJob, *, extra_epochs: float) -> TrainingJob:
+    """Start a new run from a succeeded job's model with more epochs."""
+    if job.status != TrainingJob.Status.SUCCEEDED:
+        raise ServiceError("Only a succeeded job can be continued.", status_code=409)
+    if not 0 < extra_epochs <= 100:
+        raise ServiceError("extra_epochs must be > 0 and <= 100.", field="extra_epochs")
+    hyper = {**job.hyperparameters, "num_train_epochs": extra_epochs, "max_steps": -1}
+    return create_job(owner=job.owner, name=job.name, base_model_id=job.base_model_id, dataset_id=job.dataset_id,
+                      method=job.method, weights=job.weights, hyperparameters=hyper, backend=job.backend,
+                      modal_gpu=job.modal_gpu, init_from_job=job)
+
+
+def delete_job(job: TrainingJob) -> None:
+    """Delete a finished job and its metrics (a running one must be cancelled first)."""
+    if job.status in TrainingJob.ACTIVE:
+        raise ServiceError("Cancel the job before deleting it.", status_code=409)
+    job.delete()
