@@ -53,6 +53,11 @@ class BaseModel(models.Model):
     size_bytes = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE)
     description = models.TextField(blank=True, default="")
+    gated = models.BooleanField(default=False)
+    download_progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True, default="")
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -86,3 +91,90 @@ class FineTunedModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
+
+
+class TaskStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ModelTask(models.Model):
+    """Common fields of the long-running actions on a fine-tuned model (export, push, import): owned, with a status
+    and progress shown to the user, a user-readable error, and a run token that makes the Celery task idempotent."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default=TaskStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    stage = models.CharField(max_length=200, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    run_token = models.CharField(max_length=64, blank=True, default="")
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created", "-id"]
+
+
+class ModelExport(ModelTask):
+    """An export of a fine-tuned model: the LoRA adapter, merged safetensors, or a (verified) GGUF file."""
+
+    class Format(models.TextChoices):
+        ADAPTER = "adapter"
+        MERGED = "merged"
+        GGUF = "gguf"
+
+    model = models.ForeignKey(FineTunedModel, on_delete=models.CASCADE, related_name="exports")
+    format = models.CharField(max_length=16, choices=Format.choices)
+    quantization = models.CharField(max_length=16, blank=True, default="")  # gguf: f16 | q8_0
+    file_key = models.CharField(max_length=500, blank=True, default="")  # storage key of the downloadable file
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    verification = models.JSONField(default=dict, blank=True)  # gguf: golden prompts, both answers, verdict
+
+    class Meta(ModelTask.Meta):
+        pass
+
+    def __str__(self) -> str:
+        q = f" {self.quantization}" if self.quantization else ""
+        return f"{self.model} → {self.format}{q}"
+
+
+class HubPush(ModelTask):
+    """A push of a fine-tuned model to a Hugging Face Hub repository with the owner's own token."""
+
+    model = models.ForeignKey(FineTunedModel, on_delete=models.CASCADE, related_name="hub_pushes")
+    repo_id = models.CharField(max_length=200)  # namespace/name
+    private = models.BooleanField(default=True)
+    repo_url = models.CharField(max_length=500, blank=True, default="")
+    commit_sha = models.CharField(max_length=64, blank=True, default="")
+    retryable = models.BooleanField(default=False)
+
+    class Meta(ModelTask.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"{self.model} → hf:{self.repo_id}"
+
+
+class OllamaImport(ModelTask):
+    """An import of a fine-tuned model into the deployment's Ollama server (GGUF + Modelfile, then verified)."""
+
+    model = models.ForeignKey(FineTunedModel, on_delete=models.CASCADE, related_name="ollama_imports")
+    ollama_name = models.CharField(max_length=200)
+    host = models.CharField(max_length=300, blank=True, default="")
+    modelfile = models.TextField(blank=True, default="")
+    verification = models.JSONField(default=dict, blank=True)
+
+    class Meta(ModelTask.Meta):
+        pass
+
+    @property
+    def run_command(self) -> str:
+        return f"ollama run {self.ollama_name}"
+
+    def __str__(self) -> str:
+        return f"{self.model} → ollama:{self.ollama_name}"
