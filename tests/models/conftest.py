@@ -1,0 +1,80 @@
+"""Fixtures for the Models tests: a really trained LoRA adapter on the embedded model (trained once, cached on disk
+under the test artifacts folder and shared by every test and process), and fine-tuned model rows that point at it."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ARTIFACTS
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+if not SHARED.exists():
+    SHARED = Path("/work/shared/datasets")
+
+ADAPTER_VERSION = "v1"  # bump to retrain the cached adapter
+
+
+def _train_adapter(out: Path) -> Path:
+    from training.engine.run import run_training
+    from training.engine.spec import TrainingSpec
+
+    spec = TrainingSpec.from_dict({
+        "job_id": "tests-models-adapter",
+        "base_model": "embedded/SmolLM2-135M-Instruct",
+        "method": "sft",
+        "weights": "lora",
+        "data": {"train_files": [str(SHARED / "alpaca_en_demo.json")], "format": "alpaca", "limit": 8},
+        "hyper": {"max_steps": 3, "max_length": 128, "per_device_train_batch_size": 2, "learning_rate": 1e-3,
+                  "lora_r": 8, "lora_alpha": 16, "save_steps": 100, "logging_steps": 1, "seed": 7},
+        "output_dir": str(out / "run"),
+        "use_unsloth": "off",
+    })
+    result = run_training(spec)
+    assert result.status == "succeeded" and result.model_dir, result
+    return Path(result.model_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_adapter_dir() -> Path:
+    """A LoRA adapter folder (adapter_config.json, adapter_model.safetensors, tokenizer) trained for 3 real steps."""
+    root = ARTIFACTS / f"models-adapter-{ADAPTER_VERSION}"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = root.parent / f".models-adapter-{ADAPTER_VERSION}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / "DONE"
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            model_dir = _train_adapter(root)
+            done.write_text(json.dumps({"model_dir": str(model_dir)}))
+        return Path(json.loads(done.read_text())["model_dir"])
+
+
+@pytest.fixture
+def make_finetuned(trained_adapter_dir: Path, db: Any):
+    """Factory: a FineTunedModel owned by `owner` whose model_dir is (a copy of) the trained adapter."""
+    from models_app.models import BaseModel, FineTunedModel
+
+    def make(owner: Any, *, name: str = "tiny-alpaca", copy_to: Path | None = None, **fields: Any) -> FineTunedModel:
+        model_dir = trained_adapter_dir
+        if copy_to is not None:
+            shutil.copytree(trained_adapter_dir, copy_to, dirs_exist_ok=True)
+            model_dir = copy_to
+        last = FineTunedModel.objects.filter(owner=owner, name=name).order_by("-version").first()
+        defaults: dict[str, Any] = {
+            "owner": owner, "name": name, "version": (last.version + 1) if last else 1,
+            "base_model": BaseModel.objects.ensure_embedded(), "method": "sft", "weights": "lora",
+            "model_dir": str(model_dir), "metrics": {"train_loss_first": 2.5, "train_loss_last": 1.9},
+            "hyperparameters": {"max_steps": 3, "learning_rate": 1e-3},
+        }
+        defaults.update(fields)
+        return FineTunedModel.objects.create(**defaults)
+
+    return make
