@@ -9,6 +9,7 @@ import json
 import pytest
 import requests
 import websockets
+
 from tests.processes import run_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]

@@ -10,12 +10,12 @@ import os
 import pytest
 from django.core import signing
 
+from tests.processes import run_async
 from training.models import TrainingJob
 from training.runners.modal import callback_token
 
 from .conftest import TINY_HYPER, make_ready_dataset
 from .test_training_e2e import _post, _session
-from tests.processes import run_async
 
 
 @pytest.mark.django_db

@@ -12,10 +12,10 @@ import pytest
 import requests
 import websockets
 
+from tests.processes import run_async
 from training.models import TrainingJob
 
 from .conftest import TINY_HYPER, make_ready_dataset
-from tests.processes import run_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
