@@ -157,11 +157,14 @@ def torch_dtype(precision: str) -> Any:
 
 
 def _weights_dtype(ctx: RunContext) -> Any:
-    """Frozen base weights on a GPU are stored in the compute dtype; trainable weights (full) and CPU stay fp32."""
+    """Frozen base weights (LoRA/QLoRA) are stored in the compute dtype wherever the device computes in it natively
+    (GPUs, CPUs with bf16 instructions): autocast would cast them to it for every matmul anyway, so this halves the
+    weights' memory and skips the casts. Trainable weights (full) stay fp32; LoRA adapters are fp32 (PEFT)."""
     import torch
 
-    if ctx.device.type in ("cuda", "mps") and ctx.spec.weights in ("lora", "qlora"):
-        return torch_dtype(ctx.device.precision) if ctx.device.precision != "fp32" else torch.float32
+    if ctx.spec.weights in ("lora", "qlora") and ctx.device.precision != "fp32":
+        if ctx.device.type in ("cuda", "mps") or getattr(ctx.device, "bf16_native", False):
+            return torch_dtype(ctx.device.precision)
     return torch.float32
 
 

@@ -1,0 +1,253 @@
+"""Training throughput: our engine's default LoRA-SFT path vs a plain TRL `SFTTrainer` script with TRL's defaults.
+
+Same model (the embedded SmolLM2-135M-Instruct), same data (the first rows of ../shared/datasets/alpaca_en_demo.json
+as chat messages), same batch size, max length, step count, learning rate, LoRA rank/alpha/targets and seed. Each side
+runs in its own process (so peak RSS is its own) and reports real (non-padding) tokens/s over the timed steps (the
+first step, a warm-up, is excluded from both), peak RSS and its per-step loss curve. The parent also measures this
+CPU's bf16 and fp32 matmul rooflines and prints our tokens/s as a share of them (model FLOPs per token for LoRA
+training: forward 2N + backward input gradients 2N; frozen weights get no weight gradients).
+
+    .venv/bin/python bench/train_throughput.py                 # defaults: 10 steps, batch 4, max_length 512
+    .venv/bin/python bench/train_throughput.py --steps 6 --batch-size 2
+
+Targets (issue 3): ours >= 2.0x the baseline's tokens/s, an equivalent loss curve, no more peak RSS; >= 35% of
+the bf16 matmul roofline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "datasets"
+if not SHARED.exists():
+    SHARED = Path("/work/shared/datasets")
+DATA = SHARED / "alpaca_en_demo.json"
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    """Chat rows for our engine (`messages`); the loss is on the assistant turn only."""
+    rows = json.loads(DATA.read_text())[:n]
+    out = []
+    for r in rows:
+        prompt = r["instruction"] + (("\n\n" + r["input"]) if r.get("input") else "")
+        out.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": r["output"]}]})
+    return out
+
+
+def _prompt_completion_rows(n: int) -> list[dict[str, Any]]:
+    """The same rows in TRL's conversational prompt/completion form, so TRL's default (completion-only loss) trains
+    on the same tokens as ours."""
+    return [{"prompt": r["messages"][:1], "completion": r["messages"][1:]} for r in _rows(n)]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --- workers (each in its own process) -----------------------------------------------------------------------------
+
+
+def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
+    from training.engine.callbacks.base import ListCallback
+    from training.engine.run import run_training
+    from training.engine.spec import TrainingSpec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "train.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in _rows(args.rows)))
+        spec = TrainingSpec.from_dict({
+            "job_id": "bench-ours",
+            "base_model": "embedded/SmolLM2-135M-Instruct",
+            "method": "sft",
+            "weights": "lora",
+            "data": {"train_files": [str(data)], "format": "messages"},
+            "hyper": {"max_steps": args.steps, "per_device_train_batch_size": args.batch_size,
+                      "max_length": args.max_length, "learning_rate": args.lr, "lora_r": 16, "lora_alpha": 32,
+                      "lora_dropout": 0.0, "lora_target_modules": TARGETS, "logging_steps": 1,
+                      "save_steps": 10_000, "seed": 42, "warmup_ratio": 0.0},
+            "output_dir": str(Path(tmp) / "run"),
+        })
+        cb = ListCallback()
+        result = run_training(spec, callbacks=[cb])
+    metrics = cb.metrics
+    steps = [{"step": m.step, "loss": m.loss, "tokens": m.tokens,
+              "busy_s": (m.tokens / m.tokens_per_s) if m.tokens_per_s else 0.0} for m in metrics]
+    return {"name": "ours", "steps": steps, "peak_rss_mb": _peak_rss_mb(), "device": result.device,
+            "status": result.status}
+
+
+def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from training.engine.embedded import embedded_model_path
+
+    path = embedded_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    dataset = Dataset.from_list(_prompt_completion_rows(args.rows))
+    counted = {"tokens": 0}
+
+    class Timer(TrainerCallback):
+        def __init__(self) -> None:
+            self.steps: list[dict[str, Any]] = []
+            self._t = 0.0
+            self._tokens = 0
+
+        def on_step_begin(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
+            self._t = time.perf_counter()
+            self._tokens = counted["tokens"]
+
+        def on_step_end(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.steps.append({"step": state.global_step, "busy_s": time.perf_counter() - self._t,
+                               "tokens": counted["tokens"] - self._tokens, "loss": None})
+
+        def on_log(self, a: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs and self.steps:
+                self.steps[-1]["loss"] = float(logs["loss"])
+
+    # TRL's defaults, except what must match ours: batch size, steps, max length, LR, LoRA, seed, logging every step.
+    # (use_cpu: TRL's default bf16=True refuses to start on a machine without a GPU otherwise.)
+    config = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
+                       max_length=args.max_length, learning_rate=args.lr, logging_steps=1, save_strategy="no",
+                       report_to=[], seed=42, use_cpu=not torch.cuda.is_available())
+    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
+    timer = Timer()
+    trainer = SFTTrainer(model=str(path), args=config, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[timer])
+    step = trainer.training_step
+
+    def counting(model: Any, inputs: Any, *a: Any, **kw: Any) -> Any:
+        mask = inputs.get("attention_mask")
+        counted["tokens"] += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+        return step(model, inputs, *a, **kw)
+
+    trainer.training_step = counting  # type: ignore[method-assign]
+    trainer.train()
+    return {"name": "trl", "steps": timer.steps, "peak_rss_mb": _peak_rss_mb(),
+            "device": {"bf16": config.bf16, "gradient_checkpointing": config.gradient_checkpointing,
+                       "padding_free": config.padding_free}}
+
+
+# --- the parent: roofline, both workers, comparison ---------------------------------------------------------------
+
+
+def matmul_gflops(dtype_name: str, n: int = 2048, seconds: float = 3.0) -> float:
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    for _ in range(2):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def lora_flops_per_token() -> float:
+    """4N per token: forward 2N + input-gradient backward 2N over every matmul weight (lm_head included)."""
+    from transformers import AutoConfig
+
+    from training.engine.embedded import embedded_model_path
+
+    c = AutoConfig.from_pretrained(embedded_model_path())
+    h, i, layers, v = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
+    kv = h * c.num_key_value_heads // c.num_attention_heads
+    per_layer = h * h * 2 + h * kv * 2 + 3 * h * i
+    return 4.0 * (layers * per_layer + h * v)
+
+
+def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps), "--batch-size",
+           str(args.batch_size), "--max-length", str(args.max_length), "--rows", str(args.rows), "--lr", str(args.lr)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise SystemExit(f"{name} worker failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+
+
+def summarize(r: dict[str, Any]) -> dict[str, Any]:
+    timed = [s for s in r["steps"] if s["step"] > 1]
+    tokens = sum(s["tokens"] for s in timed)
+    busy = sum(s["busy_s"] for s in timed)
+    return {"tokens": tokens, "busy_s": busy, "tokens_per_s": tokens / busy if busy else 0.0,
+            "losses": [s["loss"] for s in r["steps"]], "peak_rss_mb": r["peak_rss_mb"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--rows", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--worker", choices=["ours", "trl"])
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args()
+    if args.worker:
+        fn = worker_ours if args.worker == "ours" else worker_trl
+        print("RESULT " + json.dumps(fn(args)), flush=True)
+        return
+
+    import torch
+
+    print(f"bench/train_throughput.py: SmolLM2-135M-Instruct LoRA SFT, {args.steps} steps, batch {args.batch_size}, "
+          f"max_length {args.max_length}, lr {args.lr}, {torch.get_num_threads()} threads, load "
+          f"{os.getloadavg()[0]:.2f}")
+    roof = {"bf16": matmul_gflops("bfloat16"), "fp32": matmul_gflops("float32")}
+    print(f"matmul roofline (2048^3, measured): bf16 {roof['bf16']:.1f} GFLOP/s, fp32 {roof['fp32']:.1f} GFLOP/s")
+    results = {}
+    for name in ("ours", "trl"):
+        t0 = time.perf_counter()
+        raw = run_worker(name, args)
+        results[name] = {**summarize(raw), "device": raw.get("device"), "wall_s": time.perf_counter() - t0}
+        s = results[name]
+        print(f"  {name:5s} {s['tokens_per_s']:8.1f} real tokens/s  ({s['tokens']} tokens in {s['busy_s']:.1f} s, steps "
+              f"2..{args.steps})  peak RSS {s['peak_rss_mb']:.0f} MB  process wall {s['wall_s']:.0f} s")
+        print(f"        loss: {' '.join(f'{x:.3f}' if x is not None else '-' for x in s['losses'])}")
+        print(f"        setup: {s['device']}")
+    ours, base = results["ours"], results["trl"]
+    speedup = ours["tokens_per_s"] / base["tokens_per_s"] if base["tokens_per_s"] else float("inf")
+    mem_ratio = ours["peak_rss_mb"] / base["peak_rss_mb"]
+    half = max(1, args.steps // 2)
+    lo = [x for x in ours["losses"][-half:] if x is not None]
+    lb = [x for x in base["losses"][-half:] if x is not None]
+    lo_mean, lb_mean = sum(lo) / len(lo), sum(lb) / len(lb)
+    rel = abs(lo_mean - lb_mean) / lb_mean
+    flops = lora_flops_per_token()
+    achieved = ours["tokens_per_s"] * flops / 1e9
+    print(f"speed-up: {speedup:.2f}x real tokens/s (target >= 2.0x)  -> {'MET' if speedup >= 2 else 'NOT MET'}")
+    print(f"peak RSS: ours/baseline = {mem_ratio:.2f} (target <= 1.00)  -> {'MET' if mem_ratio <= 1.0 else 'NOT MET'}")
+    print(f"loss curve: mean of the last {half} steps ours {lo_mean:.3f} vs baseline {lb_mean:.3f} "
+          f"({rel * 100:.1f}% apart; equivalent if <= 10%)  -> {'MET' if rel <= 0.10 else 'NOT MET'}")
+    share_bf16 = achieved / roof["bf16"]
+    print(f"roofline: ours does {achieved:.1f} GFLOP/s of model FLOPs ({flops / 1e9:.3f} GFLOP/token) = "
+          f"{share_bf16 * 100:.0f}% of the bf16 matmul roofline (target >= 35%)  -> "
+          f"{'MET' if share_bf16 >= 0.35 else 'NOT MET'}; {achieved / roof['fp32'] * 100:.0f}% of the fp32 one")
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "roofline_gflops": roof,
+                                         "results": results, "speedup": speedup, "rss_ratio": mem_ratio,
+                                         "loss_rel_diff": rel, "roofline_share_bf16": share_bf16}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
