@@ -263,8 +263,18 @@ MODAL_GPU_PRICES_USD_PER_HOUR = {"T4": 0.59, "L4": 0.80, "A10G": 1.10, "A100-40G
 MODAL_GPU_MEMORY_GB = {"T4": 16, "L4": 24, "A10G": 24, "A100-40GB": 40, "A100-80GB": 80, "H100": 80}
 MODAL_CLIENT = env_str("MODAL_CLIENT", "training.runners.modal.ModalClient")  # dotted path; tests swap it
 MODAL_CALLBACK_TOKEN_MAX_AGE = env_int("MODAL_CALLBACK_TOKEN_MAX_AGE", 7 * 24 * 3600)
+MODAL_HEARTBEAT_TIMEOUT_S = env_int("MODAL_HEARTBEAT_TIMEOUT_S", 900)  # a silent Modal run is recovered
 MODAL_RUNS_DIR = env_str("MODAL_RUNS_DIR", "")  # where the remote entrypoint keeps runs ("" = /runs on Modal)
 MODAL_GPU_SPEED = {"T4": 0.5, "L4": 0.8, "A10G": 1.0, "A100-40GB": 2.2, "A100-80GB": 2.5, "H100": 4.0}
+
+# --- Playground (models issue): generation runs in `inference` workers, which keep loaded models in an LRU cache
+# per process, evicting the least recently used one when the process RSS passes PLAYGROUND_MAX_RSS_MB (0 = no
+# ceiling) or the machine's available memory falls below PLAYGROUND_MIN_FREE_MB.
+PLAYGROUND_CACHE_MAX_MODELS = env_int("PLAYGROUND_CACHE_MAX_MODELS", 2)
+PLAYGROUND_MIN_FREE_MB = env_int("PLAYGROUND_MIN_FREE_MB", 1024)
+PLAYGROUND_MAX_RSS_MB = env_int("PLAYGROUND_MAX_RSS_MB", 8192)
+PLAYGROUND_MAX_PROMPT_TOKENS = env_int("PLAYGROUND_MAX_PROMPT_TOKENS", 4096)
+PLAYGROUND_TIMEOUT_S = env_int("PLAYGROUND_TIMEOUT_S", 120)  # the web side waits this long for the next event
 
 # --- Auth and sessions
 AUTH_PASSWORD_VALIDATORS = [
@@ -301,6 +311,29 @@ if not SECRET_ENCRYPTION_KEYS and not DEBUG:
 # Hugging Face Hub (token validation, later: search, download, push).
 HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 HF_TIMEOUT_S = float(env_str("HF_TIMEOUT_S", "10"))
+
+# --- Models from the Hub (models_app/hub.py): the shared model cache Hub downloads land in (huggingface_hub's cache
+# layout, one folder per repo). Default: $FINETUNE_CACHE_DIR/hub when set, else var/model-cache (tests: their own).
+_model_cache_default = (BASE_DIR / "var" / "test-model-cache") if TESTING else (
+    Path(os.environ["FINETUNE_CACHE_DIR"]) / "hub" if os.getenv("FINETUNE_CACHE_DIR") else BASE_DIR / "var" / "model-cache")
+FINETUNE_MODEL_CACHE = Path(env_str("FINETUNE_MODEL_CACHE", str(_model_cache_default)))
+HF_DOWNLOAD_MAX_WORKERS = env_int("HF_DOWNLOAD_MAX_WORKERS", 4)
+HF_SEARCH_MAX_RESULTS = env_int("HF_SEARCH_MAX_RESULTS", 50)
+# --- end Models from the Hub
+
+# --- Exports and Ollama import (models issue, items 4, 6, 7) --- begin
+EXPORT_LINK_TTL_S = env_int("EXPORT_LINK_TTL_S", 300)  # lifetime of a signed download link
+EXPORT_STALE_S = env_int("EXPORT_STALE_S", 3 * 3600)  # a running export/import older than this is presumed dead
+EXPORT_WORK_DIR = env_str("EXPORT_WORK_DIR") or None  # scratch space for exports (None: the system temp dir)
+# Golden prompts of the GGUF verification (empty: the engine's three defaults) and tokens generated per prompt.
+EXPORT_VERIFY_PROMPTS = env_list("EXPORT_VERIFY_PROMPTS", [])
+EXPORT_VERIFY_MAX_NEW_TOKENS = env_int("EXPORT_VERIFY_MAX_NEW_TOKENS", 24)
+OLLAMA_HOST = env_str("OLLAMA_HOST", "http://127.0.0.1:11434")
+OLLAMA_TIMEOUT_S = float(env_str("OLLAMA_TIMEOUT_S", "30"))  # connect/read timeout of short calls
+OLLAMA_GENERATE_TIMEOUT_S = float(env_str("OLLAMA_GENERATE_TIMEOUT_S", "600"))  # create/generate (model load)
+OLLAMA_QUANTIZATION = env_str("OLLAMA_QUANTIZATION", "q8_0")  # GGUF quantization imported into Ollama
+OLLAMA_NUM_CTX = env_int("OLLAMA_NUM_CTX", 4096)  # cap of the Modelfile's num_ctx
+# --- Exports and Ollama import --- end
 
 # Quotas (defaults; operators override per user).
 DEFAULT_QUOTAS = {

@@ -18,7 +18,7 @@ from .models import LogLine, MetricPoint, TrainingJob
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "owner", "status", "phase", "backend", "method", "weights", "progress_pct",
-                    "attempts", "lease_owner", "lease_expires", "created"]
+                    "attempts", "lease_owner", "lease_expires", "cost_usd", "created"]
     list_filter = ["status", "backend", "method", "weights", "owner", "created"]
     search_fields = ["name", "owner__username", "owner__email", "lease_owner", "external_id"]
     list_select_related = ["owner", "base_model", "dataset"]

@@ -59,7 +59,8 @@ class TrainingJob(models.Model):
     log_seq = models.PositiveIntegerField(default=0)
     output_dir = models.CharField(max_length=500, blank=True, default="")
     external_id = models.CharField(max_length=200, blank=True, default="")  # Modal call id
-    cost_usd = models.FloatField(default=0.0)
+    cost_usd = models.FloatField(default=0.0)  # Modal: GPU seconds x the GPU's price (settings table)
+    compute_seconds = models.FloatField(default=0.0)  # worker/GPU time held, all attempts
     result = models.JSONField(null=True, blank=True)
     versions = models.JSONField(default=dict, blank=True)  # library versions used (reproducibility)
     dataset_sha256 = models.CharField(max_length=64, blank=True, default="")

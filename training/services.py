@@ -4,11 +4,11 @@ cancel, resume, continue, recover jobs whose worker died, and the pre-launch est
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -218,6 +218,28 @@ def record_event(job_id: int, event: dict[str, Any]) -> None:
         events.publish(job_id, {"type": "checkpoint", "step": step})
 
 
+def compute_seconds(job: TrainingJob) -> float:
+    """Seconds of compute the job held a worker (or a Modal GPU), summed over its finished attempts."""
+    total = 0.0
+    for attempt in job.attempt_history or []:
+        try:
+            started = datetime.fromisoformat(attempt["started"])
+            ended = datetime.fromisoformat(attempt["ended"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        total += max(0.0, (ended - started).total_seconds())
+    return total
+
+
+def _account_cost(job: TrainingJob) -> None:
+    """Per-job cost: Modal GPU time x the GPU's hourly price (settings table); local runs cost no money."""
+    seconds = compute_seconds(job)
+    job.compute_seconds = round(seconds, 1)
+    if job.backend == TrainingJob.Backend.MODAL:
+        price = float(settings.MODAL_GPU_PRICES_USD_PER_HOUR.get(job.modal_gpu, 0.0))
+        job.cost_usd = round(seconds / 3600.0 * price, 4)
+
+
 def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
     job.status, job.error, job.error_kind = status, error, kind
     job.finished = timezone.now()
@@ -225,6 +247,7 @@ def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
     if job.attempt_history:
         job.attempt_history[-1]["ended"] = job.finished.isoformat()
         job.attempt_history[-1]["outcome"] = status
+    _account_cost(job)
     job.save()
     events.publish_status(job.pk, status, error=error)
 
@@ -288,6 +311,7 @@ def _requeue_or_fail(job: TrainingJob, reason: str) -> None:
     job.lease_owner, job.lease_expires = "", None
     if job.attempt_history:
         job.attempt_history[-1].update(ended=timezone.now().isoformat(), outcome=f"interrupted: {reason}")
+    _account_cost(job)
     job.save()
     events.publish_status(job.pk, job.status, error="")
     enqueue(job)
@@ -310,6 +334,30 @@ def recover_expired_leases() -> int:
                 _finish(job, TrainingJob.Status.CANCELLED, "")
             else:
                 _requeue_or_fail(job, "worker lost")
+            count += 1
+    count += _recover_silent_modal_runs(now)
+    return count
+
+
+def _recover_silent_modal_runs(now: Any) -> int:
+    """Modal runs hold no local lease: a run that stopped calling back (container lost, app stopped) for longer than
+    MODAL_HEARTBEAT_TIMEOUT_S is re-queued like a lost worker (it resumes from its last checkpoint on the volume)."""
+    limit = now - timedelta(seconds=settings.MODAL_HEARTBEAT_TIMEOUT_S)
+    stale = TrainingJob.objects.filter(status__in=[TrainingJob.Status.STARTING, TrainingJob.Status.RUNNING],
+                                       backend=TrainingJob.Backend.MODAL, lease_owner__startswith="modal:")
+    stale = stale.filter(models.Q(heartbeat_at__lt=limit) | models.Q(heartbeat_at__isnull=True, started__lt=limit))
+    count = 0
+    for pk in list(stale.values_list("pk", flat=True)):
+        with transaction.atomic():
+            job = TrainingJob.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+            last = (job.heartbeat_at or job.started) if job else None
+            if job is None or job.status in TrainingJob.FINISHED or last is None or last >= limit:
+                continue
+            logger.warning("job %s: the Modal run %s has not reported since %s, recovering", pk, job.external_id, last)
+            if job.cancel_requested:
+                _finish(job, TrainingJob.Status.CANCELLED, "")
+            else:
+                _requeue_or_fail(job, "the Modal run stopped reporting")
             count += 1
     return count
 

@@ -134,6 +134,28 @@ def test_expired_lease_is_recovered_within_the_budget(user, ready_dataset, embed
     assert job.status == "failed" and job.error_kind == "infrastructure" and "interrupted 2 times" in job.error
 
 
+def test_a_modal_run_that_stops_reporting_is_recovered(user, ready_dataset, embedded_base, settings,
+                                                       django_capture_on_commit_callbacks):
+    settings.MODAL_HEARTBEAT_TIMEOUT_S = 60
+    job = _job(user, ready_dataset, embedded_base)
+    assert services.claim_job(job.pk, "w1")
+    fresh = timezone.now() - timedelta(seconds=10)
+    history = [{**TrainingJob.objects.get(pk=job.pk).attempt_history[0],
+                "started": (timezone.now() - timedelta(seconds=300)).isoformat()}]
+    TrainingJob.objects.filter(pk=job.pk).update(backend="modal", modal_gpu="T4", status="running",
+                                                 lease_owner="modal:call-1", lease_expires=None, heartbeat_at=fresh,
+                                                 attempt_history=history)
+    assert services.recover_expired_leases() == 0  # still reporting
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=120))
+    with django_capture_on_commit_callbacks(execute=False):
+        assert services.recover_expired_leases() == 1
+    job.refresh_from_db()
+    assert job.status == "recovering" and job.lease_owner == ""
+    assert job.attempt_history[-1]["outcome"] == "interrupted: the Modal run stopped reporting"
+    # The lost attempt's GPU time is still billed: ~300 s on a T4.
+    assert job.compute_seconds >= 300 and job.cost_usd == pytest.approx(job.compute_seconds / 3600 * 0.59, abs=1e-3)
+
+
 def test_cancel_queued_job_is_final(auth_client, user, ready_dataset, embedded_base):
     job = _job(user, ready_dataset, embedded_base)
     r = auth_client.post(f"/api/training/jobs/{job.pk}/cancel/")

@@ -81,6 +81,12 @@ def test_modal_job_reports_through_the_callback_to_the_same_websocket(daphne_url
     job = TrainingJob.objects.get(pk=job_id)
     assert final == "succeeded", job.error
     assert job.external_id.startswith("fake-A10G-")
+    # Cost is tracked per job: the GPU time held x the A10G's price from the settings table.
+    from django.conf import settings
+
+    assert job.compute_seconds > 0
+    assert job.cost_usd == pytest.approx(job.compute_seconds / 3600 * settings.MODAL_GPU_PRICES_USD_PER_HOUR["A10G"],
+                                         abs=1e-3)
     assert [m["step"] for m in metrics if m["kind"] == "metric"] == [1, 2, 3, 4]
     assert all(m["loss"] is not None and m["tokens_per_s"] > 0 for m in metrics if m["kind"] == "metric")
     # The final model came back through the artifact upload into this platform's run folder.

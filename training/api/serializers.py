@@ -34,7 +34,7 @@ class JobSerializer(serializers.ModelSerializer):
             "id", "name", "status", "phase", "base_model", "base_model_name", "dataset", "dataset_name",
             "dataset_version", "method", "weights", "hyperparameters", "backend", "modal_gpu", "attempts",
             "last_checkpoint_step", "current_step", "total_steps", "progress", "eta_s", "error", "error_kind",
-            "cancel_requested", "model", "result", "cost_usd", "init_from_job", "versions", "dataset_sha256", "metric_seq",
+            "cancel_requested", "model", "result", "cost_usd", "compute_seconds", "init_from_job", "versions", "dataset_sha256", "metric_seq",
             "log_seq", "created", "started", "finished",
         ]
         read_only_fields = fields
