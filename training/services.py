@@ -404,7 +404,10 @@ def continue_job(job: TrainingJob, *, extra_epochs: float) -> TrainingJob:
     if not 0 < extra_epochs <= 100:
         raise ServiceError("extra_epochs must be > 0 and <= 100.", field="extra_epochs")
     hyper = {**job.hyperparameters, "num_train_epochs": extra_epochs, "max_steps": -1}
-    return create_job(owner=job.owner, name=job.name, base_model_id=job.base_model_id, dataset_id=job.dataset_id,
+    # The new version goes under the produced model's current name (it may have been renamed since).
+    produced = FineTunedModel.objects.filter(job=job).first()
+    name = produced.name if produced is not None else job.name
+    return create_job(owner=job.owner, name=name, base_model_id=job.base_model_id, dataset_id=job.dataset_id,
                       method=job.method, weights=job.weights, hyperparameters=hyper, backend=job.backend,
                       modal_gpu=job.modal_gpu, init_from_job=job)
 

@@ -8,6 +8,11 @@ EXPECTED = [
     "dashboard.tasks.clear_expired_sessions",
     "dashboard.tasks.send_test_notification",
     "datasets_app.tasks.process_dataset",
+    "models_app.tasks.exports.run_export",
+    "models_app.tasks.exports.run_ollama_import",
+    "models_app.tasks.hub.download_base_model",
+    "models_app.tasks.hub.push_to_hub",
+    "models_app.tasks.playground.generate",
     "training.tasks.recover_jobs",
     "training.tasks.run_training_job",
 ]
@@ -21,10 +26,11 @@ def test_task_names_are_stable():
 
 def test_queues_and_reliability_settings():
     conf = app.conf
-    assert {q.name for q in conf.task_queues} == {"default", "training"}
+    assert {q.name for q in conf.task_queues} == {"default", "training", "inference"}
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.broker_transport_options["visibility_timeout"] >= 24 * 3600
     assert conf.task_routes["training.tasks.run_*"] == {"queue": "training"}
+    assert conf.task_routes["models_app.tasks.playground.*"] == {"queue": "inference"}
     assert "clear-expired-sessions" in conf.beat_schedule
     assert conf.beat_schedule["recover-training-jobs"]["task"] == "training.tasks.recover_jobs"
