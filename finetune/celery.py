@@ -1,4 +1,5 @@
-"""The Celery application: queues `default` and `training`, configured from Django settings (CELERY_*)."""
+"""The Celery application: queues `default`, `training` and `inference` (playground generation), configured from
+Django settings (CELERY_*)."""
 
 from __future__ import annotations
 
@@ -14,5 +15,16 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = (
     Queue("default", Exchange("default"), routing_key="default"),
     Queue("training", Exchange("training"), routing_key="training"),
+    Queue("inference", Exchange("inference"), routing_key="inference"),
 )
+
+# Playground generation (models issue): its own workers keep models loaded between requests.
+INFERENCE_ROUTES = {"models_app.tasks.playground.*": {"queue": "inference"}}
+
+
+@app.on_after_configure.connect
+def _add_inference_routes(sender: Celery, **kwargs: object) -> None:
+    sender.conf.task_routes = {**(sender.conf.task_routes or {}), **INFERENCE_ROUTES}
+
+
 app.autodiscover_tasks()

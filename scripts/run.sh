@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring the whole platform up on this machine: install, start PostgreSQL/Redis if needed, migrate, collect static
-# files, create the first administrator, then start daphne (web + websockets), two Celery workers (`training`:
-# one job at a time; `default`: everything else) and Celery beat in the background. Logs and pids go to var/.
+# files, create the first administrator, then start daphne (web + websockets), three Celery workers (`training`:
+# one job at a time; `inference`: playground generation, keeps models loaded; `default`: everything else) and
+# Celery beat in the background. Logs and pids go to var/.
 # Stop with `make stop`.
 set -euo pipefail
 
@@ -34,6 +35,7 @@ export SITE_URL="${SITE_URL:-http://$HOST:$PORT}"
 start web "$PY" -m daphne -b "$HOST" -p "$PORT" finetune.asgi:application
 start worker-training "$PY" -m celery -A finetune worker -Q training -c 1 -n "training@%h" -l INFO
 start worker-default "$PY" -m celery -A finetune worker -Q default -c 2 -n "default@%h" -l INFO
+start worker-inference "$PY" -m celery -A finetune worker -Q inference -c 1 -n "inference@%h" -l INFO
 start beat "$PY" -m celery -A finetune beat -s "$RUN/celerybeat-schedule" -l INFO
 
 for _ in $(seq 1 60); do
@@ -52,6 +54,6 @@ finetune is running.
   Web app:      http://$HOST:$PORT/        (sign up there)
   Admin:        http://$HOST:$PORT/admin/  (the administrator above)
   API docs:     http://$HOST:$PORT/api/docs/
-  Logs:         var/log/{web,worker-training,worker-default,beat}.log
+  Logs:         var/log/{web,worker-training,worker-default,worker-inference,beat}.log
   Stop:         make stop
 MSG

@@ -5,7 +5,6 @@ import { FullPageSpinner, RedirectIfAuthed, RequireAuth } from "./auth/guards";
 import { AppLayout } from "./components/AppLayout";
 import { LoginPage, SignupPage } from "./pages/AuthPages";
 import NotFoundPage from "./pages/NotFoundPage";
-import { ModelsPage } from "./pages/PlaceholderPages";
 import { RouteError } from "./pages/RouteError";
 
 // Heavier pages load on demand (later issues add charts and tables to them).
@@ -17,6 +16,11 @@ const DatasetDetailPage = lazy(() => import("./pages/datasets/DatasetDetailPage"
 const TrainingListPage = lazy(() => import("./pages/training/TrainingListPage"));
 const NewTrainingPage = lazy(() => import("./pages/training/NewTrainingPage"));
 const TrainingJobPage = lazy(() => import("./pages/training/TrainingJobPage"));
+const ModelsListPage = lazy(() => import("./pages/models/ModelsListPage"));
+const ModelDetailPage = lazy(() => import("./pages/models/ModelDetailPage"));
+const CompareModelsPage = lazy(() => import("./pages/models/CompareModelsPage"));
+const BaseModelsPage = lazy(() => import("./pages/models/BaseModelsPage"));
+const PlaygroundPage = lazy(() => import("./pages/models/PlaygroundPage"));
 
 const router = createBrowserRouter([
   {
@@ -55,7 +59,11 @@ const router = createBrowserRouter([
           { path: "training", element: <TrainingListPage /> },
           { path: "training/new", element: <NewTrainingPage /> },
           { path: "training/jobs/:id", element: <TrainingJobPage /> },
-          { path: "models/*", element: <ModelsPage /> },
+          { path: "models", element: <ModelsListPage /> },
+          { path: "models/base", element: <BaseModelsPage /> },
+          { path: "models/compare", element: <CompareModelsPage /> },
+          { path: "models/:id", element: <ModelDetailPage /> },
+          { path: "playground", element: <PlaygroundPage /> },
           { path: "settings", element: <SettingsPage /> },
         ],
       },

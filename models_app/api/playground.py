@@ -1,7 +1,61 @@
-"""Models API: playground routes (see shared/API.md, Models). Filled in by the Models issue."""
+"""Models API: playground routes. `POST <id>/generate/` (an owned fine-tuned model) and `POST base/<id>/generate/`
+(a base model) answer one chat request in full; the websocket `/ws/models/<id>/generate/` streams it."""
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-urlpatterns: list[URLPattern] = []
+from models_app import services
+
+
+class _Message(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    content = serializers.CharField()
+
+
+class GenerateRequestSerializer(serializers.Serializer):
+    """Documentation of the body; `models_app.inference.parse_request` checks it (for REST and websocket alike)."""
+
+    messages = _Message(many=True)
+    system = serializers.CharField(required=False, allow_blank=True)
+    max_new_tokens = serializers.IntegerField(required=False, min_value=1, max_value=1024, default=256)
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2, default=0.7)
+    top_p = serializers.FloatField(required=False, min_value=0, max_value=1, default=0.9)
+    compare_with_base = serializers.BooleanField(required=False, default=False)
+
+
+_ANSWER = inline_serializer("GenerateAnswer", {
+    "text": serializers.CharField(), "tokens": serializers.IntegerField(), "duration_s": serializers.FloatField(),
+    "prompt_tokens": serializers.IntegerField(), "base": serializers.DictField(required=False),
+})
+
+
+class _GenerateView(APIView):
+    kind = "model"
+
+    @extend_schema(request=GenerateRequestSerializer, responses=_ANSWER)
+    def post(self, request: Request, pk: int) -> Response:
+        return Response(services.generate_now(request.user, services.Target(self.kind, pk), request.data))
+
+
+class GenerateView(_GenerateView):
+    """One full answer from an owned fine-tuned model."""
+
+    kind = "model"
+
+
+class BaseGenerateView(_GenerateView):
+    """One full answer from a base model."""
+
+    kind = "base"
+
+
+urlpatterns: list[URLPattern] = [
+    path("<int:pk>/generate/", GenerateView.as_view(), name="model-generate"),
+    path("base/<int:pk>/generate/", BaseGenerateView.as_view(), name="base-model-generate"),
+]

@@ -1,3 +1,21 @@
-"""Celery tasks: exports (thin: each calls a service function)."""
+"""Celery tasks: exports and Ollama imports (thin: each calls one service; idempotent by run token)."""
 
 from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="models_app.tasks.exports.run_export", acks_late=True, reject_on_worker_lost=True)
+def run_export(export_id: int, run_token: str) -> None:
+    """Run one export (adapter, merged or verified GGUF); a repeated delivery is a no-op."""
+    from models_app import exports
+
+    exports.run_export(export_id, run_token)
+
+
+@shared_task(name="models_app.tasks.exports.run_ollama_import", acks_late=True, reject_on_worker_lost=True)
+def run_ollama_import(import_id: int, run_token: str) -> None:
+    """Run one Ollama import (verified GGUF, blob, create, golden-prompt check); a repeated delivery is a no-op."""
+    from models_app import ollama
+
+    ollama.run_ollama_import(import_id, run_token)

@@ -11,6 +11,7 @@ const NAV: { to: string; label: string; icon: IconName; end?: boolean }[] = [
   { to: "/datasets", label: "Datasets", icon: "datasets" },
   { to: "/training", label: "Training", icon: "training" },
   { to: "/models", label: "Models", icon: "models" },
+  { to: "/playground", label: "Playground", icon: "spark" },
   { to: "/settings", label: "Settings", icon: "settings" },
 ];
 

@@ -1,0 +1,154 @@
+// "Import to Ollama": a model name checked against Ollama's pattern as it is typed, then the import's progress
+// (GGUF export, Modelfile, blob upload, create, verification) and the `ollama run <name>` command to copy.
+import { useEffect, useState, type FormEvent } from "react";
+import { useQueryClient } from "@tanstack/react-query";
+import { ApiError, errorMessage } from "../../api/client";
+import { modelKeys, OLLAMA_NAME_PATTERN, useOllamaImport, useStartOllamaImport, type FineTunedModel, type OllamaImport } from "../../api/models";
+import { mergeLive, type LiveTask } from "../../hooks/useTaskFeed";
+import { Modal } from "../training/Modal";
+import { Banner, Button, Field } from "../ui";
+import { CommandLine, TaskProgress } from "./TaskBits";
+
+export function suggestOllamaName(model: FineTunedModel): string {
+  const slug = model.name
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, "-")
+    .replace(/^[^a-z0-9]+/, "")
+    .slice(0, 60);
+  return `${slug || "model"}:v${model.version}`;
+}
+
+export function ollamaNameError(value: string): string | undefined {
+  if (!value) return "Enter a model name.";
+  if (value !== value.trim()) return "Remove the spaces around the name.";
+  if (/[A-Z]/.test(value)) return "Use lowercase letters only.";
+  if (!OLLAMA_NAME_PATTERN.test(value)) {
+    return "Use lowercase letters, digits, '.', '_' or '-' (starting with a letter or digit, up to 63), optionally ':tag'.";
+  }
+  return undefined;
+}
+
+export function OllamaResult({ item }: { item: OllamaImport }) {
+  if (item.status === "succeeded") {
+    return (
+      <Banner tone="success" title="Imported to Ollama" testId="ollama-result">
+        <p>
+          <span className="mono">{item.ollama_name}</span> was created and answered the test prompt. Run it with:
+        </p>
+        <CommandLine command={item.run_command || `ollama run ${item.ollama_name}`} testId="ollama-run-command" />
+      </Banner>
+    );
+  }
+  if (item.status === "failed") {
+    return (
+      <Banner tone="error" title="The import failed" testId="ollama-error">
+        <p className="md-error-text">{item.error || "Ollama did not accept the model."}</p>
+      </Banner>
+    );
+  }
+  return null;
+}
+
+export function OllamaDialog({
+  model,
+  open,
+  onClose,
+  live,
+}: {
+  model: FineTunedModel;
+  open: boolean;
+  onClose: () => void;
+  live: (kind: string, id: number) => LiveTask | undefined;
+}) {
+  const start = useStartOllamaImport(model.id);
+  const [name, setName] = useState(() => suggestOllamaName(model));
+  const [importId, setImportId] = useState<number | null>(null);
+  const item = useOllamaImport(importId);
+  const current = item.data ? mergeLive(item.data, live("ollama", item.data.id)) : null;
+  const clientError = ollamaNameError(name);
+  const serverError = start.error instanceof ApiError ? (start.error.field("name") ?? start.error.field("ollama_name")) : undefined;
+  const running = current?.status === "queued" || current?.status === "running";
+  const queryClient = useQueryClient();
+  // A finished task changes the model page's history list: refresh it.
+  useEffect(() => {
+    if (current && !running) void queryClient.invalidateQueries({ queryKey: modelKeys.imports(model.id) });
+  }, [current?.status]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    if (clientError) return;
+    start.mutate({ name }, { onSuccess: (created) => setImportId(created.id) });
+  };
+  const again = () => {
+    setImportId(null);
+    start.reset();
+  };
+  const close = () => {
+    onClose();
+    if (!running) again();
+  };
+
+  return (
+    <Modal
+      open={open}
+      onClose={close}
+      title="Import to Ollama"
+      description="Exports a verified GGUF, writes a Modelfile from the model's own chat template and creates the model on this deployment's Ollama server."
+      testId="ollama-dialog"
+      footer={
+        current ? (
+          <>
+            {current.status === "failed" && (
+              <Button variant="ghost" onClick={again}>
+                Try again
+              </Button>
+            )}
+            <Button variant={current.status === "succeeded" ? "primary" : "secondary"} onClick={close}>
+              {running ? "Hide (keeps importing)" : "Close"}
+            </Button>
+          </>
+        ) : (
+          <>
+            <Button variant="ghost" onClick={close}>
+              Cancel
+            </Button>
+            <Button variant="primary" type="submit" form="ollama-form" loading={start.isPending} disabled={!!clientError} data-testid="ollama-submit">
+              Import
+            </Button>
+          </>
+        )
+      }
+    >
+      {!current ? (
+        <form id="ollama-form" className="md-form" onSubmit={submit} noValidate>
+          <Field
+            label="Ollama model name"
+            id="ollama-name"
+            value={name}
+            onChange={(e) => setName(e.target.value)}
+            error={name ? (clientError ?? serverError) : serverError}
+            hint={
+              <>
+                Lowercase, like <span className="mono">my-model</span> or <span className="mono">my-model:v2</span>. You will run it with{" "}
+                <span className="mono">ollama run {name || "…"}</span>.
+              </>
+            }
+            autoComplete="off"
+            spellCheck={false}
+            autoFocus
+          />
+          {start.isError && !serverError && <Banner tone="error">{errorMessage(start.error)}</Banner>}
+        </form>
+      ) : (
+        <div className="md-task-body" data-testid="ollama-status" data-status={current.status}>
+          <div className="md-task-body__head">
+            <span className="mono">{current.ollama_name}</span>
+          </div>
+          {running && <TaskProgress progress={current.progress} status={current.status} stage={current.stage} label="Import progress" testId="ollama-progress" />}
+          <OllamaResult item={current} />
+          {item.isError && <Banner tone="error">{errorMessage(item.error)}</Banner>}
+        </div>
+      )}
+    </Modal>
+  );
+}
