@@ -65,6 +65,7 @@ async def test_anonymous_socket_is_refused():
     comm = WebsocketCommunicator(application, "/ws/notifications/", headers=[(b"origin", b"http://localhost")])
     connected, code = await comm.connect()
     assert not connected and code == 4401
+    await comm.disconnect()  # let the refused application finish instead of being cancelled at loop teardown
     await _close_db()
 
 
@@ -74,4 +75,7 @@ async def test_missing_or_foreign_origin_is_refused(headers):
     comm = WebsocketCommunicator(application, "/ws/notifications/", headers=[(b"cookie", cookie), *headers])
     connected, _ = await comm.connect()
     assert not connected
+    # The origin validator's denier keeps listening on the channel layer until it gets a disconnect; cancelling it
+    # at event-loop teardown instead can hang inside channels-redis's receive.
+    await comm.disconnect()
     await _close_db()
