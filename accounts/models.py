@@ -28,6 +28,12 @@ class User(AbstractUser):
     locked_until = models.DateTimeField(null=True, blank=True)
     # Per-user quota overrides set by operators; missing keys take settings.DEFAULT_QUOTAS.
     quota_overrides = models.JSONField(default=dict, blank=True)
+    # --- Notifications (issue 7): email and an optional webhook when a job succeeds or fails.
+    notify_email = models.BooleanField(default=True)
+    webhook_url = models.URLField(max_length=500, blank=True, default="")
+    # HMAC key for the X-Finetune-Signature header, encrypted like the HF token (accounts.crypto).
+    webhook_secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    # --- end notifications
 
     class Meta:
         ordering = ["id"]
@@ -39,6 +45,10 @@ class User(AbstractUser):
     @property
     def is_locked(self) -> bool:
         return self.locked_until is not None and self.locked_until > timezone.now()
+
+    @property
+    def has_webhook_secret(self) -> bool:
+        return bool(self.webhook_secret_encrypted)
 
     def quotas(self) -> dict[str, Any]:
         """The effective quotas: defaults from settings overridden per user."""

@@ -96,9 +96,26 @@ def _record_failed_login(account: User, now: Any) -> None:
         row.save(update_fields=["failed_login_count", "last_failed_login", "locked_until"])
 
 
-def update_profile(user: User, *, display_name: str | None = None, email: str | None = None) -> User:
-    """Change the display name and/or email."""
+def update_profile(
+    user: User, *, display_name: str | None = None, email: str | None = None, notify_email: bool | None = None,
+    webhook_url: str | None = None, webhook_secret: str | None = None,
+) -> User:
+    """Change the display name, email and notification settings (webhook URL checked, its secret encrypted)."""
     fields = []
+    # --- notifications (issue 7)
+    if notify_email is not None:
+        user.notify_email = bool(notify_email)
+        fields.append("notify_email")
+    if webhook_url is not None:
+        user.webhook_url = validate_webhook_url(webhook_url)
+        fields.append("webhook_url")
+    if webhook_secret is not None:
+        secret = webhook_secret.strip()
+        if len(secret) > 256:
+            raise ServiceError("The webhook secret is too long (256 characters at most).", field="webhook_secret")
+        user.webhook_secret_encrypted = crypto.encrypt(secret) if secret else ""
+        fields.append("webhook_secret_encrypted")
+    # --- end notifications
     if display_name is not None:
         user.display_name = display_name.strip()
         fields.append("display_name")
@@ -111,6 +128,31 @@ def update_profile(user: User, *, display_name: str | None = None, email: str | 
     if fields:
         user.save(update_fields=fields)
     return user
+
+
+def validate_webhook_url(url: str) -> str:
+    """A webhook URL must be an absolute http(s) URL; an empty string turns the webhook off."""
+    from urllib.parse import urlsplit
+
+    from django.core.validators import URLValidator
+
+    url = url.strip()
+    if not url:
+        return ""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ServiceError(
+            f"The webhook URL must start with http:// or https://{f' (got {scheme}://)' if scheme else ''}.",
+            field="webhook_url",
+        )
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except DjangoValidationError:
+        raise ServiceError("The webhook URL is not a valid URL (e.g. https://example.com/hooks/finetune).",
+                           field="webhook_url") from None
+    if len(url) > 500:
+        raise ServiceError("The webhook URL is too long (500 characters at most).", field="webhook_url")
+    return url
 
 
 def change_password(user: User, *, old_password: str, new_password: str) -> None:
@@ -216,14 +258,10 @@ def rotate_secrets() -> int:
 
 
 def usage(user: User) -> dict[str, Any]:
-    """Current usage against the quotas (grows as datasets, jobs and models land)."""
-    return {
-        "concurrent_jobs": 0,
-        "storage_bytes": 0,
-        "gpu_minutes_local_this_month": 0,
-        "gpu_minutes_modal_this_month": 0,
-        "modal_spend_usd_this_month": 0,
-    }
+    """Current usage against the quotas (see accounts.quotas)."""
+    from . import quotas
+
+    return quotas.usage(user)
 
 
 def ensure_admin(*, username: str, email: str, password: str | None) -> tuple[User | None, str | None]:

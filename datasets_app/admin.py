@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest
 
+from dashboard import audit
+
+from . import services
 from .models import Dataset, DatasetFile
 
 
@@ -20,13 +25,17 @@ class DatasetFileInline(admin.TabularInline):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(audit.AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "owner", "version", "status", "verdict", "format", "row_count", "size_bytes", "created"]
-    list_filter = ["status", "verdict", "format", "created"]
+    list_filter = ["status", "verdict", "format", ("owner", admin.RelatedOnlyFieldListFilter), "created"]
     search_fields = ["name", "owner__username", "owner__email", "original_filename"]
     list_select_related = ["owner"]
     readonly_fields = [f.name for f in Dataset._meta.fields if f.name not in ("name",)]
     inlines = [DatasetFileInline]
+    audit_prefix = "dataset"
+
+    def delete_one(self, request: HttpRequest, obj: Any) -> None:
+        services.delete_dataset(obj)  # the same service as the API (files removed too)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -18,13 +18,18 @@ PRESETS: list[dict[str, Any]] = [
     {
         "id": "quality-lora",
         "name": "Quality LoRA",
-        "description": "LoRA r=32 on all linear layers, three epochs with cosine decay and evaluation: better results.",
+        "description": "LoRA r=32 on all linear layers, three epochs with cosine decay, evaluation every 50 steps, "
+                       "early stopping and the best checkpoint kept: better results.",
         "method": "sft",
         "weights": "lora",
         "hyperparameters": {"num_train_epochs": 3, "learning_rate": 1e-4, "per_device_train_batch_size": 4,
                             "gradient_accumulation_steps": 4, "max_length": 2048, "lora_r": 32, "lora_alpha": 64,
                             "lora_dropout": 0.05, "lora_target_modules": "all-linear",
-                            "lr_scheduler_type": "cosine", "warmup_ratio": 0.05, "validation_split": 0.05},
+                            "lr_scheduler_type": "cosine", "warmup_ratio": 0.05, "validation_split": 0.05,
+                            # Early stopping (issue 7): stop after 3 evaluations without a better eval loss and keep
+                            # the best weights as the result.
+                            "eval_steps": 50, "early_stopping_patience": 3, "early_stopping_threshold": 0.0,
+                            "load_best_model_at_end": True},
     },
     {
         "id": "qlora-large",

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from accounts import quotas
 from accounts.models import User
 from datasets_app.models import Dataset
 from finetune.exceptions import ServiceError
@@ -64,10 +65,6 @@ def _check_method_fits_data(method: str, ds: Dataset) -> None:
                            field="method")
 
 
-def _active_jobs(owner: User) -> int:
-    return TrainingJob.objects.filter(owner=owner, status__in=TrainingJob.ACTIVE).count()
-
-
 def create_job(
     *, owner: User, name: str, base_model_id: int, dataset_id: int, dataset_version: int | None = None,
     method: str = "sft", weights: str = "lora", hyperparameters: dict[str, Any] | None = None,
@@ -93,12 +90,14 @@ def create_job(
     if base.context_length and hyper["max_length"] > base.context_length:
         raise ServiceError(f"max_length {hyper['max_length']} is above {base.name}'s context length "
                            f"{base.context_length}.", field="hyperparameters.max_length")
+    # --- quotas (issue 7): the estimate is taken outside the lock; the checks run under the user's row lock.
+    est_s, est_usd = quotas.estimated_cost(TrainingJob(
+        owner=owner, base_model=base, dataset=ds, method=method, weights=weights, hyperparameters=hyper,
+        backend=backend, modal_gpu=modal_gpu))
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=owner.pk).first()  # serializes the concurrency check
-        limit = int(owner.quotas()["concurrent_jobs"])
-        if _active_jobs(owner) >= limit:
-            raise ServiceError(f"You already have {limit} active training job(s), your limit. Wait for one to "
-                               "finish or cancel it.", status_code=429)
+        quotas.lock_user(owner.pk)  # serializes parallel creates: the counts below include every committed job
+        quotas.check_can_create_job(owner, backend, estimate_s=est_s, estimate_usd=est_usd)
+        # --- end quotas
         job = TrainingJob.objects.create(
             owner=owner, name=(name or f"{base.name} on {ds.name}").strip()[:200], base_model=base, dataset=ds,
             method=method, weights=weights, hyperparameters=hyper, backend=backend, modal_gpu=modal_gpu,
@@ -119,10 +118,17 @@ def enqueue(job: TrainingJob) -> None:
 # --- execution: lease -------------------------------------------------------------------------------------------
 def claim_job(job_id: int, worker_id: str) -> bool:
     """Take the job for this worker: a conditional UPDATE, so a second delivery finds a live lease and backs off."""
-    now = timezone.now()
-    lease = now + timedelta(seconds=settings.TRAINING_LEASE_SECONDS)
+    owner_id = TrainingJob.objects.filter(pk=job_id).values_list("owner_id", flat=True).first()
+    if owner_id is None:
+        return False
     with transaction.atomic():
-        job = TrainingJob.objects.select_for_update().filter(pk=job_id).first()
+        # Quotas (issue 7): the owner's row lock first (same order as create_job), so parallel starts of one user's
+        # jobs count each other's reservations.
+        quotas.lock_user(owner_id)
+        job = TrainingJob.objects.select_for_update(of=("self",)).select_related("dataset", "base_model").filter(
+            pk=job_id).first()
+        now = timezone.now()
+        lease = now + timedelta(seconds=settings.TRAINING_LEASE_SECONDS)
         if job is None or job.status not in (TrainingJob.Status.QUEUED, TrainingJob.Status.RECOVERING):
             return False
         if job.lease_expires and job.lease_expires > now and job.lease_owner != worker_id:
@@ -130,11 +136,19 @@ def claim_job(job_id: int, worker_id: str) -> bool:
         if job.cancel_requested:
             _finish(job, TrainingJob.Status.CANCELLED, "")
             return False
+        try:
+            reserved_s = quotas.check_can_start(job)
+        except quotas.QuotaExceeded as exc:
+            logger.info("job %s: refused at start by quota %s", job_id, exc.quota)
+            _finish(job, TrainingJob.Status.FAILED, exc.message, "quota")
+            return False
+        # --- end quotas
         job.status = TrainingJob.Status.STARTING
         job.lease_owner, job.lease_expires, job.heartbeat_at = worker_id, lease, now
         job.attempts += 1
         job.attempt_history = [*job.attempt_history, {"attempt": job.attempts, "worker": worker_id,
-                                                      "started": now.isoformat()}]
+                                                      "started": now.isoformat(),
+                                                      "reserved_s": round(reserved_s, 1)}]
         job.started = job.started or now
         job.save()
     events.publish_status(job_id, TrainingJob.Status.STARTING, attempts=job.attempts)
@@ -250,6 +264,12 @@ def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
     _account_cost(job)
     job.save()
     events.publish_status(job.pk, status, error=error)
+    # --- notifications (issue 7): email/webhook once the final state is committed.
+    if status in (TrainingJob.Status.SUCCEEDED, TrainingJob.Status.FAILED):
+        from dashboard import services as dashboard_services
+
+        dashboard_services.notify_job_finished(job.pk)
+    # --- end notifications
 
 
 def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTunedModel | None:
@@ -379,14 +399,12 @@ def request_cancel(job: TrainingJob) -> TrainingJob:
 def resume_job(job: TrainingJob) -> TrainingJob:
     """Queue a failed or cancelled job again; it resumes from its last complete checkpoint."""
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=job.owner_id).first()
+        quotas.lock_user(job.owner_id)
         job = TrainingJob.objects.select_for_update().get(pk=job.pk)
         if job.status not in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
             raise ServiceError(f"Only a failed or cancelled job can be resumed; this one is {job.status}.",
                                status_code=409)
-        limit = int(job.owner.quotas()["concurrent_jobs"])
-        if _active_jobs(job.owner) >= limit:
-            raise ServiceError(f"You already have {limit} active training job(s), your limit.", status_code=429)
+        quotas.check_can_create_job(job.owner, job.backend)  # quotas (issue 7)
         if job.error_kind == "infrastructure":
             job.attempts = 0  # a fresh retry budget after the user looked at it
         job.status, job.error, job.error_kind, job.cancel_requested = TrainingJob.Status.QUEUED, "", "", False
@@ -417,3 +435,26 @@ def delete_job(job: TrainingJob) -> None:
     if job.status in TrainingJob.ACTIVE:
         raise ServiceError("Cancel the job before deleting it.", status_code=409)
     job.delete()
+
+
+# --- operators (issue 7, admin): requeue a stuck job ------------------------------------------------------------
+def requeue_job(job: TrainingJob, *, reason: str = "requeued by an operator") -> TrainingJob:
+    """Operators: queue an active job again. A queued job gets its message sent again (the claim is idempotent, so a
+    duplicate is harmless); a starting/running one loses its lease now (its worker stops at the next heartbeat and
+    drops its result) and is queued to resume from its last complete checkpoint. Finished jobs are retried instead."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().get(pk=job.pk)
+        if job.status in TrainingJob.FINISHED:
+            raise ServiceError(f"The job already {job.status}; retry it instead of requeueing it.", status_code=409)
+        if job.status in (TrainingJob.Status.STARTING, TrainingJob.Status.RUNNING):
+            job.status = TrainingJob.Status.RECOVERING
+            job.lease_owner, job.lease_expires = "", None
+            if job.attempt_history:
+                job.attempt_history[-1].update(ended=timezone.now().isoformat(), outcome=f"interrupted: {reason}")
+            _account_cost(job)
+            job.save()
+            events.publish_status(job.pk, job.status, error="")
+        enqueue(job)
+    logger.info("job %s requeued (%s)", job.pk, reason)
+    return job
+# --- end operators

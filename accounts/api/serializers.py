@@ -28,6 +28,7 @@ class LoginSerializer(serializers.Serializer):
 
 class UserSerializer(serializers.ModelSerializer):
     has_hf_token = serializers.BooleanField(read_only=True)
+    has_webhook_secret = serializers.BooleanField(read_only=True)
     quotas = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
 
@@ -45,6 +46,9 @@ class UserSerializer(serializers.ModelSerializer):
             "date_joined",
             "quotas",
             "usage",
+            "notify_email",
+            "webhook_url",
+            "has_webhook_secret",
         ]
         read_only_fields = fields
 
@@ -58,6 +62,18 @@ class UserSerializer(serializers.ModelSerializer):
 class ProfileUpdateSerializer(serializers.Serializer):
     display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     email = serializers.EmailField(max_length=254, required=False)
+    # Notifications (issue 7): the URL is checked by the service (http/https only); an empty value turns it off.
+    notify_email = serializers.BooleanField(required=False)
+    webhook_url = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    webhook_secret = serializers.CharField(max_length=256, required=False, allow_blank=True, write_only=True,
+                                           help_text="HMAC-SHA256 key for X-Finetune-Signature; never returned.")
+
+
+class QuotaSummarySerializer(serializers.Serializer):
+    quotas = serializers.DictField(help_text="Effective limits (defaults overridden per user by operators).")
+    usage = serializers.DictField(help_text="Current usage; monthly figures since the first of the month (UTC).")
+    remaining = serializers.DictField()
+    resets_at = serializers.DateTimeField()
 
 
 class ChangePasswordSerializer(serializers.Serializer):

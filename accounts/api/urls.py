@@ -12,6 +12,7 @@ urlpatterns = [
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("me/", views.MeView.as_view(), name="me"),
+    path("me/quotas/", views.MeQuotasView.as_view(), name="me-quotas"),
     path("change-password/", views.ChangePasswordView.as_view(), name="change-password"),
     path("hf-token/", views.HfTokenView.as_view(), name="hf-token"),
     path("tokens/", views.ApiTokenListView.as_view(), name="token-list"),

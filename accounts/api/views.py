@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import services
+from accounts import quotas, services
 from accounts.models import ApiToken
 
 from . import serializers as s
@@ -105,6 +105,14 @@ class MeView(APIView):
         data.is_valid(raise_exception=True)
         user = services.update_profile(request.user, **data.validated_data)
         return Response(s.UserSerializer(user).data)
+
+
+class MeQuotasView(APIView):
+    """The signed-in user's quotas, current usage, what is left and when the monthly quotas reset."""
+
+    @extend_schema(responses=s.QuotaSummarySerializer)
+    def get(self, request: Request) -> Response:
+        return Response(quotas.summary(request.user))
 
 
 class ChangePasswordView(APIView):

@@ -1,8 +1,9 @@
-"""Service endpoints: health and the test notification."""
+"""Service endpoints: health, the test notification, and the user's dashboard statistics and analytics."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -10,6 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dashboard import health, services
+
+from . import serializers as s
 
 
 class HealthView(APIView):
@@ -43,3 +46,24 @@ class TestNotificationView(APIView):
     def post(self, request: Request) -> Response:
         nonce = services.request_test_notification(request.user.pk)
         return Response({"nonce": nonce}, status=status.HTTP_202_ACCEPTED)
+
+
+class StatsView(APIView):
+    """The signed-in user's dashboard: counts, jobs by status, running and recent jobs, success rate, quotas."""
+
+    @extend_schema(responses=s.StatsSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(s.StatsSerializer(services.stats(request.user)).data)
+
+
+class AnalyticsView(APIView):
+    """The signed-in user's charts over the last `days` days: jobs and training hours per day, success rate and
+    final loss by method."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("days", OpenApiTypes.INT, description="Window in days, 1-365 (default 30).")],
+        responses=s.AnalyticsSerializer,
+    )
+    def get(self, request: Request) -> Response:
+        days = services.parse_days(request.query_params.get("days"))
+        return Response(s.AnalyticsSerializer(services.analytics(request.user, days=days)).data)

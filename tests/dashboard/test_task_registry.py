@@ -6,6 +6,8 @@ from finetune.celery import app
 
 EXPECTED = [
     "dashboard.tasks.clear_expired_sessions",
+    "dashboard.tasks.deliver_job_webhook",
+    "dashboard.tasks.send_job_email",
     "dashboard.tasks.send_test_notification",
     "datasets_app.tasks.process_dataset",
     "models_app.tasks.exports.run_export",

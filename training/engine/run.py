@@ -59,8 +59,10 @@ class TrainingResult:
     """The outcome of ``run_training`` (JSON-safe via ``to_dict``).
 
     ``status`` is ``succeeded`` or ``cancelled`` (failures raise). ``metrics`` holds train_loss_first/last,
-    eval_loss_before/after, perplexity_before/after, tokens_per_s_mean, peak_memory_mb, train_runtime_s.
-    ``model_dir`` is ``output_dir/final`` (None when cancelled); ``checkpoint`` the newest complete checkpoint.
+    eval_loss_before/after, perplexity_before/after, tokens_per_s_mean, peak_memory_mb, train_runtime_s, early_stopped,
+    and with ``load_best_model_at_end`` best_step, best_eval_loss, best_model_restored (``final/`` then holds the
+    lowest-eval-loss weights). ``model_dir`` is ``output_dir/final`` (None when cancelled); ``checkpoint`` the newest
+    complete checkpoint.
     """
 
     job_id: str
@@ -385,6 +387,7 @@ def _run(spec: TrainingSpec, emitter: Emitter, started: float, holder: dict[str,
     if not spec.resume:
         for _step, path in list_checkpoints(out, complete_only=False):
             shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(method.best_dir, ignore_errors=True)
     if emitter.should_stop():
         return _cancelled(spec, emitter, started)
 
@@ -398,11 +401,13 @@ def _run(spec: TrainingSpec, emitter: Emitter, started: float, holder: dict[str,
     if outcome.cancelled:
         return _cancelled(spec, emitter, started, outcome.final_step, outcome.total_steps)
 
+    # load_best_model_at_end: the result is the lowest-eval-loss weights (the last ones only if they are the best).
+    best = method.keep_best_result(outcome.final_step)
     after = None
     if method.eval_rows:
         emitter.status("evaluating", "evaluating the fine-tuned model")
         after = method.evaluate("after")
-    metrics = _metrics(method, before, after)
+    metrics = {**_metrics(method, before, after), **best}
 
     emitter.status("saving", "saving the final model")
     final = out / FINAL_DIR
@@ -420,6 +425,8 @@ def _run(spec: TrainingSpec, emitter: Emitter, started: float, holder: dict[str,
     message = f"trained {outcome.final_step} steps" + (f"; {len(failed)} export(s) failed" if failed else "")
     if outcome.early_stopped:
         message += " (early stopping)"
+    if best.get("best_model_restored"):
+        message += f"; kept the best weights, from step {best['best_step']}"
     result = TrainingResult(
         job_id=spec.job_id,
         status="succeeded",

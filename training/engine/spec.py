@@ -185,6 +185,10 @@ class HyperParams:
             Stop after this many evaluations without improvement of the eval loss (needs `eval_steps` > 0).
         early_stopping_threshold (`float`, defaults to `0.0`):
             Minimum eval-loss improvement that resets the patience counter.
+        load_best_model_at_end (`bool` or `None`, defaults to `None`):
+            Keep the weights of the evaluation with the lowest eval loss as the result (`final/`), like Hugging
+            Face's option of the same name; the result metrics name the best step. `None` turns it on exactly when
+            `early_stopping_patience` is set. Needs `eval_steps` > 0.
     """
 
     num_train_epochs: float = 1.0
@@ -215,6 +219,7 @@ class HyperParams:
     chat_template: str | None = None
     early_stopping_patience: int | None = None
     early_stopping_threshold: float = 0.0
+    load_best_model_at_end: bool | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -263,6 +268,20 @@ class HyperParams:
                     "(the eval loss is what it watches), got eval_steps=0."
                 )
         _float("early_stopping_threshold", self.early_stopping_threshold, ge=0)
+        if self.load_best_model_at_end is not None and not isinstance(self.load_best_model_at_end, bool):
+            raise ConfigError(f"load_best_model_at_end must be true, false or null, got {self.load_best_model_at_end!r}.")
+        if self.load_best_model_at_end and self.eval_steps == 0:
+            raise ConfigError(
+                "load_best_model_at_end needs eval_steps > 0 (the best weights are chosen by eval loss), got "
+                "eval_steps=0."
+            )
+
+    @property
+    def keeps_best_model(self) -> bool:
+        """Whether the run keeps the lowest-eval-loss weights as its result."""
+        if self.load_best_model_at_end is not None:
+            return self.load_best_model_at_end
+        return self.early_stopping_patience is not None
 
     def _check_target_modules(self) -> None:
         value = self.lora_target_modules

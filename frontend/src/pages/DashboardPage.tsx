@@ -1,252 +1,156 @@
-// Dashboard: getting-started steps, live system status (/api/health/) and live notifications (/ws/notifications/).
-import { useEffect } from "react";
+// The home page: counts, running jobs with live progress (/ws/training/<id>/), recent jobs, charts of jobs and
+// training hours per day, success rate, final loss by method and quota usage (/api/dashboard/stats/ and
+// /api/dashboard/analytics/), then the platform's health and live notifications.
+import { useQueryClient } from "@tanstack/react-query";
+import { useCallback, useState } from "react";
 import { Link } from "react-router-dom";
 import { useMe } from "../api/auth";
 import { errorMessage } from "../api/client";
-import { useHealth, useSendTestNotification } from "../api/system";
-import type { Health, NotificationMessage, TaskMessage } from "../api/types";
+import { dashboardKeys, useDashboardAnalytics, useDashboardStats } from "../api/dashboard";
 import { displayName } from "../components/AppLayout";
+import { HoursPerDayChart, JobsPerDayChart, LossByMethodChart } from "../components/dashboard/DashboardCharts";
+import { RecentJobs, RunningJobs } from "../components/dashboard/JobLists";
+import { QuotaBars } from "../components/dashboard/QuotaBars";
+import { GettingStarted, HealthCard, NotificationsCard } from "../components/dashboard/SystemCards";
 import { Icon, type IconName } from "../components/Icon";
-import { Banner, Button, Card, EmptyState, PageHeader, Spinner, StatusDot } from "../components/ui";
-import { useNotificationsSocket, type ReceivedMessage, type SocketState } from "../hooks/useNotificationsSocket";
+import { Banner, Card, EmptyState, PageHeader, Spinner } from "../components/ui";
+import "../styles/dashboard.css";
 
-const STEPS: { to: string; icon: IconName; title: string; text: string }[] = [
-  { to: "/datasets", icon: "upload", title: "Upload a dataset", text: "Chat, instruction or preference data as JSONL, CSV or Parquet." },
-  { to: "/training", icon: "training", title: "Launch a training run", text: "SFT, DPO or ORPO with LoRA, QLoRA or full fine-tuning." },
-  { to: "/models", icon: "models", title: "Export your model", text: "Download adapters, merged weights or GGUF, or push to the Hub." },
-];
+const WINDOWS = [7, 30, 90] as const;
 
-function GettingStarted() {
-  return (
-    <Card title="Get started" description="Three steps from raw data to a model you can run." icon="spark">
-      <ol className="steps">
-        {STEPS.map((step, index) => (
-          <li key={step.to}>
-            <Link to={step.to} className="step">
-              <span className="step__index">{index + 1}</span>
-              <span className="step__body">
-                <span className="step__title">{step.title}</span>
-                <span className="step__text">{step.text}</span>
-              </span>
-              <Icon name={step.icon} size={18} className="step__icon" />
-            </Link>
-          </li>
-        ))}
-      </ol>
-    </Card>
-  );
+function percentText(rate: number | null | undefined): string {
+  return rate === null || rate === undefined ? "—" : `${Math.round(rate * 100)}%`;
 }
 
-function HealthRow({ label, ok, value }: { label: string; ok: boolean; value: string }) {
-  return (
-    <div className="kv">
-      <dt className="kv__key">{label}</dt>
-      <dd className={`kv__value ${ok ? "is-ok" : "is-bad"}`}>
-        <StatusDot tone={ok ? "ok" : "bad"} />
-        {value}
-      </dd>
-    </div>
-  );
-}
-
-function HealthSummary({ health }: { health: Health }) {
-  const allOk = health.status === "ok" && health.database && health.redis && health.workers > 0;
-  return (
+function StatTile({ icon, label, value, detail, to, testId }: { icon: IconName; label: string; value: string | number; detail?: string; to?: string; testId: string }) {
+  const body = (
     <>
-      <div className={`health-summary ${allOk ? "is-ok" : "is-warn"}`} data-testid="health-status">
-        <StatusDot tone={allOk ? "ok" : "warn"} />
-        {allOk ? "All systems operational" : "Service degraded"}
-      </div>
-      <dl className="kv-list">
-        <HealthRow label="Database" ok={health.database} value={health.database ? "Connected" : "Unavailable"} />
-        <HealthRow label="Redis" ok={health.redis} value={health.redis ? "Connected" : "Unavailable"} />
-        <HealthRow
-          label="Workers"
-          ok={health.workers > 0}
-          value={health.workers === 1 ? "1 online" : `${health.workers} online`}
-        />
-      </dl>
-      {health.workers === 0 && (
-        <p className="muted small">No background worker is running, so uploads and training runs will wait in the queue.</p>
-      )}
-    </>
-  );
-}
-
-function HealthCard() {
-  const health = useHealth();
-  const checked = health.dataUpdatedAt ? new Date(health.dataUpdatedAt).toLocaleTimeString() : null;
-  return (
-    <Card
-      title="System status"
-      icon="activity"
-      testId="health-card"
-      description={checked ? `Checked at ${checked}` : "Checking services…"}
-      actions={
-        <Button size="sm" variant="ghost" onClick={() => void health.refetch()} loading={health.isFetching}>
-          Refresh
-        </Button>
-      }
-    >
-      {health.isPending ? (
-        <div className="center-pad">
-          <Spinner label="Checking services" />
-        </div>
-      ) : health.isError ? (
-        <Banner tone="error" testId="health-error">
-          {errorMessage(health.error)}
-        </Banner>
-      ) : (
-        <HealthSummary health={health.data} />
-      )}
-    </Card>
-  );
-}
-
-const socketLabel: Record<SocketState, string> = { open: "Live", connecting: "Connecting…", reconnecting: "Reconnecting…" };
-
-function humanize(value: string): string {
-  const text = value.replace(/[_-]+/g, " ").trim();
-  return text.charAt(0).toUpperCase() + text.slice(1);
-}
-
-function percent(progress: unknown): number | null {
-  if (typeof progress !== "number" || Number.isNaN(progress)) return null;
-  const value = progress <= 1 ? progress * 100 : progress;
-  return Math.max(0, Math.min(100, value));
-}
-
-function statusTone(status: string | undefined): string {
-  if (!status) return "neutral";
-  if (["succeeded", "success", "done", "ready", "completed", "ok"].includes(status)) return "success";
-  if (["failed", "error", "invalid", "cancelled"].includes(status)) return "danger";
-  return "info";
-}
-
-function TaskItem({ message }: { message: TaskMessage }) {
-  const pct = percent(message.progress);
-  return (
-    <>
-      <div className="notice__head">
-        <span className="notice__title">
-          {humanize(String(message.kind))} <span className="muted">#{String(message.id)}</span>
-        </span>
-        {message.status && <span className={`badge badge--${statusTone(message.status)}`}>{message.status}</span>}
-      </div>
-      {pct !== null && (
-        <div
-          className={`progress progress--${statusTone(message.status)}`}
-          role="progressbar" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
-          <span className="progress__bar" style={{ width: `${pct}%` }} />
-        </div>
-      )}
-    </>
-  );
-}
-
-function NotificationItem({ message }: { message: NotificationMessage }) {
-  const text = message.message ?? message.text ?? message.detail;
-  return (
-    <>
-      <div className="notice__head">
-        <span className="notice__title">{message.title ? String(message.title) : "Notification"}</span>
-        {message.level && <span className={`badge badge--${statusTone(String(message.level))}`}>{String(message.level)}</span>}
-      </div>
-      {text !== undefined && <p className="notice__text">{typeof text === "string" ? text : JSON.stringify(text)}</p>}
-    </>
-  );
-}
-
-function MessageItem({ entry }: { entry: ReceivedMessage }) {
-  const { message } = entry;
-  const icon: IconName = message.type === "task" ? "activity" : "bell";
-  return (
-    <li className="notice">
-      <span className="notice__icon">
-        <Icon name={icon} size={15} />
+      <span className="db-tile__icon">
+        <Icon name={icon} size={18} />
       </span>
-      <div className="notice__body">
-        {message.type === "task" ? (
-          <TaskItem message={message as TaskMessage} />
-        ) : message.type === "notification" ? (
-          <NotificationItem message={message as NotificationMessage} />
-        ) : (
-          <>
-            <div className="notice__head">
-              <span className="notice__title">{humanize(message.type)}</span>
-            </div>
-            <p className="notice__text mono">{JSON.stringify(message)}</p>
-          </>
-        )}
-      </div>
-      <time className="notice__time" dateTime={entry.receivedAt.toISOString()}>
-        {entry.receivedAt.toLocaleTimeString()}
-      </time>
-    </li>
+      <span className="db-tile__text">
+        <span className="db-tile__label">{label}</span>
+        <span className="db-tile__value" data-testid={`${testId}-value`}>
+          {value}
+        </span>
+        {detail && <span className="db-tile__detail">{detail}</span>}
+      </span>
+    </>
   );
-}
-
-function NotificationsCard() {
-  const socket = useNotificationsSocket();
-  const send = useSendTestNotification();
-  const tone = socket.state === "open" ? "ok" : socket.state === "connecting" ? "idle" : "warn";
-  // The confirmation is transient; the real proof is the message arriving in the list below.
-  const { isSuccess, reset } = send;
-  useEffect(() => {
-    if (!isSuccess) return;
-    const timer = window.setTimeout(reset, 8_000);
-    return () => window.clearTimeout(timer);
-  }, [isSuccess, reset]);
-  return (
-    <Card
-      title={
-        <>
-          Live notifications
-          <span className={`pill pill--${tone}`} data-testid="socket-status">
-            <StatusDot tone={tone} />
-            {socketLabel[socket.state]}
-          </span>
-        </>
-      }
-      icon="bell"
-      description="Uploads, downloads, exports and pushes, as they happen."
-      actions={
-        <Button size="sm" icon="send" onClick={() => send.mutate()} loading={send.isPending}>
-          Send test notification
-        </Button>
-      }
-    >
-      {send.isError && <Banner tone="error">{errorMessage(send.error)}</Banner>}
-      {send.isSuccess && (
-        <Banner tone="success" testId="test-notification-sent">
-          Test notification queued. A worker will send it back over the websocket in a moment.
-        </Banner>
-      )}
-      <div data-testid="notifications-list" aria-live="polite">
-        {socket.messages.length ? (
-          <ul className="notice-list">
-            {socket.messages.map((entry) => (
-              <MessageItem key={entry.key} entry={entry} />
-            ))}
-          </ul>
-        ) : (
-          <EmptyState icon="bell" title="No notifications yet">
-            Messages arrive live while this page is open. Use <strong>Send test notification</strong> to check that the
-            browser, server, Redis and the background workers are talking to each other.
-          </EmptyState>
-        )}
-      </div>
-    </Card>
+  return to ? (
+    <Link to={to} className="db-tile" data-testid={testId}>
+      {body}
+    </Link>
+  ) : (
+    <div className="db-tile" data-testid={testId}>
+      {body}
+    </div>
   );
 }
 
 export default function DashboardPage() {
   const me = useMe();
   const name = me.data ? displayName(me.data) : "";
+  const [days, setDays] = useState<number>(30);
+  const stats = useDashboardStats();
+  const analytics = useDashboardAnalytics(days);
+  const queryClient = useQueryClient();
+  // A running job changed status over its socket: refresh the counts, lists and charts from the API.
+  const refresh = useCallback(() => {
+    void queryClient.invalidateQueries({ queryKey: dashboardKeys.stats });
+    void queryClient.invalidateQueries({ queryKey: ["dashboard", "analytics"] });
+  }, [queryClient]);
+
+  const s = stats.data;
+  const a = analytics.data;
+  const isNew = !!s && s.datasets === 0 && s.jobs.total === 0;
+  const running = s?.running_jobs.length ?? 0;
+
   return (
     <>
-      <PageHeader title={name ? `Welcome, ${name}` : "Dashboard"} description="An overview of your workspace and the platform's health." />
-      <GettingStarted />
+      <PageHeader title={name ? `Welcome, ${name}` : "Dashboard"} description="Your datasets, training runs and models at a glance." />
+      {stats.isError && <Banner tone="error">{errorMessage(stats.error)}</Banner>}
+      {stats.isPending ? (
+        <div className="center-pad">
+          <Spinner label="Loading your dashboard" />
+        </div>
+      ) : s ? (
+        <>
+          <div className="db-tiles" data-testid="dashboard-stats">
+            <StatTile icon="datasets" label="Datasets" value={s.datasets} detail={`${s.dataset_versions} version${s.dataset_versions === 1 ? "" : "s"}`} to="/datasets" testId="stat-datasets" />
+            <StatTile icon="models" label="Models" value={s.models} detail="fine-tuned" to="/models" testId="stat-models" />
+            <StatTile icon="training" label="Training jobs" value={s.jobs.total} detail={running ? `${running} active now` : "none active"} to="/training" testId="stat-jobs" />
+            <StatTile
+              icon="check"
+              label="Success rate"
+              value={percentText(s.success_rate)}
+              detail={`${s.jobs.by_status.succeeded ?? 0} succeeded · ${s.jobs.by_status.failed ?? 0} failed`}
+              testId="stat-success"
+            />
+          </div>
+          {isNew && <GettingStarted />}
+          <div className="grid grid--dashboard">
+            <Card title="Running jobs" icon="activity" description="Progress arrives live from the training workers." testId="running-card">
+              {running ? (
+                <RunningJobs jobs={s.running_jobs} onStatus={refresh} />
+              ) : (
+                <EmptyState icon="training" title="Nothing is training" action={<Link to="/training/new" className="btn btn--primary btn--sm tr-link-btn">New training run</Link>}>
+                  Launch a run and follow its progress here.
+                </EmptyState>
+              )}
+            </Card>
+            <Card title="Quotas" icon="lock" description="What you have used against your limits." testId="quota-card">
+              <QuotaBars quota={s.quota} />
+            </Card>
+          </div>
+        </>
+      ) : null}
+
+      <Card
+        title="Activity"
+        icon="activity"
+        testId="analytics-card"
+        description={a ? `${a.jobs_created} job${a.jobs_created === 1 ? "" : "s"} created · ${a.training_hours.toFixed(2)} training hours · success rate ${percentText(a.success_rate)} (last ${a.days} days)` : "Jobs and training time per day."}
+        actions={
+          <div className="db-window" role="group" aria-label="Period">
+            {WINDOWS.map((d) => (
+              <button key={d} type="button" className={`db-window__btn${d === days ? " is-active" : ""}`} aria-pressed={d === days} onClick={() => setDays(d)}>
+                {d} days
+              </button>
+            ))}
+          </div>
+        }
+      >
+        {analytics.isError ? (
+          <Banner tone="error">{errorMessage(analytics.error)}</Banner>
+        ) : !a ? (
+          <div className="center-pad">
+            <Spinner label="Loading charts" />
+          </div>
+        ) : (
+          <div className="db-charts">
+            <div>
+              <h3 className="db-chart__title">Jobs per day</h3>
+              <JobsPerDayChart data={a.jobs_per_day} />
+            </div>
+            <div>
+              <h3 className="db-chart__title">Training hours per day</h3>
+              <HoursPerDayChart data={a.training_hours_per_day} />
+            </div>
+            <div>
+              <h3 className="db-chart__title">Final loss by method</h3>
+              <LossByMethodChart data={a.final_loss_by_method} />
+            </div>
+          </div>
+        )}
+      </Card>
+
+      {s && s.recent_jobs.length > 0 && (
+        <Card title="Recent jobs" icon="training" actions={<Link to="/training" className="btn btn--secondary btn--sm tr-link-btn">All jobs</Link>} testId="recent-card">
+          <RecentJobs jobs={s.recent_jobs} />
+        </Card>
+      )}
+
       <div className="grid grid--dashboard">
         <NotificationsCard />
         <HealthCard />

@@ -52,6 +52,7 @@ class EventBridge(TrainerCallback):
         early_stopping_threshold: float = 0.0,
         eval_loss_key: str = "eval_loss",
         perplexity_key: str | None = "eval_loss",
+        best_dir: str | None = None,
     ) -> None:
         self.emitter = emitter
         self.counters = counters
@@ -69,6 +70,13 @@ class EventBridge(TrainerCallback):
         self.peak_memory_mb = 0.0
         self._best: float | None = None
         self._bad_evals = 0
+        # Best-model tracking (load_best_model_at_end): the lowest eval loss during training and its step; the
+        # weights are kept in best_dir (training.engine.best).
+        self.best_dir = best_dir
+        self.best_step: int | None = None
+        self.best_loss: float | None = None
+        self.last_eval_step: int | None = None
+        self.last_eval_loss: float | None = None
         self._t0 = time.perf_counter()
         self._start_step = 0
         self._last_log_t = self._t0
@@ -91,6 +99,23 @@ class EventBridge(TrainerCallback):
         self._last_tokens = self.counters.tokens
         self._last_samples = self.counters.samples
         self._last_excluded = self.counters.excluded_s
+        if self.best_dir is not None:
+            self._load_best(state.global_step)
+
+    def _load_best(self, global_step: int) -> None:
+        """A resumed run keeps the best snapshot taken up to its checkpoint; a fresh one (or a snapshot newer than
+        the checkpoint, whose steps will be trained again) starts without one."""
+        from training.engine.best import discard_best, read_best
+
+        assert self.best_dir is not None
+        info = read_best(self.best_dir)
+        if info is None or global_step == 0 or info["step"] > global_step:
+            discard_best(self.best_dir)
+            self.best_step = self.best_loss = None
+            return
+        self.best_step, self.best_loss = info["step"], info["eval_loss"]
+        if self.patience is not None:
+            self._best, self._bad_evals = info["eval_loss"], 0
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         """Poll for cancellation after every optimizer step; on a stop, save a checkpoint and end the loop."""
@@ -181,6 +206,13 @@ class EventBridge(TrainerCallback):
         )
         self.evals.append(event)
         self.emitter.emit(event)
+        if self.phase == "during" and loss is not None:
+            self.last_eval_step, self.last_eval_loss = state.global_step, loss
+            if self.best_dir is not None and (self.best_loss is None or loss < self.best_loss):
+                from training.engine.best import save_best
+
+                save_best(kw["model"], self.best_dir, step=state.global_step, eval_loss=loss)
+                self.best_step, self.best_loss = state.global_step, loss
         if self.phase != "during" or self.patience is None or loss is None:
             return
         if self._best is None or loss < self._best - self.threshold:

@@ -572,9 +572,37 @@ class MethodTrainer(ABC):
             early_stopping_threshold=h.early_stopping_threshold,
             eval_loss_key=self.eval_loss_key,
             perplexity_key=self.perplexity_key,
+            best_dir=self.best_dir if h.keeps_best_model and self.eval_rows else None,
         )
         self.bridge.eval_samples = len(self.eval_rows)
         return self.counters, self.bridge
+
+    @property
+    def best_dir(self) -> str:
+        """Where the best weights are kept (load_best_model_at_end)."""
+        from training.engine.best import BEST_DIR
+
+        return os.path.join(self.ctx.spec.output_dir, BEST_DIR)
+
+    def keep_best_result(self, final_step: int) -> dict[str, Any]:
+        """After training with load_best_model_at_end: make sure the last weights were evaluated, then put the best
+        weights back into the model if they were better. Returns the best_* metrics (empty when not kept)."""
+        bridge = self.bridge
+        if bridge is None or bridge.best_dir is None or bridge.best_step is None:
+            return {}
+        if bridge.last_eval_step != final_step:  # the last weights compete too
+            self.evaluate("during")
+        restored = bridge.best_step != final_step
+        if restored:
+            from training.engine.best import restore_best
+
+            restore_best(self.trainer.model, bridge.best_dir)
+            self.ctx.emitter.log(
+                "info",
+                f"restored the best weights: step {bridge.best_step} (eval_loss {bridge.best_loss:.4f}); the last "
+                f"step {final_step} had eval_loss {bridge.last_eval_loss:.4f}",
+            )
+        return {"best_step": bridge.best_step, "best_eval_loss": bridge.best_loss, "best_model_restored": restored}
 
     def attach(self, trainer: Any) -> None:
         """Wire the counters and the keep-last-K limit into a constructed trainer."""
