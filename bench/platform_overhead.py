@@ -119,7 +119,7 @@ def main() -> int:
             if job.status != "succeeded":
                 raise SystemExit(f"platform job {job.pk} ended {job.status}: {job.error}")
             metrics = (job.result or {}).get("metrics") or {}
-            platform.append({"wall_s": wall, "metrics": metrics, "points": job.metrics.count()})
+            platform.append({"wall_s": wall, "metrics": metrics, "points": job.metric_points.count()})
             spec = specs.build(job).to_dict()
             cli.append(run_cli(spec))
             print(f"  round {i + 1}: platform {platform[-1]['metrics'].get('train_runtime_s')} s training, "

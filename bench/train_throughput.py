@@ -7,7 +7,7 @@ first step, a warm-up, is excluded from both), peak RSS and its per-step loss cu
 CPU's bf16 and fp32 matmul rooflines and prints our tokens/s as a share of them (model FLOPs per token for LoRA
 training: forward 2N + backward input gradients 2N; frozen weights get no weight gradients).
 
-    .venv/bin/python bench/train_throughput.py                 # defaults: 10 steps, batch 8, max_length 512
+    .venv/bin/python bench/train_throughput.py                 # defaults: 10 steps, batch 4, max_length 512
     .venv/bin/python bench/train_throughput.py --steps 6 --batch-size 2
 
 Targets (issue 3): ours >= 2.0x the baseline's tokens/s, an equivalent loss curve, no more peak RSS; >= 35% of
@@ -196,7 +196,7 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--rows", type=int, default=0, help="rows of data (default: steps x batch size, one epoch)")
     p.add_argument("--lr", type=float, default=2e-4)
