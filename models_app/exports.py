@@ -42,7 +42,6 @@ FORMATS = tuple(ModelExport.Format.values)  # adapter, merged, gguf
 QUANTIZATIONS = ("f16", "q8_0")
 DEFAULT_QUANTIZATION = "q8_0"
 ADAPTER_WEIGHTS = ("lora", "qlora")
-EMBEDDED_PUBLIC_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _SIGNING_SALT = "models_app.exports.download"
 # Files already compressed (or incompressible weights): stored as they are, so packing 500 MB takes seconds.
 _STORED_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".model")
@@ -69,13 +68,6 @@ def owned_exports(user: User) -> Any:
 def base_model_path(base: BaseModel) -> str:
     """What the engine loads for a base model: its local folder, else its id (embedded ids resolve in the engine)."""
     return base.local_path or base.repo_id
-
-
-def public_base_id(base: BaseModel) -> str:
-    """The base model's public Hub id for model cards and adapter configs (never a server path)."""
-    if base.source == BaseModel.Source.EMBEDDED:
-        return EMBEDDED_PUBLIC_ID
-    return base.repo_id
 
 
 def export_file_name(export: ModelExport) -> str:
@@ -249,7 +241,7 @@ def run_export(export_id: int, run_token: str, *, on_progress: ProgressCallback 
 def _engine_options(export: ModelExport) -> tuple[str, dict[str, Any]]:
     model = export.model
     if export.format == ModelExport.Format.ADAPTER:
-        return "adapter", {"base_model_name": public_base_id(model.base_model)}
+        return "adapter", {"base_model_name": model.base_model.public_id}
     if export.format == ModelExport.Format.MERGED:
         return "merged", {}
     options: dict[str, Any] = {
@@ -348,7 +340,7 @@ def _write_card(export: ModelExport, folder: Path) -> None:
     datasets = [job.dataset.name] if job is not None and job.dataset_id else []
     write_model_card(
         str(folder),
-        base_model=public_base_id(model.base_model),
+        base_model=model.base_model.public_id,
         datasets=datasets,
         method=model.method,
         weights=model.weights,

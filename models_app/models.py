@@ -17,6 +17,7 @@ EMBEDDED_DEFAULTS = {
     "description": "Bundled with finetune: works offline, answers chat prompts, trains on a CPU.",
 }
 EMBEDDED_REPO_ID = "embedded/SmolLM2-135M-Instruct"
+EMBEDDED_PUBLIC_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded default is on the Hub
 
 
 class BaseModelManager(models.Manager["BaseModel"]):
@@ -65,6 +66,11 @@ class BaseModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def public_id(self) -> str:
+        """The id on the Hub that model cards and adapter configs name (never a path on this server)."""
+        return EMBEDDED_PUBLIC_ID if self.source == self.Source.EMBEDDED else self.repo_id
 
 
 class FineTunedModel(models.Model):

@@ -8,6 +8,8 @@ error messages, `catalogue` the base-model side, `push` the Push to Hugging Face
 
 from __future__ import annotations
 
+from models_app.models import EMBEDDED_PUBLIC_ID
+
 from .catalogue import (
     DOWNLOAD_IGNORE,
     DOWNLOAD_PATTERNS,
@@ -23,10 +25,8 @@ from .catalogue import (
 )
 from .client import NO_TOKEN_MESSAGE, HubFailure, check_repo_id, describe_hub_error, hub_client, user_token
 from .push import (
-    EMBEDDED_PUBLIC_ID,
     PushFailed,
     prepare_push_folder,
-    public_base_model_id,
     request_push,
     retry_push,
     run_push,
@@ -36,7 +36,7 @@ from .push import (
 __all__ = [
     "DOWNLOAD_IGNORE", "DOWNLOAD_PATTERNS", "EMBEDDED_PUBLIC_ID", "FIT_METHODS", "NO_TOKEN_MESSAGE", "HubFailure",
     "HubModelDetails", "HubModelSummary", "PushFailed", "check_repo_id", "describe_hub_error", "fit_estimate",
-    "hub_client", "model_info", "params_from_config", "prepare_push_folder", "public_base_model_id",
+    "hub_client", "model_info", "params_from_config", "prepare_push_folder",
     "request_download", "request_push", "retry_push", "run_download", "run_push", "search_models", "user_pushes",
     "user_token",
 ]

@@ -20,13 +20,12 @@ from accounts.models import User
 from accounts.services import get_hf_token
 from dashboard import events
 from finetune.exceptions import ServiceError
-from models_app.models import BaseModel, FineTunedModel, HubPush, TaskStatus
+from models_app.models import FineTunedModel, HubPush, TaskStatus
 
 from .client import NO_TOKEN_MESSAGE, check_repo_id, describe_hub_error, hub_client, user_token
 
 logger = logging.getLogger(__name__)
 
-EMBEDDED_PUBLIC_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded default is on the Hub
 
 
 class PushFailed(Exception):
@@ -136,20 +135,13 @@ def _token_role(identity: dict[str, Any]) -> str:
     return str(access.get("role") or "")
 
 
-def public_base_model_id(base: BaseModel) -> str:
-    """The base model's id on the Hub (model cards and adapter configs name it, not a path on this server)."""
-    if base.source == BaseModel.Source.EMBEDDED:
-        return EMBEDDED_PUBLIC_ID
-    return base.repo_id
-
-
 def prepare_push_folder(model: FineTunedModel, out_dir: Path, *, repo_id: str, note: str = "") -> Path:
     """The folder uploaded to the Hub: the adapter (lora/qlora) or the full model folder, the tokenizer and chat
     template, and a model card whose YAML metadata names the base model, library, tags and license."""
     from training.engine.exporters import export_artifact, is_adapter_dir, write_model_card
 
     base = model.base_model
-    public_base = public_base_model_id(base)
+    public_base = base.public_id
     base_path = base.local_path or base.repo_id
     if model.weights in ("lora", "qlora") or is_adapter_dir(model.model_dir):
         artifact = export_artifact("adapter", model_dir=model.model_dir, base_model_path=base_path,
