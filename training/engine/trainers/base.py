@@ -629,7 +629,8 @@ class MethodTrainer(ABC):
     def train(self, resume_from: str | None) -> TrainOutcome:
         """Run the training loop (resuming from a checkpoint folder when given)."""
         assert self.trainer is not None and self.bridge is not None
-        self.trainer.train(resume_from_checkpoint=resume_from)
+        with _adapter_inputs_uncast(self.trainer):
+            self.trainer.train(resume_from_checkpoint=resume_from)
         state = self.trainer.state
         return TrainOutcome(
             final_step=int(state.global_step),
@@ -646,6 +647,26 @@ class MethodTrainer(ABC):
         tokenizer = self.ctx.tokenizer
         tokenizer.chat_template = self.ctx.chat_template
         tokenizer.save_pretrained(dest)
+
+
+def _adapter_inputs_uncast(trainer: Any) -> Any:
+    """Under autocast, stop PEFT from casting every LoRA layer's input to the adapter's fp32 dtype.
+
+    PEFT upcasts ``x`` (bf16 under autocast) to fp32 before ``lora_A``, and autocast casts it straight back to bf16
+    for the matmul: two activation-sized copies per adapted layer in forward, two more in backward, and both copies
+    are kept for backward. Profiled on SmolLM2 LoRA SFT (CPU, bf16 autocast) those copies were 20% of the step time.
+    With the cast off, autocast casts only the small adapter weights. Outside training (generation, export) PEFT's
+    default is restored, since there is no autocast there to reconcile the dtypes."""
+    import contextlib
+
+    args = trainer.args
+    if not (getattr(args, "bf16", False) or getattr(args, "fp16", False)):
+        return contextlib.nullcontext()
+    try:
+        from peft.helpers import disable_input_dtype_casting
+    except ImportError:  # pragma: no cover - older PEFT
+        return contextlib.nullcontext()
+    return disable_input_dtype_casting(trainer.model, active=True)
 
 
 TRAINERS: dict[str, Callable[[RunContext], MethodTrainer]] = {}

@@ -32,18 +32,28 @@ def _function() -> Any:
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
             scale = 1.0 / denom
+            # The input-gradient matmul runs in the hidden states' dtype (bf16 under autocast): the weight is cast
+            # once here, not once per chunk, and the probabilities once per chunk.
+            w_compute = weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype)
+            # one fp32 logits buffer reused by every chunk (a fresh vocabulary-sized block per chunk is served by
+            # mmap and page-faulted in again each time: that cost as much as the chunk's matmul)
+            buffer = torch.empty((min(chunk, rows), vocab), dtype=torch.float32, device=hidden.device)
             for start in range(0, rows, chunk):
                 h = hidden[start : start + chunk]
                 t = targets[start : start + chunk]
-                logits = (h @ weight.t()).float()
-                lse = torch.logsumexp(logits, dim=-1)
-                total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+                logits = buffer[: h.shape[0]]
+                logits.copy_(h @ w_compute.t())
+                picked = logits.gather(1, t[:, None]).squeeze(1)
+                # log-sum-exp and softmax from one exp pass, in place (no second vocabulary-sized buffer)
+                peak = logits.amax(dim=-1, keepdim=True)
+                exps = logits.sub_(peak).exp_()
+                sums = exps.sum(dim=-1, keepdim=True)
+                total += (peak + sums.log()).squeeze(1).sub_(picked).sum()
                 if need_h or need_w:
-                    probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place
-                    probs[torch.arange(probs.shape[0], device=probs.device), t] -= 1.0
-                    probs.mul_(scale)
+                    probs = exps.mul_(sums.reciprocal_().mul_(scale))  # softmax / denom
+                    probs[torch.arange(probs.shape[0], device=probs.device), t] -= scale
                     if grad_h is not None:
-                        grad_h[start : start + chunk] = (probs @ weight.float()).to(hidden.dtype)
+                        grad_h[start : start + chunk] = probs.to(w_compute.dtype) @ w_compute
                     if grad_w is not None:
                         grad_w.addmm_(probs.t(), h.float())
             ctx.save_for_backward(*(g for g in (grad_h, grad_w) if g is not None))

@@ -123,7 +123,11 @@ def _make_trainer_class() -> type:
             outputs: Any
             if self.loss_mode == "fused":
                 decoder, head = _fused_parts(model)
-                outputs = decoder(**inputs, use_cache=False)
+                # The decoder is called directly, outside the forward that accelerate wrapped in autocast, so
+                # mixed precision is entered here (LoRA adapters then run in the compute dtype, see
+                # ``_adapter_inputs_uncast``).
+                with self.accelerator.autocast():
+                    outputs = decoder(**inputs, use_cache=False)
                 hidden = outputs.last_hidden_state[:, :-1][trained]
                 loss = linear_cross_entropy(hidden, head.weight, targets, denom)
                 outputs = {}
