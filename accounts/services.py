@@ -152,7 +152,46 @@ def validate_webhook_url(url: str) -> str:
                            field="webhook_url") from None
     if len(url) > 500:
         raise ServiceError("The webhook URL is too long (500 characters at most).", field="webhook_url")
+    refusal = webhook_target_refusal(url)
+    if refusal:
+        raise ServiceError(refusal, field="webhook_url")
     return url
+
+
+def webhook_target_refusal(url: str) -> str | None:
+    """Why the platform must not call this webhook URL (None when it may).
+
+    The server makes the request, so a user could otherwise point it at the deployment's own network: loopback,
+    private ranges, link-local (cloud metadata at 169.254.169.254), multicast and reserved addresses are refused,
+    for every address the host resolves to. ``NOTIFY_WEBHOOK_ALLOW_PRIVATE`` lifts this (development, tests, or a
+    deployment whose receivers are internal)."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    if getattr(settings, "NOTIFY_WEBHOOK_ALLOW_PRIVATE", False):
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "The webhook URL has an invalid port."
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, OSError):
+        return f"The webhook host {host!r} does not resolve; use a public host name or address."
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global:
+            return (
+                f"The webhook host {host!r} resolves to {address}, a loopback, private, link-local or reserved "
+                "address: webhooks may only call public addresses (an operator can allow internal receivers with "
+                "NOTIFY_WEBHOOK_ALLOW_PRIVATE)."
+            )
+    return None
 
 
 def change_password(user: User, *, old_password: str, new_password: str) -> None:

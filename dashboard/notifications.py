@@ -137,6 +137,12 @@ def deliver_webhook(job_id: int) -> bool:
     if cache.get(key):
         logger.info("job %s: webhook already delivered", job_id)
         return False
+    from accounts.services import webhook_target_refusal
+
+    refusal = webhook_target_refusal(job.owner.webhook_url)  # again now: DNS may have changed since it was saved
+    if refusal:
+        record_webhook_failure(job_id, f"not sent: {refusal}", 0)
+        return False
     body = json.dumps(payload(job), default=str).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "finetune-webhook/1",
                "X-Finetune-Event": f"job.{job.status}", "X-Finetune-Delivery": uuid.uuid4().hex}
@@ -163,8 +169,8 @@ def record_webhook_failure(job_id: int, reason: str, attempts: int) -> None:
 
     job = TrainingJob.objects.select_related("owner").filter(pk=job_id).first()
     host = urlsplit(job.owner.webhook_url).netloc if job else "?"
-    logger.warning("job %s: webhook to %s failed after %s attempt(s): %s", job_id, host, attempts, reason)
+    what = f"failed after {attempts} attempt(s)" if attempts else "refused"
+    logger.warning("job %s: webhook to %s %s: %s", job_id, host, what, reason)
     if job is not None:
         training_services.record_event(job_id, {"type": "log", "level": "warning",
-                                                "line": f"webhook to {host} failed after {attempts} attempt(s): "
-                                                        f"{reason}"})
+                                                "line": f"webhook to {host} {what}: {reason}"})

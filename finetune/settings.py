@@ -407,6 +407,9 @@ NOTIFICATIONS_QUEUE = env_str("NOTIFICATIONS_QUEUE", "default")
 NOTIFY_WEBHOOK_TIMEOUT_S = env_int("NOTIFY_WEBHOOK_TIMEOUT_S", 5)
 NOTIFY_WEBHOOK_RETRIES = env_int("NOTIFY_WEBHOOK_RETRIES", 2)
 NOTIFY_WEBHOOK_RETRY_DELAY_S = env_int("NOTIFY_WEBHOOK_RETRY_DELAY_S", 30)
+# Webhooks to loopback, private, link-local (cloud metadata) or otherwise non-public addresses are refused, at save
+# and again at delivery, unless this is on (default: on only with DEBUG or in tests, where receivers run locally).
+NOTIFY_WEBHOOK_ALLOW_PRIVATE = env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", DEBUG or TESTING)
 # --- end job notifications
 
 LOGGING = {

@@ -264,3 +264,48 @@ def test_webhook_secret_is_stored_encrypted_and_can_be_cleared(auth_client, user
     assert SECRET not in row.webhook_secret_encrypted and crypto.decrypt(row.webhook_secret_encrypted) == SECRET
     r = auth_client.patch("/api/auth/me/", {"webhook_url": "", "webhook_secret": ""}, format="json")
     assert r.status_code == 200 and not r.json()["has_webhook_secret"] and r.json()["webhook_url"] == ""
+
+
+# --- webhook targets: no calls into the deployment's own network ------------------------------------------------
+@pytest.mark.django_db
+@pytest.mark.parametrize(("url", "address"), [
+    ("http://127.0.0.1:8000/hook", "127.0.0.1"),
+    ("http://localhost/hook", "127.0.0.1"),
+    ("http://10.1.2.3/hook", "10.1.2.3"),
+    ("http://192.168.0.10:9000/hook", "192.168.0.10"),
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+    ("http://[::1]:8080/hook", "::1"),
+    ("https://[fd00::5]/hook", "fd00::5"),
+])
+def test_webhook_to_an_internal_address_is_refused(auth_client, user, settings, url, address):
+    settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE = False
+    r = auth_client.patch("/api/auth/me/", {"webhook_url": url}, format="json")
+    assert r.status_code == 400, r.content
+    detail = r.json()["detail"]
+    assert f"resolves to {address}" in detail and "public addresses" in detail and "webhook_url" in r.json()["errors"]
+    assert User.objects.get(pk=user.pk).webhook_url == ""
+
+
+@pytest.mark.django_db
+def test_webhook_to_a_public_address_is_accepted_and_internal_ones_when_allowed(auth_client, user, settings):
+    settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE = False
+    r = auth_client.patch("/api/auth/me/", {"webhook_url": "https://93.184.215.14/hooks/x"}, format="json")
+    assert r.status_code == 200 and r.json()["webhook_url"] == "https://93.184.215.14/hooks/x"
+    settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE = True  # an operator's choice for internal receivers
+    r = auth_client.patch("/api/auth/me/", {"webhook_url": "http://10.0.0.7/hook"}, format="json")
+    assert r.status_code == 200 and r.json()["webhook_url"] == "http://10.0.0.7/hook"
+
+
+@pytest.mark.django_db
+def test_delivery_checks_the_target_again_and_never_calls_an_internal_one(user, settings, receiver, tmp_path):
+    """A URL saved while internal receivers were allowed (or a host whose DNS changed) is not called once they are
+    not: nothing reaches the receiver, the job's log says why, the job is untouched."""
+    User.objects.filter(pk=user.pk).update(webhook_url=receiver.url)
+    job = make_job(user, tmp_path, status="succeeded", result=dict(RESULT), name="internal hook")
+    settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE = False
+    before = len(receiver.requests)
+    assert notifications.deliver_webhook(job.pk) is False
+    assert len(receiver.requests) == before
+    lines = list(LogLine.objects.filter(job=job).values_list("line", flat=True))
+    assert any("not sent" in line and "127.0.0.1" in line and "public addresses" in line for line in lines), lines
+    assert TrainingJob.objects.get(pk=job.pk).status == "succeeded"
