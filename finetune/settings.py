@@ -206,6 +206,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "training.tasks.recover_jobs",
         "schedule": float(env_int("TRAINING_RECOVERY_INTERVAL_SECONDS", 30)),
     },
+    "reclaim-model-tasks": {  # exports, pushes and Ollama imports whose worker died
+        "task": "models_app.tasks.exports.reclaim_stale",
+        "schedule": float(env_int("MODEL_TASKS_RECLAIM_INTERVAL_SECONDS", 600)),
+    },
 }
 
 # --- Files: the local filesystem by default, S3/MinIO with STORAGE_BACKEND=s3.

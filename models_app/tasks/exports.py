@@ -19,3 +19,11 @@ def run_ollama_import(import_id: int, run_token: str) -> None:
     from models_app import ollama
 
     ollama.run_ollama_import(import_id, run_token)
+
+
+@shared_task(name="models_app.tasks.exports.reclaim_stale")
+def reclaim_stale() -> dict[str, int]:
+    """Beat: fail exports, pushes and imports whose worker died (see models_app.reclaim)."""
+    from models_app.reclaim import reclaim_stale_tasks
+
+    return reclaim_stale_tasks()

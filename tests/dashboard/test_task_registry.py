@@ -10,6 +10,7 @@ EXPECTED = [
     "dashboard.tasks.send_job_email",
     "dashboard.tasks.send_test_notification",
     "datasets_app.tasks.process_dataset",
+    "models_app.tasks.exports.reclaim_stale",
     "models_app.tasks.exports.run_export",
     "models_app.tasks.exports.run_ollama_import",
     "models_app.tasks.hub.download_base_model",
@@ -36,3 +37,4 @@ def test_queues_and_reliability_settings():
     assert conf.task_routes["models_app.tasks.playground.*"] == {"queue": "inference"}
     assert "clear-expired-sessions" in conf.beat_schedule
     assert conf.beat_schedule["recover-training-jobs"]["task"] == "training.tasks.recover_jobs"
+    assert conf.beat_schedule["reclaim-model-tasks"]["task"] == "models_app.tasks.exports.reclaim_stale"

@@ -86,7 +86,9 @@ class _Attention(torch.nn.Module):
 
 
 @pytest.mark.parametrize("direct_max", ["512", "0"])
-def test_packed_attention_equals_a_block_diagonal_causal_mask(monkeypatch: pytest.MonkeyPatch, direct_max: str) -> None:
+def test_packed_attention_equals_a_block_diagonal_causal_mask(
+    monkeypatch: pytest.MonkeyPatch, direct_max: str
+) -> None:
     """Three sequences packed in one row (restarting position_ids) attend only within themselves, with the direct
     path (default) and with SDPA's kernel (direct path off)."""
     monkeypatch.setenv("FINETUNE_CPU_DIRECT_ATTENTION_MAX", direct_max)
