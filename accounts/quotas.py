@@ -220,6 +220,18 @@ def _check_budget(user: User, limits: dict[str, Any], backend: str, totals: _Tot
         )
 
 
+def running_over_quota(job: TrainingJob) -> QuotaExceeded | None:
+    """For a job that is running: its backend's GPU minutes (or Modal spend) this month, its own running attempt
+    included, have reached the limit (an estimate can be short, and an operator can lower a quota mid-run)."""
+    user = User.objects.get(pk=job.owner_id)
+    now = timezone.now()
+    try:
+        _check_budget(user, user.quotas(), job.backend, _monthly_totals(user.pk, now), 0.0, 0.0, now)
+    except QuotaExceeded as exc:
+        return exc
+    return None
+
+
 def check_can_create_job(user: User, backend: str, *, estimate_s: float = 0.0, estimate_usd: float = 0.0) -> None:
     """Refuse a new job (QuotaExceeded, 429) over the concurrent-jobs limit or with this month's GPU minutes / Modal
     spend for ``backend`` used up (or not enough left for the estimate). Call it holding ``lock_user``."""

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from . import services
 
@@ -41,6 +41,12 @@ class DjangoReporter:
         return self._lease_lost.is_set()
 
     def _beat(self) -> None:
+        try:
+            self._beat_until_stopped()
+        finally:
+            connections.close_all()  # this thread's own database connection ends with it (one per job otherwise)
+
+    def _beat_until_stopped(self) -> None:
         interval = settings.TRAINING_HEARTBEAT_SECONDS
         while not self._stop.wait(interval):
             try:
@@ -48,6 +54,7 @@ class DjangoReporter:
                     logger.warning("job %s: lease lost by %s", self.job_id, self.worker_id)
                     self._lease_lost.set()
                     return
+                services.enforce_running_quota(self.job_id)  # asks for a cancel, seen by should_stop
             except Exception as exc:  # the database may blink; the next beat retries
                 logger.warning("job %s: heartbeat failed: %s", self.job_id, exc)
                 close_old_connections()

@@ -170,6 +170,25 @@ def should_stop(job_id: int, worker_id: str) -> bool:
         row["status"] not in TrainingJob.ACTIVE)
 
 
+def enforce_running_quota(job_id: int) -> bool:
+    """Stop a running job whose owner's monthly GPU minutes (or Modal spend) ran out while it trained: ask it to
+    cancel (the engine saves a checkpoint within one step) and record why. True when it was asked to stop now."""
+    job = TrainingJob.objects.filter(pk=job_id, status__in=TrainingJob.ACTIVE, cancel_requested=False).first()
+    if job is None:
+        return False
+    exceeded = quotas.running_over_quota(job)
+    if exceeded is None:
+        return False
+    message = (f"Stopped by quota: {exceeded.message} A checkpoint was saved at the last step; resume the job once "
+               "the quota allows it.")
+    asked = TrainingJob.objects.filter(pk=job_id, status__in=TrainingJob.ACTIVE, cancel_requested=False).update(
+        cancel_requested=True, error=message, error_kind="quota")
+    if asked:
+        logger.info("job %s: stopping, quota %s reached mid-run", job_id, exceeded.quota)
+        record_event(job_id, {"type": "log", "level": "warning", "line": message})
+    return bool(asked)
+
+
 # --- execution: events ------------------------------------------------------------------------------------------
 def _next_seq(job_id: int, column: str, **updates: Any) -> int:
     sets = ", ".join([f"{column} = {column} + 1", *[f"{k} = %s" for k in updates], "updated = now()"])
@@ -282,7 +301,9 @@ def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTun
         job.result = result
         job.versions = result.get("versions") or {}
         if result.get("status") == "cancelled":
-            _finish(job, TrainingJob.Status.CANCELLED, "")
+            stopped_by_quota = job.error_kind == "quota"  # enforce_running_quota said why; a user's cancel needs no words
+            _finish(job, TrainingJob.Status.CANCELLED, job.error if stopped_by_quota else "",
+                    "quota" if stopped_by_quota else "")
             return None
         model = FineTunedModel.objects.create(
             owner_id=job.owner_id, name=job.name, version=_next_model_version(job.owner_id, job.name),

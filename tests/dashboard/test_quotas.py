@@ -4,6 +4,7 @@ is created and when it starts (also under parallel requests), explained with usa
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -214,3 +215,76 @@ def test_resume_is_checked_like_a_create(user, media, auth_client):
         make_job(user, media, status="running", running_since=timezone.now(), name=f"r{i}")
     r = auth_client.post(f"/api/training/jobs/{failed.pk}/resume/")
     assert r.status_code == 429 and "Concurrent jobs quota reached" in r.json()["detail"]
+
+
+# --- mid-run: a running job stops when its backend's monthly budget runs out ------------------------------------
+@pytest.mark.django_db
+def test_running_job_is_asked_to_stop_when_the_budget_runs_out(user, media):
+    job = make_job(user, media, status="running", lease_owner="w1", running_since=timezone.now() - timedelta(minutes=9))
+    _set_quota(user, gpu_minutes_local_per_month=10)
+    assert services.enforce_running_quota(job.pk) is False  # 9 of 10 minutes: it goes on
+    make_job(user, media, status="succeeded", compute_seconds=90)  # another run finished meanwhile: 10.5 of 10
+    assert services.enforce_running_quota(job.pk) is True
+    job.refresh_from_db()
+    assert job.cancel_requested and job.error_kind == "quota" and job.status == "running"
+    assert job.error.startswith("Stopped by quota: Local GPU minutes quota reached: 10.5 of 10 minutes used")
+    assert "resume the job once the quota allows it" in job.error
+    assert services.enforce_running_quota(job.pk) is False  # asked once
+    assert services.should_stop(job.pk, "w1")
+    lines = list(job.log_lines.values_list("line", flat=True))
+    assert len([line for line in lines if line.startswith("Stopped by quota")]) == 1
+
+    # the engine then reports a cancelled run: the job ends cancelled and keeps the reason
+    services.complete_job(job.pk, "w1", {"status": "cancelled", "final_step": 3, "total_steps": 6})
+    job.refresh_from_db()
+    assert job.status == "cancelled" and job.error_kind == "quota" and job.error.startswith("Stopped by quota")
+
+
+@pytest.mark.django_db
+def test_modal_spend_running_out_mid_run_stops_a_modal_job(user, media):
+    job = make_job(user, media, status="running", backend="modal", modal_gpu="A10G", lease_owner="modal",
+                   running_since=timezone.now() - timedelta(minutes=30))
+    _set_quota(user, modal_spend_usd_per_month=0.2)  # 30 min of an A10G costs more than that
+    assert services.enforce_running_quota(job.pk) is True
+    job.refresh_from_db()
+    assert job.cancel_requested and "Modal spend quota reached" in job.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_run_stops_within_steps_when_an_operator_lowers_the_quota(user, media, settings):
+    """The local runner's heartbeat enforces the quota: real training on the embedded model is cancelled a few steps
+    after the operator lowers the quota under what was already used, keeps its checkpoint, and says why."""
+    from training.models import MetricPoint
+    from training.runners import local
+
+    settings.TRAINING_HEARTBEAT_SECONDS = 1
+    hyper = {**TINY_HYPER, "max_steps": 40, "save_steps": 1, "eval_steps": 100}
+    job = make_job(user, media)
+    TrainingJob.objects.filter(pk=job.pk).update(hyperparameters=services.validate_hyperparameters(hyper))
+    make_job(user, media, status="succeeded", compute_seconds=600)  # 10 minutes used earlier this month
+    assert services.claim_job(job.pk, "w-quota")
+    lowered = threading.Event()
+
+    def operator():
+        # after two logged steps, the operator lowers the local budget under what is already used
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and MetricPoint.objects.filter(job_id=job.pk).count() < 2:
+            time.sleep(0.2)
+        _set_quota(user, gpu_minutes_local_per_month=5)
+        lowered.set()
+        connection.close()
+
+    helper = threading.Thread(target=operator)
+    helper.start()
+    try:
+        local.run(TrainingJob.objects.get(pk=job.pk), "w-quota")
+    finally:
+        helper.join(10)
+        connection.close()
+    job.refresh_from_db()
+    assert lowered.is_set()
+    assert job.status == "cancelled" and job.error_kind == "quota", (job.status, job.error)
+    assert "Local GPU minutes quota reached" in job.error
+    steps = job.result.get("final_step")
+    assert 2 <= steps < 40, steps  # stopped early, within a few steps of the heartbeat that saw the quota
+    assert job.last_checkpoint_step >= 2 and job.result.get("checkpoint")

@@ -68,6 +68,8 @@ def job_events(request: HttpRequest, job_id: int) -> JsonResponse:
             if local_final.exists():
                 final = {**final, "model_dir": str(local_final)}
             services.complete_job(job.pk, job.lease_owner, final)
+    if not isinstance(final, dict):
+        services.enforce_running_quota(job.pk)  # Modal spend / GPU minutes may run out mid-run
     cancel = TrainingJob.objects.filter(pk=job.pk).values_list("cancel_requested", flat=True).first()
     return JsonResponse({"stop": bool(cancel)})
 

@@ -37,6 +37,7 @@ const ERROR_HINTS: Record<string, string> = {
   data: "The data could not be used for this method. Check the dataset's validation report.",
   config: "A setting was refused. Start a new job with corrected hyperparameters.",
   infrastructure: "The worker was interrupted several times. Resume continues from the last checkpoint.",
+  quota: "A monthly quota ran out. Resume once it resets, or ask an operator to raise it (Settings shows your usage).",
 };
 
 const RESULT_METRICS: { key: string; label: string; format: (v: number) => string }[] = [
@@ -366,6 +367,16 @@ export default function TrainingJobPage() {
         <Banner tone="warning">The worker running this job stopped. It is queued again and will resume from its last checkpoint.</Banner>
       )}
       {data.status === "failed" && <ErrorPanel job={data} />}
+      {data.status === "cancelled" && data.error_kind === "quota" && (
+        <Banner tone="warning" title="Stopped by quota" testId="job-quota-stop">
+          <p className="tr-error-text">{data.error}</p>
+          <p className="muted small">
+            {data.last_checkpoint_step > 0
+              ? `Resume restarts from the checkpoint at step ${formatInt(data.last_checkpoint_step)}.`
+              : "No checkpoint was saved: Resume starts the run again from the beginning."}
+          </p>
+        </Banner>
+      )}
 
       <div className="tr-job-grid">
         <Card className="tr-progress-card">
