@@ -169,12 +169,18 @@ function ErrorPanel({ job }: { job: TrainingJob }) {
     <Banner tone="error" title={`The run failed${job.error_kind ? ` (${job.error_kind.replace(/_/g, " ")})` : ""}`} testId="job-error">
       <p className="tr-error-text">{job.error || "No error message was recorded."}</p>
       {hint && <p>{hint}</p>}
-      <p className="muted small">
-        {job.last_checkpoint_step > 0
-          ? `Resume restarts from the checkpoint at step ${formatInt(job.last_checkpoint_step)}.`
-          : "No checkpoint was saved: Resume starts the run again from the beginning."}
-      </p>
+      <ResumeHint job={job} />
     </Banner>
+  );
+}
+
+function ResumeHint({ job }: { job: TrainingJob }) {
+  return (
+    <p className="muted small">
+      {job.last_checkpoint_step > 0
+        ? `Resume restarts from the checkpoint at step ${formatInt(job.last_checkpoint_step)}.`
+        : "No checkpoint was saved: Resume starts the run again from the beginning."}
+    </p>
   );
 }
 
@@ -370,11 +376,7 @@ export default function TrainingJobPage() {
       {data.status === "cancelled" && data.error_kind === "quota" && (
         <Banner tone="warning" title="Stopped by quota" testId="job-quota-stop">
           <p className="tr-error-text">{data.error}</p>
-          <p className="muted small">
-            {data.last_checkpoint_step > 0
-              ? `Resume restarts from the checkpoint at step ${formatInt(data.last_checkpoint_step)}.`
-              : "No checkpoint was saved: Resume starts the run again from the beginning."}
-          </p>
+          <ResumeHint job={data} />
         </Banner>
       )}
 
