@@ -1,4 +1,4 @@
-# One image for web (daphne), Celery workers and beat. The GPU worker runs it with a CUDA device reserved.
+# One image for web (finetune.serve: daphne processes), Celery workers and beat. The GPU worker runs it with a CUDA device reserved.
 # Build: docker compose build   (TORCH_INDEX_URL selects the torch build: CUDA by default on PyPI for x86_64)
 FROM node:20-bookworm-slim AS frontend
 WORKDIR /src/frontend
@@ -26,4 +26,6 @@ COPY . .
 COPY --from=frontend /src/static/frontend /app/static/frontend
 RUN DEBUG=1 python manage.py collectstatic --noinput -v 0
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "finetune.asgi:application"]
+# The web tier: one daphne process per core on one socket (WEB_WORKERS, WEB_THREADS override; README "Serving many
+# users"). Worker and beat services override this command.
+CMD ["python", "-m", "finetune.serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
@@ -15,6 +17,8 @@ from accounts.models import User
 from finetune.exceptions import ServiceError
 
 from . import tasks
+
+T = TypeVar("T")
 
 
 def request_test_notification(user_id: int) -> str:
@@ -38,6 +42,19 @@ def notify_job_finished(job_id: int) -> None:
 
 
 # --- Dashboard statistics and analytics (issue 7), always scoped to one user ---------------------------------------
+def cached_for_user(kind: str, user_id: int, ttl_s: int, build: Callable[[], T]) -> T:
+    """`build()`, kept in the shared cache for `ttl_s` seconds per user (a polling dashboard then costs one cache
+    read instead of a dozen queries); `ttl_s` 0 always builds."""
+    if ttl_s <= 0:
+        return build()
+    key = f"dashboard:{kind}:{user_id}"
+    value = cache.get(key)
+    if value is None:
+        value = build()
+        cache.set(key, value, ttl_s)
+    return value
+
+
 MAX_ANALYTICS_DAYS = 365
 RECENT_JOBS = 10
 

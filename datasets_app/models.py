@@ -57,6 +57,7 @@ class Dataset(models.Model):
     class Meta:
         ordering = ["-created", "-id"]
         constraints = [models.UniqueConstraint(fields=["lineage", "version"], name="dataset_lineage_version_unique")]
+        indexes = [models.Index(fields=["owner", "-created", "-id"], name="dataset_owner_created")]
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"

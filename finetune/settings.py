@@ -102,6 +102,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "finetune.middleware.ApiErrorMiddleware",  # last: sees every view's exception first
 ]
 
 ROOT_URLCONF = "finetune.urls"
@@ -142,11 +143,31 @@ else:
         "HOST": env_str("POSTGRES_HOST", "127.0.0.1"),
         "PORT": env_str("POSTGRES_PORT", "5432"),
     }
+# Web processes (python -m finetune.serve sets DB_POOL_MAX_SIZE for them) share a psycopg pool per process: a request
+# borrows one connection and gives it back when it ends, so the web tier never holds more than workers x pool size.
+# A request that cannot get one within DB_POOL_TIMEOUT_S answers 503 (finetune.middleware). Celery processes run one
+# task per process and keep one persistent connection each (DB_POOL_MAX_SIZE=0).
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0)
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 1)
+DB_POOL_TIMEOUT_S = float(env_str("DB_POOL_TIMEOUT_S", "5"))
+DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 0)  # 0: none (web processes: 30 s)
+_db_options: dict[str, object] = {"application_name": env_str("DB_APPLICATION_NAME", "finetune")}
+if DB_STATEMENT_TIMEOUT_MS > 0:
+    _db_options["options"] = f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
+if DB_POOL_MAX_SIZE > 0:
+    _db_options["pool"] = {
+        "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": DB_POOL_TIMEOUT_S,
+        "max_idle": 120.0,  # idle connections above min_size are closed after this
+        "max_lifetime": 1800.0,
+    }
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
         **_db,
-        "CONN_MAX_AGE": env_int("CONN_MAX_AGE", 60),
+        "OPTIONS": _db_options,
+        "CONN_MAX_AGE": 0 if DB_POOL_MAX_SIZE > 0 else env_int("CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
         # Fixed test database name: subprocesses (daphne, Celery worker) started by tests connect to it by name,
         # and Channels' live-server test case otherwise picks the wrong one (django/channels#2176).
@@ -155,6 +176,18 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
+
+# --- Web tier (python -m finetune.serve): WEB_WORKERS daphne processes on one socket (default: one per core), each
+# running at most WEB_THREADS requests at once; a request that waits longer than WEB_QUEUE_TIMEOUT_S for its turn
+# answers 503 with Retry-After. README: "Serving many users".
+WEB_THREADS = env_int("WEB_THREADS", 4)
+WEB_QUEUE_TIMEOUT_S = float(env_str("WEB_QUEUE_TIMEOUT_S", "10"))
+# Per-user caches of the dashboard's statistics and analytics (seconds; 0 turns them off).
+# (Off by default in tests, which change data between two reads; tests/dashboard turn them on where they check them.)
+DASHBOARD_STATS_CACHE_S = env_int("DASHBOARD_STATS_CACHE_S", 0 if TESTING else 5)
+DASHBOARD_ANALYTICS_CACHE_S = env_int("DASHBOARD_ANALYTICS_CACHE_S", 0 if TESTING else 60)
+# Metric points and log lines per backfill request (the client pages by `after_seq`).
+METRICS_PAGE_MAX = env_int("METRICS_PAGE_MAX", 5000)
 
 # --- Redis: separate database numbers for the Celery broker, the Channels layer and the cache.
 # Tests use other numbers so a test run never flushes a running development server.

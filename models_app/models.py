@@ -94,6 +94,7 @@ class FineTunedModel(models.Model):
     class Meta:
         ordering = ["-created", "-id"]
         constraints = [models.UniqueConstraint(fields=["owner", "name", "version"], name="finetune_name_version")]
+        indexes = [models.Index(fields=["owner", "-created", "-id"], name="finetune_owner_created")]
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"

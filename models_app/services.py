@@ -38,7 +38,7 @@ LOSS_CURVE_MAX_POINTS = 2000
 # --- registry ----------------------------------------------------------------------------------------------------
 
 
-def owned_models(owner: User) -> QuerySet[FineTunedModel]:
+def owned_models(owner: User | int) -> QuerySet[FineTunedModel]:
     """The owner's fine-tuned models, annotated with `latest_version` (of their name) and `exports_count`."""
     latest = (FineTunedModel.objects.filter(owner=OuterRef("owner"), name=OuterRef("name"))
               .order_by("-version").values("version")[:1])
@@ -73,7 +73,7 @@ def is_latest(model: FineTunedModel) -> bool:
 
 def versions_of(model: FineTunedModel) -> QuerySet[FineTunedModel]:
     """Every version of the model's name (same owner), newest first."""
-    return owned_models(model.owner).filter(name=model.name).order_by("-version", "-id")
+    return owned_models(model.owner_id).filter(name=model.name).order_by("-version", "-id")
 
 
 def update_model(model: FineTunedModel, *, name: str | None = None, tag: str | None = None,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bring the whole platform up on this machine: install, start PostgreSQL/Redis if needed, migrate, collect static
-# files, create the first administrator, then start daphne (web + websockets), three Celery workers (`training`:
+# files, create the first administrator, then start the web tier (`python -m finetune.serve`: one daphne process per
+# core on one socket, HTTP + websockets, pooled database connections), three Celery workers (`training`:
 # one job at a time; `inference`: playground generation, keeps models loaded; `default`: everything else) and
 # Celery beat in the background. Logs and pids go to var/.
 # Stop with `make stop`.
@@ -32,7 +33,7 @@ start() {  # name, command...
     echo $! > "$RUN/$name.pid"
 }
 export SITE_URL="${SITE_URL:-http://$HOST:$PORT}"
-start web "$PY" -m daphne -b "$HOST" -p "$PORT" finetune.asgi:application
+start web "$PY" -m finetune.serve --host "$HOST" --port "$PORT"
 start worker-training "$PY" -m celery -A finetune worker -Q training -c 1 -n "training@%h" -l INFO
 start worker-default "$PY" -m celery -A finetune worker -Q default -c 2 -n "default@%h" -l INFO
 start worker-inference "$PY" -m celery -A finetune worker -Q inference -c 1 -n "inference@%h" -l INFO

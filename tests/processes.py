@@ -79,16 +79,39 @@ def start_celery_worker(
     raise TimeoutError(f"celery worker {node} did not answer a ping in 90 s; see {log_path}")
 
 
-def start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start daphne serving finetune.asgi on a free port; returns (process, port)."""
+def start_daphne(env: dict[str, str], log_path: Path, *, workers: int = 1,
+                 extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the web tier the way `make run` does (`python -m finetune.serve`: daphne workers on one socket) on a
+    free port and wait until it answers HTTP; returns (supervisor process, port)."""
     port = free_port()
     log = open(log_path, "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "finetune.asgi:application"],
+        [sys.executable, "-m", "finetune.serve", "--host", "127.0.0.1", "--port", str(port), "--workers",
+         str(workers), *extra_args],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     wait_for_port(port, proc)
+    wait_for_http(f"http://127.0.0.1:{port}/api/health/", proc)
     return proc, port
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 90.0) -> None:
+    """Wait until `url` answers with any HTTP status (the socket accepts before the workers are ready)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=10):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer in {timeout}s")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:

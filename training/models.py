@@ -72,7 +72,13 @@ class TrainingJob(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
-        indexes = [models.Index(fields=["owner", "status"])]
+        indexes = [
+            models.Index(fields=["owner", "status"]),
+            # The job list: one user's jobs newest first, optionally filtered by method or backend.
+            models.Index(fields=["owner", "-created", "-id"], name="job_owner_created"),
+            models.Index(fields=["owner", "method", "-created"], name="job_owner_method"),
+            models.Index(fields=["owner", "backend", "-created"], name="job_owner_backend"),
+        ]
 
     def __str__(self) -> str:
         return f"job {self.pk} ({self.status})"

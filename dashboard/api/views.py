@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -53,7 +54,9 @@ class StatsView(APIView):
 
     @extend_schema(responses=s.StatsSerializer)
     def get(self, request: Request) -> Response:
-        return Response(s.StatsSerializer(services.stats(request.user)).data)
+        user = request.user
+        return Response(services.cached_for_user("stats", user.pk, settings.DASHBOARD_STATS_CACHE_S,
+                                                 lambda: s.StatsSerializer(services.stats(user)).data))
 
 
 class AnalyticsView(APIView):
@@ -66,4 +69,6 @@ class AnalyticsView(APIView):
     )
     def get(self, request: Request) -> Response:
         days = services.parse_days(request.query_params.get("days"))
-        return Response(s.AnalyticsSerializer(services.analytics(request.user, days=days)).data)
+        user = request.user
+        return Response(services.cached_for_user(f"analytics:{days}", user.pk, settings.DASHBOARD_ANALYTICS_CACHE_S,
+                                                 lambda: s.AnalyticsSerializer(services.analytics(user, days=days)).data))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
 
 from datasets_app.models import Dataset, DatasetFile
@@ -30,14 +28,16 @@ class DatasetSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_root_id(self, obj: Dataset) -> int:
-        roots: dict[Any, int] = self.context.setdefault("_roots", {})
-        if obj.lineage not in roots:
-            first = Dataset.objects.filter(lineage=obj.lineage).order_by("version").values_list("pk", flat=True).first()
-            roots[obj.lineage] = first or obj.pk
-        return roots[obj.lineage]
+        root = getattr(obj, "root_pk", None)  # annotated by services.with_lineage_info
+        if root is None:
+            root = Dataset.objects.filter(lineage=obj.lineage).order_by("version").values_list("pk", flat=True).first()
+        return int(root or obj.pk)
 
     def get_is_latest(self, obj: Dataset) -> bool:
-        return not Dataset.objects.filter(lineage=obj.lineage, version__gt=obj.version).exists()
+        newest = getattr(obj, "newest_version", None)
+        if newest is None:
+            return not Dataset.objects.filter(lineage=obj.lineage, version__gt=obj.version).exists()
+        return obj.version >= newest
 
 
 class DatasetUploadSerializer(serializers.Serializer):

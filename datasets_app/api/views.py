@@ -30,7 +30,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_queryset(self) -> QuerySet[Dataset]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user, no database
             return Dataset.objects.none()
-        return Dataset.objects.filter(owner=self.request.user).prefetch_related("files")
+        return services.owned_datasets(self.request.user)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

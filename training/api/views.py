@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -15,7 +16,7 @@ from rest_framework.views import APIView
 
 from finetune.exceptions import ServiceError
 from models_app.models import BaseModel
-from training import estimate, services
+from training import backfill, estimate, services
 from training.models import TrainingJob
 from training.presets import PRESETS
 
@@ -103,26 +104,38 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         job = services.continue_job(self.get_object(), extra_epochs=data.validated_data["extra_epochs"])
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(parameters=[OpenApiParameter("after_seq", int)], responses=s.MetricPointSerializer(many=True))
+    @extend_schema(parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("limit", int)],
+                   responses=s.MetricPointSerializer(many=True))
     @action(detail=True, methods=["get"])
     def metrics(self, request: Request, pk: str) -> Response:
-        """Ordered metric points after `after_seq` (for charts and for backfill after a reconnect)."""
-        job = self.get_object()
-        after = _int_param(request, "after_seq", 0)
-        points = job.metric_points.filter(seq__gt=after).order_by("seq")[:5000]
-        return Response([{**p, **(p.pop("extra") or {})} for p in s.MetricPointSerializer(points, many=True).data])
+        """Ordered metric points after `after_seq` (for charts and for backfill after a reconnect), at most `limit`
+        (default and cap: METRICS_PAGE_MAX, 5000); a full page means more may follow."""
+        job_id = self._owned_job_id(pk)
+        return Response(backfill.metric_points(job_id, after_seq=_int_param(request, "after_seq", 0),
+                                               limit=_int_param(request, "limit", None)))
 
-    @extend_schema(parameters=[OpenApiParameter("after_seq", int)], responses=s.LogLineSerializer(many=True))
+    @extend_schema(parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("limit", int)],
+                   responses=s.LogLineSerializer(many=True))
     @action(detail=True, methods=["get"])
     def logs(self, request: Request, pk: str) -> Response:
-        job = self.get_object()
-        after = _int_param(request, "after_seq", 0)
-        return Response(s.LogLineSerializer(job.log_lines.filter(seq__gt=after).order_by("seq")[:5000],
-                                            many=True).data)
+        job_id = self._owned_job_id(pk)
+        return Response(backfill.log_lines(job_id, after_seq=_int_param(request, "after_seq", 0),
+                                           limit=_int_param(request, "limit", None)))
+
+    def _owned_job_id(self, pk: str) -> int:
+        """The job's id when the requesting user owns it (404 otherwise), without loading the row."""
+        job_id = TrainingJob.objects.filter(pk=pk if str(pk).isdigit() else -1, owner=self.request.user).values_list(
+            "pk", flat=True).first()
+        if job_id is None:
+            raise Http404
+        return int(job_id)
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
+def _int_param(request: Request, name: str, default: int | None) -> Any:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
     try:
-        return int(request.query_params.get(name, default))
+        return int(raw)
     except ValueError:
         raise ServiceError(f"{name} must be an integer.", field=name) from None
