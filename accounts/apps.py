@@ -9,4 +9,4 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self) -> None:
-        from . import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        from . import authentication, schema  # noqa: F401  (token-cache invalidation signals; OpenAPI auth extensions)

@@ -48,11 +48,12 @@ BIG_JOB_POINTS = 1000
 # --- the client (also used by tests/test_load_smoke.py) -------------------------------------------------------------
 @dataclass
 class LoadUser:
-    """One simulated user: its API token, some of its job ids and a job with BIG_JOB_POINTS metric points."""
+    """One simulated user: its API token, some of its job ids and its jobs with BIG_JOB_POINTS metric points (one
+    running, the others finished: a chart opened on the live job or on past runs)."""
 
     token: str
     job_ids: list[int]
-    big_job_id: int
+    big_job_ids: list[int]
 
 
 @dataclass
@@ -87,25 +88,27 @@ def route_url(route: str, user: LoadUser, i: int) -> str:
     if route == "job":
         return f"/api/training/jobs/{user.job_ids[i % len(user.job_ids)]}/"
     if route == "metrics":
-        return f"/api/training/jobs/{user.big_job_id}/metrics/?after_seq=0"
+        return f"/api/training/jobs/{user.big_job_ids[i // len(ROUTES) % len(user.big_job_ids)]}/metrics/?after_seq=0"
     if route == "datasets":
         return "/api/datasets/"
+    if route == "presets":  # not in the default mix: a route with no query of its own (the floor of a request)
+        return "/api/training/presets/"
     return "/api/dashboard/stats/"
 
 
 async def _user_loop(base: str, user: LoadUser, deadline: float, think: float, results: Results,
-                     rng: random.Random) -> None:
+                     rng: random.Random, routes: tuple[str, ...] = ROUTES) -> None:
     import aiohttp
 
     headers = {"Authorization": f"Token {user.token}", "Accept": "application/json"}
     timeout = aiohttp.ClientTimeout(total=30)
-    i = rng.randrange(len(ROUTES))
+    i = rng.randrange(len(routes))
     async with aiohttp.ClientSession(base, headers=headers, timeout=timeout,
                                      connector=aiohttp.TCPConnector(limit=1)) as session:
         if think:
             await asyncio.sleep(rng.uniform(0, think))  # users do not all start in the same millisecond
         while time.monotonic() < deadline:
-            route = ROUTES[i % len(ROUTES)]
+            route = routes[i % len(routes)]
             url = route_url(route, user, i)
             i += 1
             t0 = time.perf_counter()
@@ -125,12 +128,13 @@ async def _user_loop(base: str, user: LoadUser, deadline: float, think: float, r
                 await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
 
 
-async def run_load(base: str, users: list[LoadUser], *, duration: float, think: float, seed: int = 0) -> Results:
+async def run_load(base: str, users: list[LoadUser], *, duration: float, think: float, seed: int = 0,
+                   routes: tuple[str, ...] = ROUTES) -> Results:
     """`len(users)` concurrent users for `duration` seconds against `base` (http://host:port)."""
     results = Results(started=time.monotonic())
     deadline = results.started + duration
     rng = random.Random(seed)
-    await asyncio.gather(*(_user_loop(base, u, deadline, think, results, random.Random(rng.random()))
+    await asyncio.gather(*(_user_loop(base, u, deadline, think, results, random.Random(rng.random()), routes)
                            for u in users))
     results.ended = time.monotonic()
     return results
@@ -145,7 +149,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def report(results: Results) -> list[str]:
     lines = [f"{'route':<10} {'requests':>9} {'ok':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}  other"]
-    for route in ROUTES:
+    for route in sorted(results.statuses, key=lambda r: (ROUTES + (r,)).index(r)):
         lat = results.latencies.get(route, [])
         statuses = results.statuses.get(route, Counter())
         other = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()) if s != "200") or "-"
@@ -189,11 +193,18 @@ def seed(users: int, jobs: int, points: int) -> None:
 
     have_jobs = TrainingJob.objects.filter(owner__username__startswith="loaduser").count()
     have_points = MetricPoint.objects.filter(job__owner__username__startswith="loaduser").count() if have_jobs else 0
-    if have_jobs == jobs and have_points == points:
+    active = TrainingJob.objects.filter(owner__username__startswith="loaduser", status__in=TrainingJob.ACTIVE).count()
+    if have_jobs == jobs and have_points == points and active == 2 * users:
         print(f"seed: reusing {have_jobs} jobs and {have_points} metric points", flush=True)
         return
     t0 = time.monotonic()
-    with transaction.atomic():
+    with transaction.atomic(), connection.cursor() as cursor:  # a previous seed: rows that PROTECT go first, in SQL
+        owners = "SELECT id FROM accounts_user WHERE username LIKE 'loaduser%%'"
+        jobs_of = f"SELECT id FROM training_trainingjob WHERE owner_id IN ({owners})"
+        cursor.execute(f"DELETE FROM training_metricpoint WHERE job_id IN ({jobs_of})")
+        FineTunedModel.objects.filter(owner__username__startswith="loaduser").delete()
+        TrainingJob.objects.filter(owner__username__startswith="loaduser").delete()
+        Dataset.objects.filter(owner__username__startswith="loaduser").delete()
         User.objects.filter(username__startswith="loaduser").delete()
     base = BaseModel.objects.ensure_embedded()
     rng = random.Random(7)
@@ -202,7 +213,8 @@ def seed(users: int, jobs: int, points: int) -> None:
     big_per_user = max(1, per_user // 20)  # 5% of the jobs carry a long run of BIG_JOB_POINTS points
     small_jobs = jobs - big_per_user * users
     small_points_total = points - big_per_user * users * BIG_JOB_POINTS
-    statuses = ["succeeded"] * 6 + ["failed", "cancelled", "running", "queued"]
+    # Finished jobs of every outcome, and what the default quota allows at once: one running and one queued job.
+    statuses = ["succeeded"] * 7 + ["failed", "cancelled"]
     with transaction.atomic():
         user_rows = User.objects.bulk_create(
             [User(username=f"loaduser{i:03d}", email=f"loaduser{i:03d}@example.com", password="!") for i in
@@ -224,7 +236,7 @@ def seed(users: int, jobs: int, points: int) -> None:
         job_rows = []
         for u in user_rows:
             for j in range(per_user):
-                status = statuses[j % len(statuses)]
+                status = ("running", "queued")[j] if j < 2 else statuses[j % len(statuses)]
                 created = now - timedelta(minutes=rng.randrange(60 * 24 * 60))
                 job_rows.append(TrainingJob(
                     owner=u, name=f"job {j}", base_model=base, dataset=by_owner[u.pk][j % 10], method="sft",
@@ -279,9 +291,9 @@ def load_users() -> list[LoadUser]:
     out = []
     for i, user in enumerate(User.objects.filter(username__startswith="loaduser").order_by("username")):
         ids = list(TrainingJob.objects.filter(owner=user).order_by("id").values_list("id", flat=True))
-        big = TrainingJob.objects.filter(owner=user, metric_seq=BIG_JOB_POINTS).order_by("id").values_list(
-            "id", flat=True).first()
-        out.append(LoadUser(token=token_for(i), job_ids=ids[:50], big_job_id=big or ids[0]))
+        big = list(TrainingJob.objects.filter(owner=user, metric_seq=BIG_JOB_POINTS).order_by("id").values_list(
+            "id", flat=True))
+        out.append(LoadUser(token=token_for(i), job_ids=ids[:50], big_job_ids=big or ids[:1]))
     return out
 
 
@@ -356,6 +368,7 @@ def main() -> int:
     parser.add_argument("--url", help="an already running web tier on --db (default: start one)")
     parser.add_argument("--server-cmd", help="start this instead of finetune.serve ({port}, {python} filled in)")
     parser.add_argument("--server-cwd", help="working directory of --server-cmd")
+    parser.add_argument("--routes", default=",".join(ROUTES), help=f"comma-separated, of {', '.join(ROUTES)}, presets")
     parser.add_argument("--seed-only", action="store_true", help="create the data and stop")
     args = parser.parse_args()
     preset = SCENARIOS.get(args.scenario or "", SCENARIOS["saturation"])
@@ -394,7 +407,8 @@ def main() -> int:
               f"({'finetune.serve' if not (args.url or args.server_cmd) else args.url or args.server_cmd})",
               flush=True)
         sampler.start()
-        results = asyncio.run(run_load(base, users, duration=duration, think=think))
+        routes = tuple(r.strip() for r in args.routes.split(",") if r.strip())
+        results = asyncio.run(run_load(base, users, duration=duration, think=think, routes=routes))
         stopped = time.monotonic()
         for line in report(results):
             print(line, flush=True)

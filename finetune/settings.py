@@ -188,6 +188,7 @@ DASHBOARD_STATS_CACHE_S = env_int("DASHBOARD_STATS_CACHE_S", 0 if TESTING else 5
 DASHBOARD_ANALYTICS_CACHE_S = env_int("DASHBOARD_ANALYTICS_CACHE_S", 0 if TESTING else 60)
 # Metric points and log lines per backfill request (the client pages by `after_seq`).
 METRICS_PAGE_MAX = env_int("METRICS_PAGE_MAX", 5000)
+BACKFILL_CACHE_S = env_int("BACKFILL_CACHE_S", 300)  # pages that can no longer change are cached this long
 
 # --- Redis: separate database numbers for the Celery broker, the Channels layer and the cache.
 # Tests use other numbers so a test run never flushes a running development server.
@@ -199,7 +200,7 @@ REDIS_CACHE_DB = env_int("REDIS_CACHE_DB", 12 if TESTING else 2)
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "finetune.cache.FastRedisCache",  # Django's RedisCache, reusing its Redis clients
         "LOCATION": f"{_redis_base}/{REDIS_CACHE_DB}",
         "KEY_PREFIX": "finetune",
     }
@@ -341,6 +342,9 @@ LOGIN_RATE_PER_IP = env_str("LOGIN_RATE_PER_IP", "30/min")
 LOGIN_RATE_PER_USERNAME = env_str("LOGIN_RATE_PER_USERNAME", "10/min")
 LOGIN_LOCKOUT_THRESHOLD = env_int("LOGIN_LOCKOUT_THRESHOLD", 5)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60)
+# API tokens resolved once per web process and reused while no token or user changed (accounts.authentication);
+# this bounds an entry's age in seconds (0: look the token up on every request).
+API_TOKEN_CACHE_S = env_int("API_TOKEN_CACHE_S", 30)
 
 # Secrets at rest (users' Hugging Face tokens): Fernet keys, newest first. `manage.py rotate_secrets` re-encrypts
 # every stored secret under the newest key. Without keys in DEBUG, one key is derived from SECRET_KEY.

@@ -1,22 +1,32 @@
-"""The HTTP side of the ASGI app: Django's handler with a bound on the requests one web process runs at once.
+"""The HTTP side of the ASGI app: Django's handler on a fixed set of request threads per web process.
 
-Under ASGI every synchronous view runs in a thread of its own, and each such thread takes a database connection
-from the process's pool. Without a bound, a burst of users means a burst of threads all waiting on the pool and
-the CPU; with it, a request beyond WEB_THREADS waits here on the event loop (cheaply: its body is already read), and
-one that cannot start within WEB_QUEUE_TIMEOUT_S gets a plain 503 with `Retry-After` instead of piling up.
-Long-polling routes (the playground's one-shot generation, which waits for the inference worker without holding a
-connection) are exempt.
+Django's own ASGI handler starts a new thread for every request and, with our synchronous middleware, hops between
+the event loop and that thread about twenty times per request. Each such thread also takes its own database
+connection. Here instead:
+
+- each web process has WEB_THREADS request threads (`finetune.serve` sets it from the core count); a request runs
+  its whole synchronous part (middleware, view, response close) on one of them, in one hop;
+- a request first reads its body on the event loop (a slow upload holds no thread), then waits for a free thread;
+  one that cannot get a thread within WEB_QUEUE_TIMEOUT_S answers a plain 503 with `Retry-After` instead of piling up;
+- so a process never uses more than WEB_THREADS database connections at once, which its psycopg pool
+  (DB_POOL_MAX_SIZE) covers; each connection goes back to the pool when its request ends.
+
+Long-polling routes (the playground's one-shot generation, which waits up to PLAYGROUND_TIMEOUT_S for the inference
+worker) run the way Django runs them, on a thread of their own, so they never take a request thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
+from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, JsonResponse
 
 UNBOUNDED_PATHS = re.compile(r"^/api/models/(base/)?\d+/generate/$")
 
@@ -28,31 +38,66 @@ def busy_response(message: str, retry_after_s: int = 2) -> JsonResponse:
     return response
 
 
+class _BodyRead:
+    """An ASGI `receive` whose request body was already read (see BoundedASGIHandler.read_body)."""
+
+    def __init__(self, receive: Any, body_file: Any) -> None:
+        self.receive, self.body_file = receive, body_file
+
+    async def __call__(self) -> Any:
+        return await self.receive()
+
+
 class BoundedASGIHandler(ASGIHandler):
-    """Django's ASGI handler, running at most WEB_THREADS requests at once in this process."""
+    """Django's ASGI handler running requests on WEB_THREADS fixed threads (see the module docstring)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.limit = max(1, int(getattr(settings, "WEB_THREADS", 4)))
+        # Our middleware and views are synchronous: build the synchronous chain, run whole requests in one hop.
+        self.load_middleware(is_async=False)
+        self.threads = max(1, int(getattr(settings, "WEB_THREADS", 4)))
         self.queue_timeout = float(getattr(settings, "WEB_QUEUE_TIMEOUT_S", 10.0))
-        self._slots: asyncio.Semaphore | None = None
+        self.executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"request-{i}")
+                          for i in range(self.threads)]
+        self._free: asyncio.Queue[ThreadPoolExecutor] | None = None
 
-    @property
-    def slots(self) -> asyncio.Semaphore:
-        if self._slots is None:  # made on first use, inside the server's event loop
-            self._slots = asyncio.Semaphore(self.limit)
-        return self._slots
+    def _free_executors(self) -> asyncio.Queue[ThreadPoolExecutor]:
+        if self._free is None:  # made on first use, inside the server's event loop
+            self._free = asyncio.Queue()
+            for executor in self.executors:
+                self._free.put_nowait(executor)
+        return self._free
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        receive = _BodyRead(receive, body_file)
+        if UNBOUNDED_PATHS.match(scope.get("path", "")):
+            async with ThreadSensitiveContext():
+                await self.handle(scope, receive, send)
+            return
+        free = self._free_executors()
+        try:
+            executor = await asyncio.wait_for(free.get(), self.queue_timeout)
+        except TimeoutError:
+            body_file.close()
+            await self.send_response(busy_response("The server is busy right now; try again in a few seconds."),
+                                     send)
+            return
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.handle(scope, receive, send)
+        finally:
+            free.put_nowait(executor)
+
+    async def read_body(self, receive: Any) -> Any:
+        if isinstance(receive, _BodyRead):
+            return receive.body_file
+        return await super().read_body(receive)
 
     async def get_response_async(self, request: HttpRequest) -> Any:
-        if UNBOUNDED_PATHS.match(request.path):
-            return await super().get_response_async(request)
-        try:
-            await asyncio.wait_for(self.slots.acquire(), self.queue_timeout)
-        except TimeoutError:
-            response: HttpResponseBase = busy_response(
-                "The server is busy right now; try again in a few seconds.")
-            return response
-        try:
-            return await super().get_response_async(request)
-        finally:
-            self.slots.release()
+        return await sync_to_async(self.get_response, thread_sensitive=True)(request)

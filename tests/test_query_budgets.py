@@ -56,6 +56,7 @@ def _grow(user: Any, n: int, state: dict[str, Any]) -> None:
         LogLine.objects.bulk_create([LogLine(job=state["job"], seq=state.get("seq", 0) + k + 1, line="x", time=now)
                                      for k in range(n)])
         state["seq"] = state.get("seq", 0) + n
+        TrainingJob.objects.filter(pk=state["job"].pk).update(metric_seq=state["seq"], log_seq=state["seq"])
         version = FineTunedModel.objects.filter(owner=user, name="m").count() + 1
         model = FineTunedModel.objects.create(owner=user, name="m", version=version, base_model=base, job=job,
                                               method="sft", weights="lora", model_dir="/nowhere",

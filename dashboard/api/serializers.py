@@ -5,9 +5,10 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from accounts.api.serializers import QuotaSummarySerializer
+from finetune.serializers import FastReadMixin
 
 
-class JobSummarySerializer(serializers.Serializer):
+class JobSummarySerializer(FastReadMixin, serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     status = serializers.CharField()
@@ -26,12 +27,12 @@ class JobSummarySerializer(serializers.Serializer):
     error = serializers.CharField()
 
 
-class JobCountsSerializer(serializers.Serializer):
+class JobCountsSerializer(FastReadMixin, serializers.Serializer):
     total = serializers.IntegerField()
     by_status = serializers.DictField(child=serializers.IntegerField())
 
 
-class StatsSerializer(serializers.Serializer):
+class StatsSerializer(FastReadMixin, serializers.Serializer):
     datasets = serializers.IntegerField(help_text="Datasets (a dataset's versions count once).")
     dataset_versions = serializers.IntegerField()
     models = serializers.IntegerField(help_text="Fine-tuned models.")

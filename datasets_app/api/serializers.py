@@ -5,15 +5,16 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from datasets_app.models import Dataset, DatasetFile
+from finetune.serializers import FastReadMixin
 
 
-class DatasetFileSerializer(serializers.ModelSerializer):
+class DatasetFileSerializer(FastReadMixin, serializers.ModelSerializer):
     class Meta:
         model = DatasetFile
         fields = ["id", "role", "original_filename", "kind", "compressed", "size_bytes", "sha256"]
 
 
-class DatasetSerializer(serializers.ModelSerializer):
+class DatasetSerializer(FastReadMixin, serializers.ModelSerializer):
     files = DatasetFileSerializer(many=True, read_only=True)
     root_id = serializers.SerializerMethodField()
     is_latest = serializers.SerializerMethodField()

@@ -15,18 +15,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from finetune.exceptions import ServiceError
+from finetune.serializers import FastReadMixin
 from models_app import services
 from models_app.models import BaseModel, FineTunedModel
 
 
-class BaseModelSerializer(serializers.ModelSerializer):
+class BaseModelSerializer(FastReadMixin, serializers.ModelSerializer):
     class Meta:
         model = BaseModel
         fields = ["id", "name", "source", "repo_id", "architecture", "parameters", "context_length", "license",
                   "has_chat_template", "size_bytes", "status", "description"]
 
 
-class FineTunedModelSerializer(serializers.ModelSerializer):
+class FineTunedModelSerializer(FastReadMixin, serializers.ModelSerializer):
     base_model_name = serializers.CharField(source="base_model.name", read_only=True)
     base_model_repo_id = serializers.CharField(source="base_model.repo_id", read_only=True)
     latest = serializers.SerializerMethodField(help_text="The newest version of its name.")

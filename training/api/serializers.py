@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from finetune.serializers import FastReadMixin
 from training.models import LogLine, MetricPoint, TrainingJob
 
 
@@ -22,7 +23,7 @@ class JobCreateSerializer(serializers.Serializer):
     modal_gpu = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(FastReadMixin, serializers.ModelSerializer):
     base_model_name = serializers.CharField(source="base_model.name", read_only=True)
     dataset_name = serializers.CharField(source="dataset.name", read_only=True)
     dataset_version = serializers.IntegerField(source="dataset.version", read_only=True)
@@ -42,6 +43,11 @@ class JobSerializer(serializers.ModelSerializer):
     def get_model(self, obj: TrainingJob) -> int | None:
         produced = getattr(obj, "produced_model", None)
         return produced.pk if produced else None
+
+
+# The job's own columns JobSerializer shows (lists load only these).
+JOB_COLUMNS = [name for name in JobSerializer.Meta.fields
+               if name not in ("base_model_name", "dataset_name", "dataset_version", "model")]
 
 
 class MetricPointSerializer(serializers.ModelSerializer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -58,6 +58,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return TrainingJob.objects.none()
         qs = TrainingJob.objects.filter(owner=self.request.user).select_related(
             "base_model", "dataset", "produced_model")
+        if self.action in ("list", "retrieve"):  # read only what the job's representation shows
+            qs = qs.only(*s.JOB_COLUMNS, "base_model__name", "dataset__name", "dataset__version",
+                         "produced_model__id")
         for field in ("status", "method", "backend"):
             value = self.request.query_params.get(field)
             if value:
@@ -107,28 +110,33 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("limit", int)],
                    responses=s.MetricPointSerializer(many=True))
     @action(detail=True, methods=["get"])
-    def metrics(self, request: Request, pk: str) -> Response:
+    def metrics(self, request: Request, pk: str) -> HttpResponse:
         """Ordered metric points after `after_seq` (for charts and for backfill after a reconnect), at most `limit`
         (default and cap: METRICS_PAGE_MAX, 5000); a full page means more may follow."""
-        job_id = self._owned_job_id(pk)
-        return Response(backfill.metric_points(job_id, after_seq=_int_param(request, "after_seq", 0),
-                                               limit=_int_param(request, "limit", None)))
+        job_id, metric_seq, _ = self._owned_job(pk)
+        return _json(backfill.metric_points_json(job_id, after_seq=_int_param(request, "after_seq", 0),
+                                                 limit=_int_param(request, "limit", None), last_seq=metric_seq))
 
     @extend_schema(parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("limit", int)],
                    responses=s.LogLineSerializer(many=True))
     @action(detail=True, methods=["get"])
-    def logs(self, request: Request, pk: str) -> Response:
-        job_id = self._owned_job_id(pk)
-        return Response(backfill.log_lines(job_id, after_seq=_int_param(request, "after_seq", 0),
-                                           limit=_int_param(request, "limit", None)))
+    def logs(self, request: Request, pk: str) -> HttpResponse:
+        job_id, _, log_seq = self._owned_job(pk)
+        return _json(backfill.log_lines_json(job_id, after_seq=_int_param(request, "after_seq", 0),
+                                             limit=_int_param(request, "limit", None), last_seq=log_seq))
 
-    def _owned_job_id(self, pk: str) -> int:
-        """The job's id when the requesting user owns it (404 otherwise), without loading the row."""
-        job_id = TrainingJob.objects.filter(pk=pk if str(pk).isdigit() else -1, owner=self.request.user).values_list(
-            "pk", flat=True).first()
-        if job_id is None:
+    def _owned_job(self, pk: str) -> tuple[int, int, int]:
+        """(id, metric_seq, log_seq) of the job when the requesting user owns it (404 otherwise)."""
+        row = TrainingJob.objects.filter(pk=pk if str(pk).isdigit() else -1, owner=self.request.user).values_list(
+            "pk", "metric_seq", "log_seq").first()
+        if row is None:
             raise Http404
-        return int(job_id)
+        return row
+
+
+def _json(text: str) -> HttpResponse:
+    """A JSON body PostgreSQL already built (training.backfill), sent as it is."""
+    return HttpResponse(text, content_type="application/json")
 
 
 def _int_param(request: Request, name: str, default: int | None) -> Any:
