@@ -98,9 +98,11 @@ def _monthly_totals(user_id: int, now: datetime, *, exclude_job: int | None = No
     start = month_start(now)
     finished = TrainingJob.objects.filter(owner_id=user_id, status__in=TrainingJob.FINISHED, finished__gte=start)
     seconds = {b: 0.0 for b in BACKENDS}
+    cost = 0.0
     for row in finished.values("backend").annotate(s=Sum("compute_seconds"), c=Sum("cost_usd")):
         seconds[row["backend"]] = seconds.get(row["backend"], 0.0) + float(row["s"] or 0.0)
-    cost = float(finished.filter(backend="modal").aggregate(c=Sum("cost_usd"))["c"] or 0.0)
+        if row["backend"] == "modal":
+            cost += float(row["c"] or 0.0)
     active = TrainingJob.objects.filter(owner_id=user_id, status__in=TrainingJob.ACTIVE)
     if exclude_job is not None:
         active = active.exclude(pk=exclude_job)
@@ -129,12 +131,13 @@ def storage_bytes(user_id: int) -> int:
     return int(DatasetFile.objects.filter(dataset__owner_id=user_id).aggregate(n=Sum("size_bytes"))["n"] or 0)
 
 
-def usage(user: User) -> dict[str, Any]:
-    """Current usage against each quota (keys mirror ``User.quotas()``), with the monthly period."""
+def usage(user: User, *, active: int | None = None) -> dict[str, Any]:
+    """Current usage against each quota (keys mirror ``User.quotas()``), with the monthly period. `active`: the
+    number of active jobs when the caller already counted them."""
     now = timezone.now()
     totals = _monthly_totals(user.pk, now)
     return {
-        "concurrent_jobs": active_jobs(user.pk),
+        "concurrent_jobs": active_jobs(user.pk) if active is None else active,
         "storage_bytes": storage_bytes(user.pk),
         "gpu_minutes_local_this_month": round(totals.seconds["local"] / 60.0, 2),
         "gpu_minutes_modal_this_month": round(totals.seconds["modal"] / 60.0, 2),
@@ -144,10 +147,10 @@ def usage(user: User) -> dict[str, Any]:
     }
 
 
-def summary(user: User) -> dict[str, Any]:
-    """Quotas, usage and what is left, for the UI."""
+def summary(user: User, *, active: int | None = None) -> dict[str, Any]:
+    """Quotas, usage and what is left, for the UI (`active`: see usage)."""
     limits = user.quotas()
-    used = usage(user)
+    used = usage(user, active=active)
     pairs = {
         "concurrent_jobs": "concurrent_jobs",
         "storage_bytes": "storage_bytes",

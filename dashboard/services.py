@@ -65,6 +65,10 @@ def _final_loss(result: dict[str, Any] | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+JOB_ROW_FIELDS = ("name", "status", "phase", "method", "weights", "backend", "progress", "current_step", "total_steps",
+                  "eta_s", "created", "started", "finished", "result", "error")
+
+
 def _job_row(job: Any) -> dict[str, Any]:
     return {
         "id": job.pk, "name": job.name, "status": job.status, "phase": job.phase, "method": job.method,
@@ -90,17 +94,19 @@ def stats(user: User) -> dict[str, Any]:
     by_status = {s: 0 for s in TrainingJob.Status.values}
     for row in jobs.values("status").annotate(n=Count("id")):
         by_status[row["status"]] = row["n"]
-    datasets = Dataset.objects.filter(owner=user)
-    running = jobs.filter(status__in=TrainingJob.ACTIVE).order_by("created", "id")
+    datasets = Dataset.objects.filter(owner=user).aggregate(lineages=Count("lineage", distinct=True),
+                                                            versions=Count("id"))
+    rows = jobs.only(*JOB_ROW_FIELDS)
+    running = rows.filter(status__in=TrainingJob.ACTIVE).order_by("created", "id")
     return {
-        "datasets": datasets.values("lineage").distinct().count(),
-        "dataset_versions": datasets.count(),
+        "datasets": datasets["lineages"],
+        "dataset_versions": datasets["versions"],
         "models": FineTunedModel.objects.filter(owner=user).count(),
         "jobs": {"total": sum(by_status.values()), "by_status": by_status},
         "running_jobs": [_job_row(j) for j in running[:50]],
-        "recent_jobs": [_job_row(j) for j in jobs.order_by("-created", "-id")[:RECENT_JOBS]],
+        "recent_jobs": [_job_row(j) for j in rows.order_by("-created", "-id")[:RECENT_JOBS]],
         "success_rate": _rate(by_status["succeeded"], by_status["failed"]),
-        "quota": quotas.summary(user),
+        "quota": quotas.summary(user, active=sum(by_status[s] for s in TrainingJob.ACTIVE)),
     }
 
 

@@ -11,9 +11,10 @@ anything else (a nested serializer, a file) goes through DRF's own field, so the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.db.models.manager import BaseManager
 from django.utils import timezone
 from rest_framework import fields as f
@@ -23,10 +24,16 @@ from rest_framework.settings import api_settings
 Getter = Callable[[Any, Any], Any]  # (serializer, instance) -> value
 
 
+_ZERO = timedelta(0)
+
+
 def _datetime(value: datetime | None) -> str | None:
     if value is None:
         return None
-    value = timezone.localtime(value) if timezone.is_aware(value) else value
+    # DRF converts to the current time zone; ours is always UTC (TIME_ZONE, never activated otherwise), which
+    # PostgreSQL already returns: skip the lookup of the active zone for those.
+    if not (value.utcoffset() == _ZERO and settings.TIME_ZONE == "UTC"):
+        value = timezone.localtime(value) if timezone.is_aware(value) else value
     text = value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 

@@ -24,7 +24,7 @@ BUDGETS: dict[str, int] = {
     "models": 2, "model": 2, "model_versions": 2, "model_compare": 4,
     "exports": 3, "export": 1, "pushes": 2, "push": 1, "ollama_imports": 3, "ollama_import": 1,
     "jobs": 2, "job": 1, "job_metrics": 2, "job_logs": 2, "presets": 0,
-    "stats": 11, "analytics": 4,  # both cached per user for a few seconds outside tests
+    "stats": 8, "analytics": 4,  # both cached per user for a few seconds outside tests
 }
 
 

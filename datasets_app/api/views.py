@@ -30,7 +30,13 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_queryset(self) -> QuerySet[Dataset]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user, no database
             return Dataset.objects.none()
-        return services.owned_datasets(self.request.user)
+        qs = services.owned_datasets(self.request.user)
+        # A list never shows the stored validation reports (large; served by <id>/report/).
+        return qs.defer("report") if self.action == "list" else qs
+
+    def count_queryset(self) -> QuerySet[Dataset]:
+        """The listed rows without the lineage annotations (what the paginator counts)."""
+        return Dataset.objects.filter(owner=self.request.user)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

@@ -24,9 +24,10 @@ class JobCreateSerializer(serializers.Serializer):
 
 
 class JobSerializer(FastReadMixin, serializers.ModelSerializer):
-    base_model_name = serializers.CharField(source="base_model.name", read_only=True)
-    dataset_name = serializers.CharField(source="dataset.name", read_only=True)
-    dataset_version = serializers.IntegerField(source="dataset.version", read_only=True)
+    # Lists annotate these on the job row (training.services.jobs_for_api); a job loaded otherwise reads its relations.
+    base_model_name = serializers.SerializerMethodField()
+    dataset_name = serializers.SerializerMethodField()
+    dataset_version = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
 
     class Meta:
@@ -40,7 +41,18 @@ class JobSerializer(FastReadMixin, serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def get_base_model_name(self, obj: TrainingJob) -> str:
+        return str(obj.__dict__.get("base_model_name") or obj.base_model.name)
+
+    def get_dataset_name(self, obj: TrainingJob) -> str:
+        return str(obj.__dict__.get("dataset_name") or obj.dataset.name)
+
+    def get_dataset_version(self, obj: TrainingJob) -> int:
+        return int(obj.__dict__.get("dataset_version") or obj.dataset.version)
+
     def get_model(self, obj: TrainingJob) -> int | None:
+        if "produced_model_pk" in obj.__dict__:
+            return obj.__dict__["produced_model_pk"]
         produced = getattr(obj, "produced_model", None)
         return produced.pk if produced else None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -53,19 +53,24 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     serializer_class = s.JobSerializer
 
-    def get_queryset(self) -> QuerySet[TrainingJob]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no user, no database
-            return TrainingJob.objects.none()
-        qs = TrainingJob.objects.filter(owner=self.request.user).select_related(
-            "base_model", "dataset", "produced_model")
-        if self.action in ("list", "retrieve"):  # read only what the job's representation shows
-            qs = qs.only(*s.JOB_COLUMNS, "base_model__name", "dataset__name", "dataset__version",
-                         "produced_model__id")
+    def count_queryset(self) -> QuerySet[TrainingJob]:
+        """The listed rows without the representation's joins (what the paginator counts)."""
+        qs = TrainingJob.objects.filter(owner=self.request.user)
         for field in ("status", "method", "backend"):
             value = self.request.query_params.get(field)
             if value:
                 qs = qs.filter(**{field: value})
         return qs
+
+    def get_queryset(self) -> QuerySet[TrainingJob]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user, no database
+            return TrainingJob.objects.none()
+        qs = self.count_queryset()
+        if self.action in ("list", "retrieve"):  # read only what the job's representation shows, in one row each
+            return qs.only(*s.JOB_COLUMNS).annotate(
+                base_model_name=F("base_model__name"), dataset_name=F("dataset__name"),
+                dataset_version=F("dataset__version"), produced_model_pk=F("produced_model__id"))
+        return qs.select_related("base_model", "dataset", "produced_model")
 
     @extend_schema(parameters=[OpenApiParameter("status", str), OpenApiParameter("method", str),
                                OpenApiParameter("backend", str)])
