@@ -116,3 +116,46 @@ def test_twenty_users_for_fifteen_seconds_get_no_server_error(daphne_url: str) -
     assert results.total > 100, lines
     assert results.server_errors == 0 and results.count(lambda s: s.startswith("5")) == 0, lines
     assert results.count(lambda s: s != "200") == 0, lines + "\n" + "\n".join(results.bad_bodies)
+
+
+def test_a_request_that_waits_too_long_for_a_thread_gets_503_and_a_dead_worker_is_replaced(
+        test_db_name: str, tmp_path: Any) -> None:
+    import os
+    import signal
+
+    import psutil
+
+    user, token = _token_user("busyuser")
+    _jobs(user, 2)
+    env = server_env(test_db_name, WEB_QUEUE_TIMEOUT_S="0.5", DB_POOL_TIMEOUT_S="20")
+    proc, port = start_daphne(env, tmp_path / "web.log", workers=1, extra_args=("--threads", "1"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        locker = psycopg.connect(dbname=test_db_name, host="127.0.0.1", user="postgres")
+        locker.execute("LOCK TABLE training_trainingjob IN ACCESS EXCLUSIVE MODE")
+        release = threading.Timer(3.0, locker.commit)
+        release.start()
+        with ThreadPoolExecutor(max_workers=4) as pool_exec:
+            slow = pool_exec.submit(_get, f"{base}/api/training/jobs/", token)  # takes the only request thread
+            time.sleep(0.5)
+            waiting = [pool_exec.submit(_get, f"{base}/api/training/presets/", token) for _ in range(3)]
+            busy = [f.result() for f in waiting]
+            assert slow.result()[0] == 200
+        release.join()
+        locker.close()
+        assert [c for c, _, _ in busy] == [503, 503, 503]
+        assert json.loads(busy[0][2])["detail"] == "The server is busy right now; try again in a few seconds."
+        assert busy[0][1].get("Retry-After")
+
+        # The supervisor starts another daphne worker when one dies.
+        child = psutil.Process(proc.pid).children()[0]
+        os.kill(child.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        while True:
+            children = [c for c in psutil.Process(proc.pid).children() if c.pid != child.pid]
+            if children and _get(f"{base}/api/training/presets/", token, timeout=5)[0] == 200:
+                break
+            assert time.monotonic() - t0 < 60, "no replacement worker"
+            time.sleep(0.5)
+    finally:
+        stop(proc)
