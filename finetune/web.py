@@ -11,8 +11,9 @@ connection. Here instead:
 - so a process never uses more than WEB_THREADS database connections at once, which its psycopg pool
   (DB_POOL_MAX_SIZE) covers; each connection goes back to the pool when its request ends.
 
-Long-polling routes (the playground's one-shot generation, which waits up to PLAYGROUND_TIMEOUT_S for the inference
-worker) run the way Django runs them, on a thread of their own, so they never take a request thread.
+Long requests that use neither the CPU nor the database (the playground's one-shot generation, which waits up to
+PLAYGROUND_TIMEOUT_S for the inference worker; file downloads, streamed at the client's pace) run the way Django runs
+them, on a thread of their own, so they never take a request thread.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, JsonResponse
 
-UNBOUNDED_PATHS = re.compile(r"^/api/models/(base/)?\d+/generate/$")
+from finetune.db import release_db_connections
+
+# Requests that may last long without using the CPU or the database: the playground's one-shot generation (waits
+# for the inference worker) and file downloads (stream to the client at its pace).
+UNBOUNDED_PATHS = re.compile(r"^/api/models/(base/)?\d+/generate/$|^/api/.+/download/$|^/media/")
 
 
 def busy_response(message: str, retry_after_s: int = 2) -> JsonResponse:
@@ -100,4 +105,12 @@ class BoundedASGIHandler(ASGIHandler):
         return await super().read_body(receive)
 
     async def get_response_async(self, request: HttpRequest) -> Any:
-        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+        return await sync_to_async(self._respond, thread_sensitive=True)(request)
+
+    def _respond(self, request: HttpRequest) -> Any:
+        try:
+            return self.get_response(request)
+        finally:
+            # Sending the body (a streamed download, say) needs no database connection: give it back now.
+            release_db_connections()
+

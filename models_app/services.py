@@ -22,6 +22,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 
+from finetune.db import release_db_connections
 from finetune.exceptions import ServiceError
 
 from . import inference
@@ -485,6 +486,7 @@ def generate_now(owner: User, target: Target, payload: Any) -> dict[str, Any]:
     assert layer is not None
     channel = async_to_sync(layer.new_channel)("playground")
     request_id = start_generation(owner, target, payload, reply_channel=channel)
+    release_db_connections()  # the wait below (up to PLAYGROUND_TIMEOUT_S) needs no database connection
     done = async_to_sync(_collect)(layer, channel, request_id)
     if done["type"] == "error":
         raise ServiceError(done["detail"], field=done.get("field"), status_code=int(done.get("status") or 500))
