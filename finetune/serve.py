@@ -59,7 +59,7 @@ class Plan:
 
 def make_plan(workers: int | None, threads: int | None) -> Plan:
     workers = workers or _env_int("WEB_WORKERS", 0) or default_workers()
-    threads = threads or _env_int("WEB_THREADS", 0) or 4
+    threads = threads or _env_int("WEB_THREADS", 0) or 6
     # One connection per running request, plus two for websocket handshakes and health checks that bypass the
     # request limit.
     pool = _env_int("DB_POOL_MAX_SIZE", 0) or threads + 2
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=_env_int("PORT", 8000))
     parser.add_argument("--workers", type=int, default=None, help="web processes (WEB_WORKERS; default: one per core)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="requests each process runs at once (WEB_THREADS; default 4)")
+                        help="requests each process runs at once (WEB_THREADS; default 6)")
     parser.add_argument("--access-log", default=os.environ.get("WEB_ACCESS_LOG", ""),
                         help="file for the access log, - for stdout (WEB_ACCESS_LOG; default: none)")
     args = parser.parse_args(argv)

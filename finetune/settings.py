@@ -180,11 +180,11 @@ AUTH_USER_MODEL = "accounts.User"
 # --- Web tier (python -m finetune.serve): WEB_WORKERS daphne processes on one socket (default: one per core), each
 # running at most WEB_THREADS requests at once; a request that waits longer than WEB_QUEUE_TIMEOUT_S for its turn
 # answers 503 with Retry-After. README: "Serving many users".
-WEB_THREADS = env_int("WEB_THREADS", 4)
+WEB_THREADS = env_int("WEB_THREADS", 6)
 WEB_QUEUE_TIMEOUT_S = float(env_str("WEB_QUEUE_TIMEOUT_S", "10"))
 # Per-user caches of the dashboard's statistics and analytics (seconds; 0 turns them off).
 # (Off by default in tests, which change data between two reads; tests/dashboard turn them on where they check them.)
-DASHBOARD_STATS_CACHE_S = env_int("DASHBOARD_STATS_CACHE_S", 0 if TESTING else 5)
+DASHBOARD_STATS_CACHE_S = env_int("DASHBOARD_STATS_CACHE_S", 0 if TESTING else 10)  # the UI polls every 10 s
 DASHBOARD_ANALYTICS_CACHE_S = env_int("DASHBOARD_ANALYTICS_CACHE_S", 0 if TESTING else 60)
 # Metric points and log lines per backfill request (the client pages by `after_seq`).
 METRICS_PAGE_MAX = env_int("METRICS_PAGE_MAX", 5000)

@@ -4,7 +4,7 @@ Django's own ASGI handler starts a new thread for every request and, with our sy
 the event loop and that thread about twenty times per request. Each such thread also takes its own database
 connection. Here instead:
 
-- each web process has WEB_THREADS request threads (`finetune.serve` sets it from the core count); a request runs
+- each web process has WEB_THREADS request threads (default 6; `finetune.serve` passes it on); a request runs
   its whole synchronous part (middleware, view, response close) on one of them, in one hop;
 - a request first reads its body on the event loop (a slow upload holds no thread), then waits for a free thread;
   one that cannot get a thread within WEB_QUEUE_TIMEOUT_S answers a plain 503 with `Retry-After` instead of piling up;
@@ -60,7 +60,7 @@ class BoundedASGIHandler(ASGIHandler):
         super().__init__()
         # Our middleware and views are synchronous: build the synchronous chain, run whole requests in one hop.
         self.load_middleware(is_async=False)
-        self.threads = max(1, int(getattr(settings, "WEB_THREADS", 4)))
+        self.threads = max(1, int(getattr(settings, "WEB_THREADS", 6)))
         self.queue_timeout = float(getattr(settings, "WEB_QUEUE_TIMEOUT_S", 10.0))
         self.executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"request-{i}")
                           for i in range(self.threads)]
