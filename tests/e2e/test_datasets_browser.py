@@ -32,7 +32,7 @@ def test_drag_and_drop_upload_then_report_and_preview(page, daphne_url, celery_w
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_test_id("user-menu")).to_contain_text("dora")
 
-    page.get_by_role("link", name="Datasets").click()
+    page.get_by_role("link", name="Datasets", exact=True).click()  # not the dashboard tile
     expect(page).to_have_url(re.compile(r"/datasets$"))
     shot("01-empty-list.png")
     page.goto(f"{daphne_url}/datasets/upload")
