@@ -4,12 +4,14 @@ connections than workers x pool size and is healthy again within seconds; a shor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -57,6 +59,20 @@ def _get(url: str, token: str | None = None, timeout: float = 30) -> tuple[int, 
         return e.code, dict(e.headers), e.read()
 
 
+@contextlib.contextmanager
+def _jobs_table_locked(db: str, *, seconds: float) -> Iterator[None]:
+    """Another client holds an exclusive lock on the jobs table for `seconds`, then lets go."""
+    locker = psycopg.connect(dbname=db, host="127.0.0.1", user="postgres")
+    locker.execute("LOCK TABLE training_trainingjob IN ACCESS EXCLUSIVE MODE")
+    release = threading.Timer(seconds, locker.commit)
+    release.start()
+    try:
+        yield
+    finally:
+        release.join()
+        locker.close()
+
+
 def _web_connections(dsn_db: str, app_name: str) -> int:
     with psycopg.connect(dbname=dsn_db, host="127.0.0.1", user="postgres", autocommit=True) as conn:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [app_name]).fetchone()
@@ -75,14 +91,8 @@ def test_an_exhausted_pool_answers_503_json_and_the_tier_recovers(test_db_name: 
     try:
         # A long-running writer holds the jobs table: every job-list request that gets a connection waits on it,
         # holding its pooled connection, so the others cannot get one within DB_POOL_TIMEOUT_S.
-        locker = psycopg.connect(dbname=test_db_name, host="127.0.0.1", user="postgres")
-        locker.execute("LOCK TABLE training_trainingjob IN ACCESS EXCLUSIVE MODE")
-        release = threading.Timer(4.0, locker.commit)
-        release.start()
-        with ThreadPoolExecutor(max_workers=16) as pool_exec:
+        with _jobs_table_locked(test_db_name, seconds=4.0), ThreadPoolExecutor(max_workers=16) as pool_exec:
             results = list(pool_exec.map(lambda _: _get(f"{base}/api/training/jobs/", token), range(16)))
-        release.join()
-        locker.close()
         codes = sorted(code for code, _, _ in results)
         assert set(codes) <= {200, 503}, codes
         assert codes.count(503) >= 1 and codes.count(200) >= 1, codes
@@ -131,18 +141,12 @@ def test_a_request_that_waits_too_long_for_a_thread_gets_503_and_a_dead_worker_i
     proc, port = start_daphne(env, tmp_path / "web.log", workers=1, extra_args=("--threads", "1"))
     base = f"http://127.0.0.1:{port}"
     try:
-        locker = psycopg.connect(dbname=test_db_name, host="127.0.0.1", user="postgres")
-        locker.execute("LOCK TABLE training_trainingjob IN ACCESS EXCLUSIVE MODE")
-        release = threading.Timer(3.0, locker.commit)
-        release.start()
-        with ThreadPoolExecutor(max_workers=4) as pool_exec:
+        with _jobs_table_locked(test_db_name, seconds=3.0), ThreadPoolExecutor(max_workers=4) as pool_exec:
             slow = pool_exec.submit(_get, f"{base}/api/training/jobs/", token)  # takes the only request thread
             time.sleep(0.5)
             waiting = [pool_exec.submit(_get, f"{base}/api/training/presets/", token) for _ in range(3)]
             busy = [f.result() for f in waiting]
             assert slow.result()[0] == 200
-        release.join()
-        locker.close()
         assert [c for c, _, _ in busy] == [503, 503, 503]
         assert json.loads(busy[0][2])["detail"] == "The server is busy right now; try again in a few seconds."
         assert busy[0][1].get("Retry-After")
