@@ -76,7 +76,7 @@ def _auth_changed(sender: Any, **kwargs: Any) -> None:
 
 
 def _resolve(key_hash: str) -> ApiToken | None:
-    ttl = float(getattr(settings, "API_TOKEN_CACHE_S", 30))
+    ttl = float(settings.API_TOKEN_CACHE_S)
     epoch = auth_epoch() if ttl > 0 else None
     now = time.monotonic()
     hit = _resolved.get(key_hash)

@@ -29,9 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "finetune.settings")
-SHARED = ROOT.parent / "shared" / "datasets"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/datasets")
+# Public datasets (Alpaca etc.): FINETUNE_DATASETS_DIR, as the tests take them.
+SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
 
 
 def ensure_database() -> None:

@@ -29,9 +29,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "datasets"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/datasets")
+# Public datasets (Alpaca etc.): FINETUNE_DATASETS_DIR, as the tests take them.
+SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
 DATA = SHARED / "alpaca_en_demo.json"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

@@ -1,7 +1,7 @@
 """Benchmark: ``validate_files`` on a 100,000-row Alpaca JSON Lines file, token counting included, against a naive
 baseline (pandas load + one tokenizer call per row + per-row Python checks) in the same run.
 
-The file is made in a temp dir by repeating /work/shared/datasets/alpaca_en_demo.json with varied text (words rotated
+The file is made in a temp dir by repeating $FINETUNE_DATASETS_DIR/alpaca_en_demo.json with varied text (words rotated
 and swapped, numbers added; a few emails, phones and keys sprinkled in so the PII paths run). Each side runs in its own
 subprocess so its peak RSS is its own. Targets: ours <= 10 s and <= 1 GB peak RSS, >= 5x faster than the baseline.
 
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = Path("/work/shared/datasets/alpaca_en_demo.json")
+SOURCE = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets")) / "alpaca_en_demo.json"
 SPRINKLE = [
     "Contact me at jane.doe{k}@example.com for details.",
     "Call (555) 123-{k:04d} after 5pm.",

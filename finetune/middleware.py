@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 from django.core import signals
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from finetune.web import busy_response
@@ -56,7 +56,7 @@ class ApiErrorMiddleware:
         if not request.path.startswith("/api/"):
             return None
         if database_unavailable_message(exc) is None:
-            if not isinstance(exc, DatabaseError) and _is_client_error(exc):
+            if _is_client_error(exc):
                 return None  # Http404, PermissionDenied...: Django's own handling
             logger.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
             # Keep Django's signal: the test client re-raises from it, error trackers listen to it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.core.paginator import Paginator
@@ -15,7 +16,9 @@ class _Paginator(Paginator):
     """Counts with `count_source` when given: a queryset with the same rows and none of the list's annotations and
     joins (counting an annotated queryset compiles and plans them all again; about 1 ms of a 25-row page)."""
 
-    count_source: QuerySet[Any] | None = None
+    def __init__(self, *args: Any, count_source: QuerySet[Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.count_source = count_source
 
     @cached_property
     def count(self) -> int:
@@ -33,9 +36,5 @@ class Pagination(PageNumberPagination):
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any] | None:
         count_queryset = getattr(view, "count_queryset", None)
         source = count_queryset() if callable(count_queryset) else None
-
-        class Bound(_Paginator):
-            count_source = source
-
-        self.django_paginator_class = Bound
+        self.django_paginator_class = partial(_Paginator, count_source=source)
         return super().paginate_queryset(queryset, request, view)

@@ -5,7 +5,7 @@ the dev machine) and then calls two methods per field per row (about 0.4 ms per 
 the same output from a plan computed once per serializer class: plain model fields are read with `getattr`, date-times
 formatted the way DRF formats them, related ids read from `<name>_id`, dotted sources followed, method fields called;
 anything else (a nested serializer, a file) goes through DRF's own field, so the output never changes
-(tests/test_fast_serializers.py compares the two on real rows). It is for output only; input validation is DRF's.
+(tests/test_fast_paths.py compares the two on real rows). It is for output only; input validation is DRF's.
 """
 
 from __future__ import annotations

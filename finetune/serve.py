@@ -60,8 +60,8 @@ class Plan:
 def make_plan(workers: int | None, threads: int | None) -> Plan:
     workers = workers or _env_int("WEB_WORKERS", 0) or default_workers()
     threads = threads or _env_int("WEB_THREADS", 0) or 6
-    # One connection per running request, plus two for websocket handshakes and health checks that bypass the
-    # request limit.
+    # One connection per request thread, plus two for what runs outside them (websocket handshakes, downloads and
+    # the playground's one-shot answer, which give theirs back before waiting).
     pool = _env_int("DB_POOL_MAX_SIZE", 0) or threads + 2
     return Plan(workers=workers, threads=threads, pool_size=pool)
 

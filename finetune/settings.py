@@ -183,7 +183,7 @@ AUTH_USER_MODEL = "accounts.User"
 WEB_THREADS = env_int("WEB_THREADS", 6)
 WEB_QUEUE_TIMEOUT_S = float(env_str("WEB_QUEUE_TIMEOUT_S", "10"))
 # Per-user caches of the dashboard's statistics and analytics (seconds; 0 turns them off).
-# (Off by default in tests, which change data between two reads; tests/dashboard turn them on where they check them.)
+# (Off by default in tests, which change data between two reads; tests/test_fast_paths.py turns stats on to check it.)
 DASHBOARD_STATS_CACHE_S = env_int("DASHBOARD_STATS_CACHE_S", 0 if TESTING else 10)  # the UI polls every 10 s
 DASHBOARD_ANALYTICS_CACHE_S = env_int("DASHBOARD_ANALYTICS_CACHE_S", 0 if TESTING else 60)
 # Metric points and log lines per backfill request (the client pages by `after_seq`).

@@ -60,8 +60,8 @@ class BoundedASGIHandler(ASGIHandler):
         super().__init__()
         # Our middleware and views are synchronous: build the synchronous chain, run whole requests in one hop.
         self.load_middleware(is_async=False)
-        self.threads = max(1, int(getattr(settings, "WEB_THREADS", 6)))
-        self.queue_timeout = float(getattr(settings, "WEB_QUEUE_TIMEOUT_S", 10.0))
+        self.threads = max(1, int(settings.WEB_THREADS))
+        self.queue_timeout = float(settings.WEB_QUEUE_TIMEOUT_S)
         self.executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"request-{i}")
                           for i in range(self.threads)]
         self._free: asyncio.Queue[ThreadPoolExecutor] | None = None

@@ -133,3 +133,18 @@ def test_an_unexpected_error_under_api_is_json_not_a_debug_page(user: Any, monke
     assert r.status_code == 500 and r["Content-Type"] == "application/json"
     assert r.json() == {"detail": "Internal server error. The error was logged; try again later.", "errors": {}}
     assert b"kaboom" not in r.content and b"Traceback" not in r.content
+
+
+def test_dashboard_stats_are_cached_per_user_for_their_ttl(auth_client: Any, user: Any, other_user: Any,
+                                                           settings: Any) -> None:
+    from datasets_app.models import Dataset
+
+    settings.DASHBOARD_STATS_CACHE_S = 10
+    assert auth_client.get("/api/dashboard/stats/").json()["dataset_versions"] == 0
+    Dataset.objects.create(owner=user, name="late", status="ready")
+    assert auth_client.get("/api/dashboard/stats/").json()["dataset_versions"] == 0  # the cached answer
+    other = APIClient()
+    other.force_authenticate(other_user)
+    assert other.get("/api/dashboard/stats/").json()["dataset_versions"] == 0  # not the first user's entry
+    cache.delete(f"dashboard:stats:{user.pk}")  # what the TTL does after 10 s
+    assert auth_client.get("/api/dashboard/stats/").json()["dataset_versions"] == 1

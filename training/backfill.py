@@ -4,8 +4,8 @@ reconnect.
 This is the heaviest read of a live dashboard (a chart loads up to METRICS_PAGE_MAX points at once), so PostgreSQL
 builds the JSON array itself, straight from the (job, seq) unique index, and the view sends that text as it is: no
 model instances, no per-row Python, no serializer; and a page that can no longer change is kept in the shared cache
-(see _json_array). Measured on the 2-core dev machine for a 1,000-point page: 24 ms
-through the ORM and DRF, about 6 ms this way (most of it in PostgreSQL). The shape is the API's: each point's `extra`
+(see _json_array). Measured on the 2-core dev machine for a 1,000-point page: 24 ms through the ORM and DRF, about
+6 ms this way (most of it in PostgreSQL). The shape is the API's: each point's `extra`
 numbers are merged into it, timestamps are ISO 8601 in UTC with a `Z`, and a non-finite float (a diverged loss) is
 written as the string "NaN"/"Infinity" instead of breaking the JSON.
 """

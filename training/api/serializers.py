@@ -24,7 +24,8 @@ class JobCreateSerializer(serializers.Serializer):
 
 
 class JobSerializer(FastReadMixin, serializers.ModelSerializer):
-    # Lists annotate these on the job row (training.services.jobs_for_api); a job loaded otherwise reads its relations.
+    # The list and detail annotate these on the job row (JobViewSet.get_queryset); a job loaded otherwise reads its
+    # relations.
     base_model_name = serializers.SerializerMethodField()
     dataset_name = serializers.SerializerMethodField()
     dataset_version = serializers.SerializerMethodField()
