@@ -25,9 +25,11 @@ from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
+from django.core import signals
 from django.core.exceptions import RequestAborted
-from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import HttpRequest, JsonResponse
+from django.urls import set_script_prefix
 
 from finetune.db import release_db_connections
 
@@ -104,6 +106,49 @@ class BoundedASGIHandler(ASGIHandler):
             return receive.body_file
         return await super().read_body(receive)
 
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """One hop to the request thread and back, instead of Django's three (request_started, the response,
+        response.close) and its two extra tasks per request. The request thread runs the whole synchronous part:
+        the request_started signal, middleware and view, and, for a response already in memory, its close()
+        (request_finished); the event loop then only sends the bytes. A streamed response (rare on bounded paths) is
+        sent and closed the way Django does it. The client-disconnect watch Django adds cannot stop a synchronous
+        view anyway, so it is left out here; an unbounded path (a download) keeps Django's own handling."""
+        if UNBOUNDED_PATHS.match(scope.get("path", "")):
+            await super().handle(scope, receive, send)
+            return
+        body_file = await self.read_body(receive)
+        try:
+            response = await sync_to_async(self._serve, thread_sensitive=True)(scope, body_file)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client went away while we answered
+            if response.streaming:
+                await sync_to_async(self._close, thread_sensitive=True)(response)
+        finally:
+            body_file.close()
+
+    def _serve(self, scope: dict[str, Any], body_file: Any) -> Any:
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        try:
+            request, response = self.create_request(scope, body_file)
+            if request is not None:
+                response = self.get_response(request)
+                response._handler_class = self.__class__
+            if not response.streaming:
+                response.close()  # the content is in memory: request_finished runs here, on the request thread
+            return response
+        finally:
+            release_db_connections()
+
+    @staticmethod
+    def _close(response: Any) -> None:
+        try:
+            response.close()
+        finally:
+            release_db_connections()
+
     async def get_response_async(self, request: HttpRequest) -> Any:
         return await sync_to_async(self._respond, thread_sensitive=True)(request)
 
@@ -113,4 +158,3 @@ class BoundedASGIHandler(ASGIHandler):
         finally:
             # Sending the body (a streamed download, say) needs no database connection: give it back now.
             release_db_connections()
-

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from datasets_app.models import Dataset, DatasetFile
+from datasets_app.services import FILE_FIELDS
 from finetune.serializers import FastReadMixin
 
 
 class DatasetFileSerializer(FastReadMixin, serializers.ModelSerializer):
     class Meta:
         model = DatasetFile
-        fields = ["id", "role", "original_filename", "kind", "compressed", "size_bytes", "sha256"]
+        fields = list(FILE_FIELDS)
+
+
+_MISSING = object()
 
 
 class DatasetSerializer(FastReadMixin, serializers.ModelSerializer):
-    files = DatasetFileSerializer(many=True, read_only=True)
+    files = serializers.SerializerMethodField()
     root_id = serializers.SerializerMethodField()
     is_latest = serializers.SerializerMethodField()
 
@@ -27,6 +34,14 @@ class DatasetSerializer(FastReadMixin, serializers.ModelSerializer):
             "operation", "validation_settings", "created", "updated",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(DatasetFileSerializer(many=True))
+    def get_files(self, obj: Dataset) -> list[dict[str, Any]]:
+        """From the `files_json` annotation (services.with_lineage_info) when the row has it, else the related rows."""
+        files = getattr(obj, "files_json", _MISSING)
+        if files is _MISSING:
+            return DatasetFileSerializer(obj.files.all(), many=True).data
+        return [{name: row[name] for name in FILE_FIELDS} for row in files or ()]
 
     def get_root_id(self, obj: Dataset) -> int:
         root = getattr(obj, "root_pk", None)  # annotated by services.with_lineage_info
