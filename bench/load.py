@@ -251,7 +251,7 @@ def seed(users: int, jobs: int, points: int) -> None:
         # bulk_create ignores auto_now_add's override? `created` has auto_now_add: set it afterwards in SQL.
         FineTunedModel.objects.bulk_create([
             FineTunedModel(owner_id=j.owner_id, name=f"model {j.pk}", base_model=base, job=j, method="sft",
-                           weights="lora", model_dir="", metrics={"train_loss_last": 1.3})
+                           weights="lora", metrics={"train_loss_last": 1.3})
             for j in job_rows if j.status == "succeeded" and j.pk % 5 == 0])
         big_ids = []
         jobs_by_owner: dict[int, list[TrainingJob]] = defaultdict(list)

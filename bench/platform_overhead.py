@@ -80,7 +80,7 @@ def main() -> int:
     from datasets_app.models import Dataset, DatasetFile
     from models_app.models import BaseModel
     from tests.processes import start_celery_worker, stop
-    from training import services, specs
+    from training import services, workspace
     from training.models import TrainingJob
 
     suffix = str(int(time.time()))
@@ -119,8 +119,8 @@ def main() -> int:
                 raise SystemExit(f"platform job {job.pk} ended {job.status}: {job.error}")
             metrics = (job.result or {}).get("metrics") or {}
             platform.append({"wall_s": wall, "metrics": metrics, "points": job.metric_points.count()})
-            spec = specs.build(job).to_dict()
-            cli.append(run_cli(spec))
+            with workspace.prepare(job) as ws:  # the same spec the worker built (a fresh scratch folder)
+                cli.append(run_cli(ws.spec.to_dict()))
             print(f"  round {i + 1}: platform {platform[-1]['metrics'].get('train_runtime_s')} s training, "
                   f"{wall:.1f} s end to end; CLI {cli[-1]['metrics'].get('train_runtime_s')} s training, "
                   f"{cli[-1]['wall_s']:.1f} s wall", flush=True)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -218,23 +216,10 @@ def worker_health(timeout: float = 1.0) -> WorkerHealth:
 
 
 # --- storage --------------------------------------------------------------------------------------------------------
-def _folder_bytes(path: str, deadline: float) -> int | None:
-    """Bytes under ``path`` (None when the walk ran out of time)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue
-        if time.monotonic() > deadline:
-            return None
-    return total
-
-
-def storage_usage(*, walk_budget_s: float = 2.0) -> dict[str, Any]:
-    """Storage per user and in total: dataset files (recorded sizes), exported artifacts (recorded sizes) and run
-    folders on disk (walked within ``walk_budget_s``; a folder not reached in time is reported as unknown)."""
+def storage_usage() -> dict[str, Any]:
+    """Storage per user and in total, from the sizes recorded in the database: dataset files, exported artifacts,
+    and runs (stored checkpoints and produced models in the artifact store). `runs_unknown` stays 0 (kept for the
+    page's shape: nothing is walked on disk any more)."""
     from accounts.models import User
     from datasets_app.models import DatasetFile
     from training.models import TrainingJob
@@ -266,17 +251,21 @@ def storage_usage(*, walk_budget_s: float = 2.0) -> dict[str, Any]:
             row(r["owner_id"])["exports_bytes"] = int(r["n"] or 0)
     except Exception as exc:  # the exports table belongs to the models app; never fail the page over it
         logger.warning("storage usage: exports not counted: %s", exc)
-    deadline = time.monotonic() + walk_budget_s
-    for owner_id, output_dir in TrainingJob.objects.exclude(output_dir="").values_list("owner_id", "output_dir"):
-        r = row(owner_id)
-        r["runs"] += 1
-        if not Path(output_dir).is_dir():
-            continue
-        size = _folder_bytes(output_dir, deadline) if time.monotonic() < deadline else None
-        if size is None:
-            r["runs_unknown"] += 1
-        else:
-            r["runs_bytes"] += size
+    # Runs: what jobs keep in the artifact store (newest checkpoints of unfinished jobs, the models they produced);
+    # counted from the recorded sizes, no folder walked.
+    for r in TrainingJob.objects.exclude(checkpoint_key="").values("owner_id").annotate(
+            n=Sum("checkpoint_size"), c=Count("id")):
+        row(r["owner_id"]).update(runs_bytes=int(r["n"] or 0), runs=int(r["c"] or 0))
+    try:
+        from models_app.models import FineTunedModel
+
+        for r in FineTunedModel.objects.exclude(artifact_key="").values("owner_id").annotate(
+                n=Sum("artifact_size"), c=Count("id")):
+            target = row(r["owner_id"])
+            target["runs_bytes"] += int(r["n"] or 0)
+            target["runs"] += int(r["c"] or 0)
+    except Exception as exc:
+        logger.warning("storage usage: models not counted: %s", exc)
     names = dict(User.objects.filter(pk__in=rows).values_list("pk", "username"))
     quotas = {u.pk: int(u.quotas().get("storage_bytes") or 0) for u in User.objects.filter(pk__in=rows)}
     users = []

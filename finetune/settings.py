@@ -290,6 +290,13 @@ FILE_UPLOAD_HANDLERS = [
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 100)
 
+# --- Artifacts (checkpoints, final models, Hub snapshots): stored through STORAGES["default"] under server-made keys;
+# every host that needs one fetches it into its own size-bounded cache (finetune/artifacts.py). A training worker
+# trains in a scratch folder under TRAINING_RUNS_DIR and removes it when the attempt ends.
+ARTIFACT_CACHE_DIR = Path(env_str("ARTIFACT_CACHE_DIR",
+                                  str(BASE_DIR / "var" / ("test-artifact-cache" if TESTING else "artifact-cache"))))
+ARTIFACT_CACHE_MAX_BYTES = int(float(env_str("ARTIFACT_CACHE_MAX_GB", "20")) * (1 << 30))
+
 # --- Training jobs
 TRAINING_RUNS_DIR = Path(env_str("TRAINING_RUNS_DIR", str(BASE_DIR / "var" / ("test-runs" if TESTING else "runs"))))
 TRAINING_LEASE_SECONDS = env_int("TRAINING_LEASE_SECONDS", 60)
@@ -304,6 +311,7 @@ MODAL_GPU_MEMORY_GB = {"T4": 16, "L4": 24, "A10G": 24, "A100-40GB": 40, "A100-80
 MODAL_CLIENT = env_str("MODAL_CLIENT", "training.runners.modal.ModalClient")  # dotted path; tests swap it
 MODAL_CALLBACK_TOKEN_MAX_AGE = env_int("MODAL_CALLBACK_TOKEN_MAX_AGE", 7 * 24 * 3600)
 MODAL_HEARTBEAT_TIMEOUT_S = env_int("MODAL_HEARTBEAT_TIMEOUT_S", 900)  # a silent Modal run is recovered
+MODAL_ARTIFACT_MAX_BYTES = int(float(env_str("MODAL_ARTIFACT_MAX_GB", "100")) * (1 << 30))  # one upload from a run
 MODAL_RUNS_DIR = env_str("MODAL_RUNS_DIR", "")  # where the remote entrypoint keeps runs ("" = /runs on Modal)
 MODAL_GPU_SPEED = {"T4": 0.5, "L4": 0.8, "A10G": 1.0, "A100-40GB": 2.2, "A100-80GB": 2.5, "H100": 4.0}
 

@@ -20,7 +20,7 @@ class FineTunedModelAdmin(admin.ModelAdmin):
     list_filter = ["method", "weights", "created"]
     search_fields = ["name", "owner__username", "tag"]
     list_select_related = ["owner", "base_model"]
-    readonly_fields = ["owner", "job", "base_model", "method", "weights", "model_dir", "metrics", "hyperparameters",
+    readonly_fields = ["owner", "job", "base_model", "method", "weights", "artifact_key", "artifact_sha256", "artifact_size", "is_adapter", "metrics", "hyperparameters",
                        "version", "created"]
 
 

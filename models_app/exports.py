@@ -33,7 +33,8 @@ from django.utils.text import slugify
 from accounts.models import User
 from dashboard.events import publish_task_progress
 from finetune.exceptions import ServiceError
-from models_app.models import BaseModel, FineTunedModel, ModelExport, TaskStatus
+from models_app.artifacts import base_model_folder, model_folder, require_files
+from models_app.models import FineTunedModel, ModelExport, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +64,6 @@ def get_owned_model(user: User, model_id: int) -> FineTunedModel:
 def owned_exports(user: User) -> Any:
     """The user's exports, newest first."""
     return ModelExport.objects.filter(owner=user).select_related("model")
-
-
-def base_model_path(base: BaseModel) -> str:
-    """What the engine loads for a base model: its local folder, else its id (embedded ids resolve in the engine)."""
-    return base.local_path or base.repo_id
 
 
 def export_file_name(export: ModelExport) -> str:
@@ -126,8 +122,7 @@ def validate_choice(model: FineTunedModel, fmt: str, quantization: str | None) -
             "'merged' or 'gguf'.",
             field="format",
         )
-    if not Path(model.model_dir).is_dir():
-        raise ServiceError("This model's files are missing on the server; it cannot be exported.")
+    require_files(model, "exported")
     return fmt, quantization
 
 
@@ -268,13 +263,9 @@ def _run(export: ModelExport, on_progress: ProgressCallback | None) -> None:
     }.get(name, f"converting to GGUF {export.quantization} and verifying it on llama.cpp")
     _progress(export, 0.05, stage, on_progress)
     with tempfile.TemporaryDirectory(prefix=f"export-{export.pk}-", dir=settings.EXPORT_WORK_DIR) as tmp:
-        artifact = export_artifact(
-            name,
-            model_dir=model.model_dir,
-            base_model_path=base_model_path(model.base_model),
-            out_dir=str(Path(tmp) / "out"),
-            **options,
-        )
+        with model_folder(model) as folder, base_model_folder(model.base_model) as base_path:
+            artifact = export_artifact(name, model_dir=str(folder), base_model_path=base_path,
+                                       out_dir=str(Path(tmp) / "out"), **options)
         timings["export_s"] = round(time.perf_counter() - started, 2)
         verification: dict[str, Any] = {}
         if export.format == ModelExport.Format.GGUF:

@@ -45,7 +45,11 @@ class BaseModel(models.Model):
     name = models.CharField(max_length=200)
     source = models.CharField(max_length=16, choices=Source.choices)
     repo_id = models.CharField(max_length=300, unique=True)  # engine id: "embedded/..." or a Hub id
-    local_path = models.CharField(max_length=500, blank=True, default="")
+    revision = models.CharField(max_length=64, blank=True, default="")  # the Hub commit the snapshot was taken at
+    # The snapshot in the artifact store (Hub and uploaded models; the embedded one comes from its package).
+    artifact_key = models.CharField(max_length=300, blank=True, default="")
+    artifact_sha256 = models.CharField(max_length=64, blank=True, default="")
+    artifact_size = models.BigIntegerField(default=0)
     architecture = models.CharField(max_length=100, blank=True, default="")
     parameters = models.BigIntegerField(default=0)
     context_length = models.PositiveIntegerField(default=0)
@@ -84,7 +88,11 @@ class FineTunedModel(models.Model):
                                related_name="produced_model")
     method = models.CharField(max_length=16)
     weights = models.CharField(max_length=16)
-    model_dir = models.CharField(max_length=500)  # adapter folder (lora/qlora) or full model folder
+    # The adapter folder (lora/qlora) or the full model folder, in the artifact store (finetune/artifacts.py).
+    artifact_key = models.CharField(max_length=300, blank=True, default="")
+    artifact_sha256 = models.CharField(max_length=64, blank=True, default="")
+    artifact_size = models.BigIntegerField(default=0)
+    is_adapter = models.BooleanField(default=True)
     metrics = models.JSONField(default=dict, blank=True)
     hyperparameters = models.JSONField(default=dict, blank=True)
     tag = models.CharField(max_length=100, blank=True, default="")

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import uuid
-from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
 
@@ -209,13 +208,13 @@ def load_tokenizer(model: FineTunedModel) -> Any:
     """The fine-tuned model's tokenizer (saved next to the adapter/model, else the base model's)."""
     from transformers import AutoTokenizer
 
-    from models_app.exports import base_model_path
+    from models_app.artifacts import base_model_folder, model_folder
 
-    folder = Path(model.model_dir)
-    source = str(folder) if (folder / "tokenizer_config.json").exists() else base_model_path(model.base_model)
-    from training.engine.embedded import resolve_model_path
-
-    return AutoTokenizer.from_pretrained(resolve_model_path(source))
+    with model_folder(model) as folder:
+        if (folder / "tokenizer_config.json").exists():
+            return AutoTokenizer.from_pretrained(str(folder))
+    with base_model_folder(model.base_model) as base_path:
+        return AutoTokenizer.from_pretrained(base_path)
 
 
 # --- services -------------------------------------------------------------------------------------------------------
@@ -235,8 +234,9 @@ def request_ollama_import(user: User, model_id: int, name: str) -> OllamaImport:
 
     name = validate_name(name)
     model = get_owned_model(user, model_id)
-    if not Path(model.model_dir).is_dir():
-        raise ServiceError("This model's files are missing on the server; it cannot be imported.")
+    from models_app.artifacts import require_files
+
+    require_files(model, "imported")
     with transaction.atomic():
         row = OllamaImport.objects.create(
             owner=user,
@@ -352,10 +352,13 @@ def _full_name(name: str) -> str:
 def _context_length(model: FineTunedModel) -> int:
     if model.base_model.context_length:
         return int(model.base_model.context_length)
+    from models_app.artifacts import model_folder
+
     try:
-        config = json.loads((Path(model.model_dir) / "config.json").read_text())
+        with model_folder(model) as folder:
+            config = json.loads((folder / "config.json").read_text())
         return int(config.get("max_position_embeddings") or 0)
-    except (OSError, ValueError):
+    except (OSError, ValueError, ServiceError):
         return 0
 
 

@@ -4,13 +4,13 @@ fine-tuned model or a base model; generation runs on the Celery `inference` queu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
@@ -22,6 +22,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 
+from finetune import artifacts
 from finetune.db import release_db_connections
 from finetune.exceptions import ServiceError
 
@@ -114,33 +115,16 @@ def update_model(model: FineTunedModel, *, name: str | None = None, tag: str | N
     return model
 
 
-def _artifact_roots() -> list[Path]:
-    return [Path(settings.TRAINING_RUNS_DIR).resolve(), Path(settings.MEDIA_ROOT).resolve()]
-
-
-def _removable_dir(model: FineTunedModel) -> Path | None:
-    """The model folder when the platform owns it (inside the runs or media folder) and no other model uses it."""
-    if not model.model_dir:
-        return None
-    path = Path(model.model_dir).resolve()
-    if not any(root in path.parents for root in _artifact_roots()):
-        return None
-    if FineTunedModel.objects.filter(model_dir=model.model_dir).exclude(pk=model.pk).exists():
-        return None
-    return path
-
-
 @dataclass(frozen=True)
 class DeletedArtifacts:
-    """What `delete_model` removed."""
+    """What `delete_model` removed from the artifact store."""
 
-    model_dir: str | None
+    model_key: str | None
     files: tuple[str, ...]
 
 
 def delete_model(model: FineTunedModel) -> DeletedArtifacts:
-    """Delete a fine-tuned model with its artifacts: its folder (when it lies in the platform's runs or media
-    folder) and the stored files of its exports. Refused (409) while an export, push or import of it is running."""
+    """Delete a fine-tuned model with its artifacts: its stored folder and the stored files of its exports. Refused (409) while an export, push or import of it is running."""
     busy_states = (TaskStatus.QUEUED, TaskStatus.RUNNING)
     busy = [label for label, rel in (("an export", model.exports), ("a push to the Hub", model.hub_pushes),
                                      ("an Ollama import", model.ollama_imports))
@@ -149,7 +133,10 @@ def delete_model(model: FineTunedModel) -> DeletedArtifacts:
         raise ServiceError(f"Wait for {' and '.join(busy)} of this model to finish before deleting it.",
                            status_code=409)
     keys = tuple(k for k in model.exports.exclude(file_key="").values_list("file_key", flat=True))
-    folder = _removable_dir(model)
+    model_key = model.artifact_key
+    # Another row naming the same stored object (same bytes) keeps it.
+    if model_key and FineTunedModel.objects.filter(artifact_key=model_key).exclude(pk=model.pk).exists():
+        model_key = ""
     pk = model.pk
     with transaction.atomic():
         model.delete()
@@ -162,10 +149,10 @@ def delete_model(model: FineTunedModel) -> DeletedArtifacts:
                 removed.append(key)
         except Exception:  # noqa: BLE001 - storage hiccup: log it, the model is deleted anyway
             logger.exception("model %s: could not delete stored file %s", pk, key)
-    if folder is not None and folder.exists():
-        shutil.rmtree(folder, ignore_errors=True)
-    logger.info("model %s: deleted (folder %s, %d stored files)", pk, folder, len(removed))
-    return DeletedArtifacts(model_dir=str(folder) if folder else None, files=tuple(removed))
+    if model_key:
+        artifacts.delete(model_key)
+    logger.info("model %s: deleted (model %s, %d export files)", pk, model_key or "-", len(removed))
+    return DeletedArtifacts(model_key=model_key or None, files=tuple(removed))
 
 
 def loss_curve(job_id: int | None) -> list[dict[str, Any]]:
@@ -336,22 +323,26 @@ def is_cancelled(request_id: str) -> bool:
 # --- playground: the worker side ---------------------------------------------------------------------------------
 
 
-def model_ref(obj: FineTunedModel | BaseModel) -> inference.ModelRef:
-    """What the worker loads for a fine-tuned model (base + adapter, or the full model) or a base model."""
-    from training.engine.embedded import resolve_model_path
-    from training.engine.exporters.base import is_adapter_dir
+@contextlib.contextmanager
+def model_ref(obj: FineTunedModel | BaseModel) -> Iterator[inference.ModelRef]:
+    """What the worker loads for a fine-tuned model (base + adapter, or the full model) or a base model, with its
+    files on this host (fetched into the artifact cache) until the block ends. The key names the weights by their
+    stored hash, so a loaded model is reused whichever host stored it."""
+    from models_app.artifacts import base_model_folder, has_files, model_folder
 
     if isinstance(obj, BaseModel):
-        path = resolve_model_path(obj.local_path or obj.repo_id)
-        return inference.ModelRef(key=f"base-{obj.pk}:{path}", base_path=path)
-    base = obj.base_model
-    base_path = resolve_model_path(base.local_path or base.repo_id)
-    if not obj.model_dir or not Path(obj.model_dir).is_dir():
-        raise ServiceError("This model's files are missing on the server; it cannot answer.", status_code=410)
-    if is_adapter_dir(obj.model_dir):
-        return inference.ModelRef(key=f"model-{obj.pk}:{obj.model_dir}", base_path=base_path,
-                                  adapter_dir=obj.model_dir)
-    return inference.ModelRef(key=f"model-{obj.pk}:{obj.model_dir}", base_path=base_path, full_dir=obj.model_dir)
+        with base_model_folder(obj) as path:
+            yield inference.ModelRef(key=f"base-{obj.pk}:{obj.artifact_sha256 or path}", base_path=path)
+        return
+    if not has_files(obj):
+        raise ServiceError("This model's files are missing from the artifact store; it cannot answer.",
+                           status_code=410)
+    with base_model_folder(obj.base_model) as base_path, model_folder(obj) as folder:
+        key = f"model-{obj.pk}:{obj.artifact_sha256}"
+        if obj.is_adapter:
+            yield inference.ModelRef(key=key, base_path=base_path, adapter_dir=str(folder))
+        else:
+            yield inference.ModelRef(key=key, base_path=base_path, full_dir=str(folder))
 
 
 def worker_cache() -> inference.ModelCache:
@@ -461,18 +452,19 @@ def _prepare(job: dict[str, Any]) -> list[tuple[str, inference.LoadedModel, bool
             raise ServiceError("Not found.", status_code=404)
         target = Target.parse(str(job["target"]))
         obj = resolve_target(owner, target)
-        ref = model_ref(obj)
-        base_ref = model_ref(obj.base_model) if isinstance(obj, FineTunedModel) else None
+        obj.base_model  # noqa: B018 - loaded now, while the connection is open
     finally:
         connection.close()  # this thread ends with the request: do not leave its connection open
     cache_ = worker_cache()
-    loaded = cache_.get(ref)
+    with model_ref(obj) as ref:
+        loaded = cache_.get(ref)
     plan = [("base" if target.kind == "base" else "model", loaded, True)]
-    if job.get("compare_with_base") and base_ref is not None:
+    if job.get("compare_with_base") and isinstance(obj, FineTunedModel):
         if ref.has_adapter:  # the same weights with the adapter switched off: no second copy in memory
             plan.append(("base", loaded, False))
         else:
-            plan.append(("base", cache_.get(base_ref), True))
+            with model_ref(obj.base_model) as base_ref:
+                plan.append(("base", cache_.get(base_ref), True))
     return plan
 
 

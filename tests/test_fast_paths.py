@@ -37,7 +37,7 @@ def _rows(user: Any) -> dict[str, Any]:
                                      started=datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC),
                                      finished=datetime(2026, 1, 2, 4, 0, tzinfo=UTC), result={"metrics": {}})
     model = FineTunedModel.objects.create(owner=user, name="m", base_model=base, job=job, method="sft",
-                                          weights="lora", model_dir="/x", metrics={"eval_loss_after": 1.5})
+                                          weights="lora", metrics={"eval_loss_after": 1.5})
     ModelExport.objects.create(owner=user, model=model, format="adapter")
     return {"base": base, "dataset": ds, "job": job, "model": model}
 

@@ -59,7 +59,7 @@ def _grow(user: Any, n: int, state: dict[str, Any]) -> None:
         TrainingJob.objects.filter(pk=state["job"].pk).update(metric_seq=state["seq"], log_seq=state["seq"])
         version = FineTunedModel.objects.filter(owner=user, name="m").count() + 1
         model = FineTunedModel.objects.create(owner=user, name="m", version=version, base_model=base, job=job,
-                                              method="sft", weights="lora", model_dir="/nowhere",
+                                              method="sft", weights="lora",
                                               metrics={"eval_loss_after": 1.0})
         state.setdefault("model", model)
         state["other_model"] = model

@@ -62,7 +62,9 @@ class TrainingJobAdmin(audit.AuditedAdminMixin, admin.ModelAdmin):
                     "modal_gpu",
                     "init_from_job",
                     "external_id",
-                    "output_dir",
+                    "checkpoint_key",
+                    "checkpoint_sha256",
+                    "checkpoint_size",
                 )
             },
         ),

@@ -26,8 +26,8 @@ PREFERENCE_COST = 3.0  # DPO/ORPO: chosen + rejected (+ reference) forward passe
 def _model_shape(base: BaseModel) -> dict[str, int]:
     params = int(base.parameters or 135_000_000)
     shape = {"params": params, "hidden": 576, "layers": 30}
-    path = base.local_path
-    if not path and base.source == BaseModel.Source.EMBEDDED:
+    path = ""  # a web request never fetches a snapshot for an estimate: only the embedded model's config is at hand
+    if base.source == BaseModel.Source.EMBEDDED:
         from training.engine.embedded import cache_dir
 
         path = str(cache_dir() / "models" / "SmolLM2-135M-Instruct")

@@ -57,7 +57,10 @@ class TrainingJob(models.Model):
 
     metric_seq = models.PositiveIntegerField(default=0)
     log_seq = models.PositiveIntegerField(default=0)
-    output_dir = models.CharField(max_length=500, blank=True, default="")
+    # The newest complete checkpoint in the artifact store (uploaded, then recorded): any worker resumes from it.
+    checkpoint_key = models.CharField(max_length=300, blank=True, default="")
+    checkpoint_sha256 = models.CharField(max_length=64, blank=True, default="")
+    checkpoint_size = models.BigIntegerField(default=0)
     external_id = models.CharField(max_length=200, blank=True, default="")  # Modal call id
     cost_usd = models.FloatField(default=0.0)  # Modal: GPU seconds x the GPU's price (settings table)
     compute_seconds = models.FloatField(default=0.0)  # worker/GPU time held, all attempts

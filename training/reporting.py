@@ -19,9 +19,10 @@ logger = logging.getLogger(__name__)
 class DjangoReporter:
     """Engine callback (on_event / should_stop) for a job running in this process."""
 
-    def __init__(self, job_id: int, worker_id: str) -> None:
+    def __init__(self, job_id: int, worker_id: str, *, store_checkpoints: bool = False) -> None:
         self.job_id = job_id
         self.worker_id = worker_id
+        self.store_checkpoints = store_checkpoints  # upload each checkpoint to the artifact store, then record it
         self._stop = threading.Event()
         self._lease_lost = threading.Event()
         self._last_check = 0.0
@@ -62,10 +63,27 @@ class DjangoReporter:
     # -- engine callback protocol
     def on_event(self, event: Any) -> None:
         payload = event.to_dict() if hasattr(event, "to_dict") else dict(event)
+        if payload.get("type") == "checkpoint" and self.store_checkpoints:
+            self._store_checkpoint(int(payload.get("step") or 0), str(payload.get("path") or ""))
+            return
         try:
             services.record_event(self.job_id, payload)
         except Exception:
             logger.exception("job %s: could not record %s event", self.job_id, payload.get("type"))
+
+    def _store_checkpoint(self, step: int, path: str) -> None:
+        """Upload first, then record: the job names only a checkpoint that is whole in the store. The run waits
+        for the upload (the engine may rotate the folder away right after this event)."""
+        from training import workspace
+
+        try:
+            stored = workspace.store_checkpoint(self.job_id, path)
+        except Exception as exc:  # storage down: training goes on; a resume starts from the previous stored one
+            logger.exception("job %s: could not store the checkpoint of step %s", self.job_id, step)
+            services.record_event(self.job_id, {"type": "log", "level": "warning",
+                                                "line": f"checkpoint of step {step} not stored: {exc}"})
+            return
+        services.record_checkpoint(self.job_id, self.worker_id, step, stored)
 
     def should_stop(self) -> bool:
         if self._lease_lost.is_set():

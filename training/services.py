@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts import quotas
 from accounts.models import User
 from datasets_app.models import Dataset
+from finetune import artifacts
 from finetune.exceptions import ServiceError
 from models_app.models import BaseModel, FineTunedModel
 from training.engine.errors import ConfigError
@@ -246,9 +247,9 @@ def record_event(job_id: int, event: dict[str, Any]) -> None:
         if event.get("message"):
             record_event(job_id, {"type": "log", "level": "info", "line": f"[{phase}] {event['message']}"})
     elif kind == "checkpoint":
-        step = int(event.get("step") or 0)
-        TrainingJob.objects.filter(pk=job_id, last_checkpoint_step__lt=step).update(last_checkpoint_step=step)
-        events.publish(job_id, {"type": "checkpoint", "step": step})
+        # Written on the run's host; the job names it (last_checkpoint_step, checkpoint_key) only once it is stored
+        # (record_checkpoint, by the local runner's reporter or the remote run's upload).
+        pass
 
 
 def compute_seconds(job: TrainingJob) -> float:
@@ -305,16 +306,41 @@ def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTun
             _finish(job, TrainingJob.Status.CANCELLED, job.error if stopped_by_quota else "",
                     "quota" if stopped_by_quota else "")
             return None
+        stored = result.get("artifact") or {}
         model = FineTunedModel.objects.create(
             owner_id=job.owner_id, name=job.name, version=_next_model_version(job.owner_id, job.name),
             base_model=job.base_model, job=job, method=job.method, weights=job.weights,
-            model_dir=str(result.get("model_dir") or ""), metrics=result.get("metrics") or {},
-            hyperparameters=job.hyperparameters,
+            artifact_key=str(stored.get("artifact_key") or ""), artifact_sha256=str(stored.get("artifact_sha256") or ""),
+            artifact_size=int(stored.get("artifact_size") or 0), is_adapter=bool(stored.get("is_adapter", True)),
+            metrics=result.get("metrics") or {}, hyperparameters=job.hyperparameters,
         )
         job.progress = 1.0
+        finished_checkpoint = job.checkpoint_key  # the final model is stored: the checkpoint is no longer needed
+        job.checkpoint_key, job.checkpoint_sha256, job.checkpoint_size = "", "", 0
         _finish(job, TrainingJob.Status.SUCCEEDED, "")
+        transaction.on_commit(lambda: artifacts.delete(finished_checkpoint))
     events.publish(job_id, {"type": "status", "status": "succeeded", "model": model.pk, "error": ""})
     return model
+
+
+def record_checkpoint(job_id: int, worker_id: str, step: int, stored: artifacts.StoredArtifact) -> bool:
+    """Name a checkpoint already uploaded to the store as the job's newest (the attempt must still hold the lease);
+    the one it replaces is deleted from the store. False (and the upload removed) when the attempt lost its job."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().only(
+            "lease_owner", "status", "checkpoint_key", "last_checkpoint_step").get(pk=job_id)
+        if job.lease_owner != worker_id or job.status not in TrainingJob.ACTIVE:
+            if stored.key != job.checkpoint_key:
+                transaction.on_commit(lambda: artifacts.delete(stored.key))
+            logger.warning("job %s: checkpoint of step %s from %s dropped (lease lost)", job_id, step, worker_id)
+            return False
+        replaced = job.checkpoint_key if job.checkpoint_key != stored.key else ""
+        TrainingJob.objects.filter(pk=job_id).update(
+            checkpoint_key=stored.key, checkpoint_sha256=stored.sha256, checkpoint_size=stored.size,
+            last_checkpoint_step=step)
+        transaction.on_commit(lambda: artifacts.delete(replaced))
+    events.publish(job_id, {"type": "checkpoint", "step": step})
+    return True
 
 
 def _next_model_version(owner_id: int, name: str) -> int:
@@ -455,7 +481,9 @@ def delete_job(job: TrainingJob) -> None:
     """Delete a finished job and its metrics (a running one must be cancelled first)."""
     if job.status in TrainingJob.ACTIVE:
         raise ServiceError("Cancel the job before deleting it.", status_code=409)
+    checkpoint = job.checkpoint_key
     job.delete()
+    artifacts.delete(checkpoint)
 
 
 # --- operators (issue 7, admin): requeue a stuck job ------------------------------------------------------------

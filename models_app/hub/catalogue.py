@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from django.db import transaction
 from accounts.models import User
 from accounts.services import get_hf_token
 from dashboard import events
+from finetune import artifacts
 from finetune.exceptions import ServiceError
 from models_app.models import BaseModel
 
@@ -347,11 +349,20 @@ def _download(row: BaseModel, user_id: int) -> None:
         return
     update = _local_metadata(folder)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    # Into the artifact store (every host fetches it from there by key), then out of this host's download cache.
+    try:
+        stored = artifacts.store_folder(folder, f"artifacts/base-models/{row.pk}")
+    except Exception as exc:
+        logger.exception("base model %s: could not store the snapshot", row.pk)
+        _fail_download(row, f"The download of {row.repo_id} could not be stored ({type(exc).__name__}); try again.")
+        return
+    finally:
+        shutil.rmtree(cache / repo_folder_name(repo_id=row.repo_id, repo_type="model"), ignore_errors=True)
     done = BaseModel.objects.filter(pk=row.pk, status=BaseModel.Status.DOWNLOADING).update(
-        status=BaseModel.Status.AVAILABLE, local_path=str(folder), download_progress=1.0, error="", size_bytes=size,
-        **update)
-    logger.info("base model %s: %s downloaded to %s (%d bytes, %.1f s)", row.pk, row.repo_id, folder, size,
-                time.monotonic() - started)
+        status=BaseModel.Status.AVAILABLE, artifact_key=stored.key, artifact_sha256=stored.sha256,
+        artifact_size=stored.size, revision=folder.name, download_progress=1.0, error="", size_bytes=size, **update)
+    logger.info("base model %s: %s downloaded (revision %s, %d bytes, %.1f s) and stored as %s", row.pk, row.repo_id,
+                folder.name, size, time.monotonic() - started, stored.key)
     if done:
         _publish_download(row, 1.0, BaseModel.Status.AVAILABLE)
 

@@ -20,6 +20,7 @@ from accounts.models import User
 from accounts.services import get_hf_token
 from dashboard import events
 from finetune.exceptions import ServiceError
+from models_app.artifacts import base_model_folder, model_folder, require_files
 from models_app.models import FineTunedModel, HubPush, TaskStatus
 
 from .client import NO_TOKEN_MESSAGE, check_repo_id, describe_hub_error, hub_client, user_token
@@ -49,8 +50,7 @@ def request_push(user: User, model_id: int, repo_name: str, private: bool) -> Hu
         raise ServiceError("Not found.", status_code=404)
     user_token(user)
     value = check_repo_id(repo_name, field_name="repo_name", namespace_required=False)
-    if not Path(model.model_dir).is_dir():
-        raise ServiceError("This model's files are missing on the server, so it cannot be pushed.", status_code=409)
+    require_files(model, "pushed")
     namespace = value.split("/")[0] if "/" in value else user.hf_username
     repo_id = f"{namespace}/{value.split('/')[-1]}" if namespace else value
     with transaction.atomic():
@@ -142,13 +142,13 @@ def prepare_push_folder(model: FineTunedModel, out_dir: Path, *, repo_id: str, n
 
     base = model.base_model
     public_base = base.public_id
-    base_path = base.local_path or base.repo_id
-    if model.weights in ("lora", "qlora") or is_adapter_dir(model.model_dir):
-        artifact = export_artifact("adapter", model_dir=model.model_dir, base_model_path=base_path,
-                                   out_dir=str(out_dir), base_model_name=public_base, subdir="repo")
-    else:
-        artifact = export_artifact("merged", model_dir=model.model_dir, base_model_path=base_path,
-                                   out_dir=str(out_dir), subdir="repo")
+    with model_folder(model) as folder, base_model_folder(base) as base_path:
+        if model.weights in ("lora", "qlora") or is_adapter_dir(folder):
+            artifact = export_artifact("adapter", model_dir=str(folder), base_model_path=base_path,
+                                       out_dir=str(out_dir), base_model_name=public_base, subdir="repo")
+        else:
+            artifact = export_artifact("merged", model_dir=str(folder), base_model_path=base_path,
+                                       out_dir=str(out_dir), subdir="repo")
     folder = Path(artifact.path)
     job = model.job
     datasets = [job.dataset.name] if job is not None and "/" in job.dataset.name else []

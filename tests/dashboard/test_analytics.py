@@ -55,7 +55,7 @@ def world(user, other_user, settings, tmp_path):
     make_ready_dataset(user, tmp_dir=tmp_path, name="second")  # two datasets for the user
     base = BaseModel.objects.ensure_embedded()
     FineTunedModel.objects.create(owner=user, name="m", version=1, base_model=base, method="sft", weights="lora",
-                                  model_dir="/x")
+                                  )
     # The other user: lots of everything, all of it today.
     for i in range(6):
         make_job(other_user, tmp_path, status="succeeded", method="sft", compute_seconds=99999,
@@ -63,7 +63,7 @@ def world(user, other_user, settings, tmp_path):
     make_job(other_user, tmp_path, status="running", running_since=now)
     for v in (1, 2):
         FineTunedModel.objects.create(owner=other_user, name="o", version=v, base_model=base, method="sft",
-                                      weights="lora", model_dir="/y")
+                                      weights="lora")
     return {"spec": spec, "jobs": jobs, "now": now}
 
 

@@ -29,7 +29,7 @@ from .helpers import make_job
 
 SITE = "http://finetune.test:8000"
 SECRET = "whsec-test-4f1e"
-RESULT = {"status": "succeeded", "final_step": 6, "total_steps": 6, "model_dir": "/nonexistent/final",
+RESULT = {"status": "succeeded", "final_step": 6, "total_steps": 6, 
           "metrics": {"train_loss_first": 2.31, "train_loss_last": 0.87, "eval_loss_after": 1.12,
                       "early_stopped": False}}
 

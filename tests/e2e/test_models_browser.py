@@ -115,7 +115,7 @@ def test_model_page_playground_push_and_ollama_import(page, models_servers, fake
                          eval_losses={3: 2.3, 6: 2.1})
     job2 = _finished_job(mona, data, name="run 2", lr=2e-3, losses=[2.5, 2.2, 1.98, 1.85, 1.76, 1.7],
                          eval_losses={3: 2.15, 6: 1.95})
-    v1 = make_finetuned(mona, name="tiny-alpaca", job=job1, copy_to=tmp_path / "v1", hyperparameters={"max_steps": 6, "learning_rate": 1e-3},
+    v1 = make_finetuned(mona, name="tiny-alpaca", job=job1, hyperparameters={"max_steps": 6, "learning_rate": 1e-3},
                         metrics={"train_loss_first": 2.5, "train_loss_last": 1.9, "eval_loss_after": 2.1})
     v2 = make_finetuned(mona, name="tiny-alpaca", job=job2, hyperparameters={"max_steps": 6, "learning_rate": 2e-3},
                         metrics={"train_loss_first": 2.5, "train_loss_last": 1.7, "eval_loss_after": 1.95},

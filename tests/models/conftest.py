@@ -59,19 +59,19 @@ def trained_adapter_dir() -> Path:
 
 @pytest.fixture
 def make_finetuned(trained_adapter_dir: Path, db: Any):
-    """Factory: a FineTunedModel owned by `owner` whose model_dir is (a copy of) the trained adapter."""
+    """Factory: a FineTunedModel owned by `owner` whose stored files are the trained adapter (or `model_dir`)."""
+    from models_app.artifacts import store_model_folder
     from models_app.models import BaseModel, FineTunedModel
 
-    def make(owner: Any, *, name: str = "tiny-alpaca", copy_to: Path | None = None, **fields: Any) -> FineTunedModel:
-        model_dir = trained_adapter_dir
-        if copy_to is not None:
-            shutil.copytree(trained_adapter_dir, copy_to, dirs_exist_ok=True)
-            model_dir = copy_to
+    def make(owner: Any, *, name: str = "tiny-alpaca", model_dir: Path | str | None = None,
+             **fields: Any) -> FineTunedModel:
+        """`model_dir`: the folder stored as the model's files (default: the trained adapter)."""
+        stored = store_model_folder(model_dir or trained_adapter_dir, f"artifacts/models/test-{owner.pk}")
         last = FineTunedModel.objects.filter(owner=owner, name=name).order_by("-version").first()
         defaults: dict[str, Any] = {
             "owner": owner, "name": name, "version": (last.version + 1) if last else 1,
             "base_model": BaseModel.objects.ensure_embedded(), "method": "sft", "weights": "lora",
-            "model_dir": str(model_dir), "metrics": {"train_loss_first": 2.5, "train_loss_last": 1.9},
+            **stored, "metrics": {"train_loss_first": 2.5, "train_loss_last": 1.9},
             "hyperparameters": {"max_steps": 3, "learning_rate": 1e-3},
         }
         defaults.update(fields)

@@ -55,6 +55,8 @@ def _committed_model(django_db_blocker: Any, adapter_dir: Path, **overrides: Any
 
     with override_settings(**FAST_VERIFY, **overrides):
         with django_db_blocker.unblock():
+            from models_app.artifacts import store_model_folder
+
             owner = UserFactory()
             model = FineTunedModel.objects.create(
                 owner=owner,
@@ -63,7 +65,7 @@ def _committed_model(django_db_blocker: Any, adapter_dir: Path, **overrides: Any
                 base_model=BaseModel.objects.ensure_embedded(),
                 method="sft",
                 weights="lora",
-                model_dir=str(adapter_dir),
+                **store_model_folder(adapter_dir, f"artifacts/models/test-{owner.pk}"),
                 metrics={"train_loss_first": 2.5, "train_loss_last": 1.9},
                 hyperparameters={"max_steps": 3, "learning_rate": 1e-3},
             )

@@ -17,6 +17,7 @@ from django.core.files.storage import default_storage
 from rest_framework.test import APIClient
 
 from models_app import exports
+from models_app.artifacts import model_folder
 from models_app.models import ModelExport
 
 pytest_plugins = ["tests.models.conftest_ollama"]
@@ -201,7 +202,8 @@ def test_adapter_export_reloads_on_the_base_with_peft_and_carries_the_model_card
     ids = torch.tensor([[1, 4093, 198, 6004, 2, 198]])
     with torch.no_grad():
         ours = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path), str(folder)).eval()
-        reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path), model.model_dir).eval()
+        with model_folder(model) as stored:
+            reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path), str(stored)).eval()
         plain = AutoModelForCausalLM.from_pretrained(base_path).eval()
         a, b, c = ours(ids).logits, reference(ids).logits, plain(ids).logits
     assert torch.equal(a, b)

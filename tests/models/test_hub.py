@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 
 from accounts import services as accounts
 from models_app import hub
+from models_app.artifacts import base_model_folder, model_folder
 from models_app.models import BaseModel, HubPush
 from tests.factories import UserFactory
 from tests.processes import run_async
@@ -217,12 +218,16 @@ def test_download_puts_the_model_in_the_shared_cache_with_progress(fake, tiny_re
     events = [e for e in run_async(drain()) if e["kind"] == "download" and e["id"] == row.pk]
     row.refresh_from_db()
     assert row.status == "available" and row.download_progress == 1.0 and row.error == "", row.error
-    folder = Path(row.local_path)
-    assert folder.is_relative_to(settings.FINETUNE_MODEL_CACHE)
-    names = {p.name for p in folder.iterdir()}
-    assert {"config.json", "tokenizer_config.json", "tokenizer.json", "model.safetensors"} <= names
-    assert "pytorch_model.bin" not in names and "README.md" not in names
-    assert (folder / "model.safetensors").read_bytes() == (fake.repo_dir(repo_id) / "model.safetensors").read_bytes()
+    # Stored in the artifact store at the revision downloaded; this host's Hub download folder is gone.
+    assert row.artifact_key.startswith(f"artifacts/base-models/{row.pk}/") and len(row.revision) == 40
+    assert not (Path(settings.FINETUNE_MODEL_CACHE) / f"models--{repo_id.replace('/', '--')}").exists()
+    with base_model_folder(row) as path:
+        folder = Path(path)
+        names = {p.name for p in folder.iterdir()}
+        assert {"config.json", "tokenizer_config.json", "tokenizer.json", "model.safetensors"} <= names
+        assert "pytorch_model.bin" not in names and "README.md" not in names
+        assert (folder / "model.safetensors").read_bytes() == (
+            fake.repo_dir(repo_id) / "model.safetensors").read_bytes()
     assert row.has_chat_template and row.architecture == "LlamaForCausalLM" and row.context_length == 4096
     progress = [e["progress"] for e in events]
     assert progress[0] == 0.0 and progress[-1] == 1.0 and events[-1]["status"] == "available"
@@ -303,7 +308,7 @@ def _push(user, model, repo_name: str = "tiny-alpaca", private: bool = True) -> 
 @pytest.mark.django_db
 def test_push_creates_a_private_repo_with_every_file_and_a_valid_model_card(fake, make_finetuned, tmp_path):
     user = with_token()
-    model = make_finetuned(user, copy_to=tmp_path / "model")
+    model = make_finetuned(user)
     r = client_for(user).post(f"/api/models/{model.pk}/push-hub/", {"repo_name": "tiny-alpaca", "private": True},
                               format="json")
     assert r.status_code == 202, r.content
@@ -321,9 +326,9 @@ def test_push_creates_a_private_repo_with_every_file_and_a_valid_model_card(fake
     names = {p.name for p in on_disk.iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
             "chat_template.jinja", "README.md"} <= names
-    src = Path(model.model_dir)
-    for name in ("adapter_model.safetensors", "tokenizer.json", "chat_template.jinja"):
-        assert (on_disk / name).read_bytes() == (src / name).read_bytes(), name
+    with model_folder(model) as src:
+        for name in ("adapter_model.safetensors", "tokenizer.json", "chat_template.jinja"):
+            assert (on_disk / name).read_bytes() == (src / name).read_bytes(), name
     adapter = json.loads((on_disk / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     meta = _front_matter((on_disk / "README.md").read_text())
@@ -463,7 +468,8 @@ def test_lfs_upload_path_without_xet(fake, make_finetuned, monkeypatch):
     files = fake.repos["alice-hf/tiny-alpaca"].head.files
     assert files["adapter_model.safetensors"].lfs and not files["README.md"].lfs
     on_disk = fake.repo_dir("alice-hf/tiny-alpaca") / "adapter_model.safetensors"
-    assert on_disk.read_bytes() == (Path(model.model_dir) / "adapter_model.safetensors").read_bytes()
+    with model_folder(model) as src:
+        assert on_disk.read_bytes() == (src / "adapter_model.safetensors").read_bytes()
 
 
 @pytest.mark.django_db

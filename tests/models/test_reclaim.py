@@ -24,7 +24,6 @@ def _model(owner: Any) -> FineTunedModel:
         base_model=BaseModel.objects.ensure_embedded(),
         method="sft",
         weights="lora",
-        model_dir="/nonexistent/final",
         metrics={},
         hyperparameters={},
     )

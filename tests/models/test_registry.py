@@ -3,6 +3,7 @@ dataset, metrics, eval report, both loss curves), delete with artifacts, and iso
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 
 import pytest
@@ -194,35 +195,32 @@ def test_read_only_fields_are_ignored_by_patch(auth_client, user, make_finetuned
     assert model.version == 1 and model.metrics and model.tag == "x"
 
 
-def test_delete_removes_the_model_folder_and_export_files(auth_client, user, make_finetuned, settings, tmp_path,
-                                                          trained_adapter_dir):
-    settings.TRAINING_RUNS_DIR = tmp_path / "runs"
-    settings.MEDIA_ROOT = tmp_path / "media"
-    folder = tmp_path / "runs" / "job-1-abc" / "final"
-    model = make_finetuned(user, copy_to=folder)
-    keep = make_finetuned(user)  # shares the cached adapter outside the platform's folders
+def test_delete_removes_the_stored_model_and_export_files(auth_client, user, make_finetuned, tmp_path,
+                                                         trained_adapter_dir):
+    folder = tmp_path / "final"
+    shutil.copytree(trained_adapter_dir, folder)
+    (folder / "notes.txt").write_text("another run")  # other bytes: another stored object
+    model = make_finetuned(user, model_dir=folder)
+    keep = make_finetuned(user)
+    assert model.artifact_key != keep.artifact_key
     key = default_storage.save(f"exports/{model.pk}/adapter.zip", ContentFile(b"zip bytes"))
     ModelExport.objects.create(owner=user, model=model, format="adapter", status=TaskStatus.SUCCEEDED, file_key=key)
-    assert folder.is_dir() and default_storage.exists(key)
+    assert default_storage.exists(model.artifact_key) and default_storage.exists(key)
 
     r = auth_client.delete(f"{URL}{model.pk}/")
     assert r.status_code == 204, r.content
     assert not FineTunedModel.objects.filter(pk=model.pk).exists()
     assert not ModelExport.objects.filter(model_id=model.pk).exists()
-    assert not folder.exists() and folder.parent.exists()
+    assert not default_storage.exists(model.artifact_key)
     assert not default_storage.exists(key)
-    # A folder outside the runs/media folders (here the shared test adapter) is never touched.
-    assert auth_client.delete(f"{URL}{keep.pk}/").status_code == 204
-    assert (trained_adapter_dir / "adapter_config.json").exists()
+    assert default_storage.exists(keep.artifact_key)
 
 
-def test_delete_keeps_a_folder_another_model_uses(auth_client, user, make_finetuned, settings, tmp_path):
-    settings.TRAINING_RUNS_DIR = tmp_path / "runs"
-    folder = tmp_path / "runs" / "job-2" / "final"
-    first = make_finetuned(user, copy_to=folder)
-    make_finetuned(user, model_dir=str(folder))
+def test_delete_keeps_a_stored_object_another_model_uses(auth_client, user, make_finetuned):
+    first, second = make_finetuned(user), make_finetuned(user)
+    assert first.artifact_key == second.artifact_key  # same bytes, one object
     assert auth_client.delete(f"{URL}{first.pk}/").status_code == 204
-    assert folder.is_dir()
+    assert default_storage.exists(second.artifact_key)
 
 
 def test_delete_waits_for_a_running_export(auth_client, user, make_finetuned):
@@ -239,10 +237,8 @@ def test_deleting_the_latest_makes_the_previous_version_latest(auth_client, user
     assert auth_client.get(f"{URL}{v1.pk}/").json()["latest"] is True
 
 
-def test_another_users_model_versions_and_compare_are_404(auth_client, user, other_user, make_finetuned, settings,
-                                                          tmp_path):
-    settings.TRAINING_RUNS_DIR = tmp_path / "runs"
-    theirs = make_finetuned(other_user, copy_to=tmp_path / "runs" / "theirs")
+def test_another_users_model_versions_and_compare_are_404(auth_client, user, other_user, make_finetuned):
+    theirs = make_finetuned(other_user)
     mine = make_finetuned(user)
     for method, path in [("get", f"{theirs.pk}/"), ("patch", f"{theirs.pk}/"), ("delete", f"{theirs.pk}/"),
                          ("get", f"{theirs.pk}/versions/"), ("get", f"{theirs.pk}/compare/?other={mine.pk}"),
@@ -253,7 +249,7 @@ def test_another_users_model_versions_and_compare_are_404(auth_client, user, oth
         assert r.status_code == 404, (method, path, r.status_code, r.content)
     assert theirs.pk not in [m["id"] for m in _results(auth_client.get(URL))]
     theirs.refresh_from_db()
-    assert theirs.tag == "" and (tmp_path / "runs" / "theirs").is_dir()
+    assert theirs.tag == "" and default_storage.exists(theirs.artifact_key)
 
 
 def test_anonymous_is_refused(api_client, user, make_finetuned):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 import pytest
 from django.core import signing
 
+from models_app.artifacts import model_folder
 from tests.processes import run_async
 from training.models import TrainingJob
 from training.runners.modal import callback_token
@@ -89,9 +89,11 @@ def test_modal_job_reports_through_the_callback_to_the_same_websocket(daphne_url
                                          abs=1e-3)
     assert [m["step"] for m in metrics if m["kind"] == "metric"] == [1, 2, 3, 4]
     assert all(m["loss"] is not None and m["tokens_per_s"] > 0 for m in metrics if m["kind"] == "metric")
-    # The final model came back through the artifact upload into this platform's run folder.
-    model_dir = job.produced_model.model_dir
-    assert os.path.isfile(os.path.join(model_dir, "adapter_config.json"))
+    # The final model came back through the artifact upload into the artifact store.
+    model = job.produced_model
+    assert model.artifact_key.startswith(f"artifacts/models/job-{job.pk}/") and model.is_adapter
+    with model_folder(model) as folder:
+        assert (folder / "adapter_config.json").is_file()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
+from pathlib import Path
 
 import pytest
 import requests
 import websockets
+from django.conf import settings
 
+from models_app.artifacts import model_folder
 from tests.processes import run_async
 from training.models import TrainingJob
 
@@ -90,8 +92,14 @@ def test_lora_job_streams_metrics_in_order_and_produces_a_model(daphne_url, trai
     assert (train[-1]["loss"] + train[-2]["loss"]) < 0.8 * (train[0]["loss"] + train[1]["loss"])
     for p in train:
         assert p["learning_rate"] is not None and p["tokens_per_s"] > 0 and p["memory_mb"] > 0
-    assert job.produced_model.model_dir and os.path.isdir(job.produced_model.model_dir)
-    assert job.versions.get("torch") and job.last_checkpoint_step >= 2
+    # The final model is in the artifact store (the run's scratch folder is gone); the checkpoint it no longer
+    # needs was deleted from the store.
+    model = job.produced_model
+    assert model.artifact_key.startswith(f"artifacts/models/job-{job.pk}/") and model.is_adapter
+    with model_folder(model) as folder:
+        assert (folder / "adapter_config.json").is_file()
+    assert job.versions.get("torch") and job.last_checkpoint_step >= 2 and job.checkpoint_key == ""
+    assert not list(Path(settings.TRAINING_RUNS_DIR).glob(f"job-{job.pk}-*"))
 
 
 def test_websocket_refuses_other_users_and_foreign_origins(daphne_url, tmp_path):

@@ -3,21 +3,24 @@ token (`Authorization: Bearer <token>`), never by session; a forged or foreign t
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import shutil
-import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core import signing
+from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from datasets_app.models import DatasetFile
-from training import services, specs
+from finetune import artifacts
+from training import services
+from training.engine.exporters.base import ADAPTER_CONFIG
 from training.models import TrainingJob
 from training.runners.modal import check_token
 
@@ -29,13 +32,18 @@ def _authorized_job(request: HttpRequest, job_id: int) -> TrainingJob | JsonResp
     if not auth.startswith("Bearer "):
         return JsonResponse({"detail": "Missing callback token.", "errors": {}}, status=403)
     try:
-        check_token(auth.removeprefix("Bearer ").strip(), job_id)
+        claims = check_token(auth.removeprefix("Bearer ").strip(), job_id)
     except signing.BadSignature:
         logger.warning("job %s: refused a callback with a bad signature", job_id)
         return JsonResponse({"detail": "Invalid callback signature.", "errors": {}}, status=403)
     job = TrainingJob.objects.filter(pk=job_id).first()
     if job is None:
         return JsonResponse({"detail": "Not found.", "errors": {}}, status=404)
+    if claims.get("attempt") != job.attempts:  # a run of an earlier attempt (preempted, then requeued)
+        logger.warning("job %s: refused a callback of attempt %s (now %s)", job_id, claims.get("attempt"),
+                       job.attempts)
+        return JsonResponse({"detail": "This run is no longer the job's current attempt.", "errors": {}},
+                            status=410)
     return job
 
 
@@ -64,9 +72,7 @@ def job_events(request: HttpRequest, job_id: int) -> JsonResponse:
             services.fail_job(job.pk, str(final.get("error") or "The remote run failed."), kind=str(
                 final.get("kind") or "engine"))
         else:
-            local_final = specs.run_dir(job) / "final"
-            if local_final.exists():
-                final = {**final, "model_dir": str(local_final)}
+            final = {**final, "artifact": _checked_final_artifact(job, final.get("artifact"))}
             services.complete_job(job.pk, job.lease_owner, final)
     if not isinstance(final, dict):
         services.enforce_running_quota(job.pk)  # Modal spend / GPU minutes may run out mid-run
@@ -74,35 +80,87 @@ def job_events(request: HttpRequest, job_id: int) -> JsonResponse:
     return JsonResponse({"stop": bool(cancel)})
 
 
+def _checked_final_artifact(job: TrainingJob, claimed: Any) -> dict[str, Any]:
+    """The final model a remote run says it uploaded: only an object this job's upload endpoint stored (its key is
+    derived from the job and the hash), never a path from the remote side."""
+    if not isinstance(claimed, dict):
+        return {}
+    sha = str(claimed.get("artifact_sha256") or "")
+    key = f"{_final_prefix(job)}/{sha}.tar"
+    if len(sha) != 64 or claimed.get("artifact_key") != key or not default_storage.exists(key):
+        logger.warning("job %s: the remote run named a final model that was not uploaded here", job.pk)
+        return {}
+    return {"artifact_key": key, "artifact_sha256": sha, "artifact_size": default_storage.size(key),
+            "is_adapter": bool(claimed.get("is_adapter", True))}
+
+
+def _final_prefix(job: TrainingJob) -> str:
+    return f"artifacts/models/job-{job.pk}"
+
+
 @csrf_exempt
 @require_http_methods(["POST"])
 def job_artifact(request: HttpRequest, job_id: int) -> JsonResponse:
-    """The remote run's final model as a tar.gz; unpacked safely into the job's run folder."""
+    """A checkpoint (`?kind=checkpoint&step=N`) or the final model (`?kind=final`) of the remote run, as the tar
+    pack_dir makes. Streamed to a temporary file and hashed as it arrives (at most MODAL_ARTIFACT_MAX_BYTES), checked
+    member by member, then stored in the artifact store under a key made here; a checkpoint is recorded as the job's
+    newest at once, the final model's key is answered for the run's final report."""
     job = _authorized_job(request, job_id)
     if isinstance(job, JsonResponse):
         return job
-    target = specs.run_dir(job)
-    target.mkdir(parents=True, exist_ok=True)
-    tmp = target / ".final.incoming"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    archive = target / ".final.tar.gz"
-    with open(archive, "wb") as out:  # streamed: request.body would refuse anything over 2.5 MB
-        while chunk := request.read(1 << 20):
-            out.write(chunk)
-    try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            tar.extractall(tmp, filter="data")  # refuses absolute paths, .. and links outside
-    except (tarfile.TarError, OSError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        return JsonResponse({"detail": f"The artifact is not a valid tar.gz: {exc}", "errors": {}}, status=400)
-    finally:
-        archive.unlink(missing_ok=True)
-    final = target / "final"
-    shutil.rmtree(final, ignore_errors=True)
-    (tmp / "final").rename(final)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return JsonResponse({"stored": str(final.relative_to(Path(settings.TRAINING_RUNS_DIR)))})
+    kind = request.GET.get("kind", "final")
+    if kind not in ("final", "checkpoint"):
+        return JsonResponse({"detail": "kind must be 'final' or 'checkpoint'.", "errors": {}}, status=400)
+    limit = int(settings.MODAL_ARTIFACT_MAX_BYTES)
+    declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    if declared > limit:
+        return JsonResponse({"detail": f"The upload is larger than the limit of {limit} bytes.", "errors": {}},
+                            status=413)
+    digest, size = hashlib.sha256(), 0
+    with tempfile.NamedTemporaryFile(prefix=f"upload-{job.pk}-", suffix=".tar",
+                                     dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
+        while chunk := request.read(1 << 20):  # streamed: request.body would refuse anything over 2.5 MB
+            size += len(chunk)
+            if size > limit:
+                return JsonResponse({"detail": f"The upload is larger than the limit of {limit} bytes.",
+                                     "errors": {}}, status=413)
+            digest.update(chunk)
+            tmp.write(chunk)
+        tmp.flush()
+        try:
+            names = artifacts.check_archive(tmp.name)
+        except ValueError as exc:
+            return JsonResponse({"detail": f"The artifact was refused: {exc}", "errors": {}}, status=400)
+        if kind == "checkpoint":
+            try:
+                step = int(request.GET.get("step", ""))
+            except ValueError:
+                return JsonResponse({"detail": "step must be an integer.", "errors": {}}, status=400)
+            stored = artifacts.store_archive(tmp.name, digest.hexdigest(), size, f"artifacts/checkpoints/job-{job.pk}")
+            recorded = services.record_checkpoint(job.pk, job.lease_owner, step, stored)
+            return JsonResponse({"stored": recorded, "step": step, "sha256": stored.sha256})
+        stored = artifacts.store_archive(tmp.name, digest.hexdigest(), size, _final_prefix(job))
+    return JsonResponse({"artifact_key": stored.key, "artifact_sha256": stored.sha256, "artifact_size": stored.size,
+                         "is_adapter": ADAPTER_CONFIG in names})
+
+
+@require_http_methods(["GET"])
+def job_object(request: HttpRequest, job_id: int, name: str) -> Any:
+    """A stored object the remote run needs, by role (base_model, init_from, checkpoint), as the job names it now."""
+    job = _authorized_job(request, job_id)
+    if isinstance(job, JsonResponse):
+        return job
+    key = ""
+    if name == "base_model" and job.base_model.source != job.base_model.Source.EMBEDDED:
+        key = job.base_model.artifact_key
+    elif name == "init_from" and job.init_from_job_id:
+        produced = getattr(job.init_from_job, "produced_model", None)
+        key = produced.artifact_key if produced is not None else ""
+    elif name == "checkpoint":
+        key = job.checkpoint_key
+    if not key:
+        return JsonResponse({"detail": "Not found.", "errors": {}}, status=404)
+    return FileResponse(default_storage.open(key, "rb"), as_attachment=True, filename=Path(key).name)
 
 
 @require_http_methods(["GET"])

@@ -81,9 +81,11 @@ def pack_dir(folder: str | os.PathLike[str], into: str | os.PathLike[str]) -> Pa
             return _write_all(fd, data)
 
     try:
-        with tarfile.open(fileobj=_Hashing(), mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        # dereference: a Hub snapshot's files are links into its blob store; the object holds their contents.
+        with tarfile.open(fileobj=_Hashing(), mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                          dereference=True) as tar:
             for path in sorted(src.rglob("*")):
-                if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                if not (path.is_file() or path.is_dir()) or (path.is_dir() and path.is_symlink()):
                     continue
                 tar.add(path, arcname=str(path.relative_to(src)), recursive=False, filter=_tar_filter)
     finally:

@@ -1,25 +1,24 @@
 """The Modal app: the engine on Modal's GPUs. The only module that imports `modal`.
 
 `remote_train(payload)` is the entrypoint, run on the GPU container by Modal or, in tests and for debugging, in a
-local subprocess (`python -m training.engine.modal_app payload.json`): it downloads the dataset files from the
-platform's signed URLs, runs the engine with an HttpCallback (metrics, status, checkpoints back to the platform),
-uploads the final model as a tar.gz and posts the result. Deploy with `modal deploy training/engine/modal_app.py`.
+local subprocess (`python -m training.engine.modal_app payload.json`): it downloads the dataset files, base model,
+model to continue from and newest checkpoint from the platform's signed internal endpoints (into its own artifact
+cache, hash-checked), runs the engine with an HttpCallback (metrics, status back to the platform), uploads every
+checkpoint and the final model to the platform's artifact store, and posts the result. Deploy with `modal deploy training/engine/modal_app.py`.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import os
 import sys
-import tarfile
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 APP_NAME = "finetune-engine"
 GPU_TYPES = ("T4", "L4", "A10G", "A100-40GB", "A100-80GB", "H100")
-VOLUME_NAME = "finetune-runs"
 TIMEOUT_S = 12 * 3600
 
 
@@ -30,72 +29,120 @@ def _download(url: str, target: Path, token: str) -> None:
             out.write(chunk)
 
 
-def _tar_dir(path: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(path, arcname="final")
-    return buf.getvalue()
+def _opener(url: str, token: str) -> Any:
+    return lambda: urllib.request.urlopen(  # noqa: S310 (the platform's own endpoint)
+        urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}), timeout=120)
+
+
+def _upload(callback_url: str, token: str, folder: str, query: str, work: Path) -> dict[str, Any]:
+    """Pack a folder and POST it to the platform's artifact endpoint (which stores it); its answer."""
+    from .artifacts import pack_dir
+
+    packed = pack_dir(folder, work)
+    try:
+        with open(packed.path, "rb") as body:
+            req = urllib.request.Request(
+                callback_url.rstrip("/") + "/artifact/?" + query, data=body, method="POST",
+                headers={"Content-Type": "application/x-tar", "Content-Length": str(packed.size),
+                         "Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=1800) as resp:  # noqa: S310
+                return dict(json.loads(resp.read() or b"{}"))
+    finally:
+        packed.path.unlink(missing_ok=True)
+
+
+class CheckpointUploader:
+    """Engine callback: uploads each checkpoint to the platform's artifact store as it is published (the run waits
+    for it), so a preempted run resumes from it on any later attempt."""
+
+    def __init__(self, callback_url: str, token: str, work: Path) -> None:
+        self.callback_url, self.token, self.work = callback_url, token, work
+
+    def on_event(self, event: Any) -> None:
+        if getattr(event, "type", "") == "checkpoint":
+            _upload(self.callback_url, self.token, event.path, f"kind=checkpoint&step={int(event.step)}", self.work)
+
+    def should_stop(self) -> bool:
+        return False
 
 
 def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run one job from a platform payload: {spec, files: [{url, name}], callback_url, token, runs_dir?}."""
+    """Run one job from a platform payload: {spec, files: [{url, name}], objects: {role: {url, sha256}},
+    callback_url, token, runs_dir?}. Nothing in it is a path on the platform's hosts: data, base model, model to
+    continue from and checkpoint come by URL into this container's own cache; checkpoints and the final model go
+    back through the artifact endpoint."""
+    import shutil
+
+    from .artifacts import MANIFEST, ArtifactCache
     from .callbacks.http import HttpCallback
+    from .checkpoints import PREFIX
     from .errors import EngineError
     from .run import run_training
     from .spec import TrainingSpec
 
     token = payload["token"]
-    callback = HttpCallback(payload["callback_url"], token)
+    callback_url = payload["callback_url"]
+    callback = HttpCallback(callback_url, token)
     runs_root = Path(payload.get("runs_dir") or os.environ.get("FINETUNE_RUNS_DIR") or "/runs")
     spec_dict = dict(payload["spec"])
     out = runs_root / f"job-{spec_dict['job_id']}"
+    shutil.rmtree(out, ignore_errors=True)  # a fresh scratch folder per attempt: state comes from the store
     data_dir = out / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     local: dict[str, str] = {}
     for f in payload.get("files", []):
         target = data_dir / f["name"]
-        if not target.exists():
-            _download(f["url"], target, token)
+        _download(f["url"], target, token)
         local[f["name"]] = str(target)
     data = dict(spec_dict["data"])
     data["train_files"] = [local[n] for n in payload["train_names"]]
     data["eval_files"] = [local[n] for n in payload.get("eval_names", [])]
-    spec = TrainingSpec.from_dict({**spec_dict, "data": data, "output_dir": str(out)})
+    cache = ArtifactCache(runs_root / "cache", int(float(os.environ.get("ARTIFACT_CACHE_MAX_GB", "50")) * (1 << 30)))
+    objects = payload.get("objects") or {}
     try:
-        result = run_training(spec, callbacks=[callback]).to_dict()
+        with contextlib.ExitStack() as stack:
+            paths = {role: str(stack.enter_context(cache.use(obj["sha256"], _opener(obj["url"], token), label=role)))
+                     for role, obj in objects.items()}
+            if "checkpoint" in paths:
+                shutil.copytree(paths["checkpoint"], out / f"{PREFIX}{int(objects['checkpoint']['step'])}",
+                                ignore=shutil.ignore_patterns(MANIFEST))
+            spec = TrainingSpec.from_dict({
+                **spec_dict, "data": data, "output_dir": str(out),
+                "base_model": paths.get("base_model", spec_dict["base_model"]),
+                "init_from": paths.get("init_from", spec_dict.get("init_from"))})
+            uploader = CheckpointUploader(callback_url, token, runs_root / "packing")
+            result = run_training(spec, callbacks=[uploader, callback]).to_dict()
     except EngineError as exc:
         callback.post({"final": {"status": "failed", "error": str(exc), "kind": getattr(exc, "kind", "engine")}})
         return {"status": "failed", "error": str(exc)}
+    final = {k: v for k, v in result.items() if k not in ("model_dir", "output_dir", "checkpoint")}
+    final["artifacts"] = [{k: v for k, v in a.items() if k != "path"} for a in result.get("artifacts") or []]
     if result.get("model_dir"):
-        req = urllib.request.Request(
-            payload["callback_url"].rstrip("/") + "/artifact/", data=_tar_dir(result["model_dir"]), method="POST",
-            headers={"Content-Type": "application/gzip", "Authorization": f"Bearer {token}"},
-        )
-        with urllib.request.urlopen(req, timeout=600):  # noqa: S310
-            pass
-    callback.post({"final": result})
+        final["artifact"] = _upload(callback_url, token, result["model_dir"], "kind=final", runs_root / "packing")
+    callback.post({"final": final})
+    shutil.rmtree(out, ignore_errors=True)
     return result
 
 
 try:  # The Modal definitions; `modal` is optional for everything else in the engine.
     import modal
 
+    # The workers' own pinned requirements (the embedded model's package included), so a run trains with exactly
+    # the library versions a local worker would.
+    _ROOT = Path(__file__).resolve().parents[2]
     image = (
         modal.Image.debian_slim(python_version="3.11")
-        .pip_install("torch==2.13.0", "transformers==5.23.0", "peft==0.21.2", "trl==1.16.0", "datasets==5.2.0",
-                     "accelerate==1.15.0", "bitsandbytes==0.50.2", "safetensors==0.8.0", "pyarrow")
+        .pip_install_from_requirements(str(_ROOT / "requirements.txt"))
+        .pip_install_from_requirements(str(_ROOT / "requirements-nodeps.txt"), extra_options="--no-deps")
         .add_local_python_source("training")
     )
     app = modal.App(APP_NAME)
-    volume = modal.Volume.from_name(VOLUME_NAME, create_if_missing=True)
 
     def _make(gpu: str) -> Any:
-        @app.function(image=image, gpu=gpu, timeout=TIMEOUT_S, volumes={"/runs": volume},
+        @app.function(image=image, gpu=gpu, timeout=TIMEOUT_S,
                       name=f"train_{gpu.replace('-', '_').lower()}", serialized=True)
         def train(payload: dict[str, Any]) -> dict[str, Any]:
-            result = remote_train(payload)
-            volume.commit()
-            return result
+            return remote_train(payload)
 
         return train
 

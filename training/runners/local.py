@@ -1,10 +1,11 @@
-"""The local runner: the engine runs inside this Celery worker process, on this machine's GPU (or CPU)."""
+"""The local runner: the engine runs inside this Celery worker process, on this machine's GPU (or CPU), in a scratch
+folder of its own (training/workspace.py); checkpoints and the final model go to the artifact store."""
 
 from __future__ import annotations
 
 import logging
 
-from training import services, specs
+from training import services, workspace
 from training.engine import run_training
 from training.engine.errors import EngineError
 from training.models import TrainingJob
@@ -15,10 +16,12 @@ logger = logging.getLogger(__name__)
 
 def run(job: TrainingJob, worker_id: str) -> None:
     """Train the claimed job to the end, recording its outcome (succeeded, cancelled, failed, or handed back)."""
-    reporter = DjangoReporter(job.pk, worker_id).start()
+    reporter = DjangoReporter(job.pk, worker_id, store_checkpoints=True).start()
     try:
-        spec = specs.build(job)
-        result = run_training(spec, callbacks=[reporter])
+        with workspace.prepare(job) as ws:
+            result = run_training(ws.spec, callbacks=[reporter]).to_dict()
+            if not reporter.lease_lost:
+                result = workspace.store_final(job.pk, result)
     except EngineError as exc:  # bad data, bad config, out of memory: the user can fix it, no retry
         reporter.close()
         services.fail_job(job.pk, str(exc), kind=getattr(exc, "kind", "engine"), worker_id=worker_id)
@@ -32,4 +35,4 @@ def run(job: TrainingJob, worker_id: str) -> None:
     if reporter.lease_lost:
         logger.warning("job %s: finished after losing its lease; result dropped", job.pk)
         return
-    services.complete_job(job.pk, worker_id, result.to_dict())
+    services.complete_job(job.pk, worker_id, result)

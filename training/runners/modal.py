@@ -40,7 +40,8 @@ def get_client() -> Any:
 
 
 def callback_token(job: TrainingJob) -> str:
-    """A signed token naming the job and its attempt; forged or stale tokens are refused by the endpoint."""
+    """A signed token naming the job and its attempt; forged, foreign or stale (earlier attempt) tokens are refused by
+    the endpoints."""
     return signing.dumps({"job": job.pk, "attempt": job.attempts}, salt=SALT)
 
 
@@ -53,17 +54,40 @@ def check_token(token: str, job_id: int) -> dict[str, Any]:
 
 
 def build_payload(job: TrainingJob) -> dict[str, Any]:
-    """What the remote entrypoint needs: the spec, signed URLs of the dataset files, the callback URL and token."""
-    spec = specs.build(job).to_dict()
-    token = callback_token(job)
+    """What the remote entrypoint needs, none of it a path on this host: the spec (paths filled in remotely), the
+    dataset files, base model, model to continue from and newest checkpoint as URLs of the internal endpoints (the
+    stored objects by key and hash), the callback URL and token."""
+    from pathlib import Path
+
     site = settings.SITE_URL.rstrip("/")
+    base = job.base_model
+    objects: dict[str, dict[str, Any]] = {}
+
+    def stored(name: str, key: str, sha256: str, **extra: Any) -> None:
+        del key  # the remote names an object by its role; the endpoint looks the key up on the job
+        objects[name] = {"url": site + reverse("training-internal:object", args=[job.pk, name]), "sha256": sha256,
+                         **extra}
+
+    if base.source != base.Source.EMBEDDED:
+        if not base.artifact_key:
+            raise ValueError(f"the base model {base.repo_id} has no stored snapshot; download it again")
+        stored("base_model", base.artifact_key, base.artifact_sha256)
+    if job.init_from_job_id:
+        produced = getattr(job.init_from_job, "produced_model", None)
+        if produced is None or not produced.artifact_key:
+            raise ValueError("the job to continue from has no stored model")
+        stored("init_from", produced.artifact_key, produced.artifact_sha256)
+    if job.checkpoint_key:
+        stored("checkpoint", job.checkpoint_key, job.checkpoint_sha256, step=job.last_checkpoint_step)
+    spec = specs.build(job, Path("remote"), base_model=base.repo_id, local_files=False).to_dict()
+    token = callback_token(job)
     files, train_names, eval_names = [], [], []
     for f in job.dataset.files.all():
         name = f"{f.pk}-{f.role}.{f.kind}" + (".gz" if f.compressed else "")
         files.append({"name": name, "url": site + reverse("training-internal:file", args=[job.pk, f.pk])})
         (eval_names if f.role == "validation" else train_names).append(name)
     return {"spec": spec, "files": files, "train_names": train_names, "eval_names": eval_names, "token": token,
-            "callback_url": site + reverse("training-internal:events", args=[job.pk]),
+            "objects": objects, "callback_url": site + reverse("training-internal:events", args=[job.pk]),
             "runs_dir": settings.MODAL_RUNS_DIR or None}
 
 

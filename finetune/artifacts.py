@@ -1,0 +1,110 @@
+"""Artifacts through the storage API, and this host's cache of them.
+
+Checkpoints, final models and Hub snapshots are folders; each is stored as one reproducible tar object
+(training.engine.artifacts.pack_dir) through Django's default storage (the filesystem, or S3/MinIO with
+STORAGE_BACKEND=s3) under a key the server makes, `<prefix>/<sha256>.tar`. The database records the key, the hash and
+the size, never a host path. A process that needs the folder asks for it with `use(key, sha256)`: it is fetched into
+this host's ArtifactCache (ARTIFACT_CACHE_DIR, ARTIFACT_CACHE_MAX_GB), checked against its hash, and stays there
+(LRU) for the next use, so any host can be replaced at any time.
+
+Storing uploads first and returns the key; callers record it afterwards, so a half-uploaded object is never named in
+the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+
+from training.engine.artifacts import ArtifactCache, pack_dir
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    key: str
+    sha256: str
+    size: int
+
+
+def store_folder(folder: str | Path, prefix: str) -> StoredArtifact:
+    """Pack `folder` and upload it under `<prefix>/<sha256>.tar` (skipped when that object already exists: same
+    bytes, same key); returns what to record."""
+    work = Path(settings.TRAINING_RUNS_DIR) / ".packing"
+    packed = pack_dir(folder, work)
+    try:
+        key = f"{prefix.strip('/')}/{packed.sha256}.tar"
+        if not default_storage.exists(key):
+            with open(packed.path, "rb") as fh:
+                saved = default_storage.save(key, File(fh, name=Path(key).name))
+            if saved != key:  # another process stored the same bytes meanwhile (the filesystem renames): keep one
+                default_storage.delete(saved)
+        logger.info("stored %s (%d bytes) as %s", folder, packed.size, key)
+        return StoredArtifact(key, packed.sha256, packed.size)
+    finally:
+        packed.path.unlink(missing_ok=True)
+
+
+def store_archive(path: str | Path, sha256: str, size: int, prefix: str) -> StoredArtifact:
+    """Upload a tar already made by pack_dir elsewhere (a remote run's upload, hashed as it arrived)."""
+    key = f"{prefix.strip('/')}/{sha256}.tar"
+    if not default_storage.exists(key):
+        with open(path, "rb") as fh:
+            saved = default_storage.save(key, File(fh, name=Path(key).name))
+        if saved != key:
+            default_storage.delete(saved)
+    return StoredArtifact(key, sha256, size)
+
+
+def check_archive(path: str | Path) -> list[str]:
+    """The member names of a tar upload, or ValueError when it is not a tar or a member would land outside its
+    folder (absolute paths, `..`, links out, devices)."""
+    import tarfile
+    import tempfile
+
+    names = []
+    try:
+        with tarfile.open(path, mode="r:") as tar, tempfile.TemporaryDirectory() as dest:
+            for member in tar:
+                tarfile.data_filter(member, dest)
+                names.append(member.name)
+    except (tarfile.TarError, OSError) as exc:
+        raise ValueError(f"not a valid artifact archive: {exc}") from exc
+    return names
+
+
+@functools.cache
+def _cache(root: str, max_bytes: int) -> ArtifactCache:
+    return ArtifactCache(root, max_bytes)
+
+
+def host_cache() -> ArtifactCache:
+    """This process's handle on this host's artifact cache."""
+    return _cache(str(settings.ARTIFACT_CACHE_DIR), int(settings.ARTIFACT_CACHE_MAX_BYTES))
+
+
+@contextlib.contextmanager
+def use(key: str, sha256: str, *, label: str = "") -> Iterator[Path]:
+    """The artifact's folder on this host (fetched into the cache if needed), kept until the block ends."""
+    if not key or not sha256:
+        raise FileNotFoundError(f"{label or 'the artifact'} has no stored copy")
+    with host_cache().use(sha256, lambda: default_storage.open(key, "rb"), label=label or key) as path:
+        yield path
+
+
+def delete(key: str) -> None:
+    """Remove a stored object (missing is fine)."""
+    if key:
+        try:
+            default_storage.delete(key)
+        except OSError as exc:
+            logger.warning("could not delete %s: %s", key, exc)

@@ -1,0 +1,76 @@
+"""One attempt of a job on this host: a scratch folder with everything the engine reads, and the uploads back.
+
+`prepare(job)` makes a fresh scratch folder, fetches the base model (from its package or the artifact store), the
+model a "continue training" job starts from, and the job's newest stored checkpoint (so an attempt resumes where any
+earlier attempt, on any host, stopped), and builds the engine spec. When the block ends the scratch folder is removed:
+what must outlive the attempt is already in the store (`store_checkpoint` for each checkpoint as the engine publishes
+it, `store_final` for the final model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune import artifacts
+from models_app.artifacts import base_model_folder, model_folder, store_model_folder
+from training import specs
+from training.engine.artifacts import MANIFEST
+from training.engine.checkpoints import PREFIX
+from training.engine.spec import TrainingSpec
+from training.models import TrainingJob
+
+logger = logging.getLogger(__name__)
+
+HOST_PATH_KEYS = ("model_dir", "output_dir", "checkpoint")  # engine result fields that name this host's folders
+
+
+@dataclass
+class Workspace:
+    scratch: Path
+    spec: TrainingSpec
+    resumed_step: int = 0
+
+
+@contextlib.contextmanager
+def prepare(job: TrainingJob) -> Iterator[Workspace]:
+    scratch = specs.new_scratch_dir(job)
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        with contextlib.ExitStack() as stack:
+            base = stack.enter_context(base_model_folder(job.base_model))
+            init_from = None
+            if job.init_from_job_id:
+                produced = getattr(job.init_from_job, "produced_model", None)
+                if produced is None:
+                    raise FileNotFoundError("the job to continue from produced no model")
+                init_from = str(stack.enter_context(model_folder(produced)))
+            resumed = 0
+            if job.checkpoint_key:
+                resumed = job.last_checkpoint_step
+                with artifacts.use(job.checkpoint_key, job.checkpoint_sha256,
+                                   label=f"job {job.pk} checkpoint {resumed}") as stored:
+                    shutil.copytree(stored, scratch / f"{PREFIX}{resumed}", ignore=shutil.ignore_patterns(MANIFEST))
+                logger.info("job %s: resuming from the stored checkpoint of step %s", job.pk, resumed)
+            spec = specs.build(job, scratch, base_model=base, init_from=init_from)
+            yield Workspace(scratch, spec, resumed)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def store_checkpoint(job_id: int, path: str) -> artifacts.StoredArtifact:
+    return artifacts.store_folder(path, f"artifacts/checkpoints/job-{job_id}")
+
+
+def store_final(job_id: int, result: dict[str, Any]) -> dict[str, Any]:
+    """Upload the final model of a succeeded run; the result to record: the stored artifact instead of host paths."""
+    out = {k: v for k, v in result.items() if k not in HOST_PATH_KEYS}
+    out["artifacts"] = [{k: v for k, v in a.items() if k != "path"} for a in result.get("artifacts") or []]
+    if result.get("status") == "succeeded" and result.get("model_dir"):
+        out["artifact"] = store_model_folder(result["model_dir"], f"artifacts/models/job-{job_id}")
+    return out
