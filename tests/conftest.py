@@ -111,6 +111,25 @@ def fake_hub(fake_hub_server: FakeHub, settings: Any) -> Iterator[FakeHub]:
 
 
 @pytest.fixture(scope="session")
+def fake_s3_server(tmp_path_factory: Any) -> Iterator[Any]:
+    """moto's S3 server on loopback, with a fresh bucket (tests/fakes/s3.py)."""
+    from tests.fakes.s3 import start_fake_s3, stop_fake_s3
+
+    s3 = start_fake_s3(tmp_path_factory.mktemp("s3") / "moto.log")
+    yield s3
+    stop_fake_s3(s3)
+
+
+@pytest.fixture
+def s3_storage(fake_s3_server: Any, settings: Any, tmp_path: Path) -> Any:
+    """This test's default storage is the fake S3 bucket (and its host cache a folder of its own)."""
+    for name, value in fake_s3_server.settings().items():
+        setattr(settings, name, value)
+    settings.ARTIFACT_CACHE_DIR = tmp_path / "artifact-cache"
+    return fake_s3_server
+
+
+@pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -56,15 +58,31 @@ def server_env(db_name: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def can_isolate_hosts() -> bool:
+    """True when processes can be given a private view of folders (root, with unshare): a simulated host."""
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def as_separate_host(cmd: list[str], private_dirs: list[Path]) -> list[str]:
+    """`cmd` run in its own mount namespace with an empty tmpfs over each of `private_dirs`: it sees none of the
+    files other processes (other "hosts") keep there, and they see none of its own."""
+    mounts = " && ".join(f"mkdir -p {shlex.quote(str(d))} && mount -t tmpfs tmpfs {shlex.quote(str(d))}"
+                         for d in private_dirs)
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "host", *cmd]
+
+
 def start_celery_worker(
-    env: dict[str, str], log_path: Path, *, queues: str = "default,training", name: str | None = None
+    env: dict[str, str], log_path: Path, *, queues: str = "default,training", name: str | None = None,
+    private_dirs: list[Path] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `celery worker` and wait until it answers a ping; returns (process, node name)."""
+    """Start `celery worker` and wait until it answers a ping; returns (process, node name). With `private_dirs`
+    the worker runs as a separate host (as_separate_host)."""
     node = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
     log = open(log_path, "ab")
+    cmd = [sys.executable, "-m", "celery", "-A", "finetune", "worker", "-Q", queues, "-c", "1", "-n", node,
+           "--without-mingle", "--without-gossip", "-l", "INFO"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "finetune", "worker", "-Q", queues, "-c", "1", "-n", node,
-         "--without-mingle", "--without-gossip", "-l", "INFO"],
+        as_separate_host(cmd, private_dirs) if private_dirs else cmd,
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     from finetune.celery import app

@@ -34,14 +34,20 @@ def _local_path(f: DatasetFile, into: Path) -> str:
         return str(target)
 
 
+def remote_file_name(f: DatasetFile) -> str:
+    """The name a remote run gives a dataset file it downloads (role and kind kept for the loader)."""
+    return f"{f.pk}-{f.role}.{f.kind}" + (".gz" if f.compressed else "")
+
+
 def build(job: TrainingJob, out: Path, *, base_model: str, init_from: str | None = None,
-          local_files: bool = True) -> TrainingSpec:
+          remote: bool = False) -> TrainingSpec:
     """The engine spec for a job, with paths local to the machine that runs it: `out` its scratch folder,
     `base_model` what the engine loads (a folder here, or an id it resolves), `init_from` the model to continue.
-    `local_files=False` leaves the data files out (a remote run downloads and fills them in)."""
-    files = list(job.dataset.files.all()) if local_files else []
-    train = [_local_path(f, out / "data") for f in files if f.role in (DatasetFile.Role.SOURCE, DatasetFile.Role.TRAIN)]
-    evals = [_local_path(f, out / "data") for f in files if f.role == DatasetFile.Role.VALIDATION]
+    `remote=True` names the data files as a remote run will after downloading them (relative to its data folder)."""
+    files = list(job.dataset.files.all())
+    place = remote_file_name if remote else (lambda f: _local_path(f, out / "data"))
+    train = [place(f) for f in files if f.role in (DatasetFile.Role.SOURCE, DatasetFile.Role.TRAIN)]
+    evals = [place(f) for f in files if f.role == DatasetFile.Role.VALIDATION]
     data = DataSpec(train_files=tuple(train), format=job.dataset.format or None,
                     column_mapping=job.dataset.column_mapping, eval_files=tuple(evals))
     return TrainingSpec(

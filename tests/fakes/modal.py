@@ -1,6 +1,10 @@
 """A stand-in for `training.runners.modal.ModalClient`: runs the very same remote entrypoint
 (`training.engine.modal_app.remote_train`) in a local subprocess instead of a Modal GPU container. Everything else in
-the Modal path (payload, signed URLs, the HTTP callback, the internal endpoint, the services) runs unchanged."""
+the Modal path (payload, signed URLs, the HTTP callback, the internal endpoint, the services) runs unchanged.
+
+Like a container, the subprocess shares no disk with the platform: a fresh working directory and HOME (so its own
+Hugging Face and embedded-model caches), and, where the tests run as root, its own mount namespace with an empty
+tmpfs over the project's var/ (tests/processes.as_separate_host): a host path in the payload fails the run."""
 
 from __future__ import annotations
 
@@ -21,9 +25,17 @@ class SubprocessModalClient:
         with os.fdopen(fd, "w") as fh:
             json.dump(payload, fh)
         log = open(path + ".log", "ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
-        proc = subprocess.Popen([sys.executable, "-m", "training.engine.modal_app", path], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        container = Path(tempfile.mkdtemp(prefix="modal-container-"))
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("DJANGO_", "CELERY_", "POSTGRES_", "FINETUNE_", "HF_", "ARTIFACT_", "TRAINING_"))}
+        env.update(HOME=str(container / "home"), PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+        cmd = [sys.executable, "-m", "training.engine.modal_app", path]
+        from tests.processes import as_separate_host, can_isolate_hosts
+
+        if can_isolate_hosts():
+            cmd = as_separate_host(cmd, [ROOT / "var"])
+        proc = subprocess.Popen(cmd, cwd=container, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         return f"fake-{gpu}-{proc.pid}"
 
     def cancel(self, call_id: str) -> None:

@@ -79,11 +79,11 @@ def build_payload(job: TrainingJob) -> dict[str, Any]:
         stored("init_from", produced.artifact_key, produced.artifact_sha256)
     if job.checkpoint_key:
         stored("checkpoint", job.checkpoint_key, job.checkpoint_sha256, step=job.last_checkpoint_step)
-    spec = specs.build(job, Path("remote"), base_model=base.repo_id, local_files=False).to_dict()
+    spec = specs.build(job, Path("remote"), base_model=base.repo_id, remote=True).to_dict()
     token = callback_token(job)
     files, train_names, eval_names = [], [], []
     for f in job.dataset.files.all():
-        name = f"{f.pk}-{f.role}.{f.kind}" + (".gz" if f.compressed else "")
+        name = specs.remote_file_name(f)
         files.append({"name": name, "url": site + reverse("training-internal:file", args=[job.pk, f.pk])})
         (eval_names if f.role == "validation" else train_names).append(name)
     return {"spec": spec, "files": files, "train_names": train_names, "eval_names": eval_names, "token": token,

@@ -1,0 +1,95 @@
+"""Hosts that share no disk (issue: fleet). Every process below runs as a separate host: its own mount namespace with
+an empty tmpfs over the project's var/ (its scratch, cache and media live there), so a host path written by one
+process and read by another fails loudly. They share only PostgreSQL, Redis and an S3 bucket (moto's S3 server).
+
+A LoRA job on the embedded model: the first training worker is SIGKILLed after its first stored checkpoint; the
+second, on another host, resumes from the stored checkpoint and succeeds; then a GGUF export runs on a default worker
+on a third host that never saw the training folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.processes import ROOT, can_isolate_hosts, server_env, start_celery_worker, stop
+from tests.training.conftest import TINY_HYPER, make_ready_dataset
+from tests.training.test_training_e2e import _wait_status
+from training.models import TrainingJob
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.fleet,
+    pytest.mark.skipif(not can_isolate_hosts(), reason="simulating separate hosts needs root and unshare"),
+]
+VAR = ROOT / "var"
+
+
+def _host_env(test_db_name: str, s3) -> dict[str, str]:  # noqa: ANN001
+    return server_env(test_db_name, **s3.env(), TRAINING_LEASE_SECONDS="6", TRAINING_HEARTBEAT_SECONDS="1",
+                      ARTIFACT_CACHE_DIR=str(VAR / "host-cache"), TRAINING_RUNS_DIR=str(VAR / "host-runs"),
+                      MEDIA_ROOT=str(VAR / "host-media"))
+
+
+def test_a_job_resumes_on_another_host_and_its_model_exports_on_a_third(test_db_name, tmp_path, s3_storage):
+    from accounts.models import User
+    from models_app import exports
+    from models_app.models import BaseModel, ModelExport
+    from training import services
+
+    s3 = s3_storage
+    user = User.objects.create_user(username="fleet", email="fleet@example.com", password="x-Strong-pass-1")
+    ds = make_ready_dataset(user, tmp_dir=tmp_path)  # stored in the bucket
+    assert ds.files.get().file.name in s3.keys()
+    base = BaseModel.objects.ensure_embedded()
+    env = _host_env(test_db_name, s3)
+    w1, _ = start_celery_worker(env, tmp_path / "host-a.log", queues="training", private_dirs=[VAR])
+    try:
+        job = services.create_job(owner=user, name="fleet", base_model_id=base.pk, dataset_id=ds.pk,
+                                  hyperparameters={**TINY_HYPER, "max_steps": 6, "save_steps": 2})
+        deadline = time.monotonic() + 240
+        while not (row := TrainingJob.objects.get(pk=job.pk)).checkpoint_key:
+            assert time.monotonic() < deadline, "no stored checkpoint in time"
+            assert row.status not in ("failed", "succeeded"), row.error
+            time.sleep(0.2)
+        os.killpg(w1.pid, signal.SIGKILL)
+        w1.wait(10)
+    finally:
+        stop(w1)
+    killed = TrainingJob.objects.get(pk=job.pk)
+    assert killed.checkpoint_key in s3.keys(f"artifacts/checkpoints/job-{job.pk}/")
+    checkpoint_bytes = killed.checkpoint_size
+    assert checkpoint_bytes == s3.keys()[killed.checkpoint_key] > 0
+    print(f"\nfleet: bytes uploaded per checkpoint (embedded model, LoRA r=8): {checkpoint_bytes}")
+    # This host never saw host A's scratch folder, which lay in A's private var/.
+    assert not list(VAR.glob("host-runs/job-*"))
+    time.sleep(7)  # host A's lease expires; beat's recovery task requeues the job (called here directly)
+    assert services.recover_expired_leases() == 1
+
+    w2, _ = start_celery_worker(env, tmp_path / "host-b.log", queues="training", private_dirs=[VAR])
+    try:
+        done = _wait_status(job.pk, ("succeeded", "failed"), 300)
+    finally:
+        stop(w2)
+    assert done.status == "succeeded", done.error
+    assert done.attempts == 2
+    logs = " ".join(done.log_lines.values_list("line", flat=True))
+    steps = list(done.metric_points.filter(kind="metric").order_by("seq").values_list("step", flat=True))
+    assert steps.count(1) == 1 and steps[-1] == 6, steps  # resumed from the stored checkpoint, not from step 0
+    model = done.produced_model
+    assert model.artifact_key in s3.keys(f"artifacts/models/job-{job.pk}/"), logs
+    assert s3.keys(f"artifacts/checkpoints/job-{job.pk}/") == {}  # the final model replaced the checkpoint
+
+    w3, _ = start_celery_worker(env, tmp_path / "host-c.log", queues="default", private_dirs=[VAR])
+    try:
+        export = exports.request_export(user, model.pk, "gguf", "q8_0")
+        deadline = time.monotonic() + 400
+        while (export := ModelExport.objects.get(pk=export.pk)).status not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, f"export stayed {export.status} ({export.stage})"
+            time.sleep(0.5)
+    finally:
+        stop(w3)
+    assert export.status == "succeeded", export.error
+    assert export.verification.get("passed") is True
+    assert s3.keys()[export.file_key] == export.size_bytes > 0
