@@ -25,6 +25,7 @@ from django.db.models.expressions import RawSQL
 
 from accounts.models import User
 from dashboard import events
+from finetune import artifacts
 from finetune.exceptions import ServiceError
 from training.engine.errors import EngineError
 
@@ -513,6 +514,16 @@ def _materialize_version(dataset: Dataset) -> None:
 
 
 # --- download and delete ----------------------------------------------------------------------------------------
+def direct_download_url(dataset: Dataset) -> str | None:
+    """A short-lived presigned URL of the version's file on S3 (one file only; several are zipped by open_download),
+    or None (the filesystem, or several files)."""
+    files = list(dataset.files.all())
+    if len(files) != 1:
+        return None
+    f = files[0]
+    return artifacts.presigned_download_url(f.file.name, f.original_filename or Path(f.file.name).name)
+
+
 def open_download(dataset: Dataset) -> tuple[Any, str]:
     """An open file object and the download name: the file itself, or a zip of several."""
     files = list(dataset.files.all())

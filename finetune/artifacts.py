@@ -101,6 +101,16 @@ def use(key: str, sha256: str, *, label: str = "") -> Iterator[Path]:
         yield path
 
 
+def presigned_download_url(key: str, filename: str, expire_s: int | None = None) -> str | None:
+    """A short-lived URL the client downloads `key` from directly (S3/MinIO: a presigned GET naming `filename` as an
+    attachment), or None where the storage has none (the filesystem: the web tier streams the file)."""
+    if settings.STORAGE_BACKEND != "s3":
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_. " else "_" for c in filename) or "download"
+    return str(default_storage.url(key, parameters={"ResponseContentDisposition": f'attachment; filename="{safe}"'},
+                                   expire=expire_s or int(settings.AWS_QUERYSTRING_EXPIRE)))
+
+
 def delete(key: str) -> None:
     """Remove a stored object (missing is fine)."""
     if key:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser
@@ -132,8 +132,13 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def versions(self, request: Request, pk: str) -> Response:
         return Response(s.DatasetSerializer(services.versions(self.get_object()), many=True).data)
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                              302: OpenApiResponse(description="S3: a short-lived presigned URL of the file")})
     @action(detail=True, methods=["get"])
-    def download(self, request: Request, pk: str) -> FileResponse:
-        fh, filename = services.open_download(self.get_object())
+    def download(self, request: Request, pk: str) -> HttpResponseBase:
+        dataset = self.get_object()
+        direct = services.direct_download_url(dataset)
+        if direct:  # S3: the bytes come from the bucket, not through the web tier
+            return HttpResponseRedirect(direct)
+        fh, filename = services.open_download(dataset)
         return FileResponse(fh, as_attachment=True, filename=filename)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import FileResponse, HttpResponseBase, HttpResponseRedirect
@@ -21,6 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from finetune import artifacts
 from models_app import exports, ollama
 from models_app.models import ModelExport, OllamaImport
 
@@ -191,6 +193,10 @@ class ExportDownloadView(APIView):
         token = request.query_params.get("sig")
         if token:
             export = exports.resolve_download(export_id, token)
+            direct = artifacts.presigned_download_url(export.file_key, exports.export_file_name(export),
+                                                      int(settings.EXPORT_LINK_TTL_S))
+            if direct:  # S3: the bytes come from the bucket, not through the web tier
+                return HttpResponseRedirect(direct)
             response = FileResponse(
                 default_storage.open(export.file_key, "rb"),
                 as_attachment=True,

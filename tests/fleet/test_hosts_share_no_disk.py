@@ -4,7 +4,8 @@ process and read by another fails loudly. They share only PostgreSQL, Redis and 
 
 A LoRA job on the embedded model: the first training worker is SIGKILLed after its first stored checkpoint; the
 second, on another host, resumes from the stored checkpoint and succeeds; then a GGUF export runs on a default worker
-on a third host that never saw the training folder."""
+on a third host that never saw the training folder, which also imports it into Ollama (fake Ollama) and pushes it to
+the Hub (fake Hub); the playground answers from an inference worker on a fourth host."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import time
 
 import pytest
 
+from tests.models.conftest_ollama import FAST_VERIFY, GOLDEN_PROMPT
 from tests.processes import ROOT, can_isolate_hosts, server_env, start_celery_worker, stop
 from tests.training.conftest import TINY_HYPER, make_ready_dataset
 from tests.training.test_training_e2e import _wait_status
 from training.models import TrainingJob
 
+pytest_plugins = ["tests.models.conftest_ollama"]
 pytestmark = [
     pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.fleet,
     pytest.mark.skipif(not can_isolate_hosts(), reason="simulating separate hosts needs root and unshare"),
@@ -26,20 +29,31 @@ pytestmark = [
 VAR = ROOT / "var"
 
 
-def _host_env(test_db_name: str, s3) -> dict[str, str]:  # noqa: ANN001
+def _host_env(test_db_name: str, s3, **extra: str) -> dict[str, str]:  # noqa: ANN001
     return server_env(test_db_name, **s3.env(), TRAINING_LEASE_SECONDS="6", TRAINING_HEARTBEAT_SECONDS="1",
                       ARTIFACT_CACHE_DIR=str(VAR / "host-cache"), TRAINING_RUNS_DIR=str(VAR / "host-runs"),
-                      MEDIA_ROOT=str(VAR / "host-media"))
+                      MEDIA_ROOT=str(VAR / "host-media"), EXPORT_WORK_DIR=str(VAR / "host-exports"), **extra)
 
 
-def test_a_job_resumes_on_another_host_and_its_model_exports_on_a_third(test_db_name, tmp_path, s3_storage):
-    from accounts.models import User
-    from models_app import exports
-    from models_app.models import BaseModel, ModelExport
+def _wait_task(model, pk, timeout=400):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout
+    while (row := model.objects.get(pk=pk)).status not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, f"{model.__name__} {pk} stayed {row.status} ({row.stage})"
+        time.sleep(0.5)
+    return row
+
+
+def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_never_saw_it(
+        test_db_name, tmp_path, s3_storage, fake_hub, fake_ollama, settings, auth_client, user):
+    from accounts import services as accounts
+    from models_app import exports, hub, ollama
+    from models_app.models import BaseModel, HubPush, ModelExport, OllamaImport
     from training import services
 
     s3 = s3_storage
-    user = User.objects.create_user(username="fleet", email="fleet@example.com", password="x-Strong-pass-1")
+    for name, value in FAST_VERIFY.items():
+        setattr(settings, name, value)
+    accounts.save_hf_token(user, token="hf_validTokenForAlice1234")  # alice-hf on the fake Hub
     ds = make_ready_dataset(user, tmp_dir=tmp_path)  # stored in the bucket
     assert ds.files.get().file.name in s3.keys()
     base = BaseModel.objects.ensure_embedded()
@@ -81,15 +95,33 @@ def test_a_job_resumes_on_another_host_and_its_model_exports_on_a_third(test_db_
     assert model.artifact_key in s3.keys(f"artifacts/models/job-{job.pk}/"), logs
     assert s3.keys(f"artifacts/checkpoints/job-{job.pk}/") == {}  # the final model replaced the checkpoint
 
-    w3, _ = start_celery_worker(env, tmp_path / "host-c.log", queues="default", private_dirs=[VAR])
+    # Host C (default worker): GGUF export, Ollama import, Hub push, from the stored model only.
+    env_c = _host_env(test_db_name, s3, HF_ENDPOINT=fake_hub.url, OLLAMA_HOST=fake_ollama.url,
+                      EXPORT_VERIFY_PROMPTS=GOLDEN_PROMPT, EXPORT_VERIFY_MAX_NEW_TOKENS="16")
+    w3, _ = start_celery_worker(env_c, tmp_path / "host-c.log", queues="default", private_dirs=[VAR])
     try:
-        export = exports.request_export(user, model.pk, "gguf", "q8_0")
-        deadline = time.monotonic() + 400
-        while (export := ModelExport.objects.get(pk=export.pk)).status not in ("succeeded", "failed"):
-            assert time.monotonic() < deadline, f"export stayed {export.status} ({export.stage})"
-            time.sleep(0.5)
+        export = _wait_task(ModelExport, exports.request_export(user, model.pk, "gguf",
+                                                                settings.OLLAMA_QUANTIZATION).pk)
+        assert export.status == "succeeded", export.error
+        assert export.verification.get("passed") is True
+        assert s3.keys()[export.file_key] == export.size_bytes > 0
+        imported = _wait_task(OllamaImport, ollama.request_ollama_import(user, model.pk, "fleet-model").pk)
+        assert imported.status == "succeeded", imported.error
+        assert "fleet-model:latest" in fake_ollama.models
+        push = _wait_task(HubPush, hub.request_push(user, model.pk, "fleet-model", private=True).pk)
+        assert push.status == "succeeded", push.error
+        assert "adapter_model.safetensors" in fake_hub.repos["alice-hf/fleet-model"].head.files
     finally:
         stop(w3)
-    assert export.status == "succeeded", export.error
-    assert export.verification.get("passed") is True
-    assert s3.keys()[export.file_key] == export.size_bytes > 0
+
+    # Host D (inference worker): the playground answers with the fine-tuned model.
+    w4, _ = start_celery_worker(_host_env(test_db_name, s3), tmp_path / "host-d.log", queues="inference",
+                                private_dirs=[VAR])
+    try:
+        r = auth_client.post(f"/api/models/{model.pk}/generate/",
+                             {"messages": [{"role": "user", "content": GOLDEN_PROMPT}], "temperature": 0,
+                              "max_new_tokens": 8}, format="json")
+    finally:
+        stop(w4)
+    assert r.status_code == 200, r.content
+    assert r.json()["tokens"] > 0 and r.json()["text"].strip()

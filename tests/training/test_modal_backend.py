@@ -44,6 +44,12 @@ def test_forged_or_foreign_callback_signature_is_refused(client, user, embedded_
     r = client.post(url, json.dumps({"events": []}), content_type="application/json",
                     HTTP_AUTHORIZATION=f"Bearer {callback_token(job)}")
     assert r.json() == {"stop": True}  # how a cancel reaches the remote run
+    # A run of an earlier attempt (preempted, then the job was requeued) is told it is no longer the job's run.
+    stale = callback_token(job)
+    TrainingJob.objects.filter(pk=job.pk).update(attempts=job.attempts + 1)
+    r = client.post(url, json.dumps({"events": []}), content_type="application/json",
+                    HTTP_AUTHORIZATION=f"Bearer {stale}")
+    assert r.status_code == 410
 
 
 @pytest.mark.django_db(transaction=True)
@@ -129,3 +135,47 @@ def test_callback_events_posted_to_daphne_reach_the_job_websocket(daphne_url, tm
 
     got = run_async(scenario())
     assert [(m["type"], m["seq"], m["step"]) for m in got] == [("metric", 1, 1), ("metric", 2, 2), ("metric", 3, 3)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.e2e
+@pytest.mark.fleet
+def test_a_hub_base_model_trains_on_modal_from_the_artifact_store(daphne_url, training_worker, tmp_path):
+    """The container gets the Hub model's stored snapshot by URL (hash-checked), never a path of this host, and sends
+    the model back to the store."""
+    import time
+
+    from accounts.models import User
+    from finetune import artifacts
+    from models_app.models import BaseModel
+    from tests.models.test_hub import tiny_model_files
+    from training import services
+
+    from .test_training_e2e import _wait_status
+
+    files, params = tiny_model_files(vocab=49152, hidden=32)
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    for name in ("config.json", "tokenizer_config.json", "tokenizer.json", "model.safetensors"):
+        content = files[name]
+        (snapshot / name).write_bytes(content.read_bytes() if hasattr(content, "read_bytes") else (
+            content.encode() if isinstance(content, str) else content))
+    stored = artifacts.store_folder(snapshot, "artifacts/base-models/modal-test")
+    base = BaseModel.objects.create(
+        name="tiny llama", source="hub", repo_id=f"tiny-org/modal-{time.time_ns() % 10**9}", revision="a" * 40,
+        artifact_key=stored.key, artifact_sha256=stored.sha256, artifact_size=stored.size,
+        architecture="LlamaForCausalLM", parameters=params, context_length=4096, has_chat_template=True)
+    user = User.objects.create_user(username="modalhub", email="modalhub@example.com", password="x-Strong-pass-1")
+    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    job = services.create_job(owner=user, name="hub on modal", base_model_id=base.pk, dataset_id=ds.pk,
+                              hyperparameters={**TINY_HYPER, "max_steps": 2, "save_steps": 1}, backend="modal",
+                              modal_gpu="T4")
+    done = _wait_status(job.pk, ("succeeded", "failed"), 300)
+    assert done.status == "succeeded", done.error
+    assert done.last_checkpoint_step >= 1  # checkpoints came back through the artifact endpoint while it ran
+    model = done.produced_model
+    assert model.artifact_key.startswith(f"artifacts/models/job-{job.pk}/") and model.is_adapter
+    with model_folder(model) as folder:
+        adapter = json.loads((folder / "adapter_config.json").read_text())
+        assert (folder / "adapter_model.safetensors").stat().st_size > 0
+    assert adapter["peft_type"] == "LORA" and adapter["r"] == TINY_HYPER["lora_r"]

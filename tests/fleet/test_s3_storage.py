@@ -1,0 +1,78 @@
+"""The artifact store and downloads on S3 (moto's S3 server): what a fleet with a bucket and no shared disk relies on."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from finetune import artifacts
+from training.engine.artifacts import ArtifactCache, ArtifactCorrupt
+
+pytestmark = [pytest.mark.django_db, pytest.mark.fleet]
+ALPACA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "alpaca_en_demo.json"
+if not ALPACA.exists():
+    ALPACA = Path("/work/shared/datasets/alpaca_en_demo.json")
+
+
+def test_a_folder_stored_in_the_bucket_is_fetched_by_key_and_hash_on_another_host(s3_storage, tmp_path):
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "adapter_config.json").write_text('{"r": 8}')
+    (folder / "sub" / "weights.bin").write_bytes(bytes(range(256)) * 4096)
+    stored = artifacts.store_folder(folder, "artifacts/models/test")
+    assert stored.key == f"artifacts/models/test/{stored.sha256}.tar"
+    assert s3_storage.keys("artifacts/models/test/") == {stored.key: stored.size}
+    assert artifacts.store_folder(folder, "artifacts/models/test") == stored  # same bytes, same object, no upload
+
+    shutil.rmtree(folder)  # "another host": nothing of the folder is left here
+    other_host = ArtifactCache(tmp_path / "host-b-cache", 1 << 30)
+    with other_host.use(stored.sha256, lambda: default_storage.open(stored.key, "rb")) as path:
+        assert (path / "adapter_config.json").read_text() == '{"r": 8}'
+        assert (path / "sub" / "weights.bin").read_bytes() == bytes(range(256)) * 4096
+    assert other_host.downloads == 1
+
+    # An object replaced in the bucket (other bytes under the same key) is refused by its hash.
+    s3_storage.client().put_object(Bucket=s3_storage.bucket, Key=stored.key, Body=b"not the model")
+    with pytest.raises(ArtifactCorrupt):
+        with ArtifactCache(tmp_path / "host-c-cache", 1 << 30).use(
+                stored.sha256, lambda: default_storage.open(stored.key, "rb")):
+            pass
+
+
+def test_dataset_download_redirects_to_a_presigned_url_of_the_bucket(s3_storage, auth_client):
+    with open(ALPACA, "rb") as fh:
+        r = auth_client.post("/api/datasets/", {"file": fh}, format="multipart")
+    assert r.status_code == 201, r.content
+    stored = r.json()["files"][0]
+    r = auth_client.get(f"/api/datasets/{r.json()['id']}/download/")
+    assert r.status_code == 302
+    url = r["Location"]
+    assert url.startswith(s3_storage.url) and "Signature" in url and "Expires" in url
+    got = requests.get(url, timeout=30)
+    assert got.status_code == 200 and got.content == ALPACA.read_bytes()
+    assert hashlib.sha256(got.content).hexdigest() == stored["sha256"]
+    assert 'attachment; filename="alpaca_en_demo.json"' in got.headers["Content-Disposition"]
+
+
+def test_export_download_link_redirects_to_the_bucket(s3_storage, auth_client, user):
+    from models_app.models import BaseModel, FineTunedModel, ModelExport, TaskStatus
+
+    model = FineTunedModel.objects.create(owner=user, name="tiny", version=1, base_model=BaseModel.objects.ensure_embedded(),
+                                          method="sft", weights="lora")
+    body = b"GGUF" + bytes(1000)
+    key = default_storage.save(f"exports/{user.pk}/tiny.gguf", ContentFile(body))
+    export = ModelExport.objects.create(owner=user, model=model, format="gguf", quantization="q8_0",
+                                        status=TaskStatus.SUCCEEDED, file_key=key, size_bytes=len(body),
+                                        sha256=hashlib.sha256(body).hexdigest())
+    link = auth_client.get(f"/api/models/exports/{export.pk}/download/").json()["url"]
+    r = auth_client.get(link)
+    assert r.status_code == 302 and r["Location"].startswith(s3_storage.url)
+    got = requests.get(r["Location"], timeout=30)
+    assert got.status_code == 200 and got.content == body
+    assert "tiny-v1-q8_0.gguf" in got.headers["Content-Disposition"]
