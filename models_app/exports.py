@@ -262,6 +262,8 @@ def _run(export: ModelExport, on_progress: ProgressCallback | None) -> None:
         "merged": "merging the adapter into the base model",
     }.get(name, f"converting to GGUF {export.quantization} and verifying it on llama.cpp")
     _progress(export, 0.05, stage, on_progress)
+    if settings.EXPORT_WORK_DIR:  # a fresh host (or container) may not have it yet
+        Path(settings.EXPORT_WORK_DIR).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"export-{export.pk}-", dir=settings.EXPORT_WORK_DIR) as tmp:
         with model_folder(model) as folder, base_model_folder(model.base_model) as base_path:
             artifact = export_artifact(name, model_dir=str(folder), base_model_path=base_path,
