@@ -452,7 +452,8 @@ def _prepare(job: dict[str, Any]) -> list[tuple[str, inference.LoadedModel, bool
             raise ServiceError("Not found.", status_code=404)
         target = Target.parse(str(job["target"]))
         obj = resolve_target(owner, target)
-        obj.base_model  # noqa: B018 - loaded now, while the connection is open
+        if isinstance(obj, FineTunedModel):
+            obj.base_model  # noqa: B018 - loaded now, while the connection is open
     finally:
         connection.close()  # this thread ends with the request: do not leave its connection open
     cache_ = worker_cache()

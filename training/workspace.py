@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from finetune import artifacts
 from models_app.artifacts import base_model_folder, model_folder, store_model_folder
 from training import specs
@@ -39,6 +41,10 @@ class Workspace:
 
 @contextlib.contextmanager
 def prepare(job: TrainingJob) -> Iterator[Workspace]:
+    # Folders an earlier attempt of this job left on this host (its worker was killed) are of no use: the job
+    # resumes from the stored checkpoint. The lease is ours, so no other process uses them.
+    for stale in Path(settings.TRAINING_RUNS_DIR).glob(f"job-{job.pk}-a*"):
+        shutil.rmtree(stale, ignore_errors=True)
     scratch = specs.new_scratch_dir(job)
     scratch.mkdir(parents=True, exist_ok=True)
     try:

@@ -15,7 +15,7 @@ def store_existing_folders(apps, schema_editor):  # noqa: ANN001, ANN201
     BaseModel = apps.get_model("models_app", "BaseModel")
     for model in FineTunedModel.objects.exclude(model_dir=""):
         if Path(model.model_dir).is_dir():
-            stored = store_folder(model.model_dir, f"artifacts/models/{model.pk}")
+            stored = store_folder(model.model_dir, f"artifacts/models/model-{model.pk}")
             FineTunedModel.objects.filter(pk=model.pk).update(
                 artifact_key=stored.key, artifact_sha256=stored.sha256, artifact_size=stored.size,
                 is_adapter=is_adapter_dir(model.model_dir))

@@ -9,9 +9,11 @@ the Hub (fake Hub); the playground answers from an inference worker on a fourth 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -35,6 +37,24 @@ def _host_env(test_db_name: str, s3, **extra: str) -> dict[str, str]:  # noqa: A
                       MEDIA_ROOT=str(VAR / "host-media"), EXPORT_WORK_DIR=str(VAR / "host-exports"), **extra)
 
 
+@contextlib.contextmanager
+def _queues_served_only_by_new_workers(*queues: str) -> Iterator[None]:
+    """Workers other tests left running (a session-wide default worker, say) stop taking these queues for the block,
+    so its tasks run on the hosts it starts (Celery's remote control: cancel_consumer, then add_consumer)."""
+    from finetune.celery import app
+
+    others = [node for reply in (app.control.ping(timeout=1.0) or []) for node in reply]
+    for queue in queues:
+        if others:
+            app.control.cancel_consumer(queue, destination=others, reply=True, timeout=5)
+    try:
+        yield
+    finally:
+        for queue in queues:
+            if others:
+                app.control.add_consumer(queue, destination=others, reply=True, timeout=5)
+
+
 def _wait_task(model, pk, timeout=400):  # noqa: ANN001, ANN202
     deadline = time.monotonic() + timeout
     while (row := model.objects.get(pk=pk)).status not in ("succeeded", "failed"):
@@ -44,7 +64,7 @@ def _wait_task(model, pk, timeout=400):  # noqa: ANN001, ANN202
 
 
 def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_never_saw_it(
-        test_db_name, tmp_path, s3_storage, fake_hub, fake_ollama, settings, auth_client, user):
+        test_db_name, tmp_path, s3_storage, fake_hub, fake_ollama, settings, auth_client, user, request):
     from accounts import services as accounts
     from models_app import exports, hub, ollama
     from models_app.models import BaseModel, HubPush, ModelExport, OllamaImport
@@ -94,6 +114,10 @@ def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_neve
     model = done.produced_model
     assert model.artifact_key in s3.keys(f"artifacts/models/job-{job.pk}/"), logs
     assert s3.keys(f"artifacts/checkpoints/job-{job.pk}/") == {}  # the final model replaced the checkpoint
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(_queues_served_only_by_new_workers("default", "inference"))
+    request.addfinalizer(stack.close)
 
     # Host C (default worker): GGUF export, Ollama import, Hub push, from the stored model only.
     env_c = _host_env(test_db_name, s3, HF_ENDPOINT=fake_hub.url, OLLAMA_HOST=fake_ollama.url,

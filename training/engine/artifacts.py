@@ -54,11 +54,16 @@ class Packed:
     size: int
 
 
+# One fixed modification time for every member (2020-01-01): the same folder always packs to the same bytes, and
+# unpacked files carry a date every tool accepts (zip, for one, refuses dates before 1980).
+FIXED_MTIME = 1577836800
+
+
 def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    """Reproducible members: no owner, no time; so the same folder always packs to the same bytes."""
+    """Reproducible members: no owner, one fixed time."""
     info.uid = info.gid = 0
     info.uname = info.gname = ""
-    info.mtime = 0
+    info.mtime = FIXED_MTIME
     return info
 
 

@@ -13,7 +13,7 @@ def store_existing_checkpoints(apps, schema_editor):  # noqa: ANN001, ANN201
     for job in TrainingJob.objects.exclude(output_dir="").exclude(status="succeeded"):
         path = latest_complete_checkpoint(job.output_dir)
         if path:
-            stored = store_folder(path, f"artifacts/checkpoints/{job.pk}")
+            stored = store_folder(path, f"artifacts/checkpoints/job-{job.pk}")
             TrainingJob.objects.filter(pk=job.pk).update(
                 checkpoint_key=stored.key, checkpoint_sha256=stored.sha256, checkpoint_size=stored.size,
                 last_checkpoint_step=checkpoint_step(path))

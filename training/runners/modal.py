@@ -93,7 +93,11 @@ def build_payload(job: TrainingJob) -> dict[str, Any]:
 
 def run(job: TrainingJob, worker_id: str) -> None:
     """Spawn the remote run and return; the job's lease now belongs to the remote call."""
-    payload = build_payload(job)
+    try:
+        payload = build_payload(job)
+    except ValueError as exc:  # a model the remote run cannot get: say which, do not spawn
+        services.fail_job(job.pk, f"Cannot start on Modal: {exc}.", kind="config", worker_id=worker_id)
+        return
     call_id = get_client().spawn(job.modal_gpu, payload)
     TrainingJob.objects.filter(pk=job.pk).update(external_id=call_id, lease_owner=f"modal:{call_id}")
     services.record_event(job.pk, {"type": "log", "level": "info",
