@@ -454,7 +454,9 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "finetune <noreply@localhost>
 
 # --- Job notifications (issue 7): email + optional per-user webhook when a job succeeds or fails.
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))  # for the filebased backend
-NOTIFICATIONS_QUEUE = env_str("NOTIFICATIONS_QUEUE", "default")
+# Tests: a queue no general test worker consumes (a notification task reading a job while a test's teardown truncates
+# the tables deadlocked them); the notification tests start a worker on a queue of their own.
+NOTIFICATIONS_QUEUE = env_str("NOTIFICATIONS_QUEUE", "test-notifications" if TESTING else "default")
 NOTIFY_WEBHOOK_TIMEOUT_S = env_int("NOTIFY_WEBHOOK_TIMEOUT_S", 5)
 NOTIFY_WEBHOOK_RETRIES = env_int("NOTIFY_WEBHOOK_RETRIES", 2)
 NOTIFY_WEBHOOK_RETRY_DELAY_S = env_int("NOTIFY_WEBHOOK_RETRY_DELAY_S", 30)

@@ -73,7 +73,12 @@ def job_events(request: HttpRequest, job_id: int) -> JsonResponse:
                 final.get("kind") or "engine"))
         else:
             final = {**final, "artifact": _checked_final_artifact(job, final.get("artifact"))}
-            services.complete_job(job.pk, job.lease_owner, final)
+            if final.get("status") == "succeeded" and not final["artifact"]:
+                services.fail_job(job.pk, "The remote run finished but its model never reached the artifact store; "
+                                          "resume the job to train it again from its last checkpoint.",
+                                  kind="infrastructure")
+            else:
+                services.complete_job(job.pk, job.lease_owner, final)
     if not isinstance(final, dict):
         services.enforce_running_quota(job.pk)  # Modal spend / GPU minutes may run out mid-run
     cancel = TrainingJob.objects.filter(pk=job.pk).values_list("cancel_requested", flat=True).first()
