@@ -6,7 +6,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from .events import user_group
+from accounts.realtime import user_group
 
 
 class NotificationsConsumer(AsyncJsonWebsocketConsumer):

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.core.management import call_command
 from django.utils import timezone
 
-from . import events
+from accounts import realtime as events
 
 logger = logging.getLogger(__name__)
 

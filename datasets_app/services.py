@@ -23,8 +23,8 @@ from django.db import connection, transaction
 from django.db.models import JSONField, Max, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
+from accounts import realtime as events
 from accounts.models import User
-from dashboard import events
 from finetune import artifacts
 from finetune.exceptions import ServiceError
 from training.engine.errors import EngineError

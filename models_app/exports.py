@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import User
-from dashboard.events import publish_task_progress
+from accounts.realtime import publish_task_progress
 from finetune.exceptions import ServiceError
 from models_app.artifacts import base_model_folder, model_folder, require_files
 from models_app.models import FineTunedModel, ModelExport, TaskStatus

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from dashboard.events import publish_task_progress
+from accounts.realtime import publish_task_progress
 from finetune.exceptions import ServiceError
 from models_app.modelfile import ChatFormat, chat_format_for, create_request, default_parameters, render_modelfile
 from models_app.models import FineTunedModel, ModelExport, OllamaImport, TaskStatus

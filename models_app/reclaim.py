@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from dashboard.events import publish_task_progress
+from accounts.realtime import publish_task_progress
 from models_app.models import HubPush, ModelExport, ModelTask, OllamaImport, TaskStatus
 
 logger = logging.getLogger(__name__)

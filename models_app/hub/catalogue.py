@@ -14,9 +14,9 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from accounts import realtime as events
 from accounts.models import User
 from accounts.services import get_hf_token
-from dashboard import events
 from finetune import artifacts
 from finetune.exceptions import ServiceError
 from models_app.models import BaseModel

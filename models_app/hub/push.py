@@ -16,9 +16,9 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts import realtime as events
 from accounts.models import User
 from accounts.services import get_hf_token
-from dashboard import events
 from finetune.exceptions import ServiceError
 from models_app.artifacts import base_model_folder, model_folder, require_files
 from models_app.models import FineTunedModel, HubPush, TaskStatus

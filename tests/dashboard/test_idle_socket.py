@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 async def test_idle_notification_socket_survives_and_still_receives():
     from django.test import Client
 
+    from accounts import realtime as events
     from accounts.models import User
-    from dashboard import events
 
     @sync_to_async
     def login():

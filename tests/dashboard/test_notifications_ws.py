@@ -30,7 +30,7 @@ async def _close_db() -> None:
 
 
 async def test_signed_in_user_receives_their_notifications():
-    from dashboard import events
+    from accounts import realtime as events
 
     cookie, user_id = await _session_cookie("wsuser")
     comm = WebsocketCommunicator(application, "/ws/notifications/",
@@ -47,7 +47,7 @@ async def test_signed_in_user_receives_their_notifications():
 
 
 async def test_other_users_messages_do_not_leak():
-    from dashboard import events
+    from accounts import realtime as events
 
     cookie, _ = await _session_cookie("wsa")
     _, other_id = await _session_cookie("wsb")

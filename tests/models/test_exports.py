@@ -156,7 +156,7 @@ def test_adapter_export_reloads_on_the_base_with_peft_and_carries_the_model_card
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from dashboard.events import user_group
+    from accounts.realtime import user_group
     from tests.processes import run_async
     from training.engine.embedded import embedded_model_path
 

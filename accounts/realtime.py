@@ -1,4 +1,5 @@
-"""Every push to a user's notification socket goes through here (group `user-<pk>`), JSON-safe and after commit."""
+"""A user's realtime channel: every push to their notification sockets goes through here (group `user-<pk>`), JSON-safe
+and after commit. At the bottom of the layers (with the users), so every app can publish without importing `dashboard`."""
 
 from __future__ import annotations
 
