@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from training.engine.data import DatasetFormat, detect_format, iter_records, to_canonical, token_lengths  # noqa: E402
 from training.engine.data import tokenize as tokenize_module  # noqa: E402
 
-SOURCE = Path("/work/shared/datasets/alpaca_en_demo.json")
+# Public datasets: FINETUNE_DATASETS_DIR, as the tests take them.
+SOURCE = Path(os.environ.get("FINETUNE_DATASETS_DIR", Path(__file__).resolve().parents[2] / "shared" / "datasets")) / "alpaca_en_demo.json"
 
 
 def _vary(text: str, rng: random.Random, k: int) -> str:

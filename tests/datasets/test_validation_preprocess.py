@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from datasets_app.validation import StepError, get_tokenizer, preprocess, split, validate_files
+from tests.datasets_dir import DATASETS
 
-SHARED = Path("/work/shared/datasets")
+SHARED = DATASETS
 ALPACA = SHARED / "alpaca_en_demo.json"
 HH = SHARED / "hh_rlhf_harmless_test.jsonl.gz"
 

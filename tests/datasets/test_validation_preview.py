@@ -5,13 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from datasets_app.validation import get_tokenizer, preview, statistics
+from tests.datasets_dir import DATASETS
 
-SHARED = Path("/work/shared/datasets")
+SHARED = DATASETS
 ALPACA = SHARED / "alpaca_en_demo.json"
 SHAREGPT = SHARED / "sharegpt_conversations.json"
 HH = SHARED / "hh_rlhf_harmless_test.jsonl.gz"

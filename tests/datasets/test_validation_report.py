@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from datasets_app.validation import get_tokenizer, validate_files
+from tests.datasets_dir import DATASETS
 
-SHARED = Path("/work/shared/datasets")
+SHARED = DATASETS
 ALPACA = SHARED / "alpaca_en_demo.json"
 SHAREGPT = SHARED / "sharegpt_conversations.json"
 SELF_INSTRUCT = SHARED / "self_instruct_seed_tasks.jsonl"

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from datasets_app.validation import ContentMismatch, sniff_content
+from tests.datasets_dir import DATASETS
 
-SHARED = Path("/work/shared/datasets")
+SHARED = DATASETS
 
 
 def parquet_file(path: Path) -> Path:

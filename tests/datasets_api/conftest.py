@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/datasets")
+from tests.datasets_dir import DATASETS
+
+SHARED = DATASETS
 
 
 @pytest.fixture

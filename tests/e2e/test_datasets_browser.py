@@ -5,15 +5,13 @@ test-artifacts/datasets/."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
-SHARED = next(p for p in (Path(__file__).resolve().parents[3] / "shared" / "datasets", Path("/work/shared/datasets"))
-              if p.exists())
+from tests.datasets_dir import DATASETS as SHARED  # noqa: E402
 
 
 def test_drag_and_drop_upload_then_report_and_preview(page, daphne_url, celery_worker_process, artifacts_dir):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.datasets_dir import DATASETS  # noqa: E402
 from training.engine.data import (
     DatasetFormat,
     apply_column_mapping,
@@ -22,7 +23,6 @@ from training.engine.data import (
 )
 from training.engine.errors import DataError
 
-DATASETS = Path("/work/shared/datasets")
 ALPACA = DATASETS / "alpaca_en_demo.json"
 SHAREGPT = DATASETS / "sharegpt_conversations.json"
 SELF_INSTRUCT = DATASETS / "self_instruct_seed_tasks.jsonl"

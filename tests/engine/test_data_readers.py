@@ -6,16 +6,15 @@ import csv
 import gzip
 import json
 import os
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.datasets_dir import DATASETS  # noqa: E402
 from training.engine.data import iter_records, load_examples, record_unit
 from training.engine.errors import DataError
 
-DATASETS = Path("/work/shared/datasets")
 ALPACA = DATASETS / "alpaca_en_demo.json"
 SHAREGPT = DATASETS / "sharegpt_conversations.json"
 SELF_INSTRUCT = DATASETS / "self_instruct_seed_tasks.jsonl"

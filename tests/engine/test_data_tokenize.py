@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.datasets_dir import DATASETS  # noqa: E402
 from training.engine.data import (
     CHAT_TEMPLATES,
     IGNORE_INDEX,
@@ -32,7 +32,6 @@ from training.engine.data import (
 )
 from training.engine.errors import ConfigError, DataError
 
-DATASETS = Path("/work/shared/datasets")
 CHAT = [
     {"role": "user", "content": "What is the capital of France?"},
     {"role": "assistant", "content": "The capital of France is Paris."},

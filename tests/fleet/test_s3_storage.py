@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from pathlib import Path
 
 import pytest
 import requests
@@ -12,12 +11,11 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from finetune import artifacts
+from tests.datasets_dir import DATASETS
 from training.engine.artifacts import ArtifactCache, ArtifactCorrupt
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fleet]
-ALPACA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "alpaca_en_demo.json"
-if not ALPACA.exists():
-    ALPACA = Path("/work/shared/datasets/alpaca_en_demo.json")
+ALPACA = DATASETS / "alpaca_en_demo.json"
 
 
 def test_a_folder_stored_in_the_bucket_is_fetched_by_key_and_hash_on_another_host(s3_storage, tmp_path):

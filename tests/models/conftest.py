@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import ARTIFACTS
+from tests.datasets_dir import DATASETS
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/datasets")
+SHARED = DATASETS
 
 ADAPTER_VERSION = "v1"  # bump to retrain the cached adapter
 

@@ -7,12 +7,9 @@ import pytest
 
 from datasets_app.models import Dataset, DatasetFile
 from models_app.models import BaseModel
+from tests.datasets_dir import DATASETS
 
-SHARED = Path("/work/shared/datasets")
-for candidate in (Path(__file__).resolve().parents[3] / "shared" / "datasets", SHARED):
-    if candidate.exists():
-        SHARED = candidate
-        break
+SHARED = DATASETS
 
 TINY_HYPER = {"max_steps": 6, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 128,
               "learning_rate": 1e-3, "logging_steps": 1, "save_steps": 2, "eval_steps": 3, "lora_r": 8,
