@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import tarfile
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,28 +41,23 @@ class StoredArtifact:
 def store_folder(folder: str | Path, prefix: str) -> StoredArtifact:
     """Pack `folder` and upload it under `<prefix>/<sha256>.tar` (skipped when that object already exists: same
     bytes, same key); returns what to record."""
-    work = Path(settings.TRAINING_RUNS_DIR) / ".packing"
-    packed = pack_dir(folder, work)
+    packed = pack_dir(folder, Path(settings.TRAINING_RUNS_DIR) / ".packing")
     try:
-        key = f"{prefix.strip('/')}/{packed.sha256}.tar"
-        if not default_storage.exists(key):
-            with open(packed.path, "rb") as fh:
-                saved = default_storage.save(key, File(fh, name=Path(key).name))
-            if saved != key:  # another process stored the same bytes meanwhile (the filesystem renames): keep one
-                default_storage.delete(saved)
-        logger.info("stored %s (%d bytes) as %s", folder, packed.size, key)
-        return StoredArtifact(key, packed.sha256, packed.size)
+        stored = store_archive(packed.path, packed.sha256, packed.size, prefix)
+        logger.info("stored %s (%d bytes) as %s", folder, packed.size, stored.key)
+        return stored
     finally:
         packed.path.unlink(missing_ok=True)
 
 
 def store_archive(path: str | Path, sha256: str, size: int, prefix: str) -> StoredArtifact:
-    """Upload a tar already made by pack_dir elsewhere (a remote run's upload, hashed as it arrived)."""
+    """Upload a tar made by pack_dir (here, or by a remote run and hashed as it arrived) under
+    `<prefix>/<sha256>.tar`, unless that object is already there (same bytes, same key)."""
     key = f"{prefix.strip('/')}/{sha256}.tar"
     if not default_storage.exists(key):
         with open(path, "rb") as fh:
             saved = default_storage.save(key, File(fh, name=Path(key).name))
-        if saved != key:
+        if saved != key:  # another process stored the same bytes meanwhile (the filesystem renames): keep one
             default_storage.delete(saved)
     return StoredArtifact(key, sha256, size)
 
@@ -68,9 +65,6 @@ def store_archive(path: str | Path, sha256: str, size: int, prefix: str) -> Stor
 def check_archive(path: str | Path) -> list[str]:
     """The member names of a tar upload, or ValueError when it is not a tar or a member would land outside its
     folder (absolute paths, `..`, links out, devices)."""
-    import tarfile
-    import tempfile
-
     names = []
     try:
         with tarfile.open(path, mode="r:") as tar, tempfile.TemporaryDirectory() as dest:

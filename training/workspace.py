@@ -22,15 +22,12 @@ from django.conf import settings
 from finetune import artifacts
 from models_app.artifacts import base_model_folder, model_folder, store_model_folder
 from training import specs
-from training.engine.artifacts import MANIFEST
+from training.engine.artifacts import MANIFEST, without_host_paths
 from training.engine.checkpoints import PREFIX
 from training.engine.spec import TrainingSpec
 from training.models import TrainingJob
 
 logger = logging.getLogger(__name__)
-
-HOST_PATH_KEYS = ("model_dir", "output_dir", "checkpoint")  # engine result fields that name this host's folders
-
 
 @dataclass
 class Workspace:
@@ -75,8 +72,7 @@ def store_checkpoint(job_id: int, path: str) -> artifacts.StoredArtifact:
 
 def store_final(job_id: int, result: dict[str, Any]) -> dict[str, Any]:
     """Upload the final model of a succeeded run; the result to record: the stored artifact instead of host paths."""
-    out = {k: v for k, v in result.items() if k not in HOST_PATH_KEYS}
-    out["artifacts"] = [{k: v for k, v in a.items() if k != "path"} for a in result.get("artifacts") or []]
+    out = without_host_paths(result)
     if result.get("status") == "succeeded" and result.get("model_dir"):
         out["artifact"] = store_model_folder(result["model_dir"], f"artifacts/models/job-{job_id}")
     return out

@@ -22,7 +22,7 @@ from finetune import artifacts
 from training import services
 from training.engine.exporters.base import ADAPTER_CONFIG
 from training.models import TrainingJob
-from training.runners.modal import check_token
+from training.runners.modal import check_token, stored_objects
 
 logger = logging.getLogger(__name__)
 
@@ -155,14 +155,10 @@ def job_object(request: HttpRequest, job_id: int, name: str) -> Any:
     job = _authorized_job(request, job_id)
     if isinstance(job, JsonResponse):
         return job
-    key = ""
-    if name == "base_model" and job.base_model.source != job.base_model.Source.EMBEDDED:
-        key = job.base_model.artifact_key
-    elif name == "init_from" and job.init_from_job_id:
-        produced = getattr(job.init_from_job, "produced_model", None)
-        key = produced.artifact_key if produced is not None else ""
-    elif name == "checkpoint":
-        key = job.checkpoint_key
+    try:
+        key = stored_objects(job).get(name, ("", ""))[0]
+    except ValueError:
+        key = ""
     if not key:
         return JsonResponse({"detail": "Not found.", "errors": {}}, status=404)
     return FileResponse(default_storage.open(key, "rb"), as_attachment=True, filename=Path(key).name)

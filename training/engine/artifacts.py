@@ -105,6 +105,17 @@ def _write_all(fd: int, data: bytes) -> int:
     return len(data)
 
 
+HOST_PATH_KEYS = ("model_dir", "output_dir", "checkpoint")  # result fields that name folders of the run's host
+
+
+def without_host_paths(result: dict[str, object]) -> dict[str, object]:
+    """A run's result as the platform records it: no field naming a folder of the host that ran it (those folders
+    are gone once the run ends; the artifacts are in the store)."""
+    out = {k: v for k, v in result.items() if k not in HOST_PATH_KEYS}
+    out["artifacts"] = [{k: v for k, v in a.items() if k != "path"} for a in result.get("artifacts") or []]  # type: ignore[union-attr]
+    return out
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -73,7 +73,7 @@ def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
     back through the artifact endpoint."""
     import shutil
 
-    from .artifacts import MANIFEST, ArtifactCache
+    from .artifacts import MANIFEST, ArtifactCache, without_host_paths
     from .callbacks.http import HttpCallback
     from .checkpoints import PREFIX
     from .errors import EngineError
@@ -115,8 +115,7 @@ def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
     except EngineError as exc:
         callback.post({"final": {"status": "failed", "error": str(exc), "kind": getattr(exc, "kind", "engine")}})
         return {"status": "failed", "error": str(exc)}
-    final = {k: v for k, v in result.items() if k not in ("model_dir", "output_dir", "checkpoint")}
-    final["artifacts"] = [{k: v for k, v in a.items() if k != "path"} for a in result.get("artifacts") or []]
+    final = without_host_paths(result)
     if result.get("model_dir"):
         final["artifact"] = _upload(callback_url, token, result["model_dir"], "kind=final", runs_root / "packing")
     callback.post({"final": final})

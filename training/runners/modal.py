@@ -53,6 +53,26 @@ def check_token(token: str, job_id: int) -> dict[str, Any]:
     return claims
 
 
+def stored_objects(job: TrainingJob) -> dict[str, tuple[str, str]]:
+    """The stored objects a remote run of the job needs, by role: (key, sha256) of the base model's snapshot (none
+    for the embedded model: it comes from its package), the model to continue from, the newest checkpoint.
+    ValueError when the job needs one that is not stored."""
+    out: dict[str, tuple[str, str]] = {}
+    base = job.base_model
+    if base.source != base.Source.EMBEDDED:
+        if not base.artifact_key:
+            raise ValueError(f"the base model {base.repo_id} has no stored snapshot; download it again")
+        out["base_model"] = (base.artifact_key, base.artifact_sha256)
+    if job.init_from_job_id:
+        produced = getattr(job.init_from_job, "produced_model", None)
+        if produced is None or not produced.artifact_key:
+            raise ValueError("the job to continue from has no stored model")
+        out["init_from"] = (produced.artifact_key, produced.artifact_sha256)
+    if job.checkpoint_key:
+        out["checkpoint"] = (job.checkpoint_key, job.checkpoint_sha256)
+    return out
+
+
 def build_payload(job: TrainingJob) -> dict[str, Any]:
     """What the remote entrypoint needs, none of it a path on this host: the spec (paths filled in remotely), the
     dataset files, base model, model to continue from and newest checkpoint as URLs of the internal endpoints (the
@@ -61,24 +81,9 @@ def build_payload(job: TrainingJob) -> dict[str, Any]:
 
     site = settings.SITE_URL.rstrip("/")
     base = job.base_model
-    objects: dict[str, dict[str, Any]] = {}
-
-    def stored(name: str, key: str, sha256: str, **extra: Any) -> None:
-        del key  # the remote names an object by its role; the endpoint looks the key up on the job
-        objects[name] = {"url": site + reverse("training-internal:object", args=[job.pk, name]), "sha256": sha256,
-                         **extra}
-
-    if base.source != base.Source.EMBEDDED:
-        if not base.artifact_key:
-            raise ValueError(f"the base model {base.repo_id} has no stored snapshot; download it again")
-        stored("base_model", base.artifact_key, base.artifact_sha256)
-    if job.init_from_job_id:
-        produced = getattr(job.init_from_job, "produced_model", None)
-        if produced is None or not produced.artifact_key:
-            raise ValueError("the job to continue from has no stored model")
-        stored("init_from", produced.artifact_key, produced.artifact_sha256)
-    if job.checkpoint_key:
-        stored("checkpoint", job.checkpoint_key, job.checkpoint_sha256, step=job.last_checkpoint_step)
+    objects = {role: {"url": site + reverse("training-internal:object", args=[job.pk, role]), "sha256": sha256,
+                      **({"step": job.last_checkpoint_step} if role == "checkpoint" else {})}
+               for role, (_key, sha256) in stored_objects(job).items()}
     spec = specs.build(job, Path("remote"), base_model=base.repo_id, remote=True).to_dict()
     token = callback_token(job)
     files, train_names, eval_names = [], [], []
