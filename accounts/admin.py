@@ -1,9 +1,10 @@
-"""Operators' admin for users and API tokens: usage this month and effective quotas per user, validated quota
-overrides (audited), and the storage usage page (`storage/`). No secret is ever shown: only a token's last 4
-characters."""
+"""Operators' admin for users, API tokens and the audit log: effective quotas per user, validated quota overrides
+(audited). No secret is ever shown: only a token's last 4 characters. The dashboard extends the user list with usage
+columns and the storage page (dashboard/admin.py)."""
 
 from __future__ import annotations
 
+import json
 from numbers import Real
 from typing import Any
 
@@ -12,19 +13,13 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
-from django.core.exceptions import PermissionDenied
-from django.db.models import Count, FloatField, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
-from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 
-from dashboard import audit, operations
-
-from . import quotas
-from .models import ApiToken, User
+from . import audit, quotas
+from .models import ApiToken, AuditLog, User
 
 # Quotas counted in whole units; the others (minutes, dollars) may be fractional.
 INTEGER_QUOTAS = {"concurrent_jobs", "storage_bytes"}
@@ -66,31 +61,6 @@ class OperatorUserChangeForm(UserChangeForm):
         return validate_quota_overrides(self.cleaned_data.get("quota_overrides"))
 
 
-def _with_usage(qs: QuerySet[User]) -> QuerySet[User]:
-    """Annotate storage bytes, job count, compute minutes and Modal spend this month (finished jobs' recorded
-    compute_seconds / cost_usd; the change page adds the running jobs' elapsed time)."""
-    from datasets_app.models import DatasetFile
-    from training.models import TrainingJob
-
-    month = quotas.month_start()
-    storage = (
-        DatasetFile.objects.filter(dataset__owner=OuterRef("pk"))
-        .values("dataset__owner")
-        .annotate(n=Sum("size_bytes"))
-        .values("n")
-    )
-    jobs = TrainingJob.objects.filter(owner=OuterRef("pk")).values("owner").annotate(n=Count("id")).values("n")
-    month_jobs = TrainingJob.objects.filter(owner=OuterRef("pk"), finished__gte=month).values("owner")
-    seconds = month_jobs.annotate(n=Sum("compute_seconds")).values("n")
-    spend = month_jobs.filter(backend="modal").annotate(n=Sum("cost_usd")).values("n")
-    return qs.annotate(
-        usage_storage=Coalesce(Subquery(storage, output_field=IntegerField()), Value(0)),
-        usage_jobs=Coalesce(Subquery(jobs, output_field=IntegerField()), Value(0)),
-        usage_seconds=Coalesce(Subquery(seconds, output_field=FloatField()), Value(0.0)),
-        usage_spend=Coalesce(Subquery(spend, output_field=FloatField()), Value(0.0)),
-    )
-
-
 class HasHfTokenFilter(admin.SimpleListFilter):
     title = "Hugging Face token"
     parameter_name = "hf_token"
@@ -127,10 +97,6 @@ class UserAdmin(DjangoUserAdmin):
         "is_staff",
         "is_active",
         "hf_token_display",
-        "storage_used",
-        "jobs_count",
-        "gpu_minutes_month",
-        "modal_spend_month",
         "has_overrides",
         "locked_until",
         "last_login",
@@ -168,28 +134,9 @@ class UserAdmin(DjangoUserAdmin):
     inlines = [ApiTokenInline]
     actions = ["unlock_accounts"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return _with_usage(super().get_queryset(request))
-
     @admin.display(description="HF token")
     def hf_token_display(self, obj: User) -> str:
         return f"•••• {obj.hf_token_last4}" if obj.has_hf_token else "—"
-
-    @admin.display(description="storage", ordering="usage_storage")
-    def storage_used(self, obj: User) -> str:
-        return filesizeformat(getattr(obj, "usage_storage", 0))
-
-    @admin.display(description="jobs", ordering="usage_jobs")
-    def jobs_count(self, obj: User) -> int:
-        return int(getattr(obj, "usage_jobs", 0))
-
-    @admin.display(description="compute min (month)", ordering="usage_seconds")
-    def gpu_minutes_month(self, obj: User) -> str:
-        return f"{getattr(obj, 'usage_seconds', 0.0) / 60:.1f}"
-
-    @admin.display(description="Modal $ (month)", ordering="usage_spend")
-    def modal_spend_month(self, obj: User) -> str:
-        return f"{getattr(obj, 'usage_spend', 0.0):.2f}"
 
     @admin.display(description="overrides", boolean=True)
     def has_overrides(self, obj: User) -> bool:
@@ -278,23 +225,6 @@ class UserAdmin(DjangoUserAdmin):
             )
         self.message_user(request, f"Unlocked {n} account(s).", messages.SUCCESS)
 
-    # --- storage usage page -----------------------------------------------------------------------------------------
-    def get_urls(self) -> list[URLPattern]:
-        extra = [path("storage/", self.admin_site.admin_view(self.storage_view), name="accounts_user_storage")]
-        return extra + super().get_urls()
-
-    def storage_view(self, request: HttpRequest) -> HttpResponse:
-        """Storage per user (datasets, exports, run folders) and the total."""
-        if not request.user.has_perm("accounts.view_user"):
-            raise PermissionDenied
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Storage usage",
-            "opts": self.model._meta,
-            "usage": operations.storage_usage(),
-        }
-        return TemplateResponse(request, "dashboard/admin/storage.html", context)
-
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
@@ -306,4 +236,29 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_select_related = ["user"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    """The audit log, read-only: nobody adds, edits or deletes an entry from the admin."""
+
+    list_display = ["time", "actor_username", "action", "target_type", "target_id", "target_repr"]
+    list_filter = ["action", "target_type", "time"]
+    search_fields = ["actor_username", "action", "target_id", "target_repr"]
+    date_hierarchy = "time"
+    fields = ["time", "actor", "actor_username", "action", "target_type", "target_id", "target_repr", "details_pretty"]
+    readonly_fields = fields
+
+    @admin.display(description="details")
+    def details_pretty(self, obj: AuditLog) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.details, indent=2, default=str))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

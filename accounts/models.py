@@ -28,12 +28,11 @@ class User(AbstractUser):
     locked_until = models.DateTimeField(null=True, blank=True)
     # Per-user quota overrides set by operators; missing keys take settings.DEFAULT_QUOTAS.
     quota_overrides = models.JSONField(default=dict, blank=True)
-    # --- Notifications (issue 7): email and an optional webhook when a job succeeds or fails.
+    # --- Notifications: email and an optional webhook when a job succeeds or fails.
     notify_email = models.BooleanField(default=True)
     webhook_url = models.URLField(max_length=500, blank=True, default="")
     # HMAC key for the X-Finetune-Signature header, encrypted like the HF token (accounts.crypto).
     webhook_secret_encrypted = models.TextField(blank=True, default="", editable=False)
-    # --- end notifications
 
     class Meta:
         ordering = ["id"]
@@ -81,3 +80,27 @@ class ApiToken(models.Model):
     @classmethod
     def generate_key(cls) -> str:
         return cls.KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+# The operators' audit log: one row per action taken in the admin (job actions, quota overrides, deletions).
+class AuditLog(models.Model):
+    """Who did what to which object, and when. Written by `accounts.audit.record`; never edited."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    # The actor's username at the time, kept when the account is deleted later.
+    actor_username = models.CharField(max_length=150, blank=True, default="")
+    action = models.CharField(max_length=64, db_index=True)  # e.g. job.cancel, job.retry, user.quota_overrides
+    target_type = models.CharField(max_length=64, db_index=True)  # app_label.model, e.g. training.trainingjob
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    target_repr = models.CharField(max_length=200, blank=True, default="")
+    details = models.JSONField(default=dict, blank=True)
+    time = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id"], name="auditlog_target_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_username or 'system'} {self.action} {self.target_type}:{self.target_id}"

@@ -102,7 +102,7 @@ def update_profile(
 ) -> User:
     """Change the display name, email and notification settings (webhook URL checked, its secret encrypted)."""
     fields = []
-    # --- notifications (issue 7)
+    # --- notifications
     if notify_email is not None:
         user.notify_email = bool(notify_email)
         fields.append("notify_email")
@@ -115,7 +115,6 @@ def update_profile(
             raise ServiceError("The webhook secret is too long (256 characters at most).", field="webhook_secret")
         user.webhook_secret_encrypted = crypto.encrypt(secret) if secret else ""
         fields.append("webhook_secret_encrypted")
-    # --- end notifications
     if display_name is not None:
         user.display_name = display_name.strip()
         fields.append("display_name")

@@ -1,4 +1,4 @@
-"""Load benchmark of the web tier (issue: serve many users).
+"""Load benchmark of the web tier.
 
 Seeds (or reuses) a database of 50 users with API tokens, 10,000 training jobs and 1,000,000 metric points (COPY),
 starts the web tier the way `make run` does (`python -m finetune.serve`, or --server-cmd for another one, or --url

@@ -1,4 +1,4 @@
-"""Engine callback -> websocket client latency, at 20 metric points/s for 60 s (issue: Training jobs).
+"""Engine callback -> websocket client latency, at 20 metric points/s for 60 s.
 
 Measures, in one run, the platform's path (DjangoReporter.on_event -> PostgreSQL row with a sequence number ->
 Redis channel layer through one long-lived sender loop -> daphne -> a websockets client) against a naive baseline

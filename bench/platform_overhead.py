@@ -1,4 +1,4 @@
-"""Platform overhead: the same LoRA training job through the platform vs the engine CLI alone (issue: Training jobs).
+"""Platform overhead: the same LoRA training job through the platform vs the engine CLI alone.
 
 In one run, on the embedded SmolLM2 and the shared Alpaca file:
   1. the platform: a job created through the service layer, claimed by a real Celery `training` worker process, with

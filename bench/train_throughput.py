@@ -10,7 +10,7 @@ training: forward 2N + backward input gradients 2N; frozen weights get no weight
     .venv/bin/python bench/train_throughput.py                 # defaults: 10 steps, batch 4, max_length 512
     .venv/bin/python bench/train_throughput.py --steps 6 --batch-size 2
 
-Targets (issue 3): ours >= 2.0x the baseline's tokens/s, an equivalent loss curve, no more peak RSS; >= 35% of
+Targets: ours >= 2.0x the baseline's tokens/s, an equivalent loss curve, no more peak RSS; >= 35% of
 the bf16 matmul roofline.
 """
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection
 
+from training import operations
+
 logger = logging.getLogger(__name__)
 
 
@@ -50,22 +52,9 @@ def check_redis() -> bool:
         return False
 
 
-def count_workers(timeout: float = 1.0) -> int:
-    """How many Celery workers answer a broadcast ping within `timeout` seconds."""
-    from finetune.celery import app
-
-    try:
-        with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
-            replies = app.control.ping(timeout=timeout, connection=conn) or []
-    except Exception as exc:
-        logger.warning("health: worker ping failed: %s", exc)
-        return 0
-    return len(replies)
-
-
 def get_health() -> Health:
     """Check every dependency (workers only when Redis answers, since the ping travels through it)."""
     db = check_database()
     rd = check_redis()
-    workers = count_workers() if rd else 0
+    workers = operations.count_workers() if rd else 0
     return Health(database=db, redis=rd, workers=workers)

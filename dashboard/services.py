@@ -28,20 +28,7 @@ def request_test_notification(user_id: int) -> str:
     return nonce
 
 
-def notify_job_finished(job_id: int) -> None:
-    """Once the current transaction commits, send the job's outcome by email and to the owner's webhook
-    (Celery tasks on settings.NOTIFICATIONS_QUEUE; a failing webhook never touches the job)."""
-    from django.conf import settings
-
-    def enqueue() -> None:
-        queue = settings.NOTIFICATIONS_QUEUE
-        tasks.send_job_email.apply_async(args=[job_id], queue=queue)
-        tasks.deliver_job_webhook.apply_async(args=[job_id], queue=queue)
-
-    transaction.on_commit(enqueue, robust=True)  # a broker hiccup must not surface in the job's completion
-
-
-# --- Dashboard statistics and analytics (issue 7), always scoped to one user ---------------------------------------
+# --- statistics and analytics, always scoped to one user -----------------------------------------------------------
 def cached_for_user(kind: str, user_id: int, ttl_s: int, build: Callable[[], T]) -> T:
     """`build()`, kept in the shared cache for `ttl_s` seconds per user (a polling dashboard then costs one cache
     read instead of a dozen queries); `ttl_s` 0 always builds."""

@@ -7,9 +7,9 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from dashboard import audit
+from accounts import audit
 
-from . import services
+from . import files
 from .models import Dataset, DatasetFile
 
 
@@ -35,7 +35,7 @@ class DatasetAdmin(audit.AuditedAdminMixin, admin.ModelAdmin):
     audit_prefix = "dataset"
 
     def delete_one(self, request: HttpRequest, obj: Any) -> None:
-        services.delete_dataset(obj)  # the same service as the API (files removed too)
+        files.delete_dataset(obj)  # the same service as the API (files removed too)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -13,18 +13,9 @@ from django.core.files.uploadhandler import FileUploadHandler
 from rest_framework.exceptions import APIException
 
 from finetune.exceptions import ServiceError
+from finetune.formatting import human_bytes
 
 ACCEPTED_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-
-
-def human_bytes(n: int | float) -> str:
-    """1536 -> '1.5 KiB'."""
-    value = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 class PayloadTooLarge(APIException):

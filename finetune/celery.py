@@ -18,7 +18,7 @@ app.conf.task_queues = (
     Queue("inference", Exchange("inference"), routing_key="inference"),
 )
 
-# Playground generation (models issue): its own workers keep models loaded between requests.
+# Playground generation: its own workers keep models loaded between requests.
 INFERENCE_ROUTES = {"models_app.tasks.playground.*": {"queue": "inference"}}
 
 

@@ -315,7 +315,7 @@ MODAL_ARTIFACT_MAX_BYTES = int(float(env_str("MODAL_ARTIFACT_MAX_GB", "100")) * 
 MODAL_RUNS_DIR = env_str("MODAL_RUNS_DIR", "")  # where the remote entrypoint keeps runs ("" = /runs on Modal)
 MODAL_GPU_SPEED = {"T4": 0.5, "L4": 0.8, "A10G": 1.0, "A100-40GB": 2.2, "A100-80GB": 2.5, "H100": 4.0}
 
-# --- Playground (models issue): generation runs in `inference` workers, which keep loaded models in an LRU cache
+# --- Playground: generation runs in `inference` workers, which keep loaded models in an LRU cache
 # per process, evicting the least recently used one when the process RSS passes PLAYGROUND_MAX_RSS_MB (0 = no
 # ceiling) or the machine's available memory falls below PLAYGROUND_MIN_FREE_MB.
 PLAYGROUND_CACHE_MAX_MODELS = env_int("PLAYGROUND_CACHE_MAX_MODELS", 2)
@@ -376,9 +376,8 @@ HF_DOWNLOAD_MAX_WORKERS = env_int("HF_DOWNLOAD_MAX_WORKERS", 4)
 HF_SEARCH_MAX_RESULTS = env_int("HF_SEARCH_MAX_RESULTS", 50)
 # A push still queued/running after this long is taken as lost (its worker died) and may be retried.
 HF_PUSH_STALE_SECONDS = env_int("HF_PUSH_STALE_SECONDS", 3 * 3600)
-# --- end Models from the Hub
 
-# --- Exports and Ollama import (models issue, items 4, 6, 7) --- begin
+# --- Exports and Ollama import
 EXPORT_LINK_TTL_S = env_int("EXPORT_LINK_TTL_S", 300)  # lifetime of a signed download link
 EXPORT_STALE_S = env_int("EXPORT_STALE_S", 3 * 3600)  # a running export/import older than this is presumed dead
 EXPORT_WORK_DIR = env_str("EXPORT_WORK_DIR") or None  # scratch space for exports (None: the system temp dir)
@@ -390,7 +389,6 @@ OLLAMA_TIMEOUT_S = float(env_str("OLLAMA_TIMEOUT_S", "30"))  # connect/read time
 OLLAMA_GENERATE_TIMEOUT_S = float(env_str("OLLAMA_GENERATE_TIMEOUT_S", "600"))  # create/generate (model load)
 OLLAMA_QUANTIZATION = env_str("OLLAMA_QUANTIZATION", "q8_0")  # GGUF quantization imported into Ollama
 OLLAMA_NUM_CTX = env_int("OLLAMA_NUM_CTX", 4096)  # cap of the Modelfile's num_ctx
-# --- Exports and Ollama import --- end
 
 # Quotas (defaults; operators override per user).
 DEFAULT_QUOTAS = {
@@ -440,7 +438,6 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "BaseModelStatusEnum": "models_app.models.BaseModel.Status",
     "ModelTaskStatusEnum": "models_app.models.TaskStatus",
 }
-# --- end Models from the Hub
 
 # --- i18n
 LANGUAGE_CODE = "en-us"
@@ -452,7 +449,7 @@ USE_TZ = True
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "finetune <noreply@localhost>")
 
-# --- Job notifications (issue 7): email + optional per-user webhook when a job succeeds or fails.
+# --- Job notifications: email + optional per-user webhook when a job succeeds or fails.
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))  # for the filebased backend
 # Tests: a queue no general test worker consumes (a notification task reading a job while a test's teardown truncates
 # the tables deadlocked them); the notification tests start a worker on a queue of their own.
@@ -463,7 +460,6 @@ NOTIFY_WEBHOOK_RETRY_DELAY_S = env_int("NOTIFY_WEBHOOK_RETRY_DELAY_S", 30)
 # Webhooks to loopback, private, link-local (cloud metadata) or otherwise non-public addresses are refused, at save
 # and again at delivery, unless this is on (default: on only with DEBUG or in tests, where receivers run locally).
 NOTIFY_WEBHOOK_ALLOW_PRIVATE = env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", DEBUG or TESTING)
-# --- end job notifications
 
 LOGGING = {
     "version": 1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from dashboard.views import frontend_shell
@@ -14,6 +15,8 @@ admin.site.site_title = "finetune admin"
 admin.site.index_title = "Fleet, users and jobs"
 
 urlpatterns = [
+    # The audit log moved from the dashboard app to accounts: old bookmarks still land on it.
+    re_path(r"^admin/dashboard/auditlog/(?P<rest>.*)$", RedirectView.as_view(url="/admin/accounts/auditlog/%(rest)s")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

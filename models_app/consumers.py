@@ -18,13 +18,13 @@ from django.conf import settings
 
 from finetune.exceptions import ServiceError
 
-from . import services
+from . import playground
 
 
 class GenerateConsumer(AsyncJsonWebsocketConsumer):
     """Accepts the owner of the model (anyone signed in for a base model); one generation at a time per socket."""
 
-    target: services.Target | None = None
+    target: playground.Target | None = None
     request_id: str | None = None
     last_event: float = 0.0
     watchdog: asyncio.Task[None] | None = None
@@ -35,11 +35,11 @@ class GenerateConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         try:
-            target = services.Target.parse(str(self.scope["url_route"]["kwargs"]["target"]))
+            target = playground.Target.parse(str(self.scope["url_route"]["kwargs"]["target"]))
         except ServiceError:
             await self.close(code=4404)
             return
-        if not await database_sync_to_async(services.can_use)(user, target):
+        if not await database_sync_to_async(playground.can_use)(user, target):
             await self.close(code=4404)  # another user's model looks exactly like a missing one
             return
         self.target = target
@@ -49,7 +49,7 @@ class GenerateConsumer(AsyncJsonWebsocketConsumer):
         if self.watchdog:
             self.watchdog.cancel()
         if self.request_id:
-            await database_sync_to_async(services.cancel_generation)(self.request_id)
+            await database_sync_to_async(playground.cancel_generation)(self.request_id)
             self.request_id = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
@@ -63,7 +63,7 @@ class GenerateConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "stop":
             if self.request_id:
-                await database_sync_to_async(services.cancel_generation)(self.request_id)
+                await database_sync_to_async(playground.cancel_generation)(self.request_id)
             return
         if self.request_id:
             await self.send_json({"type": "error", "detail": "A generation is already running on this socket: wait "
@@ -71,7 +71,7 @@ class GenerateConsumer(AsyncJsonWebsocketConsumer):
             return
         assert self.target is not None
         try:
-            self.request_id = await database_sync_to_async(services.start_generation)(
+            self.request_id = await database_sync_to_async(playground.start_generation)(
                 self.scope["user"], self.target, content, reply_channel=self.channel_name)
         except ServiceError as exc:
             await self.send_json({"type": "error", "detail": exc.message, "field": exc.field})
@@ -89,7 +89,7 @@ class GenerateConsumer(AsyncJsonWebsocketConsumer):
             request_id = self.request_id
             if request_id and time.monotonic() - self.last_event > limit:
                 self.request_id = None
-                await database_sync_to_async(services.cancel_generation)(request_id)
+                await database_sync_to_async(playground.cancel_generation)(request_id)
                 await self.send_json({"type": "error", "request_id": request_id, "detail": (
                     f"No answer from the inference worker for {limit:.0f} s. Is a Celery worker running on the "
                     "`inference` queue?")})

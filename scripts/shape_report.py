@@ -1,14 +1,12 @@
-"""The code's shape, measured (issue: one direction of dependencies): imports between the project's apps by
-direction (module-level and inside functions), cycles between apps, the largest Python modules and functions, and the
-largest React components. Tests and migrations are left out.
+"""The code's shape, measured: imports between the project's apps by direction (module-level and inside functions),
+imports that point up the layers, cycles between apps, the largest Python modules and functions, and the largest React
+components. Tests and migrations are left out.
 
     .venv/bin/python scripts/shape_report.py
 
-Layers, top to bottom (an import may point down, or sideways in the stated direction between domain apps):
-finetune (wiring) -> dashboard -> training -> models_app -> datasets_app -> accounts. `training.engine` is plain Python
-that imports none of them; it is counted as part of `training` here, and not as an upward import. The platform's
-shared infrastructure in `finetune` (exceptions, serializers, database, cache, artifacts, pagination) sits below every
-app: importing it is not upward either.
+The layers and the rules are tests/layers.py's (the ones tests/test_layers.py enforces). Imports of the engine
+(`training.engine`, plain Python below every app) and of the shared infrastructure in `finetune` are counted by app
+but make no edge for the cycles.
 """
 
 from __future__ import annotations
@@ -20,45 +18,14 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("finetune", "accounts", "datasets_app", "models_app", "training", "dashboard")
-# Higher rank = higher layer; an import from a lower rank to a higher one points up.
-RANK = {"accounts": 0, "datasets_app": 1, "models_app": 2, "training": 3, "dashboard": 4, "finetune": 5}
-CORE = ("finetune.exceptions", "finetune.serializers", "finetune.db", "finetune.cache", "finetune.artifacts",
-        "finetune.pagination", "finetune.web")
-
-
-def python_files() -> list[Path]:
-    out = []
-    for app in APPS:
-        for path in (ROOT / app).rglob("*.py"):
-            rel = path.relative_to(ROOT).parts
-            if "migrations" in rel or "tests" in rel:
-                continue
-            out.append(path)
-    return sorted(out)
+sys.path.insert(0, str(ROOT))
+from tests.layers import LAYERS, layer_of, project_imports, project_modules, upward_imports  # noqa: E402
+from tests.layers import PROJECT as APPS  # noqa: E402  (the layer rules the import test enforces)
 
 
 def _target_app(module: str) -> str | None:
     top = module.split(".")[0]
     return top if top in APPS else None
-
-
-def imports(path: Path) -> list[tuple[str, bool, int]]:
-    """(imported module, inside a function, line) for every import of a project app in `path`."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found: list[tuple[str, bool, int]] = []
-
-    def visit(node: ast.AST, in_function: bool) -> None:
-        for child in ast.iter_child_nodes(node):
-            nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-            if isinstance(child, ast.Import):
-                found.extend((alias.name, in_function, child.lineno) for alias in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
-                found.append((child.module, in_function, child.lineno))
-            visit(child, nested)
-
-    visit(tree, False)
-    return [(m, f, line) for m, f, line in found if _target_app(m)]
 
 
 def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
@@ -77,6 +44,61 @@ def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
                 elif nxt not in trail and len(trail) < 6:
                     stack.append((nxt, trail + [nxt]))
     return [list(c) for c in sorted(found)]
+
+
+def module_cycles() -> list[list[str]]:
+    """Groups of project modules that import each other, directly or around a loop (strongly connected components of
+    the import graph, imports inside functions included; `from pkg import mod` counts as importing `pkg.mod`)."""
+    modules = dict(project_modules())
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            for target in targets:
+                if target in modules and target != name:
+                    graph[name].add(target)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    sys.setrecursionlimit(10000)
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return sorted(groups)
 
 
 def functions(path: Path) -> list[tuple[int, str]]:
@@ -111,34 +133,32 @@ def react_components() -> list[tuple[int, str]]:
 def main() -> int:
     direction: Counter[tuple[str, str]] = Counter()
     in_functions: Counter[tuple[str, str]] = Counter()
-    upward: list[str] = []
     module_edges: set[tuple[str, str]] = set()
     sizes, funcs = [], []
-    for path in python_files():
+    for _name, path in project_modules():
         src_app = path.relative_to(ROOT).parts[0]
         sizes.append((len(path.read_text(encoding="utf-8").splitlines()), str(path.relative_to(ROOT))))
         funcs.extend(functions(path))
-        for module, in_function, line in imports(path):
+        for module, _line, in_function in project_imports(path):
             dst_app = _target_app(module)
             if dst_app is None or dst_app == src_app:
                 continue
             direction[(src_app, dst_app)] += 1
             if in_function:
                 in_functions[(src_app, dst_app)] += 1
-            below = module.startswith(("training.engine", *CORE)) or module == "finetune"  # `from finetune import x`
-            if not below:
+            if layer_of(module) not in ("training.engine", "infrastructure"):
                 module_edges.add((src_app, dst_app))
-            if RANK[dst_app] > RANK[src_app] and not below:
-                upward.append(f"{path.relative_to(ROOT)}:{line} imports {module}"
-                              f"{' (inside a function)' if in_function else ''}")
     print("cross-app imports by direction (importer -> imported: all, inside functions):")
     for (a, b), n in sorted(direction.items()):
         print(f"  {a:13s} -> {b:13s} {n:4d}  {in_functions[(a, b)]:4d}")
     print(f"total {sum(direction.values())} cross-app imports, {sum(in_functions.values())} inside functions")
-    print(f"upward imports (against {' -> '.join(sorted(RANK, key=RANK.get, reverse=True))}; the engine excepted): "
-          f"{len(upward)}")
+    upward = upward_imports()
+    print(f"upward imports (layers bottom to top: {' -> '.join(LAYERS)}): {len(upward)}")
     for line in upward:
         print(f"  {line}")
+    groups = module_cycles()
+    print(f"import cycles between modules (groups that import each other): {len(groups)}"
+          + "".join(f"\n  {' <-> '.join(g)}" for g in groups))
     app_cycles = cycles(module_edges)
     pairs = [c for c in app_cycles if len(c) == 2]
     print(f"cycles between apps (engine and shared infrastructure left out): {len(app_cycles)}, of them two-app "
@@ -155,6 +175,10 @@ def main() -> int:
     over = [s for s in sizes if s[0] > 500]
     long_funcs = [f for f in funcs if f[0] > 80]
     print(f"modules over 500 lines: {len(over)}; functions over 80 lines: {len(long_funcs)}")
+    for n, name in sorted(over + long_funcs, reverse=True):
+        print(f"  {n:5d} {name}")
+    big = [c for c in react_components() if c[0] > 250]
+    print(f"React components over 250 lines: {len(big)}" + "".join(f"\n  {n:5d} {name}" for n, name in sorted(big, reverse=True)))
     return 0
 
 

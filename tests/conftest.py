@@ -13,6 +13,9 @@ import pytest
 from tests.fakes.hub import FakeHub
 from tests.processes import server_env, start_celery_worker, start_daphne, stop
 
+# Fixtures shared across the tree: a trained adapter and fine-tuned model rows; the fake Ollama and export helpers.
+pytest_plugins = ["tests.plugins.models", "tests.plugins.ollama"]
+
 ROOT = Path(__file__).resolve().parent.parent
 HUB_TOKENS = {"hf_validTokenForAlice1234": "alice-hf", "hf_validTokenForBob5678": "bob-hf"}
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "test-artifacts"))

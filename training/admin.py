@@ -14,10 +14,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from dashboard import audit, operations
+from accounts import audit
 from finetune.exceptions import ServiceError
 
-from . import services
+from . import operations, services
 from .models import LogLine, MetricPoint, TrainingJob
 
 QUEUE_PERMISSION = "training.view_trainingjob"
@@ -228,7 +228,7 @@ class TrainingJobAdmin(audit.AuditedAdminMixin, admin.ModelAdmin):
             "can_change": request.user.has_perm("training.change_trainingjob"),
             "changelist_url": reverse("admin:training_trainingjob_changelist"),
         }
-        return TemplateResponse(request, "dashboard/admin/queue.html", context)
+        return TemplateResponse(request, "training/admin/queue.html", context)
 
 
 @admin.register(MetricPoint)

@@ -1,7 +1,7 @@
 """Every push to a job's websocket group (`job-<pk>`) goes through here.
 
 Sends go through one long-lived event loop per process (a daemon thread), so a training worker pushing a metric
-point every step reuses its Redis connections instead of opening one per message (STACK-NOTES: p99 7-19 ms vs 12-30).
+point every step reuses its Redis connections instead of opening one per message (measured: p99 7-19 ms vs 12-30 ms).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ PRESETS: list[dict[str, Any]] = [
                             "gradient_accumulation_steps": 4, "max_length": 2048, "lora_r": 32, "lora_alpha": 64,
                             "lora_dropout": 0.05, "lora_target_modules": "all-linear",
                             "lr_scheduler_type": "cosine", "warmup_ratio": 0.05, "validation_split": 0.05,
-                            # Early stopping (issue 7): stop after 3 evaluations without a better eval loss and keep
+                            # Early stopping: stop after 3 evaluations without a better eval loss and keep
                             # the best weights as the result.
                             "eval_steps": 50, "early_stopping_patience": 3, "early_stopping_threshold": 0.0,
                             "load_best_model_at_end": True},

@@ -4,7 +4,7 @@ cancel, resume, continue, recover jobs whose worker died, and the pre-launch est
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +20,8 @@ from models_app.models import BaseModel, FineTunedModel
 from training.engine.errors import ConfigError
 from training.engine.spec import HyperParams
 
-from . import events
+from . import events, notifications, pricing
+from . import quotas as job_quotas
 from .models import LogLine, MetricPoint, TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,8 @@ def create_job(
     if backend not in TrainingJob.Backend.values:
         raise ServiceError("backend must be 'local' or 'modal'.", field="backend")
     if backend == "modal":
-        if modal_gpu not in settings.MODAL_GPU_PRICES_USD_PER_HOUR:
-            raise ServiceError(f"modal_gpu must be one of {', '.join(settings.MODAL_GPU_PRICES_USD_PER_HOUR)}.",
+        if modal_gpu not in pricing.modal_gpus():
+            raise ServiceError(f"modal_gpu must be one of {', '.join(pricing.modal_gpus())}.",
                                field="modal_gpu")
     base = BaseModel.objects.filter(pk=base_model_id, status=BaseModel.Status.AVAILABLE).first()
     if base is None:
@@ -91,14 +92,13 @@ def create_job(
     if base.context_length and hyper["max_length"] > base.context_length:
         raise ServiceError(f"max_length {hyper['max_length']} is above {base.name}'s context length "
                            f"{base.context_length}.", field="hyperparameters.max_length")
-    # --- quotas (issue 7): the estimate is taken outside the lock; the checks run under the user's row lock.
-    est_s, est_usd = quotas.estimated_cost(TrainingJob(
+    # Quotas: the estimate is taken outside the lock; the checks run under the user's row lock.
+    est_s, est_usd = job_quotas.estimated_cost(TrainingJob(
         owner=owner, base_model=base, dataset=ds, method=method, weights=weights, hyperparameters=hyper,
         backend=backend, modal_gpu=modal_gpu))
     with transaction.atomic():
         quotas.lock_user(owner.pk)  # serializes parallel creates: the counts below include every committed job
-        quotas.check_can_create_job(owner, backend, estimate_s=est_s, estimate_usd=est_usd)
-        # --- end quotas
+        job_quotas.check_can_create_job(owner, backend, estimate_s=est_s, estimate_usd=est_usd)
         job = TrainingJob.objects.create(
             owner=owner, name=(name or f"{base.name} on {ds.name}").strip()[:200], base_model=base, dataset=ds,
             method=method, weights=weights, hyperparameters=hyper, backend=backend, modal_gpu=modal_gpu,
@@ -123,7 +123,7 @@ def claim_job(job_id: int, worker_id: str) -> bool:
     if owner_id is None:
         return False
     with transaction.atomic():
-        # Quotas (issue 7): the owner's row lock first (same order as create_job), so parallel starts of one user's
+        # Quotas: the owner's row lock first (same order as create_job), so parallel starts of one user's
         # jobs count each other's reservations.
         quotas.lock_user(owner_id)
         job = TrainingJob.objects.select_for_update(of=("self",)).select_related("dataset", "base_model").filter(
@@ -138,12 +138,11 @@ def claim_job(job_id: int, worker_id: str) -> bool:
             _finish(job, TrainingJob.Status.CANCELLED, "")
             return False
         try:
-            reserved_s = quotas.check_can_start(job)
+            reserved_s = job_quotas.check_can_start(job)
         except quotas.QuotaExceeded as exc:
             logger.info("job %s: refused at start by quota %s", job_id, exc.quota)
             _finish(job, TrainingJob.Status.FAILED, exc.message, "quota")
             return False
-        # --- end quotas
         job.status = TrainingJob.Status.STARTING
         job.lease_owner, job.lease_expires, job.heartbeat_at = worker_id, lease, now
         job.attempts += 1
@@ -177,7 +176,7 @@ def enforce_running_quota(job_id: int) -> bool:
     job = TrainingJob.objects.filter(pk=job_id, status__in=TrainingJob.ACTIVE, cancel_requested=False).first()
     if job is None:
         return False
-    exceeded = quotas.running_over_quota(job)
+    exceeded = job_quotas.running_over_quota(job)
     if exceeded is None:
         return False
     message = (f"Stopped by quota: {exceeded.message} A checkpoint was saved at the last step; resume the job once "
@@ -252,28 +251,6 @@ def record_event(job_id: int, event: dict[str, Any]) -> None:
         pass
 
 
-def compute_seconds(job: TrainingJob) -> float:
-    """Seconds of compute the job held a worker (or a Modal GPU), summed over its finished attempts."""
-    total = 0.0
-    for attempt in job.attempt_history or []:
-        try:
-            started = datetime.fromisoformat(attempt["started"])
-            ended = datetime.fromisoformat(attempt["ended"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        total += max(0.0, (ended - started).total_seconds())
-    return total
-
-
-def _account_cost(job: TrainingJob) -> None:
-    """Per-job cost: Modal GPU time x the GPU's hourly price (settings table); local runs cost no money."""
-    seconds = compute_seconds(job)
-    job.compute_seconds = round(seconds, 1)
-    if job.backend == TrainingJob.Backend.MODAL:
-        price = float(settings.MODAL_GPU_PRICES_USD_PER_HOUR.get(job.modal_gpu, 0.0))
-        job.cost_usd = round(seconds / 3600.0 * price, 4)
-
-
 def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
     job.status, job.error, job.error_kind = status, error, kind
     job.finished = timezone.now()
@@ -281,15 +258,11 @@ def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
     if job.attempt_history:
         job.attempt_history[-1]["ended"] = job.finished.isoformat()
         job.attempt_history[-1]["outcome"] = status
-    _account_cost(job)
+    pricing.account_cost(job)
     job.save()
     events.publish_status(job.pk, status, error=error)
-    # --- notifications (issue 7): email/webhook once the final state is committed.
     if status in (TrainingJob.Status.SUCCEEDED, TrainingJob.Status.FAILED):
-        from dashboard import services as dashboard_services
-
-        dashboard_services.notify_job_finished(job.pk)
-    # --- end notifications
+        notifications.announce(job.pk)  # email and webhook, once the final state is committed
 
 
 def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTunedModel | None:
@@ -378,7 +351,7 @@ def _requeue_or_fail(job: TrainingJob, reason: str) -> None:
     job.lease_owner, job.lease_expires = "", None
     if job.attempt_history:
         job.attempt_history[-1].update(ended=timezone.now().isoformat(), outcome=f"interrupted: {reason}")
-    _account_cost(job)
+    pricing.account_cost(job)
     job.save()
     events.publish_status(job.pk, job.status, error="")
     enqueue(job)
@@ -451,7 +424,7 @@ def resume_job(job: TrainingJob) -> TrainingJob:
         if job.status not in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
             raise ServiceError(f"Only a failed or cancelled job can be resumed; this one is {job.status}.",
                                status_code=409)
-        quotas.check_can_create_job(job.owner, job.backend)  # quotas (issue 7)
+        job_quotas.check_can_create_job(job.owner, job.backend)
         if job.error_kind == "infrastructure":
             job.attempts = 0  # a fresh retry budget after the user looked at it
         job.status, job.error, job.error_kind, job.cancel_requested = TrainingJob.Status.QUEUED, "", "", False
@@ -486,7 +459,7 @@ def delete_job(job: TrainingJob) -> None:
     artifacts.delete(checkpoint)
 
 
-# --- operators (issue 7, admin): requeue a stuck job ------------------------------------------------------------
+# --- operators (admin): requeue a stuck job ------------------------------------------------------------------------
 def requeue_job(job: TrainingJob, *, reason: str = "requeued by an operator") -> TrainingJob:
     """Operators: queue an active job again. A queued job gets its message sent again (the claim is idempotent, so a
     duplicate is harmless); a starting/running one loses its lease now (its worker stops at the next heartbeat and
@@ -500,10 +473,9 @@ def requeue_job(job: TrainingJob, *, reason: str = "requeued by an operator") ->
             job.lease_owner, job.lease_expires = "", None
             if job.attempt_history:
                 job.attempt_history[-1].update(ended=timezone.now().isoformat(), outcome=f"interrupted: {reason}")
-            _account_cost(job)
+            pricing.account_cost(job)
             job.save()
             events.publish_status(job.pk, job.status, error="")
         enqueue(job)
     logger.info("job %s requeued (%s)", job.pk, reason)
     return job
-# --- end operators

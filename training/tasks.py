@@ -7,8 +7,9 @@ import os
 import socket
 
 from celery import shared_task
+from django.conf import settings
 
-from . import services
+from . import notifications, services
 
 logger = logging.getLogger(__name__)
 
@@ -31,3 +32,27 @@ def run_training_job(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
 def recover_jobs() -> int:
     """Periodic (beat): re-queue jobs whose worker died (expired lease)."""
     return services.recover_expired_leases()
+
+
+@shared_task(name="training.tasks.send_job_email", bind=True, acks_late=True, max_retries=3)
+def send_job_email(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Email the job's owner about its outcome (sent once per outcome; SMTP errors are retried)."""
+    try:
+        notifications.send_job_email(job_id)
+    except OSError as exc:  # SMTP down: may work later
+        logger.warning("job %s: outcome email failed (%s), retrying", job_id, exc)
+        raise self.retry(countdown=settings.NOTIFY_WEBHOOK_RETRY_DELAY_S) from None
+
+
+@shared_task(name="training.tasks.deliver_job_webhook", bind=True, acks_late=True)
+def deliver_job_webhook(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
+    """POST the job's outcome to the owner's webhook; retried a couple of times, then only logged."""
+    try:
+        notifications.deliver_webhook(job_id)
+    except notifications.WebhookFailed as exc:
+        retries = self.request.retries
+        if retries < settings.NOTIFY_WEBHOOK_RETRIES:
+            logger.info("job %s: webhook failed (%s), retry %s", job_id, exc, retries + 1)
+            raise self.retry(countdown=settings.NOTIFY_WEBHOOK_RETRY_DELAY_S * (2**retries),
+                             max_retries=settings.NOTIFY_WEBHOOK_RETRIES) from None
+        notifications.record_webhook_failure(job_id, str(exc), retries + 1)

@@ -62,7 +62,7 @@ class UserSerializer(serializers.ModelSerializer):
 class ProfileUpdateSerializer(serializers.Serializer):
     display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     email = serializers.EmailField(max_length=254, required=False)
-    # Notifications (issue 7): the URL is checked by the service (http/https only); an empty value turns it off.
+    # Notifications: the URL is checked by the service (http/https only); an empty value turns it off.
     notify_email = serializers.BooleanField(required=False)
     webhook_url = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     webhook_secret = serializers.CharField(max_length=256, required=False, allow_blank=True, write_only=True,

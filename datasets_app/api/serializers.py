@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from datasets_app.models import Dataset, DatasetFile
-from datasets_app.services import FILE_FIELDS
+from datasets_app.versions import FILE_FIELDS
 from finetune.serializers import FastReadMixin
 
 
@@ -37,14 +37,14 @@ class DatasetSerializer(FastReadMixin, serializers.ModelSerializer):
 
     @extend_schema_field(DatasetFileSerializer(many=True))
     def get_files(self, obj: Dataset) -> list[dict[str, Any]]:
-        """From the `files_json` annotation (services.with_lineage_info) when the row has it, else the related rows."""
+        """From the `files_json` annotation (versions.with_lineage_info) when the row has it, else the related rows."""
         files = getattr(obj, "files_json", _MISSING)
         if files is _MISSING:
             return DatasetFileSerializer(obj.files.all(), many=True).data
         return [{name: row[name] for name in FILE_FIELDS} for row in files or ()]
 
     def get_root_id(self, obj: Dataset) -> int:
-        root = getattr(obj, "root_pk", None)  # annotated by services.with_lineage_info
+        root = getattr(obj, "root_pk", None)  # annotated by versions.with_lineage_info
         if root is None:
             root = Dataset.objects.filter(lineage=obj.lineage).order_by("version").values_list("pk", flat=True).first()
         return int(root or obj.pk)

@@ -14,7 +14,7 @@ from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from datasets_app import services
+from datasets_app import files, quotas, services, versions
 from datasets_app.models import Dataset
 
 from . import serializers as s
@@ -30,7 +30,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_queryset(self) -> QuerySet[Dataset]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user, no database
             return Dataset.objects.none()
-        qs = services.owned_datasets(self.request.user)
+        qs = versions.owned_datasets(self.request.user)
         # A list never shows the stored validation reports (large; served by <id>/report/).
         return qs.defer("report") if self.action == "list" else qs
 
@@ -44,7 +44,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         if self.action == "create":
             length = int(request.META.get("CONTENT_LENGTH") or 0)
             if length:
-                services.check_upload_size_early(request.user, length)
+                quotas.check_upload_size_early(request.user, length)
 
     @extend_schema(request={"multipart/form-data": s.DatasetUploadSerializer}, responses={201: s.DatasetSerializer})
     def create(self, request: Request) -> Response:
@@ -67,7 +67,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        services.delete_dataset(self.get_object())
+        files.delete_dataset(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
@@ -114,7 +114,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """Make a new version by applying preprocessing steps (the original is kept)."""
         data = s.PreprocessSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        child = services.preprocess(self.get_object(), steps=data.validated_data["steps"],
+        child = versions.preprocess(self.get_object(), steps=data.validated_data["steps"],
                                     name=data.validated_data.get("name") or None)
         return Response(s.DatasetSerializer(child).data, status=status.HTTP_202_ACCEPTED)
 
@@ -124,21 +124,21 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """Make a new version with train and validation files."""
         data = s.SplitSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        child = services.split(self.get_object(), **data.validated_data)
+        child = versions.split(self.get_object(), **data.validated_data)
         return Response(s.DatasetSerializer(child).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=s.DatasetSerializer(many=True))
     @action(detail=True, methods=["get"])
     def versions(self, request: Request, pk: str) -> Response:
-        return Response(s.DatasetSerializer(services.versions(self.get_object()), many=True).data)
+        return Response(s.DatasetSerializer(versions.versions(self.get_object()), many=True).data)
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
                               302: OpenApiResponse(description="S3: a short-lived presigned URL of the file")})
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str) -> HttpResponseBase:
         dataset = self.get_object()
-        direct = services.direct_download_url(dataset)
+        direct = files.direct_download_url(dataset)
         if direct:  # S3: the bytes come from the bucket, not through the web tier
             return HttpResponseRedirect(direct)
-        fh, filename = services.open_download(dataset)
+        fh, filename = files.open_download(dataset)
         return FileResponse(fh, as_attachment=True, filename=filename)

@@ -11,16 +11,16 @@ import { RouteError } from "./pages/RouteError";
 const DashboardPage = lazy(() => import("./pages/DashboardPage"));
 const SettingsPage = lazy(() => import("./pages/SettingsPage"));
 const DatasetsListPage = lazy(() => import("./pages/datasets/DatasetsListPage"));
-const DatasetUploadPage = lazy(() => import("./pages/datasets/DatasetUploadPage"));
+const DatasetUploadPage = lazy(() => import("./pages/datasets/upload/DatasetUploadPage"));
 const DatasetDetailPage = lazy(() => import("./pages/datasets/DatasetDetailPage"));
 const TrainingListPage = lazy(() => import("./pages/training/TrainingListPage"));
-const NewTrainingPage = lazy(() => import("./pages/training/NewTrainingPage"));
+const NewTrainingPage = lazy(() => import("./pages/training/new/NewTrainingPage"));
 const TrainingJobPage = lazy(() => import("./pages/training/TrainingJobPage"));
 const ModelsListPage = lazy(() => import("./pages/models/ModelsListPage"));
 const ModelDetailPage = lazy(() => import("./pages/models/ModelDetailPage"));
 const CompareModelsPage = lazy(() => import("./pages/models/CompareModelsPage"));
 const BaseModelsPage = lazy(() => import("./pages/models/BaseModelsPage"));
-const PlaygroundPage = lazy(() => import("./pages/models/PlaygroundPage"));
+const PlaygroundPage = lazy(() => import("./pages/models/playground/PlaygroundPage"));
 
 const router = createBrowserRouter([
   {

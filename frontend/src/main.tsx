@@ -5,7 +5,7 @@ import { createRoot } from "react-dom/client";
 import { keys } from "./api/auth";
 import { ApiError, ensureCsrf } from "./api/client";
 import { App } from "./App";
-import "./styles/app.css";
+import "./styles/index.css";
 
 // A 401/403 anywhere may mean the session ended: re-check /api/auth/me/, and RequireAuth redirects to /login if so.
 function onApiError(error: unknown, queryKey?: readonly unknown[]) {

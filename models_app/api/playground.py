@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from models_app import services
+from models_app import playground
 
 
 class _Message(serializers.Serializer):
@@ -40,7 +40,7 @@ class _GenerateView(APIView):
 
     @extend_schema(request=GenerateRequestSerializer, responses=_ANSWER)
     def post(self, request: Request, pk: int) -> Response:
-        return Response(services.generate_now(request.user, services.Target(self.kind, pk), request.data))
+        return Response(playground.generate_now(request.user, playground.Target(self.kind, pk), request.data))
 
 
 class GenerateView(_GenerateView):

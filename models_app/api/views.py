@@ -91,7 +91,7 @@ class FineTunedModelDetailSerializer(FineTunedModelSerializer):
         return services.eval_report(obj)
 
     def get_loss_curve(self, obj: FineTunedModel) -> list[dict[str, Any]]:
-        return services.loss_curve(obj.job_id)
+        return services.loss_curve(obj)
 
 
 class FineTunedModelUpdateSerializer(serializers.Serializer):

@@ -391,8 +391,13 @@ def _local_metadata(folder: Path) -> dict[str, Any]:
 # --- fit estimate ---------------------------------------------------------------------------------------------------
 def fit_estimate(base_model: BaseModel, method: str, max_length: int, batch_size: int) -> dict[str, Any]:
     """Peak training memory for full / LoRA / QLoRA at this max length and batch size, and whether it fits here and
-    on each Modal GPU (same model as the training wizard's estimate)."""
-    from training.estimate import _local_memory_gb, _model_shape, peak_memory_gb
+    on each Modal GPU (the engine's memory model, as in the training wizard's estimate and the run itself)."""
+    from training.engine import memory as memory_model
+
+    def steps_on(device_type: str) -> dict[str, Any]:  # SFT step estimates for full / LoRA / QLoRA
+        return memory_model.estimates_by_weights(
+            shape, method="sft", batch_size=batch_size, max_length=max_length, device_type=device_type,
+            precision=memory_model.default_precision(device_type))
 
     if method not in FIT_METHODS:
         raise ServiceError(f"method must be one of {', '.join(FIT_METHODS)}.", field="method")
@@ -400,21 +405,25 @@ def fit_estimate(base_model: BaseModel, method: str, max_length: int, batch_size
         raise ServiceError("max_length must be between 16 and 131072.", field="max_length")
     if not 1 <= batch_size <= 1024:
         raise ServiceError("batch_size must be between 1 and 1024.", field="batch_size")
-    shape = _model_shape(base_model)
-    memory = {m: peak_memory_gb(shape, weights=m, batch=batch_size, max_length=max_length) for m in FIT_METHODS}
-    available = _local_memory_gb()
+    shape = memory_model.base_model_shape(base_model.repo_id, base_model.parameters or None)
+    configured = settings.TRAINING_DEVICE_MEMORY_GB
+    available = memory_model.local_memory_gb(configured)
+    steps = steps_on(memory_model.local_device_type(configured))
+    on_gpu = steps_on("cuda")[method]
+    fits = {m: step.fits(available * 1024) for m, step in steps.items()}
+    needed = {m: step.device_gb() for m, step in steps.items()}
     notes = []
     if base_model.context_length and max_length > base_model.context_length:
         notes.append(f"max_length {max_length} is longer than the model's context ({base_model.context_length}).")
-    if memory[method] > available:
-        cheaper = [m for m in FIT_METHODS if memory[m] <= available]
-        notes.append(f"{method} needs about {memory[method]} GB; this machine has {available:.0f} GB."
-                     + (f" {', '.join(cheaper)} would fit." if cheaper else " Try a Modal GPU."))
+    if not fits[method]:
+        cheaper = [m for m in FIT_METHODS if fits[m]]
+        notes.append(f"{method} needs about {steps[method].device_gb(1)} GB even with gradient checkpointing; this "
+                     f"machine has {available:.0f} GB." + (f" {', '.join(cheaper)} would fit." if cheaper
+                                                           else " Try a Modal GPU."))
     return {
         "base_model": base_model.pk, "method": method, "max_length": max_length, "batch_size": batch_size,
-        "parameters": shape["params"], "memory_gb": memory[method], "memory_gb_by_method": memory,
-        "available_gb": round(available, 1), "fits": memory[method] <= available,
-        "fits_by_method": {m: v <= available for m, v in memory.items()},
-        "modal_gpus_fit": {gpu: memory[method] <= gb for gpu, gb in settings.MODAL_GPU_MEMORY_GB.items()},
+        "parameters": shape.params, "memory_gb": needed[method], "memory_gb_by_method": needed,
+        "available_gb": round(available, 1), "fits": fits[method], "fits_by_method": fits,
+        "modal_gpus_fit": {gpu: on_gpu.fits(gb * 1024) for gpu, gb in settings.MODAL_GPU_MEMORY_GB.items()},
         "notes": notes,
     }

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from models_app import services
+from models_app import playground
 
 
 # No late ack or redelivery: a generation lost with its worker is not worth replaying (its socket has moved on),
@@ -16,4 +16,4 @@ from models_app import services
              soft_time_limit=900, time_limit=960)
 def generate(job: dict[str, Any]) -> None:
     """Answer one playground request, streaming its tokens to the requester's channel."""
-    services.run_generation(job)
+    playground.run_generation(job)

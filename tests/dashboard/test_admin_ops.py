@@ -13,10 +13,8 @@ from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from accounts.models import User
-from dashboard.models import AuditLog
-from models_app.models import BaseModel
-from tests.training.conftest import TINY_HYPER, make_ready_dataset
+from accounts.models import AuditLog, User
+from tests.factories import TINY_HYPER, TrainingJobFactory, make_ready_dataset
 from training import services
 from training.models import TrainingJob
 
@@ -31,40 +29,16 @@ def ops(db):
 
 @pytest.fixture
 def make_job(user, tmp_path, settings):
+    """A job of ``user`` in a given state; with ``worker``, holding that worker's lease halfway through its steps."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    base = BaseModel.objects.ensure_embedded()
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)
 
     def make(status="queued", *, worker="", name="opsjob", **extra):
         now = timezone.now()
-        fields = dict(
-            owner=user,
-            name=name,
-            base_model=base,
-            dataset=ds,
-            method="sft",
-            weights="lora",
-            hyperparameters=TINY_HYPER,
-            status=status,
-            **extra,
-        )
         if worker:
-            fields.update(
-                lease_owner=worker,
-                lease_expires=now + timedelta(seconds=60),
-                heartbeat_at=now,
-                attempts=1,
-                started=now - timedelta(seconds=90),
-                current_step=3,
-                total_steps=6,
-                progress=0.5,
-                attempt_history=[
-                    {"attempt": 1, "worker": worker, "started": (now - timedelta(seconds=90)).isoformat()}
-                ],
-            )
-        if status in TrainingJob.FINISHED:
-            fields.setdefault("finished", now)
-        return TrainingJob.objects.create(**fields)
+            extra.update(lease_owner=worker, lease_expires=now + timedelta(seconds=60), heartbeat_at=now, attempts=1,
+                         current_step=3, total_steps=6, progress=0.5, running_since=now - timedelta(seconds=90),
+                         attempt_worker=worker)
+        return TrainingJobFactory(owner=user, name=name, status=status, hyperparameters=dict(TINY_HYPER), **extra)
 
     return make
 
@@ -152,7 +126,7 @@ def test_staff_without_permissions_cannot_see_jobs_or_the_queue(client, make_job
     assert client.get(JOBS).status_code == 403
     assert client.get(f"{JOBS}{job.pk}/change/").status_code == 403
     assert client.get(QUEUE).status_code == 403
-    assert client.get("/admin/dashboard/auditlog/").status_code == 403
+    assert client.get("/admin/accounts/auditlog/").status_code == 403
     assert client.get("/admin/accounts/user/storage/").status_code == 403
     index = client.get("/admin/").content.decode()
     assert "Training queue and worker health" not in index
@@ -187,10 +161,11 @@ def test_audit_log_is_read_only(client, ops, make_job):
     job = make_job("queued")
     act(client, "cancel_jobs", job)
     entry = AuditLog.objects.get()
-    assert client.get("/admin/dashboard/auditlog/").status_code == 200
-    assert client.get(f"/admin/dashboard/auditlog/{entry.pk}/change/").status_code == 200  # view only
-    assert client.get("/admin/dashboard/auditlog/add/").status_code == 403
-    assert client.post(f"/admin/dashboard/auditlog/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.get("/admin/accounts/auditlog/").status_code == 200
+    assert client.get("/admin/dashboard/auditlog/").url == "/admin/accounts/auditlog/"  # the old address
+    assert client.get(f"/admin/accounts/auditlog/{entry.pk}/change/").status_code == 200  # view only
+    assert client.get("/admin/accounts/auditlog/add/").status_code == 403
+    assert client.post(f"/admin/accounts/auditlog/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditLog.objects.count() == 1
 
 
@@ -293,7 +268,7 @@ def test_admin_dataset_delete_goes_through_the_service_and_is_audited(client, op
     from datasets_app.models import Dataset
 
     settings.MEDIA_ROOT = tmp_path / "media"
-    ds = make_ready_dataset(user, tmp_dir=tmp_path, name="to delete")
+    ds = make_ready_dataset(user, name="to delete")
     client.force_login(ops)
     r = client.post(f"/admin/datasets_app/dataset/{ds.pk}/delete/", {"post": "yes"})
     assert r.status_code == 302

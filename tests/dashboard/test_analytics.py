@@ -9,9 +9,7 @@ import pytest
 from django.utils import timezone
 
 from models_app.models import BaseModel, FineTunedModel
-from tests.training.conftest import make_ready_dataset
-
-from .helpers import make_job
+from tests.factories import TrainingJobFactory, make_ready_dataset
 
 pytestmark = pytest.mark.django_db
 
@@ -44,23 +42,22 @@ def world(user, other_user, settings, tmp_path):
     ]
     jobs = []
     for i, (created, status, method, secs, finished, loss, eval_loss) in enumerate(spec):
-        jobs.append(make_job(
-            user, tmp_path, status=status, method=method, compute_seconds=secs, name=f"job{i}",
+        jobs.append(TrainingJobFactory(owner=user, status=status, method=method, compute_seconds=secs, name=f"job{i}",
             created=now - created * day - timedelta(minutes=i),
             finished=(now - finished * day) if finished is not None else None,
             result=_result(loss, eval_loss) if loss is not None else ({} if status == "succeeded" else None),
             running_since=now - timedelta(minutes=3) if status == "running" else None,
             **({"progress": 0.25, "current_step": 3, "total_steps": 12} if status == "running" else {}),
         ))
-    make_ready_dataset(user, tmp_dir=tmp_path, name="second")  # two datasets for the user
+    make_ready_dataset(user, name="second")  # two datasets for the user
     base = BaseModel.objects.ensure_embedded()
     FineTunedModel.objects.create(owner=user, name="m", version=1, base_model=base, method="sft", weights="lora",
                                   )
     # The other user: lots of everything, all of it today.
     for i in range(6):
-        make_job(other_user, tmp_path, status="succeeded", method="sft", compute_seconds=99999,
+        TrainingJobFactory(owner=other_user, status="succeeded", method="sft", compute_seconds=99999,
                  result=_result(9.0, 9.0), name=f"other{i}")
-    make_job(other_user, tmp_path, status="running", running_since=now)
+    TrainingJobFactory(owner=other_user, status="running", running_since=now)
     for v in (1, 2):
         FineTunedModel.objects.create(owner=other_user, name="o", version=v, base_model=base, method="sft",
                                       weights="lora")

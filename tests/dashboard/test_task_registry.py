@@ -6,8 +6,6 @@ from finetune.celery import app
 
 EXPECTED = [
     "dashboard.tasks.clear_expired_sessions",
-    "dashboard.tasks.deliver_job_webhook",
-    "dashboard.tasks.send_job_email",
     "dashboard.tasks.send_test_notification",
     "datasets_app.tasks.process_dataset",
     "models_app.tasks.exports.reclaim_stale",
@@ -16,8 +14,10 @@ EXPECTED = [
     "models_app.tasks.hub.download_base_model",
     "models_app.tasks.hub.push_to_hub",
     "models_app.tasks.playground.generate",
+    "training.tasks.deliver_job_webhook",
     "training.tasks.recover_jobs",
     "training.tasks.run_training_job",
+    "training.tasks.send_job_email",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from datasets_app import services
+from datasets_app import processing, services
 from datasets_app.models import Dataset
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +20,7 @@ def foreign_dataset(other_user, media_root, shared_datasets):
     up.write(path.read_bytes())
     up.seek(0)
     ds = services.create_dataset(owner=other_user, uploads=[up])
-    services.process_dataset(ds.pk, str(ds.run_token))
+    processing.process_dataset(ds.pk, str(ds.run_token))
     return Dataset.objects.get(pk=ds.pk)
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from datasets_app import services
+from datasets_app import processing
 from datasets_app.models import Dataset
 
 from .conftest import stored_files
@@ -22,7 +22,7 @@ def _upload(client, path, **extra):
 
 def _process(dataset_id):
     ds = Dataset.objects.get(pk=dataset_id)
-    services.process_dataset(ds.pk, str(ds.run_token))
+    processing.process_dataset(ds.pk, str(ds.run_token))
     ds.refresh_from_db()
     return ds
 
@@ -163,9 +163,9 @@ def test_second_delivery_of_processing_is_a_noop(auth_client, media_root, shared
     body = _upload(auth_client, shared_datasets / "alpaca_en_demo.json").json()
     ds = Dataset.objects.get(pk=body["id"])
     token = str(ds.run_token)
-    services.process_dataset(ds.pk, token)
+    processing.process_dataset(ds.pk, token)
     ds.refresh_from_db()
     updated = ds.updated
-    services.process_dataset(ds.pk, token)  # redelivered message
+    processing.process_dataset(ds.pk, token)  # redelivered message
     ds.refresh_from_db()
     assert ds.updated == updated and ds.status == "ready"

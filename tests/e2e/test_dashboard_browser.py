@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.training.conftest import TINY_HYPER, make_ready_dataset
+from tests.factories import TINY_HYPER, make_ready_dataset
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 PASSWORD = "Gradient-Descent-42"
@@ -63,8 +63,7 @@ def seed_history(owner, dataset, base) -> None:
 
 
 def test_dashboard_live_progress_and_admin_queue(browser, daphne_url, dashboard_worker, artifacts_dir, tmp_path):
-    from accounts.models import User
-    from dashboard.models import AuditLog
+    from accounts.models import AuditLog, User
     from models_app.models import BaseModel
     from training import services
 
@@ -74,7 +73,7 @@ def test_dashboard_live_progress_and_admin_queue(browser, daphne_url, dashboard_
     dana = User.objects.create_user(username="dana", email="dana@example.com", password=PASSWORD)
     User.objects.create_superuser(username="ops", email="ops@example.com", password=PASSWORD)
     base = BaseModel.objects.ensure_embedded()
-    ds = make_ready_dataset(dana, tmp_dir=tmp_path, name="tiny alpaca")
+    ds = make_ready_dataset(dana, name="tiny alpaca")
     seed_history(dana, ds, base)
     # Long enough to be watched (and cancelled) while it runs.
     job = services.create_job(
@@ -161,7 +160,7 @@ def test_dashboard_live_progress_and_admin_queue(browser, daphne_url, dashboard_
     expect(page.locator(f'[data-testid=recent-job][data-job-id="{job.pk}"]')).to_contain_text("Cancelled")
     page.wait_for_timeout(300)
     page.screenshot(path=str(shots / "04-dashboard-after-cancel.png"), full_page=True)
-    admin.goto(f"{daphne_url}/admin/dashboard/auditlog/")
+    admin.goto(f"{daphne_url}/admin/accounts/auditlog/")
     expect(admin.locator("#result_list")).to_contain_text("job.cancel")
     admin.screenshot(path=str(shots / "05-admin-audit-log.png"), full_page=True)
     admin_ctx.close()

@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.models.conftest import make_finetuned, trained_adapter_dir  # noqa: F401  (fixtures used below)
-
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 HF_TOKEN = "hf_validTokenForAlice1234"  # the fake Hub knows it as user "alice-hf", with write access
@@ -278,7 +276,7 @@ def test_model_page_playground_push_and_ollama_import(page, models_servers, fake
     # --- Hub search, model info and a download into the shared cache, with its progress in the catalogue
     from django.conf import settings
 
-    from tests.models.test_hub import tiny_model_files
+    from tests.fakes.hub import tiny_model_files
 
     repo_id = f"tiny-org/tiny-chat-{time.time_ns() % 10**9}"
     files, _params = tiny_model_files()

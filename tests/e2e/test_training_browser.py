@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.training.conftest import make_ready_dataset
+from tests.factories import make_ready_dataset
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -41,7 +41,7 @@ def test_wizard_launch_live_chart_and_reload(page, daphne_url, browser_training_
 
     from accounts.models import User
 
-    ds = make_ready_dataset(User.objects.get(username="tina"), tmp_dir=tmp_path, name="tiny alpaca")
+    ds = make_ready_dataset(User.objects.get(username="tina"), name="tiny alpaca")
     page.goto(f"{daphne_url}/training/new?dataset={ds.pk}")
     next_button = page.get_by_role("button", name="Next")
     for _ in range(2):  # base model (preselected), dataset (preselected)

@@ -41,6 +41,8 @@ print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}})))
         "training.engine.callbacks.hf",
         "training.engine.checkpoints",
         "training.engine.device",
+        "training.engine.memory",
+        "training.engine.trainers",
     ],
 )
 def test_engine_modules_do_not_import_django(module: str) -> None:

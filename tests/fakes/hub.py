@@ -721,3 +721,42 @@ class FakeHub:
                                   str(header.get("description") or ""), user)
         self._json(h, 200, {"success": True, "commitOid": commit.oid,
                             "commitUrl": f"{self.url}/{repo_id}/commit/{commit.oid}", "hookOutput": ""})
+
+
+# --- a tiny repository to serve ---------------------------------------------------------------------------------
+EMBEDDED_TOKENIZER = Path.home() / ".cache" / "finetune" / "models" / "SmolLM2-135M-Instruct"
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>' + '\\n'}}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+
+def tiny_model_files(vocab: int = 64000, hidden: int = 96) -> tuple[dict[str, Any], int]:
+    """A tiny llama-shaped repo (config, tokenizer + chat template, safetensors weights); returns (files, params).
+    The default weights are ~25 MB: huggingface_hub writes downloads in 10 MB chunks, so progress shows in between."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    rng = np.random.default_rng(0)
+    tensors = {"model.embed_tokens.weight": rng.standard_normal((vocab, hidden), dtype=np.float32)}
+    for i in range(2):
+        shapes = {"self_attn.q_proj.weight": (hidden, hidden), "self_attn.k_proj.weight": (hidden // 2, hidden),
+                  "self_attn.v_proj.weight": (hidden // 2, hidden), "self_attn.o_proj.weight": (hidden, hidden),
+                  "mlp.gate_proj.weight": (96, hidden), "mlp.up_proj.weight": (96, hidden),
+                  "mlp.down_proj.weight": (hidden, 96), "input_layernorm.weight": (hidden,)}
+        for name, shape in shapes.items():
+            tensors[f"model.layers.{i}.{name}"] = rng.standard_normal(shape, dtype=np.float32)
+    params = sum(int(t.size) for t in tensors.values())
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
+              "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "vocab_size": vocab, "max_position_embeddings": 4096, "tie_word_embeddings": True}
+    files = {
+        "config.json": json.dumps(config),
+        "tokenizer_config.json": json.dumps({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
+                                             "chat_template": CHATML}),
+        "tokenizer.json": EMBEDDED_TOKENIZER / "tokenizer.json",
+        "model.safetensors": save(tensors),
+        "pytorch_model.bin": b"\x80\x02pickle that must never be downloaded",
+        "README.md": "---\nlicense: apache-2.0\nlibrary_name: transformers\n---\n# tiny\n",
+    }
+    return files, params

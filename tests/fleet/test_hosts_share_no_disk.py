@@ -1,4 +1,4 @@
-"""Hosts that share no disk (issue: fleet). Every process below runs as a separate host: its own mount namespace with
+"""Hosts that share no disk. Every process below runs as a separate host: its own mount namespace with
 an empty tmpfs over the project's var/ (its scratch, cache and media live there), so a host path written by one
 process and read by another fails loudly. They share only PostgreSQL, Redis and an S3 bucket (moto's S3 server).
 
@@ -17,13 +17,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.models.conftest_ollama import FAST_VERIFY, GOLDEN_PROMPT
+from tests.clients import wait_for_status
+from tests.factories import TINY_HYPER, make_ready_dataset
+from tests.plugins.ollama import FAST_VERIFY, GOLDEN_PROMPT
 from tests.processes import ROOT, can_isolate_hosts, server_env, start_celery_worker, stop
-from tests.training.conftest import TINY_HYPER, make_ready_dataset
-from tests.training.test_training_e2e import _wait_status
 from training.models import TrainingJob
 
-pytest_plugins = ["tests.models.conftest_ollama"]
 pytestmark = [
     pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.fleet,
     pytest.mark.skipif(not can_isolate_hosts(), reason="simulating separate hosts needs root and unshare"),
@@ -74,7 +73,7 @@ def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_neve
     for name, value in FAST_VERIFY.items():
         setattr(settings, name, value)
     accounts.save_hf_token(user, token="hf_validTokenForAlice1234")  # alice-hf on the fake Hub
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)  # stored in the bucket
+    ds = make_ready_dataset(user)  # stored in the bucket
     assert ds.files.get().file.name in s3.keys()
     base = BaseModel.objects.ensure_embedded()
     env = _host_env(test_db_name, s3)
@@ -103,7 +102,7 @@ def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_neve
 
     w2, _ = start_celery_worker(env, tmp_path / "host-b.log", queues="training", private_dirs=[VAR])
     try:
-        done = _wait_status(job.pk, ("succeeded", "failed"), 300)
+        done = wait_for_status(job.pk, ("succeeded", "failed"), 300)
     finally:
         stop(w2)
     assert done.status == "succeeded", done.error

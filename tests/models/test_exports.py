@@ -20,7 +20,6 @@ from models_app import exports
 from models_app.artifacts import model_folder
 from models_app.models import ModelExport
 
-pytest_plugins = ["tests.models.conftest_ollama"]
 GOLDEN_PROMPT = "What is the capital of France?"  # the one verification prompt of these tests (FAST_VERIFY)
 
 

@@ -15,7 +15,6 @@ from models_app import exports, modelfile, ollama
 from models_app.models import ModelExport, OllamaImport
 from tests.processes import free_port
 
-pytest_plugins = ["tests.models.conftest_ollama"]
 GOLDEN_PROMPT = "What is the capital of France?"  # the one verification prompt of these tests (FAST_VERIFY)
 
 

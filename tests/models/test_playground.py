@@ -352,7 +352,7 @@ def test_websocket_reports_a_missing_inference_worker(user, make_finetuned, sett
     from django.db import connections
 
     from finetune.asgi import application
-    from models_app import services
+    from models_app import playground
     from models_app.tasks import playground as tasks
 
     settings.PLAYGROUND_TIMEOUT_S = 1
@@ -373,7 +373,7 @@ def test_websocket_reports_a_missing_inference_worker(user, make_finetuned, sett
     queued, error = run_async(scenario())
     assert queued["type"] == "queued" and error["type"] == "error"
     assert "No answer from the inference worker for 1 s" in error["detail"]
-    assert services.is_cancelled(queued["request_id"])
+    assert playground.is_cancelled(queued["request_id"])
 
 
 def test_worker_log_has_no_tracebacks(inference_worker, tmp_path_factory):

@@ -12,7 +12,8 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from datasets_app.models import Dataset
-from models_app.models import BaseModel, FineTunedModel, ModelExport, TaskStatus
+from models_app.models import FineTunedModel, ModelExport, TaskStatus
+from tests.factories import DatasetFactory, TrainingJobFactory
 from training.models import MetricPoint, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -20,15 +21,14 @@ pytestmark = pytest.mark.django_db
 URL = "/api/models/"
 
 
-def _job(owner, *, name="tiny-alpaca", dataset=None, losses=(2.5, 2.1, 1.8), eval_losses=(2.2,), lr=1e-3,
+def succeeded_job(owner, *, name="tiny-alpaca", dataset=None, losses=(2.5, 2.1, 1.8), eval_losses=(2.2,), lr=1e-3,
          sha="ab" * 32, comparison=None):
     """A succeeded job with a dataset and metric points, as the training pipeline leaves it."""
-    dataset = dataset or Dataset.objects.create(owner=owner, name="alpaca demo", status=Dataset.Status.READY,
-                                                format="alpaca", row_count=8, version=1)
-    job = TrainingJob.objects.create(
-        owner=owner, name=name, base_model=BaseModel.objects.ensure_embedded(), dataset=dataset, method="sft",
-        weights="lora", hyperparameters={"learning_rate": lr, "max_steps": len(losses), "lora_r": 8},
-        status=TrainingJob.Status.SUCCEEDED, dataset_sha256=sha, finished=timezone.now(),
+    dataset = dataset or DatasetFactory(owner=owner, name="alpaca demo", row_count=8, rows=False)
+    job = TrainingJobFactory(
+        owner=owner, name=name, dataset=dataset,
+        hyperparameters={"learning_rate": lr, "max_steps": len(losses), "lora_r": 8},
+        status=TrainingJob.Status.SUCCEEDED, dataset_sha256=sha,
         result={"status": "succeeded", "comparison": comparison})
     now = timezone.now()
     seq = 0
@@ -86,7 +86,7 @@ def test_list_filters_by_name_base_model_and_latest(auth_client, user, make_fine
 
 
 def test_detail_carries_job_dataset_eval_report_and_loss_curve(auth_client, user, make_finetuned):
-    job = _job(user, comparison={"summary": {"prompts": 2, "prompts_changed": 1}})
+    job = succeeded_job(user, comparison={"summary": {"prompts": 2, "prompts_changed": 1}})
     model = make_finetuned(user, job=job, metrics={"train_loss_last": 1.8, "eval_loss_before": 2.4,
                                                    "eval_loss_after": 2.2})
     body = auth_client.get(f"{URL}{model.pk}/").json()
@@ -101,8 +101,8 @@ def test_detail_carries_job_dataset_eval_report_and_loss_curve(auth_client, user
 
 def test_compare_shows_differences_datasets_metrics_and_both_loss_curves(auth_client, user, make_finetuned):
     ds = Dataset.objects.create(owner=user, name="alpaca demo", status=Dataset.Status.READY, format="alpaca")
-    job_a = _job(user, dataset=ds, losses=(2.5, 2.0), lr=1e-3)
-    job_b = _job(user, dataset=ds, losses=(2.6, 2.2, 1.7, 1.5), eval_losses=(2.3, 1.9), lr=2e-4,
+    job_a = succeeded_job(user, dataset=ds, losses=(2.5, 2.0), lr=1e-3)
+    job_b = succeeded_job(user, dataset=ds, losses=(2.6, 2.2, 1.7, 1.5), eval_losses=(2.3, 1.9), lr=2e-4,
                  comparison={"summary": {"finetuned_loss": 1.9}})
     a = make_finetuned(user, job=job_a, hyperparameters=job_a.hyperparameters,
                        metrics={"train_loss_last": 2.0, "eval_loss_after": 2.2})

@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import User
+from tests.factories import TINY_HYPER, make_ready_dataset
 from training.models import TrainingJob
-
-from .conftest import TINY_HYPER, make_ready_dataset
 
 pytestmark = pytest.mark.django_db
 
 
 def test_job_admin_lists_filters_and_cancels(client, user, embedded_base, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "m"
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    ds = make_ready_dataset(user)
     job = TrainingJob.objects.create(owner=user, name="opsjob", base_model=embedded_base, dataset=ds, method="sft",
                                      weights="lora", hyperparameters=TINY_HYPER)
     admin = User.objects.create_superuser(username="ops", email="ops@example.com", password="x-Strong-pass-1")

@@ -9,11 +9,10 @@ import time
 
 import pytest
 
+from tests.clients import wait_for_status
+from tests.factories import TINY_HYPER, make_ready_dataset
 from tests.processes import server_env, start_celery_worker, stop
 from training.models import TrainingJob
-
-from .conftest import TINY_HYPER, make_ready_dataset
-from .test_training_e2e import _wait_status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -24,7 +23,7 @@ def test_sigkilled_worker_job_resumes_from_checkpoint_and_succeeds(test_db_name,
     from training import services
 
     user = User.objects.create_user(username="crash", email="crash@example.com", password="x-Strong-pass-1")
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    ds = make_ready_dataset(user)
     base = BaseModel.objects.ensure_embedded()
     env = server_env(test_db_name, TRAINING_LEASE_SECONDS="6", TRAINING_HEARTBEAT_SECONDS="1")
     hyper = {**TINY_HYPER, "max_steps": 10, "save_steps": 2}
@@ -49,7 +48,7 @@ def test_sigkilled_worker_job_resumes_from_checkpoint_and_succeeds(test_db_name,
     assert TrainingJob.objects.get(pk=job.pk).status == "recovering"
     w2, _ = start_celery_worker(env, tmp_path / "w2.log", queues="training")
     try:
-        done = _wait_status(job.pk, ("succeeded", "failed"), 300)
+        done = wait_for_status(job.pk, ("succeeded", "failed"), 300)
     finally:
         stop(w2)
     assert done.status == "succeeded", done.error

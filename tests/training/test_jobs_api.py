@@ -7,10 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from tests.factories import TINY_HYPER, TrainingJobFactory, make_ready_dataset
 from training import services
 from training.models import TrainingJob
-
-from .conftest import TINY_HYPER, make_ready_dataset
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +49,7 @@ def test_bad_hyperparameters_answer_400_naming_the_field(auth_client, ready_data
 
 def test_job_cannot_use_another_users_dataset(auth_client, other_user, embedded_base, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "m"
-    foreign = make_ready_dataset(other_user, tmp_dir=tmp_path)
+    foreign = make_ready_dataset(other_user)
     r = auth_client.post("/api/training/jobs/", _body(foreign, embedded_base), format="json")
     assert r.status_code == 400 and "dataset" in r.json()["errors"]
     assert TrainingJob.objects.count() == 0
@@ -71,7 +70,7 @@ def test_concurrent_job_limit(auth_client, user, ready_dataset, embedded_base):
 
 def test_other_user_gets_404_on_every_job_route(auth_client, other_user, embedded_base, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "m"
-    ds = make_ready_dataset(other_user, tmp_dir=tmp_path)
+    ds = make_ready_dataset(other_user)
     job = TrainingJob.objects.create(owner=other_user, name="theirs", base_model=embedded_base, dataset=ds,
                                      method="sft", weights="lora", hyperparameters=TINY_HYPER)
     for method, path in [("get", ""), ("delete", ""), ("post", "cancel/"), ("post", "resume/"),
@@ -104,13 +103,8 @@ def test_estimate_says_when_it_will_not_fit(auth_client, ready_dataset, embedded
     assert est["fits"] is False and "Will not fit" in est["notes"][0]
 
 
-def _job(user, ds, base, **kw):
-    return TrainingJob.objects.create(owner=user, name="j", base_model=base, dataset=ds, method="sft",
-                                      weights="lora", hyperparameters=TINY_HYPER, **kw)
-
-
 def test_second_delivery_finds_a_live_lease(user, ready_dataset, embedded_base):
-    job = _job(user, ready_dataset, embedded_base)
+    job = TrainingJobFactory(owner=user, dataset=ready_dataset, hyperparameters=TINY_HYPER)
     assert services.claim_job(job.pk, "w1") is True
     assert services.claim_job(job.pk, "w2") is False  # the redelivered message backs off
     job.refresh_from_db()
@@ -120,7 +114,7 @@ def test_second_delivery_finds_a_live_lease(user, ready_dataset, embedded_base):
 def test_expired_lease_is_recovered_within_the_budget(user, ready_dataset, embedded_base, settings,
                                                       django_capture_on_commit_callbacks):
     settings.TRAINING_MAX_ATTEMPTS = 2
-    job = _job(user, ready_dataset, embedded_base)
+    job = TrainingJobFactory(owner=user, dataset=ready_dataset, hyperparameters=TINY_HYPER)
     assert services.claim_job(job.pk, "w1")
     TrainingJob.objects.filter(pk=job.pk).update(lease_expires=timezone.now() - timedelta(seconds=1))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -137,7 +131,7 @@ def test_expired_lease_is_recovered_within_the_budget(user, ready_dataset, embed
 def test_a_modal_run_that_stops_reporting_is_recovered(user, ready_dataset, embedded_base, settings,
                                                        django_capture_on_commit_callbacks):
     settings.MODAL_HEARTBEAT_TIMEOUT_S = 60
-    job = _job(user, ready_dataset, embedded_base)
+    job = TrainingJobFactory(owner=user, dataset=ready_dataset, hyperparameters=TINY_HYPER)
     assert services.claim_job(job.pk, "w1")
     fresh = timezone.now() - timedelta(seconds=10)
     history = [{**TrainingJob.objects.get(pk=job.pk).attempt_history[0],
@@ -157,7 +151,7 @@ def test_a_modal_run_that_stops_reporting_is_recovered(user, ready_dataset, embe
 
 
 def test_cancel_queued_job_is_final(auth_client, user, ready_dataset, embedded_base):
-    job = _job(user, ready_dataset, embedded_base)
+    job = TrainingJobFactory(owner=user, dataset=ready_dataset, hyperparameters=TINY_HYPER)
     r = auth_client.post(f"/api/training/jobs/{job.pk}/cancel/")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert services.claim_job(job.pk, "w1") is False  # a queued message arriving later does nothing
@@ -167,7 +161,7 @@ def test_cancel_queued_job_is_final(auth_client, user, ready_dataset, embedded_b
 
 
 def test_running_job_cancel_is_relayed(user, ready_dataset, embedded_base):
-    job = _job(user, ready_dataset, embedded_base)
+    job = TrainingJobFactory(owner=user, dataset=ready_dataset, hyperparameters=TINY_HYPER)
     services.claim_job(job.pk, "w1")
     assert services.should_stop(job.pk, "w1") is False
     services.request_cancel(job)
@@ -176,7 +170,7 @@ def test_running_job_cancel_is_relayed(user, ready_dataset, embedded_base):
 
 
 def test_metric_events_get_gapless_sequence_numbers(auth_client, user, ready_dataset, embedded_base):
-    job = _job(user, ready_dataset, embedded_base)
+    job = TrainingJobFactory(owner=user, dataset=ready_dataset, hyperparameters=TINY_HYPER)
     for step in range(1, 6):
         services.record_event(job.pk, {"type": "metric", "step": step, "total_steps": 5, "loss": 2.0 / step,
                                        "learning_rate": 1e-3, "grad_norm": 1.0, "memory_mb": 500.0,

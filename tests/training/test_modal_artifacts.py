@@ -13,11 +13,10 @@ import pytest
 from django.core.files.storage import default_storage
 
 from finetune import artifacts
+from tests.factories import TINY_HYPER, make_ready_dataset
 from training.engine.artifacts import pack_dir
 from training.models import TrainingJob
 from training.runners.modal import build_payload, callback_token
-
-from .conftest import TINY_HYPER, make_ready_dataset
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +26,7 @@ def modal_job(user, embedded_base, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.TRAINING_RUNS_DIR = tmp_path / "runs"
     settings.SITE_URL = "http://platform.test"
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    ds = make_ready_dataset(user)
     return TrainingJob.objects.create(owner=user, name="m", base_model=embedded_base, dataset=ds, method="sft",
                                       weights="lora", hyperparameters=TINY_HYPER, backend="modal", modal_gpu="T4",
                                       status="running", attempts=2, lease_owner="modal:call-1")

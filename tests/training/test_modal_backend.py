@@ -10,18 +10,17 @@ import pytest
 from django.core import signing
 
 from models_app.artifacts import model_folder
+from tests.clients import post_json, register_session, wait_for_status
+from tests.factories import TINY_HYPER, make_ready_dataset
 from tests.processes import run_async
 from training.models import TrainingJob
 from training.runners.modal import callback_token
-
-from .conftest import TINY_HYPER, make_ready_dataset
-from .test_training_e2e import _post, _session
 
 
 @pytest.mark.django_db
 def test_forged_or_foreign_callback_signature_is_refused(client, user, embedded_base, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "m"
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    ds = make_ready_dataset(user)
     job = TrainingJob.objects.create(owner=user, name="m", base_model=embedded_base, dataset=ds, method="sft",
                                      weights="lora", hyperparameters=TINY_HYPER, backend="modal", modal_gpu="T4",
                                      status="running")
@@ -60,14 +59,14 @@ def test_modal_job_reports_through_the_callback_to_the_same_websocket(daphne_url
     from accounts.models import User
     from models_app.models import BaseModel
 
-    s = _session(daphne_url, "modaluser")
+    s = register_session(daphne_url, "modaluser")
     user = User.objects.get(username="modaluser")
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    ds = make_ready_dataset(user)
     base = BaseModel.objects.ensure_embedded()
     cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
 
     async def scenario():
-        r = await asyncio.to_thread(_post, s, daphne_url, "/api/training/jobs/", {
+        r = await asyncio.to_thread(post_json, s, daphne_url, "/api/training/jobs/", {
             "name": "on modal", "base_model": base.pk, "dataset": ds.pk, "method": "sft", "weights": "lora",
             "backend": "modal", "modal_gpu": "A10G", "hyperparameters": {**TINY_HYPER, "max_steps": 4}})
         assert r.status_code == 201, r.text
@@ -111,9 +110,9 @@ def test_callback_events_posted_to_daphne_reach_the_job_websocket(daphne_url, tm
     from accounts.models import User
     from models_app.models import BaseModel
 
-    s = _session(daphne_url, "cbuser")
+    s = register_session(daphne_url, "cbuser")
     user = User.objects.get(username="cbuser")
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    ds = make_ready_dataset(user)
     job = TrainingJob.objects.create(owner=user, name="cb", base_model=BaseModel.objects.ensure_embedded(),
                                      dataset=ds, method="sft", weights="lora", hyperparameters=TINY_HYPER,
                                      backend="modal", modal_gpu="T4", status="running", attempts=1)
@@ -148,10 +147,9 @@ def test_a_hub_base_model_trains_on_modal_from_the_artifact_store(daphne_url, tr
     from accounts.models import User
     from finetune import artifacts
     from models_app.models import BaseModel
-    from tests.models.test_hub import tiny_model_files
+    from tests.fakes.hub import tiny_model_files
     from training import services
 
-    from .test_training_e2e import _wait_status
 
     files, params = tiny_model_files(vocab=49152, hidden=32)
     snapshot = tmp_path / "snapshot"
@@ -166,11 +164,11 @@ def test_a_hub_base_model_trains_on_modal_from_the_artifact_store(daphne_url, tr
         artifact_key=stored.key, artifact_sha256=stored.sha256, artifact_size=stored.size,
         architecture="LlamaForCausalLM", parameters=params, context_length=4096, has_chat_template=True)
     user = User.objects.create_user(username="modalhub", email="modalhub@example.com", password="x-Strong-pass-1")
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    ds = make_ready_dataset(user)
     job = services.create_job(owner=user, name="hub on modal", base_model_id=base.pk, dataset_id=ds.pk,
                               hyperparameters={**TINY_HYPER, "max_steps": 2, "save_steps": 1}, backend="modal",
                               modal_gpu="T4")
-    done = _wait_status(job.pk, ("succeeded", "failed"), 300)
+    done = wait_for_status(job.pk, ("succeeded", "failed"), 300)
     assert done.status == "succeeded", done.error
     assert done.last_checkpoint_step >= 1  # checkpoints came back through the artifact endpoint while it ran
     model = done.produced_model

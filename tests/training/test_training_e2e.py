@@ -9,42 +9,16 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 import websockets
 from django.conf import settings
 
 from models_app.artifacts import model_folder
+from tests.clients import post_json, register_session, wait_for_status
+from tests.factories import TINY_HYPER, make_ready_dataset
 from tests.processes import run_async
 from training.models import TrainingJob
 
-from .conftest import TINY_HYPER, make_ready_dataset
-
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
-
-
-def _session(daphne_url, username):
-    s = requests.Session()
-    s.get(f"{daphne_url}/api/auth/csrf/").raise_for_status()
-    r = s.post(f"{daphne_url}/api/auth/register/", json={"username": username, "email": f"{username}@example.com",
-               "password": "x-Strong-pass-1"}, headers={"X-CSRFToken": s.cookies["csrftoken"],
-                                                         "Referer": daphne_url + "/"})
-    assert r.status_code == 201, r.text
-    return s
-
-
-def _post(s, daphne_url, path, body):
-    return s.post(f"{daphne_url}{path}", json=body, headers={"X-CSRFToken": s.cookies["csrftoken"],
-                                                             "Referer": daphne_url + "/"})
-
-
-def _wait_status(job_id, statuses, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = TrainingJob.objects.get(pk=job_id)
-        if job.status in statuses:
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} stayed {TrainingJob.objects.get(pk=job_id).status}; wanted {statuses}")
 
 
 def test_lora_job_streams_metrics_in_order_and_produces_a_model(daphne_url, training_worker, tmp_path,
@@ -52,14 +26,14 @@ def test_lora_job_streams_metrics_in_order_and_produces_a_model(daphne_url, trai
     from accounts.models import User
     from models_app.models import BaseModel
 
-    s = _session(daphne_url, "trainer")
+    s = register_session(daphne_url, "trainer")
     user = User.objects.get(username="trainer")
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    ds = make_ready_dataset(user)
     base = BaseModel.objects.ensure_embedded()
     cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
 
     async def scenario():
-        r = await asyncio.to_thread(_post, s, daphne_url, "/api/training/jobs/", {
+        r = await asyncio.to_thread(post_json, s, daphne_url, "/api/training/jobs/", {
             "name": "e2e", "base_model": base.pk, "dataset": ds.pk, "method": "sft", "weights": "lora",
             "hyperparameters": TINY_HYPER})
         assert r.status_code == 201, r.text
@@ -106,10 +80,10 @@ def test_websocket_refuses_other_users_and_foreign_origins(daphne_url, tmp_path)
     from accounts.models import User
     from models_app.models import BaseModel
 
-    _session(daphne_url, "owner1")
-    other = _session(daphne_url, "intruder")
+    register_session(daphne_url, "owner1")
+    other = register_session(daphne_url, "intruder")
     owner = User.objects.get(username="owner1")
-    ds = make_ready_dataset(owner, tmp_dir=tmp_path)
+    ds = make_ready_dataset(owner)
     job = TrainingJob.objects.create(owner=owner, name="x", dataset=ds, method="sft", weights="lora",
                                      base_model=BaseModel.objects.ensure_embedded(), hyperparameters=TINY_HYPER,
                                      status="cancelled")
@@ -138,7 +112,7 @@ def test_cancel_stops_a_running_job_within_one_step(daphne_url, training_worker,
     from training import services
 
     user = User.objects.create_user(username="canceller", email="c@example.com", password="x-Strong-pass-1")
-    ds = make_ready_dataset(user, tmp_dir=tmp_path)
+    ds = make_ready_dataset(user)
     base = BaseModel.objects.ensure_embedded()
     job = services.create_job(owner=user, name="c", base_model_id=base.pk, dataset_id=ds.pk,
                               hyperparameters={**TINY_HYPER, "max_steps": 200, "save_steps": 100})
@@ -148,7 +122,7 @@ def test_cancel_stops_a_running_job_within_one_step(daphne_url, training_worker,
         time.sleep(0.2)
     services.request_cancel(TrainingJob.objects.get(pk=job.pk))
     step_at_cancel = TrainingJob.objects.get(pk=job.pk).current_step
-    done = _wait_status(job.pk, ("cancelled", "failed", "succeeded"), 120)
+    done = wait_for_status(job.pk, ("cancelled", "failed", "succeeded"), 120)
     assert done.status == "cancelled", done.error
     assert done.current_step <= step_at_cancel + 2
     assert done.last_checkpoint_step >= step_at_cancel - 1  # a checkpoint was saved on the way out

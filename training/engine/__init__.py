@@ -1,8 +1,10 @@
 """finetune's training engine: plain Python (no Django), runs in a Celery worker, on Modal or from the CLI.
 
-Public API: ``run_training(spec, callbacks) -> TrainingResult`` with the frozen ``TrainingSpec`` / ``HyperParams`` /
-``DataSpec`` dataclasses, the run events and callbacks in ``training.engine.callbacks``, and the ``EngineError``
-family. Importing this package is cheap: torch/transformers load only when a run starts.
+Public API: ``run_training(spec, callbacks) -> TrainingResult`` (``Run`` runs it phase by phase) with the frozen
+``TrainingSpec`` / ``HyperParams`` / ``DataSpec`` dataclasses, the run events and callbacks in
+``training.engine.callbacks``, the ``EngineError`` family, and the memory model of a training step in
+``training.engine.memory`` (used by the run and by the apps' estimates). Importing this package is cheap:
+torch/transformers load only when a run starts.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from .callbacks import (
 )
 from .checkpoints import latest_complete_checkpoint
 from .errors import Cancelled, ConfigError, DataError, EngineError, ExportError, OutOfMemory
-from .run import TrainingResult, run_training
+from .result import TrainingResult
+from .run import Run, run_training
 from .spec import DataSpec, HyperParams, TrainingSpec
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "LogEvent",
     "MetricEvent",
     "OutOfMemory",
+    "Run",
     "StatusEvent",
     "StopFlagCallback",
     "TrainingResult",

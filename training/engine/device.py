@@ -70,7 +70,8 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def _total_ram_mb() -> float | None:
+def total_ram_mb() -> float | None:
+    """This host's RAM in MB (None when it cannot be read)."""
     try:
         import psutil
 
@@ -121,10 +122,10 @@ def detect_device(precision: str = "auto") -> DeviceInfo:
         dtype = "bf16" if bf16 else "fp16"
         info = DeviceInfo("cuda", props.name, dtype, bf16, float(props.total_memory) / 2**20, threads)
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        info = DeviceInfo("mps", "Apple MPS", "bf16", True, _total_ram_mb(), threads)
+        info = DeviceInfo("mps", "Apple MPS", "bf16", True, total_ram_mb(), threads)
     else:
         bf16 = cpu_bf16_native()
-        info = DeviceInfo("cpu", _cpu_name(), "bf16" if bf16 else "fp32", bf16, _total_ram_mb(), threads)
+        info = DeviceInfo("cpu", _cpu_name(), "bf16" if bf16 else "fp32", bf16, total_ram_mb(), threads)
     if precision == "auto":
         return info
     if precision == "fp16" and info.type == "cpu":

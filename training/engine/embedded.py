@@ -21,6 +21,7 @@ EMBEDDED_MODEL_ID = "embedded/SmolLM2-135M-Instruct"
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = ".finetune-complete"
+_ALIASES = (EMBEDDED_MODEL_ID, EMBEDDED_MODEL_NAME, "embedded", "HuggingFaceTB/SmolLM2-135M-Instruct")
 
 
 def cache_dir() -> Path:
@@ -53,9 +54,19 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def is_embedded(base_model: str) -> bool:
+    """True when a spec's ``base_model`` names the embedded model."""
+    return base_model in _ALIASES
+
+
+def embedded_model_dir() -> Path:
+    """Where the converted embedded model lives (it may not be converted yet: ``embedded_model_path`` does that)."""
+    return cache_dir() / "models" / EMBEDDED_MODEL_NAME
+
+
 def embedded_model_path() -> str:
     """Return the HF folder of the embedded model, converting it from GGUF the first time (process-safe)."""
-    target = cache_dir() / "models" / EMBEDDED_MODEL_NAME
+    target = embedded_model_dir()
     if (target / _MARKER).exists():
         return str(target)
     with _file_lock(target.parent / f".{EMBEDDED_MODEL_NAME}.lock"):
@@ -88,6 +99,6 @@ def embedded_model_path() -> str:
 
 def resolve_model_path(base_model: str) -> str:
     """Map a spec's ``base_model`` (embedded id, local folder or Hub id) to something ``from_pretrained`` takes."""
-    if base_model in (EMBEDDED_MODEL_ID, EMBEDDED_MODEL_NAME, "embedded", "HuggingFaceTB/SmolLM2-135M-Instruct"):
+    if is_embedded(base_model):
         return embedded_model_path()
     return base_model

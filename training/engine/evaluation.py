@@ -237,9 +237,6 @@ def compare_models(
     ``finetuned_dir`` is a PEFT adapter (loaded on top of the base) or a full model folder. A prompt whose messages end
     with an assistant turn uses that turn as the reference answer shown next to both generations.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from .embedded import resolve_model_path
     from .exporters.base import is_adapter_dir
 
@@ -250,29 +247,22 @@ def compare_models(
     base_path = resolve_model_path(base_model_path)
     adapter = is_adapter_dir(finetuned_dir)
 
-    def run(model: Any, tokenizer: Any) -> tuple[list[str], EvalResult | None]:
+    def answer(model: Any, tokenizer: Any) -> tuple[list[str], EvalResult | None]:
         answers = [_generate(model, tokenizer, messages, max_new_tokens) for messages, _ in parsed]
-        result = None
-        if eval_examples:
-            result = eval_loss(model, tokenizer, eval_examples, max_length=max_length)
+        result = eval_loss(model, tokenizer, eval_examples, max_length=max_length) if eval_examples else None
         return answers, result
 
-    base_tok = AutoTokenizer.from_pretrained(base_path)
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).eval()
-    base_answers, base_eval = run(model, base_tok)
+    base_tok = _tokenizer(base_path)
+    model = _load_model(base_path)
+    base_answers, base_eval = answer(model, base_tok)
     logger.info("compare_models: base %s done in %.1f s", base_path, time.perf_counter() - started)
-
-    ft_tok = AutoTokenizer.from_pretrained(finetuned_dir) if _has_tokenizer(finetuned_dir) else base_tok
+    ft_tok = _tokenizer(finetuned_dir) if _has_tokenizer(finetuned_dir) else base_tok
     if adapter:
-        from peft import PeftModel
-
-        if len(ft_tok) > model.get_input_embeddings().weight.shape[0]:
-            model.resize_token_embeddings(len(ft_tok))
-        model = PeftModel.from_pretrained(model, finetuned_dir).eval()
+        model = _with_adapter(model, ft_tok, finetuned_dir)
     else:
-        del model
-        model = AutoModelForCausalLM.from_pretrained(finetuned_dir, dtype=torch.float32).eval()
-    ft_answers, ft_eval = run(model, ft_tok)
+        del model  # free the base before the fine-tuned copy loads
+        model = _load_model(finetuned_dir)
+    ft_answers, ft_eval = answer(model, ft_tok)
     del model
 
     rows = [
@@ -288,27 +278,8 @@ def compare_models(
     summary: dict[str, Any] = {"prompts": len(rows), "prompts_changed": sum(r["changed"] for r in rows)}
     evaluation = None
     if base_eval is not None and ft_eval is not None:
-        per_example = []
-        for i, (b, f) in enumerate(zip(base_eval.per_example, ft_eval.per_example, strict=True)):
-            delta = f - b if math.isfinite(b) and math.isfinite(f) else float("nan")
-            per_example.append(
-                {"index": i, "base_loss": _finite(b), "finetuned_loss": _finite(f), "delta": _finite(delta)}
-            )
-        evaluation = {
-            "examples": len(per_example),
-            "max_length": max_length,
-            "base": base_eval.to_dict(),
-            "finetuned": ft_eval.to_dict(),
-            "per_example": per_example,
-        }
-        summary.update(
-            base_loss=_finite(base_eval.loss),
-            finetuned_loss=_finite(ft_eval.loss),
-            base_perplexity=_finite(base_eval.perplexity),
-            finetuned_perplexity=_finite(ft_eval.perplexity),
-            loss_delta=_finite(ft_eval.loss - base_eval.loss),
-            examples_improved=sum(1 for row in per_example if row["delta"] is not None and row["delta"] < 0),
-        )
+        evaluation = _compare_losses(base_eval, ft_eval, max_length)
+        summary.update(_loss_summary(base_eval, ft_eval, evaluation["per_example"]))
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return {
         "base_model": base_model_path,
@@ -318,4 +289,56 @@ def compare_models(
         "prompts": rows,
         "eval": evaluation,
         "summary": summary,
+    }
+
+
+def _tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _load_model(path: str) -> Any:
+    """A model in fp32, in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def _with_adapter(base: Any, tokenizer: Any, adapter_dir: str) -> Any:
+    """``base`` with the adapter on top (embeddings grown first if the adapter's tokenizer added tokens)."""
+    from peft import PeftModel
+
+    if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:
+        base.resize_token_embeddings(len(tokenizer))
+    return PeftModel.from_pretrained(base, adapter_dir).eval()
+
+
+def _compare_losses(base_eval: EvalResult, ft_eval: EvalResult, max_length: int) -> dict[str, Any]:
+    """The ``eval`` block: both results and each example's loss change."""
+    per_example = []
+    for i, (b, f) in enumerate(zip(base_eval.per_example, ft_eval.per_example, strict=True)):
+        delta = f - b if math.isfinite(b) and math.isfinite(f) else float("nan")
+        per_example.append(
+            {"index": i, "base_loss": _finite(b), "finetuned_loss": _finite(f), "delta": _finite(delta)}
+        )
+    return {
+        "examples": len(per_example),
+        "max_length": max_length,
+        "base": base_eval.to_dict(),
+        "finetuned": ft_eval.to_dict(),
+        "per_example": per_example,
+    }
+
+
+def _loss_summary(base_eval: EvalResult, ft_eval: EvalResult, per_example: list[dict[str, Any]]) -> dict[str, Any]:
+    """Loss and perplexity before/after, their change and how many examples improved."""
+    return {
+        "base_loss": _finite(base_eval.loss),
+        "finetuned_loss": _finite(ft_eval.loss),
+        "base_perplexity": _finite(base_eval.perplexity),
+        "finetuned_perplexity": _finite(ft_eval.perplexity),
+        "loss_delta": _finite(ft_eval.loss - base_eval.loss),
+        "examples_improved": sum(1 for row in per_example if row["delta"] is not None and row["delta"] < 0),
     }

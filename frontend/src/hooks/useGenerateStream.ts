@@ -6,6 +6,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { errorMessage } from "../api/client";
 import { generateOnce, type GenerateParams } from "../api/models";
+import { socketUrl } from "./useReconnectingSocket";
 
 export type StreamSide = "model" | "base";
 
@@ -38,9 +39,7 @@ function readResults(message: Record<string, unknown>): Partial<Record<StreamSid
 }
 
 export function generateSocketUrl(target: GenerateTarget): string {
-  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  const path = target.kind === "base" ? `/ws/models/base-${target.id}/generate/` : `/ws/models/${target.id}/generate/`;
-  return `${scheme}://${window.location.host}${path}`;
+  return socketUrl(target.kind === "base" ? `/ws/models/base-${target.id}/generate/` : `/ws/models/${target.id}/generate/`);
 }
 
 function sideOf(message: Record<string, unknown>): StreamSide | null {

@@ -9,8 +9,11 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { BACKFILL_PAGE, fetchLogs, fetchMetrics } from "../api/training";
 import type { JobSocketMessage, LogLine, MetricPoint } from "../api/types";
+import { socketUrl, useReconnectingSocket, type SocketState } from "./useReconnectingSocket";
 
-export type JobSocketState = "idle" | "connecting" | "open" | "reconnecting";
+export type JobSocketState = SocketState;
+/** The server closes with 4403 when the job is not the user's (or the session ended): no point reconnecting. */
+export const JOB_SOCKET_FINAL_CODES: readonly number[] = [4403];
 
 export interface JobStatusMessage {
   status: string;
@@ -20,8 +23,6 @@ export interface JobStatusMessage {
   [key: string]: unknown;
 }
 
-const BASE_DELAY_MS = 1_000;
-const MAX_DELAY_MS = 30_000;
 /** Backfill period while the job is active: short when the socket is down (poll mode), long as a safety net. */
 const POLL_OPEN_MS = 15_000;
 const POLL_CLOSED_MS = 3_000;
@@ -30,8 +31,7 @@ const FLUSH_MS = 120;
 const MAX_LOGS = 5_000;
 
 export function jobSocketUrl(jobId: number): string {
-  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${window.location.host}/ws/training/${jobId}/`;
+  return socketUrl(`/ws/training/${jobId}/`);
 }
 
 /** A seq-keyed collection: dedupes, keeps order, and remembers the server-confirmed watermark. */
@@ -76,7 +76,6 @@ function asPoint(message: Record<string, unknown>): MetricPoint {
 export function useJobSocket(jobId: number, active: boolean, onStatus?: (message: JobStatusMessage) => void) {
   const [points, setPoints] = useState<MetricPoint[]>([]);
   const [logs, setLogs] = useState<LogLine[]>([]);
-  const [state, setState] = useState<JobSocketState>("idle");
   const [checkpointStep, setCheckpointStep] = useState<number | null>(null);
   const [loaded, setLoaded] = useState(false);
   const [backfillError, setBackfillError] = useState<string | null>(null);
@@ -158,101 +157,75 @@ export function useJobSocket(jobId: number, active: boolean, onStatus?: (message
     void backfill();
   }, [jobId, backfill]);
 
-  // The socket, while the job is active.
+  // Polling backfills while the job is active: often while the socket is down, rarely as a safety net.
+  const socketOpen = useRef(false);
+  const pollRef = useRef<() => void>(() => undefined);
   useEffect(() => {
+    socketOpen.current = false;
     if (!active) {
-      setState("idle");
       void backfill(); // the last points of a run that just finished
       return;
     }
-    let socket: WebSocket | null = null;
-    let reconnectTimer: number | undefined;
     let pollTimer: number | undefined;
-    let attempt = 0;
     let stopped = false;
-    let open = false;
-
     const poll = () => {
       window.clearTimeout(pollTimer);
+      if (stopped) return;
       pollTimer = window.setTimeout(() => {
         void backfill();
         poll();
-      }, open ? POLL_OPEN_MS : POLL_CLOSED_MS);
+      }, socketOpen.current ? POLL_OPEN_MS : POLL_CLOSED_MS);
     };
-
-    const handle = (message: JobSocketMessage) => {
-      const b = bundle.current;
-      if (message.type === "metric") {
-        const point = asPoint(message as unknown as Record<string, unknown>);
-        const gap = point.seq > b.metrics.highest + 1;
-        if (b.metrics.merge([point])) scheduleFlush();
-        if (gap) void backfill();
-      } else if (message.type === "log") {
-        const line: LogLine = {
-          seq: message.seq,
-          level: message.level ?? "info",
-          line: message.line ?? "",
-          time: message.time ?? new Date().toISOString(), // pushed lines carry no time: the moment it arrived
-        };
-        const gap = line.seq > b.logs.highest + 1;
-        if (b.logs.merge([line])) scheduleFlush();
-        if (gap) void backfill();
-      } else if (message.type === "checkpoint") {
-        if (typeof message.step === "number") setCheckpointStep((prev) => Math.max(prev ?? 0, message.step));
-      } else if (message.type === "status") {
-        onStatusRef.current?.(message as JobStatusMessage);
-      }
-    };
-
-    const connect = () => {
-      if (stopped) return;
-      setState(attempt === 0 ? "connecting" : "reconnecting");
-      socket = new WebSocket(jobSocketUrl(jobId));
-      socket.onopen = () => {
-        attempt = 0;
-        open = true;
-        setState("open");
-        void backfill(); // whatever was published while we were away
-        poll();
-      };
-      socket.onmessage = (event: MessageEvent) => {
-        let message: JobSocketMessage;
-        try {
-          message = JSON.parse(String(event.data)) as JobSocketMessage;
-        } catch {
-          return;
-        }
-        if (message && typeof message === "object" && typeof message.type === "string") handle(message);
-      };
-      socket.onclose = (event: CloseEvent) => {
-        socket = null;
-        open = false;
-        if (stopped) return;
-        poll(); // poll-only until the socket is back
-        if (event.code === 4403) {
-          setState("idle"); // not ours (or signed out): polling still shows what the API allows
-          return;
-        }
-        const delay = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** attempt) * (0.8 + Math.random() * 0.4);
-        attempt += 1;
-        setState("reconnecting");
-        reconnectTimer = window.setTimeout(connect, delay);
-      };
-    };
-
-    connect();
+    pollRef.current = poll;
     poll();
     return () => {
       stopped = true;
-      window.clearTimeout(reconnectTimer);
       window.clearTimeout(pollTimer);
-      if (socket) {
-        socket.onclose = null;
-        socket.onmessage = null;
-        socket.close();
-      }
+      pollRef.current = () => undefined;
     };
-  }, [jobId, active, backfill, scheduleFlush]);
+  }, [jobId, active, backfill]);
+
+  const handle = (message: JobSocketMessage) => {
+    const b = bundle.current;
+    if (message.type === "metric") {
+      const point = asPoint(message as unknown as Record<string, unknown>);
+      const gap = point.seq > b.metrics.highest + 1;
+      if (b.metrics.merge([point])) scheduleFlush();
+      if (gap) void backfill();
+    } else if (message.type === "log") {
+      const line: LogLine = {
+        seq: message.seq,
+        level: message.level ?? "info",
+        line: message.line ?? "",
+        time: message.time ?? new Date().toISOString(), // pushed lines carry no time: the moment it arrived
+      };
+      const gap = line.seq > b.logs.highest + 1;
+      if (b.logs.merge([line])) scheduleFlush();
+      if (gap) void backfill();
+    } else if (message.type === "checkpoint") {
+      if (typeof message.step === "number") setCheckpointStep((prev) => Math.max(prev ?? 0, message.step));
+    } else if (message.type === "status") {
+      onStatusRef.current?.(message as JobStatusMessage);
+    }
+  };
+
+  // The socket, while the job is active (a 4403 leaves it closed: polling still shows what the API allows).
+  const { state } = useReconnectingSocket<JobSocketMessage>(
+    active ? jobSocketUrl(jobId) : null,
+    {
+      onMessage: handle,
+      onOpen: () => {
+        socketOpen.current = true;
+        void backfill(); // whatever was published while we were away
+        pollRef.current();
+      },
+      onClose: () => {
+        socketOpen.current = false;
+        pollRef.current(); // poll-only until the socket is back
+      },
+    },
+    { finalCodes: JOB_SOCKET_FINAL_CODES },
+  );
 
   return { points, logs, state, checkpointStep, loaded, backfillError, backfill };
 }

@@ -1,8 +1,9 @@
-// Live messages from /ws/notifications/, with reconnect and exponential backoff.
-import { useEffect, useRef, useState } from "react";
+// Live messages from /ws/notifications/ (reconnecting: see useReconnectingSocket), newest first.
+import { useRef, useState } from "react";
 import type { SocketMessage } from "../api/types";
+import { socketUrl, useReconnectingSocket, type SocketState } from "./useReconnectingSocket";
 
-export type SocketState = "connecting" | "open" | "reconnecting";
+export type { SocketState };
 
 export interface ReceivedMessage {
   /** Stable key: tasks are updated in place by kind and id; other messages get a sequence number. */
@@ -12,12 +13,9 @@ export interface ReceivedMessage {
 }
 
 const MAX_MESSAGES = 50;
-const BASE_DELAY_MS = 1_000;
-const MAX_DELAY_MS = 30_000;
 
 export function notificationsSocketUrl(): string {
-  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${window.location.host}/ws/notifications/`;
+  return socketUrl("/ws/notifications/");
 }
 
 function messageKey(message: SocketMessage, seq: number): string {
@@ -25,60 +23,16 @@ function messageKey(message: SocketMessage, seq: number): string {
   return `msg:${seq}`;
 }
 
+/** The last 50 messages while `enabled` (state "idle" otherwise). */
 export function useNotificationsSocket(enabled = true) {
-  const [state, setState] = useState<SocketState>("connecting");
   const [messages, setMessages] = useState<ReceivedMessage[]>([]);
-  const [retryInMs, setRetryInMs] = useState<number | null>(null);
   const seq = useRef(0);
-
-  useEffect(() => {
-    if (!enabled) return;
-    let socket: WebSocket | null = null;
-    let timer: number | undefined;
-    let attempt = 0;
-    let stopped = false;
-
-    const connect = () => {
-      setState(attempt === 0 ? "connecting" : "reconnecting");
-      setRetryInMs(null);
-      socket = new WebSocket(notificationsSocketUrl());
-      socket.onopen = () => {
-        attempt = 0;
-        setState("open");
-      };
-      socket.onmessage = (event: MessageEvent) => {
-        let message: SocketMessage;
-        try {
-          message = JSON.parse(String(event.data)) as SocketMessage;
-        } catch {
-          return;
-        }
-        if (!message || typeof message !== "object" || typeof message.type !== "string") return;
-        seq.current += 1;
-        const entry: ReceivedMessage = { key: messageKey(message, seq.current), receivedAt: new Date(), message };
-        setMessages((previous) => [entry, ...previous.filter((m) => m.key !== entry.key)].slice(0, MAX_MESSAGES));
-      };
-      socket.onclose = () => {
-        socket = null;
-        if (stopped) return;
-        const delay = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** attempt) * (0.8 + Math.random() * 0.4);
-        attempt += 1;
-        setState("reconnecting");
-        setRetryInMs(Math.round(delay));
-        timer = window.setTimeout(connect, delay);
-      };
-    };
-
-    connect();
-    return () => {
-      stopped = true;
-      window.clearTimeout(timer);
-      if (socket) {
-        socket.onclose = null;
-        socket.close();
-      }
-    };
-  }, [enabled]);
-
+  const { state, retryInMs } = useReconnectingSocket<SocketMessage>(enabled ? notificationsSocketUrl() : null, {
+    onMessage: (message) => {
+      seq.current += 1;
+      const entry: ReceivedMessage = { key: messageKey(message, seq.current), receivedAt: new Date(), message };
+      setMessages((previous) => [entry, ...previous.filter((m) => m.key !== entry.key)].slice(0, MAX_MESSAGES));
+    },
+  });
   return { state, messages, retryInMs, clear: () => setMessages([]) };
 }

@@ -14,13 +14,10 @@ import { QuotaBars } from "../components/dashboard/QuotaBars";
 import { GettingStarted, HealthCard, NotificationsCard } from "../components/dashboard/SystemCards";
 import { Icon, type IconName } from "../components/Icon";
 import { Banner, Card, EmptyState, PageHeader, Spinner } from "../components/ui";
+import { formatPercent } from "../lib/format";
 import "../styles/dashboard.css";
 
 const WINDOWS = [7, 30, 90] as const;
-
-function percentText(rate: number | null | undefined): string {
-  return rate === null || rate === undefined ? "—" : `${Math.round(rate * 100)}%`;
-}
 
 function StatTile({ icon, label, value, detail, to, testId }: { icon: IconName; label: string; value: string | number; detail?: string; to?: string; testId: string }) {
   const body = (
@@ -83,7 +80,7 @@ export default function DashboardPage() {
             <StatTile
               icon="check"
               label="Success rate"
-              value={percentText(s.success_rate)}
+              value={formatPercent(s.success_rate)}
               detail={`${s.jobs.by_status.succeeded ?? 0} succeeded · ${s.jobs.by_status.failed ?? 0} failed`}
               testId="stat-success"
             />
@@ -110,7 +107,7 @@ export default function DashboardPage() {
         title="Activity"
         icon="activity"
         testId="analytics-card"
-        description={a ? `${a.jobs_created} job${a.jobs_created === 1 ? "" : "s"} created · ${a.training_hours.toFixed(2)} training hours · success rate ${percentText(a.success_rate)} (last ${a.days} days)` : "Jobs and training time per day."}
+        description={a ? `${a.jobs_created} job${a.jobs_created === 1 ? "" : "s"} created · ${a.training_hours.toFixed(2)} training hours · success rate ${formatPercent(a.success_rate)} (last ${a.days} days)` : "Jobs and training time per day."}
         actions={
           <div className="db-window" role="group" aria-label="Period">
             {WINDOWS.map((d) => (

@@ -15,6 +15,7 @@ import { ApiError, errorMessage } from "../api/client";
 import type { ApiToken, HfTokenStatus, User } from "../api/types";
 import { Icon } from "../components/Icon";
 import { Banner, Button, Card, Field, PageHeader, Spinner } from "../components/ui";
+import { formatDate } from "../lib/format";
 
 const FALLBACK = "Please correct the errors below.";
 
@@ -36,12 +37,8 @@ function formBanner(error: unknown, shownFields: string[]) {
   return <Banner tone="error">{text}</Banner>;
 }
 
-function formatDate(value: string | null | undefined): string {
-  if (!value) return "Never";
-  const date = new Date(value);
-  if (Number.isNaN(date.getTime())) return value;
-  return date.toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
-}
+/** A token date, or "Never" (a token not used yet). */
+const dateOrNever = (value: string | null | undefined) => (value ? formatDate(value) : "Never");
 
 function ProfileForm({ user }: { user: User }) {
   const update = useUpdateProfile();
@@ -398,8 +395,8 @@ function ApiTokensCard() {
                   <td>
                     <code className="code">{token.prefix}…</code>
                   </td>
-                  <td>{formatDate(token.created)}</td>
-                  <td>{formatDate(token.last_used)}</td>
+                  <td>{dateOrNever(token.created)}</td>
+                  <td>{dateOrNever(token.last_used)}</td>
                   <td className="table__actions">
                     <Button
                       size="sm"

@@ -244,6 +244,11 @@ class EventBridge(TrainerCallback):
             return None
         return round(self._total_train_tokens / self._total_train_s, 2)
 
+    @property
+    def train_seconds(self) -> float:
+        """Training time of this session (checkpoints and evals excluded)."""
+        return self._total_train_s
+
 
 def _float(value: Any) -> float | None:
     if value is None:

@@ -1,5 +1,10 @@
 """Dataset reading, format detection/conversion, chat templates and label masking (shared by the engine and the
-datasets app). Django-free; heavy libraries (pyarrow, transformers) are imported only when used."""
+datasets app). Django-free; heavy libraries (pyarrow, transformers) are imported only when used.
+
+Modules: ``readers`` (sniffing and ``iter_records``; ``fileio``, ``json_reader`` and ``tabular`` per format),
+``formats`` and ``loading`` (canonical examples), ``templates`` (chat templates), ``spans`` and ``tokenize``
+(assistant-only labels), ``lengths`` (token counts), ``preview`` (trained/untrained pieces, text chunks).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ from .formats import (
     to_canonical,
     validate_column_mapping,
 )
+from .lengths import TextCounter, length_stats, preference_lengths, token_lengths
 from .loading import DEFAULT_MAX_ROW_ERRORS, LoadedData, RowError, load_examples, sha256_files
+from .preview import Segment, chunk_text, preview_segments, render_segments
 from .readers import DEFAULT_MAX_BYTES, OnBadLine, display_name, iter_records, record_unit
 from .templates import (
     CHAT_TEMPLATES,
@@ -28,18 +35,10 @@ from .templates import (
 from .tokenize import (
     IGNORE_INDEX,
     LabelReport,
-    Segment,
-    TextCounter,
     TokenizedExample,
     as_columns,
     build_sft_dataset,
     check_labels,
-    chunk_text,
-    length_stats,
-    preference_lengths,
-    preview_segments,
-    render_segments,
-    token_lengths,
     tokenize_conversation,
     tokenize_example,
     tokenize_text,

@@ -174,40 +174,75 @@ def write_model_card(
     name = model_name or folder.name
     library = _library_name(folder, weights)
     ggufs = sorted(p.name for p in folder.rglob("*.gguf"))
-    tags = ["finetune", method, weights, "text-generation"]
-    if library == "peft":
-        tags.append("lora" if weights.lower() != "qlora" else "qlora")
-    if ggufs:
-        tags.append("gguf")
     extra = dict(extra or {})
-    tags += [str(t) for t in extra.pop("tags", [])]
+    tags = _tags(method, weights, library, bool(ggufs), extra.pop("tags", []))
     front: dict[str, Any] = {
         "base_model": base_model,
         "datasets": [str(d) for d in datasets],
         "license": license,
         "library_name": library,
         "pipeline_tag": "text-generation",
-        "tags": list(dict.fromkeys(t for t in tags if t)),
+        "tags": tags,
     }
-    numeric = _numeric(metrics)
-    if numeric:
-        dataset = str(datasets[0]) if datasets else "custom"
-        front["model-index"] = [
-            {
-                "name": name,
-                "results": [
-                    {
-                        "task": {"type": "text-generation", "name": "Text Generation"},
-                        "dataset": {"name": dataset, "type": dataset},
-                        "metrics": [{"type": key, "value": value, "name": key} for key, value in numeric.items()],
-                    }
-                ],
-            }
-        ]
+    model_index = _model_index(name, datasets, metrics)
+    if model_index:
+        front["model-index"] = model_index
     front.update(extra)
+    body = _body(name, base_model, datasets, method, weights, library, hyperparameters, metrics, ggufs)
+    path = folder / "README.md"
+    tmp = folder / ".README.md.tmp"
+    tmp.write_text("---\n" + "\n".join(_yaml(front)) + "\n---\n\n" + body, encoding="utf-8")
+    tmp.replace(path)
+    logger.info("wrote model card %s", path)
+    return str(path)
+
+
+def _tags(method: str, weights: str, library: str, has_gguf: bool, extra_tags: Sequence[Any]) -> list[str]:
+    """The Hub tags: finetune, method, weights, text-generation, the adapter kind, gguf, then ``extra_tags``."""
+    tags = ["finetune", method, weights, "text-generation"]
+    if library == "peft":
+        tags.append("lora" if weights.lower() != "qlora" else "qlora")
+    if has_gguf:
+        tags.append("gguf")
+    tags += [str(t) for t in extra_tags]
+    return list(dict.fromkeys(t for t in tags if t))
+
+
+def _model_index(name: str, datasets: Sequence[str], metrics: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The ``model-index`` block with the numeric metrics (None without any)."""
+    numeric = _numeric(metrics)
+    if not numeric:
+        return None
+    dataset = str(datasets[0]) if datasets else "custom"
+    return [
+        {
+            "name": name,
+            "results": [
+                {
+                    "task": {"type": "text-generation", "name": "Text Generation"},
+                    "dataset": {"name": dataset, "type": dataset},
+                    "metrics": [{"type": key, "value": value, "name": key} for key, value in numeric.items()],
+                }
+            ],
+        }
+    ]
+
+
+def _body(
+    name: str,
+    base_model: str,
+    datasets: Sequence[str],
+    method: str,
+    weights: str,
+    library: str,
+    hyperparameters: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    ggufs: list[str],
+) -> str:
+    """The card's Markdown: what the model is, how it was trained, its evaluation and how to use it."""
     dataset_list = ", ".join(f"`{d}`" for d in datasets) or "a private dataset"
     kind = "a LoRA adapter" if library == "peft" else "a full model"
-    body = f"""# {name}
+    return f"""# {name}
 
 This is {kind} fine-tuned from {_base_link(base_model)} with **{method.upper()}** ({weights} weights) on
 {dataset_list}, trained with finetune (transformers + peft + trl).
@@ -228,10 +263,3 @@ This is {kind} fine-tuned from {_base_link(base_model)} with **{method.upper()}*
 ## Usage
 
 {_usage(name, base_model, library, ggufs)}"""
-    text = "---\n" + "\n".join(_yaml(front)) + "\n---\n\n" + body
-    path = folder / "README.md"
-    tmp = folder / ".README.md.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    logger.info("wrote model card %s", path)
-    return str(path)

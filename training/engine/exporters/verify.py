@@ -278,6 +278,35 @@ def _teacher_forced(llm: Any, prompt_ids: list[int], hf_tokens: list[int], hf_lo
     return agreement, float(np.abs(ll - hf).max())
 
 
+@dataclass
+class _Speed:
+    """llama.cpp's generation timing over all prompts."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+    decode_tokens: int = 0
+    decode_seconds: float = 0.0
+
+    def add(self, tokens: int, seconds: float, after_first: float) -> None:
+        self.tokens += tokens
+        self.seconds += seconds
+        self.decode_tokens += max(0, tokens - 1)
+        self.decode_seconds += after_first
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """The transformers side of the comparison and the GGUF facts read next to it."""
+
+    model: Any
+    tokenizer: Any
+    eos: set[int]
+    pad: int
+    quantization: str
+    tolerance: Tolerance
+    has_template: bool
+
+
 def verify_gguf(
     gguf_path: str,
     hf_model_dir: str,
@@ -293,24 +322,55 @@ def verify_gguf(
     require_runtime()
     import llama_cpp
 
-    from .safetensors import load_model
-
-    prompts = list(prompts or DEFAULT_PROMPTS)
     tokenizer = _load_tokenizer(hf_model_dir)
+    rendered = _render_prompts(tokenizer, list(prompts or DEFAULT_PROMPTS))
+    n_ctx = max(len(ids) for _, _, ids in rendered) + max_new_tokens + 16
+    started = time.perf_counter()
+    llm = _open_gguf(llama_cpp, gguf_path, n_ctx=n_ctx, n_threads=n_threads)
+    load_seconds = time.perf_counter() - started
+    problems: list[str] = []
+    speed = _Speed()
+    try:
+        ref = _reference(llm, hf_model_dir, tokenizer, tolerance, problems)
+        checks = [_check_prompt(llm, ref, item, max_new_tokens, speed) for item in rendered]
+    finally:
+        llm.close()
+    report = VerificationReport(
+        gguf_path=str(gguf_path),
+        hf_model_dir=str(hf_model_dir),
+        quantization=ref.quantization,
+        tolerance=asdict(ref.tolerance),
+        max_new_tokens=max_new_tokens,
+        checks=checks,
+        chat_template_in_gguf=ref.has_template,
+        passed=not problems and all(c.match for c in checks),
+        tokens_per_second=round(speed.tokens / speed.seconds, 1) if speed.seconds else 0.0,
+        decode_tokens_per_second=round(speed.decode_tokens / speed.decode_seconds, 1) if speed.decode_seconds else 0.0,
+        load_seconds=round(load_seconds, 3),
+        llama_cpp_version=str(getattr(llama_cpp, "__version__", "unknown")),
+        problems=problems,
+    )
+    return _conclude(report, report_path)
+
+
+def _render_prompts(tokenizer: Any, prompts: list[str]) -> list[tuple[str, str, list[int]]]:
+    """(prompt, rendered text, token ids) per golden prompt, rendered with the model's chat template.
+
+    A model without a chat template (a plain base model) is checked on the raw prompt text."""
     rendered = []
     for prompt in prompts:
-        # A model without a chat template (a plain base model) is checked on the raw prompt text.
         text = prompt
         if getattr(tokenizer, "chat_template", None):
             text = tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
             )
         rendered.append((prompt, text, tokenizer(text, add_special_tokens=False)["input_ids"]))
-    n_ctx = max(len(ids) for _, _, ids in rendered) + max_new_tokens + 16
+    return rendered
 
-    started = time.perf_counter()
+
+def _open_gguf(llama_cpp: Any, gguf_path: str, *, n_ctx: int, n_threads: int | None) -> Any:
     try:
-        llm = llama_cpp.Llama(
+        return llama_cpp.Llama(
             model_path=str(gguf_path),
             n_ctx=max(n_ctx, 256),
             n_threads=n_threads or max(1, os.cpu_count() or 1),
@@ -319,91 +379,101 @@ def verify_gguf(
         )
     except Exception as exc:  # llama.cpp reports a broken file as ValueError("Failed to load model ...")
         raise ExportError(f"llama.cpp could not load {gguf_path}: {exc}") from exc
-    load_seconds = time.perf_counter() - started
-    problems: list[str] = []
+
+
+def _reference(
+    llm: Any, hf_model_dir: str, tokenizer: Any, tolerance: Tolerance | None, problems: list[str]
+) -> _Reference:
+    """Load the transformers model, read the GGUF's file type and template, and note file-level mismatches
+    (vocabulary size, a chat template that did not travel) in ``problems``."""
+    from .safetensors import load_model
+
     try:
-        try:
-            model = load_model(hf_model_dir, None, dtype="float32")
-        except (OSError, ValueError) as exc:
-            raise ExportError(f"Cannot load the reference model {hf_model_dir}: {exc}") from exc
-        eos = _eos_ids(model, tokenizer)
-        hf_vocab = int(model.get_output_embeddings().weight.shape[0])
-        if llm.n_vocab() != hf_vocab:
-            problems.append(f"the GGUF has {llm.n_vocab()} vocabulary entries, the transformers model {hf_vocab}")
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos, default=0)
-        metadata = dict(getattr(llm, "metadata", {}) or {})
-        quant = _gguf_quantization(metadata)
-        tol = tolerance or TOLERANCES.get(quant, TOLERANCES["q8_0"])
-        has_template = bool(metadata.get("tokenizer.chat_template"))
-        if getattr(tokenizer, "chat_template", None) and not has_template:
-            problems.append("the GGUF carries no tokenizer.chat_template, although the HF tokenizer has one")
-        checks: list[PromptCheck] = []
-        gen_tokens, gen_seconds, decode_tokens, decode_seconds = 0, 0.0, 0, 0.0
-        for prompt, text, ids in rendered:
-            hf_tokens, hf_logits = _hf_greedy(model, ids, max_new_tokens, eos, pad)
-            ll_tokens, seconds, after_first = _llama_greedy(llm, ids, max_new_tokens, eos)
-            gen_tokens += len(ll_tokens)
-            gen_seconds += seconds
-            decode_tokens += max(0, len(ll_tokens) - 1)
-            decode_seconds += after_first
-            agreement, logit_diff = _teacher_forced(llm, ids, hf_tokens, hf_logits)
-            tokenizer_match = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) == list(ids)
-            match, reason, prefix, required, similarity, margin = compare_answers(
-                hf_tokens, ll_tokens, hf_logits, tol, eos=eos
-            )
-            if match and agreement < tol.min_argmax_agreement:
-                match = False
-                reason = (
-                    f"teacher-forced on the transformers answer, llama.cpp picks the same top token at only "
-                    f"{agreement:.0%} of the steps (< {tol.min_argmax_agreement:.0%})"
-                )
-            if match and logit_diff > tol.max_logit_diff:
-                match = False
-                reason = f"a logit differs by {logit_diff:.2f} from the transformers model (> {tol.max_logit_diff})"
-            if not tokenizer_match:
-                match = False
-                reason = "the GGUF's tokenizer splits the prompt differently from the HF tokenizer; " + reason
-            hf_ids = [t for t in hf_tokens if t not in eos]
-            ll_ids = [t for t in ll_tokens if t not in eos]
-            checks.append(
-                PromptCheck(
-                    prompt=prompt,
-                    prompt_tokens=len(ids),
-                    hf_answer=tokenizer.decode(hf_ids, skip_special_tokens=False),
-                    llama_answer=tokenizer.decode(ll_ids, skip_special_tokens=False),
-                    hf_token_ids=hf_tokens,
-                    llama_token_ids=ll_tokens,
-                    common_prefix=prefix,
-                    required_prefix=required,
-                    similarity=round(similarity, 4),
-                    divergence_margin=None if margin is None else round(margin, 4),
-                    argmax_agreement=round(agreement, 4),
-                    max_logit_diff=round(logit_diff, 4),
-                    tokenizer_match=tokenizer_match,
-                    match=match,
-                    reason=reason,
-                )
-            )
-    finally:
-        llm.close()
-    report = VerificationReport(
-        gguf_path=str(gguf_path),
-        hf_model_dir=str(hf_model_dir),
+        model = load_model(hf_model_dir, None, dtype="float32")
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"Cannot load the reference model {hf_model_dir}: {exc}") from exc
+    eos = _eos_ids(model, tokenizer)
+    hf_vocab = int(model.get_output_embeddings().weight.shape[0])
+    if llm.n_vocab() != hf_vocab:
+        problems.append(f"the GGUF has {llm.n_vocab()} vocabulary entries, the transformers model {hf_vocab}")
+    metadata = dict(getattr(llm, "metadata", {}) or {})
+    quant = _gguf_quantization(metadata)
+    has_template = bool(metadata.get("tokenizer.chat_template"))
+    if getattr(tokenizer, "chat_template", None) and not has_template:
+        problems.append("the GGUF carries no tokenizer.chat_template, although the HF tokenizer has one")
+    return _Reference(
+        model=model,
+        tokenizer=tokenizer,
+        eos=eos,
+        pad=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos, default=0),
         quantization=quant,
-        tolerance=asdict(tol),
-        max_new_tokens=max_new_tokens,
-        checks=checks,
-        chat_template_in_gguf=has_template,
-        passed=not problems and all(c.match for c in checks),
-        tokens_per_second=round(gen_tokens / gen_seconds, 1) if gen_seconds else 0.0,
-        decode_tokens_per_second=round(decode_tokens / decode_seconds, 1) if decode_seconds else 0.0,
-        load_seconds=round(load_seconds, 3),
-        llama_cpp_version=str(getattr(llama_cpp, "__version__", "unknown")),
-        problems=problems,
+        tolerance=tolerance or TOLERANCES.get(quant, TOLERANCES["q8_0"]),
+        has_template=has_template,
     )
+
+
+def _check_prompt(
+    llm: Any, ref: _Reference, item: tuple[str, str, list[int]], max_new_tokens: int, speed: _Speed
+) -> PromptCheck:
+    """Both runtimes' greedy answers to one prompt, the teacher-forced logits and the prompt's tokenization."""
+    prompt, text, ids = item
+    eos, tol = ref.eos, ref.tolerance
+    hf_tokens, hf_logits = _hf_greedy(ref.model, ids, max_new_tokens, eos, ref.pad)
+    ll_tokens, seconds, after_first = _llama_greedy(llm, ids, max_new_tokens, eos)
+    speed.add(len(ll_tokens), seconds, after_first)
+    agreement, logit_diff = _teacher_forced(llm, ids, hf_tokens, hf_logits)
+    tokenizer_match = list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) == list(ids)
+    match, reason, prefix, required, similarity, margin = compare_answers(
+        hf_tokens, ll_tokens, hf_logits, tol, eos=eos
+    )
+    match, reason = _verdict(
+        match, reason, tol, agreement=agreement, logit_diff=logit_diff, tokenizer_match=tokenizer_match
+    )
+    return PromptCheck(
+        prompt=prompt,
+        prompt_tokens=len(ids),
+        hf_answer=ref.tokenizer.decode([t for t in hf_tokens if t not in eos], skip_special_tokens=False),
+        llama_answer=ref.tokenizer.decode([t for t in ll_tokens if t not in eos], skip_special_tokens=False),
+        hf_token_ids=hf_tokens,
+        llama_token_ids=ll_tokens,
+        common_prefix=prefix,
+        required_prefix=required,
+        similarity=round(similarity, 4),
+        divergence_margin=None if margin is None else round(margin, 4),
+        argmax_agreement=round(agreement, 4),
+        max_logit_diff=round(logit_diff, 4),
+        tokenizer_match=tokenizer_match,
+        match=match,
+        reason=reason,
+    )
+
+
+def _verdict(
+    match: bool, reason: str, tol: Tolerance, *, agreement: float, logit_diff: float, tokenizer_match: bool
+) -> tuple[bool, str]:
+    """The greedy comparison's verdict, overruled by the teacher-forced logits and the prompt's tokenization."""
+    if match and agreement < tol.min_argmax_agreement:
+        match = False
+        reason = (
+            f"teacher-forced on the transformers answer, llama.cpp picks the same top token at only "
+            f"{agreement:.0%} of the steps (< {tol.min_argmax_agreement:.0%})"
+        )
+    if match and logit_diff > tol.max_logit_diff:
+        match = False
+        reason = f"a logit differs by {logit_diff:.2f} from the transformers model (> {tol.max_logit_diff})"
+    if not tokenizer_match:
+        match = False
+        reason = "the GGUF's tokenizer splits the prompt differently from the HF tokenizer; " + reason
+    return match, reason
+
+
+def _conclude(report: VerificationReport, report_path: str | None) -> VerificationReport:
+    """Write the report (when asked), log the verdict, and raise ``ExportError`` (carrying the report) on a failure."""
     if report_path:
         Path(report_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    logger.info("verified %s: passed=%s, %.1f tok/s on llama.cpp", gguf_path, report.passed, report.tokens_per_second)
+    logger.info(
+        "verified %s: passed=%s, %.1f tok/s on llama.cpp", report.gguf_path, report.passed, report.tokens_per_second
+    )
     if not report.passed:
         error = ExportError(report.summary())
         error.report = report  # type: ignore[attr-defined]

@@ -3,36 +3,29 @@ the chosen response plus ``beta`` x the log odds ratio of chosen over rejected).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
 from typing import Any
 
-from .base import EngineTrainerMixin, register
-from .dpo import DPOMethod, preference_dataset
-
-logger = logging.getLogger(__name__)
+from .hf_trainer import EngineTrainerMixin
+from .preference import PreferenceTrainer
+from .registry import register
 
 
 @register("orpo")
-class ORPOMethod(DPOMethod):
+class ORPOMethod(PreferenceTrainer):
     """ORPO on preference pairs; its eval perplexity is that of the chosen responses (``eval_nll_loss``)."""
 
     perplexity_key = "eval_nll_loss"
+
+    def args(self) -> dict[str, Any]:
+        """``common_args`` with ``remove_unused_columns=False`` (the ORPO trainer keeps every dataset column)."""
+        return {**super().args(), "remove_unused_columns": False}
 
     def config(self) -> Any:
         """The ``ORPOConfig`` for this spec."""
         from trl.experimental.orpo import ORPOConfig
 
         h = self.ctx.spec.hyper
-        kwargs = self._args()
-        return ORPOConfig(**kwargs, beta=h.beta, max_length=h.max_length, dataset_num_proc=None)
-
-    def _args(self) -> dict[str, Any]:
-        from .base import common_args
-
-        kwargs = common_args(self.ctx, has_eval=bool(self.eval_rows))
-        kwargs["remove_unused_columns"] = False
-        return kwargs
+        return ORPOConfig(**self.args(), beta=h.beta, max_length=h.max_length, dataset_num_proc=None)
 
     def trainer_class(self) -> type:
         """``ORPOTrainer`` with the engine mixin."""
@@ -42,17 +35,3 @@ class ORPOMethod(DPOMethod):
             pass
 
         return EngineORPOTrainer
-
-    def build(self, callbacks: Sequence[Any]) -> None:
-        """Construct the TRL trainer (it renders the pairs with the chat template and tokenizes them)."""
-        _counters, bridge = self.make_bridge()
-        cls = self.trainer_class()
-        trainer = cls(
-            model=self.model,
-            args=self.config(),
-            train_dataset=preference_dataset(self.train_rows),
-            eval_dataset=preference_dataset(self.eval_rows) if self.eval_rows else None,
-            processing_class=self.ctx.tokenizer,
-            callbacks=[bridge, *callbacks],
-        )
-        self.attach(trainer)

@@ -19,8 +19,11 @@ from typing import Any
 from training.engine.data import IGNORE_INDEX, ChatRenderer, build_sft_dataset, tokenize_example
 from training.engine.errors import DataError
 
-from .base import DataReport, EngineTrainerMixin, MethodTrainer, common_args, register
+from .base import MethodTrainer
+from .context import DataReport
+from .hf_trainer import EngineTrainerMixin, common_args
 from .losses import FUSED_LOSS_MODEL_TYPES, linear_cross_entropy
+from .registry import register
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +128,7 @@ def _make_trainer_class() -> type:
                 decoder, head = _fused_parts(model)
                 # The decoder is called directly, outside the forward that accelerate wrapped in autocast, so
                 # mixed precision is entered here (LoRA adapters then run in the compute dtype, see
-                # ``_adapter_inputs_uncast``).
+                # ``adapter_inputs_uncast``).
                 with self.accelerator.autocast():
                     outputs = decoder(**inputs, use_cache=False)
                 hidden = outputs.last_hidden_state[:, :-1][trained]

@@ -2,7 +2,7 @@
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
 import type { DashboardAnalytics } from "../../api/dashboard";
 import type { TrainingMethod } from "../../api/types";
-import { METHOD_LABEL } from "../training/format";
+import { METHOD_LABEL } from "../training/labels";
 
 const GRID = "#ececf1";
 const AXIS = "#8b8b97";

@@ -5,7 +5,8 @@ import type { DashboardJob } from "../../api/dashboard";
 import type { JobStatus } from "../../api/types";
 import { useJobProgress } from "../../hooks/useJobProgress";
 import { JobProgress, JobStatusBadge } from "../training/JobBits";
-import { formatFloat, formatRelative, METHOD_LABEL, phaseLabel, WEIGHTS_LABEL } from "../training/format";
+import { METHOD_LABEL, phaseLabel, WEIGHTS_LABEL } from "../training/labels";
+import { formatFloat, formatRelative } from "../../lib/format";
 import type { TrainingWeights } from "../../api/types";
 
 function RunningJobRow({ job, onStatus }: { job: DashboardJob; onStatus: () => void }) {

@@ -1,6 +1,6 @@
 // The user's quotas with current usage (from /api/dashboard/stats/ `quota`).
 import type { QuotaSummary } from "../../api/dashboard";
-import { formatBytes } from "../datasets/format";
+import { formatBytes } from "../../lib/format";
 
 const ROWS: { limit: string; used: string; label: string; format: (v: number) => string }[] = [
   { limit: "concurrent_jobs", used: "concurrent_jobs", label: "Active jobs", format: (v) => String(Math.round(v)) },

@@ -8,6 +8,7 @@ import type { Health, NotificationMessage, TaskMessage } from "../../api/types";
 import { Icon, type IconName } from "../Icon";
 import { Banner, Button, Card, EmptyState, Spinner, StatusDot } from "../ui";
 import { useNotificationsSocket, type ReceivedMessage, type SocketState } from "../../hooks/useNotificationsSocket";
+import { humanize, toPercent } from "../../lib/format";
 
 const STEPS: { to: string; icon: IconName; title: string; text: string }[] = [
   { to: "/datasets", icon: "upload", title: "Upload a dataset", text: "Chat, instruction or preference data as JSONL, CSV or Parquet." },
@@ -102,18 +103,7 @@ export function HealthCard() {
   );
 }
 
-const socketLabel: Record<SocketState, string> = { open: "Live", connecting: "Connecting…", reconnecting: "Reconnecting…" };
-
-function humanize(value: string): string {
-  const text = value.replace(/[_-]+/g, " ").trim();
-  return text.charAt(0).toUpperCase() + text.slice(1);
-}
-
-function percent(progress: unknown): number | null {
-  if (typeof progress !== "number" || Number.isNaN(progress)) return null;
-  const value = progress <= 1 ? progress * 100 : progress;
-  return Math.max(0, Math.min(100, value));
-}
+const socketLabel: Record<SocketState, string> = { open: "Live", connecting: "Connecting…", reconnecting: "Reconnecting…", idle: "Off" };
 
 function statusTone(status: string | undefined): string {
   if (!status) return "neutral";
@@ -123,7 +113,7 @@ function statusTone(status: string | undefined): string {
 }
 
 function TaskItem({ message }: { message: TaskMessage }) {
-  const pct = percent(message.progress);
+  const pct = toPercent(message.progress);
   return (
     <>
       <div className="notice__head">

@@ -1,6 +1,6 @@
 // Status and verdict badges, and the inline progress shown while a dataset is processed.
 import type { DatasetStatus, Verdict } from "../../api/types";
-import { toPercent } from "./format";
+import { toPercent } from "../../lib/format";
 
 const statusTone: Record<DatasetStatus, string> = {
   uploaded: "neutral",

@@ -1,8 +1,8 @@
 // Bar charts (recharts): the token-length histogram of the report and the turns histogram of the statistics.
 import type { ReactNode } from "react";
 import { Bar, BarChart, CartesianGrid, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
+import { formatNumber } from "../../lib/format";
 import type { HistogramBin } from "../../api/types";
-import { formatNumber } from "./format";
 
 const ACCENT = "#5b4fe0";
 const DANGER = "#e05d61";

@@ -1,7 +1,7 @@
 // Key/value rows for a column mapping: target field (what the format expects) ← source path in the file.
 import { useId } from "react";
 import { Icon } from "../Icon";
-import { FORMAT_FIELDS } from "./format";
+import { FORMAT_FIELDS } from "./labels";
 
 export interface MappingRow {
   key: number;

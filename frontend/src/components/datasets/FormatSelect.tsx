@@ -1,6 +1,6 @@
 // A labelled <select> of dataset formats ("" = detect automatically).
 import { useId } from "react";
-import { FORMATS } from "./format";
+import { FORMATS } from "./labels";
 
 export function FormatSelect({
   value,

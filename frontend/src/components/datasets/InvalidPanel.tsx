@@ -8,7 +8,8 @@ import { Banner, Button, Card } from "../ui";
 import { ColumnMappingEditor, mappingFromRows, rowsFromMapping, type MappingRow } from "./ColumnMappingEditor";
 import { FormatSelect } from "./FormatSelect";
 import { ErrorItem } from "./ReportView";
-import { FORMATS, formatLabel, formatNumber } from "./format";
+import { FORMATS, formatLabel } from "./labels";
+import { formatNumber } from "../../lib/format";
 
 const FIRST_ERRORS = 5;
 

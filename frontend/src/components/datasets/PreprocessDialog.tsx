@@ -4,7 +4,7 @@ import { errorMessage } from "../../api/client";
 import { usePreprocessDataset } from "../../api/datasets";
 import type { Dataset, PreprocessStep } from "../../api/types";
 import { Banner, Button } from "../ui";
-import { Dialog } from "./Dialog";
+import { Dialog } from "../Dialog";
 
 type Op = PreprocessStep["op"];
 
@@ -161,7 +161,7 @@ export function PreprocessDialog({
       title="Preprocess dataset"
       description="The steps run in this order on a copy; the result is saved as a new version and the original stays as it is."
       testId="preprocess-dialog"
-      wide
+      size="lg"
     >
       <form className="form" onSubmit={submit} noValidate>
         {(error || run.isError) && <Banner tone="error">{error ?? errorMessage(run.error)}</Banner>}
@@ -255,7 +255,7 @@ export function PreprocessDialog({
           </label>
           <input id="preprocess-name" className="input" placeholder={dataset.name} value={name} onChange={(e) => setName(e.target.value)} />
         </div>
-        <div className="ds-dialog__actions">
+        <div className="dialog__actions">
           <span className="muted small">
             {enabledCount} {enabledCount === 1 ? "step" : "steps"} selected
           </span>

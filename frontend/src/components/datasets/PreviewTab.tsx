@@ -4,7 +4,7 @@ import { errorMessage } from "../../api/client";
 import { useDatasetPreview } from "../../api/datasets";
 import type { ChatMessage, Dataset, PreviewRow, PreviewSegment } from "../../api/types";
 import { Banner, Button, Card, EmptyState, Spinner } from "../ui";
-import { formatNumber } from "./format";
+import { formatNumber } from "../../lib/format";
 
 const LIMIT = 10;
 

@@ -4,7 +4,8 @@ import type { ReportError, ValidationReport, Verdict } from "../../api/types";
 import { Icon, type IconName } from "../Icon";
 import { Card } from "../ui";
 import { TokenHistogram } from "./Charts";
-import { formatLabel, formatNumber, humanize, lineList, share } from "./format";
+import { formatLabel } from "./labels";
+import { formatNumber, humanize, lineList, share } from "../../lib/format";
 
 const VERDICT: Record<Verdict, { tone: string; icon: IconName; title: string }> = {
   ok: { tone: "success", icon: "check", title: "Looks good — ready to train" },

@@ -4,8 +4,8 @@ import { errorMessage } from "../../api/client";
 import { useSplitDataset } from "../../api/datasets";
 import type { Dataset } from "../../api/types";
 import { Banner, Button, Field } from "../ui";
-import { Dialog } from "./Dialog";
-import { formatNumber } from "./format";
+import { Dialog } from "../Dialog";
+import { formatNumber } from "../../lib/format";
 
 export function SplitDialog({
   dataset,
@@ -110,7 +110,7 @@ export function SplitDialog({
             </span>
           </div>
         )}
-        <div className="ds-dialog__actions">
+        <div className="dialog__actions">
           <span className="grow" />
           <Button type="button" variant="ghost" onClick={close} disabled={split.isPending}>
             Cancel

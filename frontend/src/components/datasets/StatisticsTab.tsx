@@ -4,7 +4,8 @@ import { useDatasetStatistics } from "../../api/datasets";
 import type { Dataset, DatasetStatistics } from "../../api/types";
 import { Banner, Card, Spinner } from "../ui";
 import { TurnsHistogram } from "./Charts";
-import { formatLabel, formatNumber, share } from "./format";
+import { formatLabel } from "./labels";
+import { formatNumber, share } from "../../lib/format";
 
 function Figures({ items }: { items: [string, number | null | undefined, number?][] }) {
   return (

@@ -1,8 +1,8 @@
 // Two loss curves overlaid in one chart (training loss solid, eval loss dashed), against the step.
 import { useMemo } from "react";
 import { CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
+import { formatFloat, formatNumber } from "../../lib/format";
 import type { LossPoint } from "../../api/models";
-import { formatFloat, formatInt } from "../training/format";
 
 export const COLOR_A = "#5b4fe0";
 export const COLOR_B = "#d97706";
@@ -65,7 +65,7 @@ export function OverlaidLossChart({
       <figcaption className="tr-chart__head">
         <span className="tr-chart__title">Loss curves</span>
         <span className="tr-chart__subtitle">
-          {formatInt(countA)} + {formatInt(countB)} points
+          {formatNumber(countA)} + {formatNumber(countB)} points
         </span>
       </figcaption>
       {rows.length === 0 ? (
@@ -78,7 +78,7 @@ export function OverlaidLossChart({
             <YAxis domain={["auto", "auto"]} axisLine={false} width={56} tickFormatter={(v: number) => formatFloat(v, 3)} tick={{ fontSize: 11, fill: AXIS }} tickLine={false} />
             <Tooltip
               formatter={(value) => (typeof value === "number" ? formatFloat(value) : String(value))}
-              labelFormatter={(label) => `Step ${formatInt(Number(label))}`}
+              labelFormatter={(label) => `Step ${formatNumber(Number(label))}`}
               contentStyle={{ fontSize: 12, borderRadius: 8 }}
             />
             <Legend iconType="plainline" wrapperStyle={{ fontSize: 12, color: AXIS }} />

@@ -12,8 +12,8 @@ import {
 } from "../../api/models";
 import { mergeLive, type LiveTask } from "../../hooks/useTaskFeed";
 import { Banner, Button, Card } from "../ui";
-import { formatRelative } from "../training/format";
-import { exportLabel, formatBytes, TaskProgress, TaskStatusBadge } from "./TaskBits";
+import { exportLabel, TaskProgress, TaskStatusBadge } from "./TaskBits";
+import { formatBytes, formatRelative } from "../../lib/format";
 
 const CHOICES: { key: string; format: ModelExport["format"]; quantization?: string; label: string; hint: string }[] = [
   { key: "adapter", format: "adapter", label: "Adapter", hint: "The LoRA adapter alone (small); load it on top of the base model." },

@@ -5,7 +5,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { ApiError, errorMessage } from "../../api/client";
 import { modelKeys, OLLAMA_NAME_PATTERN, useOllamaImport, useStartOllamaImport, type FineTunedModel, type OllamaImport } from "../../api/models";
 import { mergeLive, type LiveTask } from "../../hooks/useTaskFeed";
-import { Modal } from "../training/Modal";
+import { Dialog } from "../Dialog";
 import { Banner, Button, Field } from "../ui";
 import { CommandLine, TaskProgress } from "./TaskBits";
 
@@ -89,7 +89,8 @@ export function OllamaDialog({
   };
 
   return (
-    <Modal
+    <Dialog
+      size="sm"
       open={open}
       onClose={close}
       title="Import to Ollama"
@@ -149,6 +150,6 @@ export function OllamaDialog({
           {item.isError && <Banner tone="error">{errorMessage(item.error)}</Banner>}
         </div>
       )}
-    </Modal>
+    </Dialog>
   );
 }

@@ -7,7 +7,7 @@ import { useHfToken } from "../../api/auth";
 import { ApiError, errorMessage } from "../../api/client";
 import { modelKeys, usePush, useRetryPush, useStartPush, type FineTunedModel, type HubPush } from "../../api/models";
 import { mergeLive, type LiveTask } from "../../hooks/useTaskFeed";
-import { Modal } from "../training/Modal";
+import { Dialog } from "../Dialog";
 import { Banner, Button, Field } from "../ui";
 import { TaskProgress } from "./TaskBits";
 
@@ -121,7 +121,8 @@ export function PushHubDialog({
   };
 
   return (
-    <Modal
+    <Dialog
+      size="sm"
       open={open}
       onClose={close}
       title="Push to Hugging Face"
@@ -199,6 +200,6 @@ export function PushHubDialog({
           {push.isError && <Banner tone="error">{errorMessage(push.error)}</Banner>}
         </div>
       )}
-    </Modal>
+    </Dialog>
   );
 }

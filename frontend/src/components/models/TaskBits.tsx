@@ -2,7 +2,7 @@
 import { useEffect, useState } from "react";
 import type { FineTunedModelInfo } from "../../api/types";
 import { Icon } from "../Icon";
-import { toPct } from "../training/format";
+import { toPct } from "../../lib/format";
 
 export const TASK_LABEL: Record<string, string> = {
   queued: "Queued",
@@ -123,19 +123,6 @@ export function LatestBadge() {
 
 export function modelLabel(model: Pick<FineTunedModelInfo, "name" | "version">): string {
   return `${model.name} v${model.version}`;
-}
-
-export function formatBytes(bytes: number | null | undefined): string {
-  if (bytes === null || bytes === undefined || !Number.isFinite(bytes) || bytes <= 0) return "—";
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ["KB", "MB", "GB", "TB"];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toLocaleString("en", { maximumFractionDigits: value < 10 ? 1 : 0 })} ${units[unit]}`;
 }
 
 export const EXPORT_LABEL: Record<string, string> = {

@@ -1,5 +1,5 @@
 // Final metrics of a fine-tuned model, in display order, with their formats.
-import { formatDuration, formatFloat, formatInt } from "../training/format";
+import { formatDuration, formatFloat, formatNumber } from "../../lib/format";
 
 export const METRIC_ROWS: { key: string; label: string; format: (v: number) => string }[] = [
   { key: "train_loss_first", label: "First training loss", format: (v) => formatFloat(v) },
@@ -8,7 +8,7 @@ export const METRIC_ROWS: { key: string; label: string; format: (v: number) => s
   { key: "eval_loss_after", label: "Eval loss after", format: (v) => formatFloat(v) },
   { key: "perplexity_before", label: "Perplexity before", format: (v) => formatFloat(v, 2) },
   { key: "perplexity_after", label: "Perplexity after", format: (v) => formatFloat(v, 2) },
-  { key: "tokens_per_s_mean", label: "Mean throughput", format: (v) => `${formatInt(v)} tokens/s` },
-  { key: "peak_memory_mb", label: "Peak memory", format: (v) => `${formatInt(v)} MB` },
+  { key: "tokens_per_s_mean", label: "Mean throughput", format: (v) => `${formatNumber(v)} tokens/s` },
+  { key: "peak_memory_mb", label: "Peak memory", format: (v) => `${formatNumber(v)} MB` },
   { key: "train_runtime_s", label: "Training time", format: (v) => formatDuration(v) },
 ];

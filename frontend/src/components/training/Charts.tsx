@@ -1,8 +1,8 @@
 // Live line charts of a job (recharts): loss with eval loss, and one small chart per other metric. x = step.
 import { useMemo, type ReactNode } from "react";
 import { CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
+import { formatFloat, formatLearningRate, formatNumber } from "../../lib/format";
 import type { MetricPoint } from "../../api/types";
-import { formatFloat, formatInt, formatLearningRate } from "./format";
 
 const ACCENT = "#5b4fe0";
 const EVAL = "#e0820f";
@@ -45,7 +45,7 @@ function ChartTip({ active, label, payload, format }: TipProps & { format: (v: n
   if (!rows.length) return null;
   return (
     <div className="tr-chart-tip">
-      <strong>Step {formatInt(Number(label))}</strong>
+      <strong>Step {formatNumber(Number(label))}</strong>
       {rows.map((p) => (
         <span key={String(p.dataKey)} className="tr-chart-tip__row">
           <i style={{ background: p.color }} aria-hidden="true" />
@@ -110,7 +110,7 @@ export function LossChart({ points, height = 280 }: { points: MetricPoint[]; hei
   return (
     <ChartFrame
       title="Loss"
-      subtitle={last !== null ? `last ${formatFloat(last)} · ${formatInt(trainCount)} points` : undefined}
+      subtitle={last !== null ? `last ${formatFloat(last)} · ${formatNumber(trainCount)} points` : undefined}
       testId="loss-chart"
       count={trainCount}
       empty={rows.length === 0}
@@ -163,8 +163,8 @@ export type MetricKey = "learning_rate" | "grad_norm" | "memory_mb" | "tokens_pe
 const METRIC: Record<MetricKey, { title: string; unit?: string; color: string; format: (v: number) => string }> = {
   learning_rate: { title: "Learning rate", color: "#0f8b8d", format: formatLearningRate },
   grad_norm: { title: "Grad norm", color: "#c2410c", format: (v) => formatFloat(v, 3) },
-  memory_mb: { title: "Memory", unit: "MB", color: "#2563eb", format: (v) => formatInt(v) },
-  tokens_per_s: { title: "Throughput", unit: "tokens/s", color: "#15803d", format: (v) => (Math.abs(v) >= 100 ? formatInt(v) : formatFloat(v, 1)) },
+  memory_mb: { title: "Memory", unit: "MB", color: "#2563eb", format: (v) => formatNumber(v) },
+  tokens_per_s: { title: "Throughput", unit: "tokens/s", color: "#15803d", format: (v) => (Math.abs(v) >= 100 ? formatNumber(v) : formatFloat(v, 1)) },
 };
 
 /** One training metric against the step. */

@@ -3,7 +3,8 @@ import { MODAL_GPU_MEMORY_GB, MODAL_GPUS } from "../../api/training";
 import type { TrainingBackend, TrainingEstimate, TrainingWeights } from "../../api/types";
 import { Icon } from "../Icon";
 import { Banner, Spinner } from "../ui";
-import { formatCompact, formatDuration, formatGb, formatInt, formatUsd, WEIGHTS_LABEL } from "./format";
+import { WEIGHTS_LABEL } from "./labels";
+import { formatCompact, formatDuration, formatGb, formatNumber, formatUsd } from "../../lib/format";
 
 const WEIGHT_ORDER: TrainingWeights[] = ["full", "lora", "qlora"];
 
@@ -132,17 +133,17 @@ export function EstimatePanel({
             </div>
             <div className="tr-stat">
               <dt>Steps</dt>
-              <dd>{formatInt(estimate.steps)}</dd>
+              <dd>{formatNumber(estimate.steps)}</dd>
               <span className="tr-stat__sub">optimizer steps</span>
             </div>
             <div className="tr-stat">
               <dt>Tokens</dt>
-              <dd title={formatInt(estimate.tokens)}>{formatCompact(estimate.tokens)}</dd>
-              <span className="tr-stat__sub">{formatInt(estimate.mean_tokens_per_row)} per row</span>
+              <dd title={formatNumber(estimate.tokens)}>{formatCompact(estimate.tokens)}</dd>
+              <span className="tr-stat__sub">{formatNumber(estimate.mean_tokens_per_row)} per row</span>
             </div>
             <div className="tr-stat">
               <dt>{backend === "modal" ? "Cost" : "Rows"}</dt>
-              <dd>{backend === "modal" ? formatUsd(view.cost) : formatInt(estimate.rows)}</dd>
+              <dd>{backend === "modal" ? formatUsd(view.cost) : formatNumber(estimate.rows)}</dd>
               <span className="tr-stat__sub">{backend === "modal" ? "Modal GPU time" : "training rows"}</span>
             </div>
           </dl>

@@ -1,6 +1,7 @@
 // Small pieces shared by the training pages: the status badge and the progress bar with ETA.
 import type { JobStatus } from "../../api/types";
-import { formatEta, formatInt, STATUS_LABEL, toPct } from "./format";
+import { STATUS_LABEL } from "./labels";
+import { formatEta, formatNumber, toPct } from "../../lib/format";
 
 const STATUS_TONE: Record<JobStatus, string> = {
   queued: "neutral",
@@ -61,7 +62,7 @@ export function JobProgress({
         <span className="tr-progress__pct">{indeterminate ? "Waiting" : `${Math.round(pct)}%`}</span>
         {!compact && total ? (
           <span>
-            step {formatInt(step ?? 0)} / {formatInt(total)}
+            step {formatNumber(step ?? 0)} / {formatNumber(total)}
           </span>
         ) : null}
         {running && etaS !== null && etaS !== undefined && <span className="tr-progress__eta">{formatEta(etaS)}</span>}

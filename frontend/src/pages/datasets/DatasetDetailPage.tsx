@@ -24,8 +24,9 @@ import { PreviewTab } from "../../components/datasets/PreviewTab";
 import { ReportView } from "../../components/datasets/ReportView";
 import { SplitDialog } from "../../components/datasets/SplitDialog";
 import { StatisticsTab } from "../../components/datasets/StatisticsTab";
-import { formatBytes, formatDate, formatLabel, formatNumber, toPercent } from "../../components/datasets/format";
+import { formatLabel } from "../../components/datasets/labels";
 import { useNotificationsSocket } from "../../hooks/useNotificationsSocket";
+import { formatBytes, formatDate, formatNumber, toPercent } from "../../lib/format";
 
 const TABS = [
   { id: "report", label: "Report" },

@@ -7,7 +7,8 @@ import type { Dataset } from "../../api/types";
 import { Icon } from "../../components/Icon";
 import { Banner, Button, Card, EmptyState, PageHeader, Spinner } from "../../components/ui";
 import { InlineProgress, StatusBadge, VerdictBadge } from "../../components/datasets/Badges";
-import { formatBytes, formatDate, formatLabel, formatNumber } from "../../components/datasets/format";
+import { formatLabel } from "../../components/datasets/labels";
+import { formatBytes, formatDate, formatNumber } from "../../lib/format";
 
 function UploadLink({ primary = true }: { primary?: boolean }) {
   return (

@@ -8,10 +8,10 @@ import { errorMessage } from "../../api/client";
 import { useBaseCatalog, useFit, useHubDownload, useHubInfo, useHubSearch, type BaseModel, type FitEstimate, type HubModelInfo } from "../../api/models";
 import { Icon } from "../../components/Icon";
 import { ModelsTabs } from "../../components/models/ModelsTabs";
-import { formatBytes, TaskProgress } from "../../components/models/TaskBits";
-import { formatCompact, formatFloat, formatInt } from "../../components/training/format";
+import { TaskProgress } from "../../components/models/TaskBits";
 import { Banner, Button, Card, EmptyState, PageHeader, Spinner } from "../../components/ui";
 import { useTaskFeed } from "../../hooks/useTaskFeed";
+import { formatBytes, formatCompact, formatFloat, formatNumber } from "../../lib/format";
 import "../../styles/models.css";
 
 const METHODS = [
@@ -41,10 +41,10 @@ function CatalogRow({ model, onFit, live }: { model: BaseModel; onFit: (id: numb
         <SourceBadge source={model.source} />
       </td>
       <td className="num">{formatCompact(model.parameters)}</td>
-      <td className="num">{model.context_length ? formatInt(model.context_length) : "—"}</td>
+      <td className="num">{model.context_length ? formatNumber(model.context_length) : "—"}</td>
       <td>{model.license || "—"}</td>
       <td>{model.has_chat_template ? <span className="tr-yes">Yes</span> : <span className="tr-no">No</span>}</td>
-      <td className="num">{formatBytes(model.size_bytes)}</td>
+      <td className="num">{formatBytes(model.size_bytes || null)}</td>
       <td className="md-status-cell">
         {downloading ? (
           <TaskProgress progress={Math.max(live ?? 0, model.download_progress ?? 0)} status="running" label={`Download of ${model.repo_id}`} testId="download-progress" />
@@ -198,7 +198,7 @@ function InfoPanel({ repoId, catalog }: { repoId: string; catalog: BaseModel[] }
         </div>
         <div>
           <dt>Size</dt>
-          <dd>{formatBytes(data.size_bytes ?? null)}</dd>
+          <dd>{formatBytes(data.size_bytes || null)}</dd>
         </div>
         <div>
           <dt>Chat template</dt>
@@ -207,7 +207,7 @@ function InfoPanel({ repoId, catalog }: { repoId: string; catalog: BaseModel[] }
         {data.context_length ? (
           <div>
             <dt>Context length</dt>
-            <dd>{formatInt(data.context_length)}</dd>
+            <dd>{formatNumber(data.context_length)}</dd>
           </div>
         ) : null}
       </dl>

@@ -10,8 +10,9 @@ import { COLOR_A, COLOR_B, OverlaidLossChart } from "../../components/models/Com
 import { METRIC_ROWS } from "../../components/models/metrics";
 import { ModelsTabs } from "../../components/models/ModelsTabs";
 import { modelLabel } from "../../components/models/TaskBits";
-import { formatDateTime, formatFloat, METHOD_LABEL, WEIGHTS_LABEL } from "../../components/training/format";
+import { METHOD_LABEL, WEIGHTS_LABEL } from "../../components/training/labels";
 import { Banner, Card, EmptyState, PageHeader, Spinner } from "../../components/ui";
+import { formatDateTime, formatFloat } from "../../lib/format";
 import "../../styles/models.css";
 
 function asRecord(value: unknown): Record<string, unknown> | null {

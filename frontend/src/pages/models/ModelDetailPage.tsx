@@ -22,11 +22,12 @@ import { OllamaDialog } from "../../components/models/OllamaDialog";
 import { PushHubDialog } from "../../components/models/PushHubDialog";
 import { CommandLine, LatestBadge, TaskProgress, TaskStatusBadge } from "../../components/models/TaskBits";
 import { LossChart } from "../../components/training/Charts";
-import { Modal } from "../../components/training/Modal";
+import { Dialog } from "../../components/Dialog";
 import { METRIC_ROWS } from "../../components/models/metrics";
-import { formatDateTime, formatFloat, formatRelative, METHOD_LABEL, WEIGHTS_LABEL } from "../../components/training/format";
+import { METHOD_LABEL, WEIGHTS_LABEL } from "../../components/training/labels";
 import { Banner, Button, Card, EmptyState, Field, Spinner } from "../../components/ui";
 import { mergeLive, useTaskFeed, type LiveTask } from "../../hooks/useTaskFeed";
+import { formatDateTime, formatFloat, formatRelative } from "../../lib/format";
 import "../../styles/models.css";
 
 
@@ -230,7 +231,8 @@ function DeleteDialog({ model, open, onClose }: { model: FineTunedModel; open: b
   const navigate = useNavigate();
   const remove = useDeleteModel();
   return (
-    <Modal
+    <Dialog
+      size="sm"
       open={open}
       onClose={onClose}
       title={`Delete ${model.name} v${model.version}?`}
@@ -248,7 +250,7 @@ function DeleteDialog({ model, open, onClose }: { model: FineTunedModel; open: b
       }
     >
       {remove.isError ? <Banner tone="error">{errorMessage(remove.error)}</Banner> : <p className="small">This cannot be undone.</p>}
-    </Modal>
+    </Dialog>
   );
 }
 

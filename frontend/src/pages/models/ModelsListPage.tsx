@@ -7,8 +7,9 @@ import { finalLoss, isLatest, useModels, type FineTunedModel } from "../../api/m
 import { Icon } from "../../components/Icon";
 import { LatestBadge } from "../../components/models/TaskBits";
 import { ModelsTabs } from "../../components/models/ModelsTabs";
-import { formatFloat, formatRelative, METHOD_LABEL, WEIGHTS_LABEL } from "../../components/training/format";
+import { METHOD_LABEL, WEIGHTS_LABEL } from "../../components/training/labels";
 import { Banner, Card, EmptyState, PageHeader, Spinner } from "../../components/ui";
+import { formatFloat, formatRelative } from "../../lib/format";
 import "../../styles/models.css";
 
 function ModelRow({ model }: { model: FineTunedModel }) {

@@ -18,18 +18,11 @@ import { LossChart, MetricChart } from "../../components/training/Charts";
 import { JobProgress, JobStatusBadge } from "../../components/training/JobBits";
 import { HP_FIELDS } from "../../components/training/hyperparameters";
 import { LogTail } from "../../components/training/LogTail";
-import { Modal } from "../../components/training/Modal";
-import {
-  formatDateTime,
-  formatDuration,
-  formatFloat,
-  formatInt,
-  formatUsd,
-  METHOD_LABEL,
-  phaseLabel,
-  WEIGHTS_LABEL,
-} from "../../components/training/format";
+import { Dialog } from "../../components/Dialog";
+import { METRIC_ROWS } from "../../components/models/metrics";
+import { METHOD_LABEL, phaseLabel, WEIGHTS_LABEL } from "../../components/training/labels";
 import { useJobSocket, type JobSocketState, type JobStatusMessage } from "../../hooks/useJobSocket";
+import { formatDateTime, formatNumber, formatUsd } from "../../lib/format";
 
 const ERROR_HINTS: Record<string, string> = {
   oom: "The run ran out of memory. Try QLoRA, a smaller batch size or max length, or a larger GPU.",
@@ -39,18 +32,6 @@ const ERROR_HINTS: Record<string, string> = {
   infrastructure: "The worker was interrupted several times. Resume continues from the last checkpoint.",
   quota: "A monthly quota ran out. Resume once it resets, or ask an operator to raise it (Settings shows your usage).",
 };
-
-const RESULT_METRICS: { key: string; label: string; format: (v: number) => string }[] = [
-  { key: "train_loss_first", label: "First training loss", format: (v) => formatFloat(v) },
-  { key: "train_loss_last", label: "Final training loss", format: (v) => formatFloat(v) },
-  { key: "eval_loss_before", label: "Eval loss before", format: (v) => formatFloat(v) },
-  { key: "eval_loss_after", label: "Eval loss after", format: (v) => formatFloat(v) },
-  { key: "perplexity_before", label: "Perplexity before", format: (v) => formatFloat(v, 2) },
-  { key: "perplexity_after", label: "Perplexity after", format: (v) => formatFloat(v, 2) },
-  { key: "tokens_per_s_mean", label: "Mean throughput", format: (v) => `${formatInt(v)} tokens/s` },
-  { key: "peak_memory_mb", label: "Peak memory", format: (v) => `${formatInt(v)} MB` },
-  { key: "train_runtime_s", label: "Training time", format: (v) => formatDuration(v) },
-];
 
 const HP_ORDER = new Map(HP_FIELDS.map((f, i) => [f.key as string, i]));
 /** The wizard's field order first (epochs, steps, learning rate, ...), then the engine's other settings. */
@@ -82,7 +63,8 @@ function ContinueDialog({ job, open, onClose }: { job: TrainingJob; open: boolea
   const value = Number(epochs);
   const invalid = !Number.isFinite(value) || value <= 0 || value > 100;
   return (
-    <Modal
+    <Dialog
+      size="sm"
       open={open}
       onClose={onClose}
       title="Continue training"
@@ -115,14 +97,14 @@ function ContinueDialog({ job, open, onClose }: { job: TrainingJob; open: boolea
         autoFocus
       />
       {cont.isError && <Banner tone="error">{errorMessage(cont.error)}</Banner>}
-    </Modal>
+    </Dialog>
   );
 }
 
 function ResultCard({ job }: { job: TrainingJob }) {
   const model = useFineTunedModel(job.model);
   const metrics = (job.result?.metrics ?? model.data?.metrics ?? {}) as Record<string, unknown>;
-  const rows = RESULT_METRICS.filter((m) => typeof metrics[m.key] === "number");
+  const rows = METRIC_ROWS.filter((m) => typeof metrics[m.key] === "number");
   return (
     <Card
       title="Result"
@@ -178,7 +160,7 @@ function ResumeHint({ job }: { job: TrainingJob }) {
   return (
     <p className="muted small">
       {job.last_checkpoint_step > 0
-        ? `Resume restarts from the checkpoint at step ${formatInt(job.last_checkpoint_step)}.`
+        ? `Resume restarts from the checkpoint at step ${formatNumber(job.last_checkpoint_step)}.`
         : "No checkpoint was saved: Resume starts the run again from the beginning."}
     </p>
   );
@@ -320,7 +302,7 @@ export default function TrainingJobPage() {
             </div>
             <div>
               <dt>Checkpoint</dt>
-              <dd>{checkpointStep > 0 ? `step ${formatInt(checkpointStep)}` : "—"}</dd>
+              <dd>{checkpointStep > 0 ? `step ${formatNumber(checkpointStep)}` : "—"}</dd>
             </div>
             <div>
               <dt>Created</dt>

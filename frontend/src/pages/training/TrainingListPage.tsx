@@ -6,7 +6,8 @@ import type { FineTunedModelInfo, TrainingJob } from "../../api/types";
 import { Icon } from "../../components/Icon";
 import { Banner, Button, Card, EmptyState, PageHeader, Spinner } from "../../components/ui";
 import { JobProgress, JobStatusBadge } from "../../components/training/JobBits";
-import { formatFloat, formatInt, formatRelative, METHOD_LABEL, STATUS_LABEL, WEIGHTS_LABEL } from "../../components/training/format";
+import { METHOD_LABEL, STATUS_LABEL, WEIGHTS_LABEL } from "../../components/training/labels";
+import { formatFloat, formatNumber, formatRelative } from "../../lib/format";
 
 const FILTERS = {
   status: { label: "Status", options: Object.entries(STATUS_LABEL) },
@@ -80,7 +81,7 @@ function JobRow({ job, model }: { job: TrainingJob; model: FineTunedModelInfo | 
         {isActive(job.status) || job.status === "failed" || job.status === "cancelled" ? (
           <JobProgress progress={job.progress} status={job.status} etaS={job.eta_s} compact />
         ) : job.status === "succeeded" ? (
-          <span className="muted small">{formatInt(job.total_steps || job.current_step)} steps</span>
+          <span className="muted small">{formatNumber(job.total_steps || job.current_step)} steps</span>
         ) : (
           <span className="muted">—</span>
         )}
@@ -198,7 +199,7 @@ export default function TrainingListPage() {
             </div>
             {page && (page.next || page.previous) && (
               <div className="tr-pager">
-                <span className="muted small">{formatInt(page.count)} jobs</span>
+                <span className="muted small">{formatNumber(page.count)} jobs</span>
                 <div className="tr-pager__buttons">
                   <Button size="sm" disabled={!page.previous} onClick={() => setFilter("page", String(filters.page - 1))}>
                     Previous page

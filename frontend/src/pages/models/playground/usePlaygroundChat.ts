@@ -1,0 +1,98 @@
+// The playground's conversation: each exchange holds the prompt and the streamed answer (two in side-by-side mode).
+import { useRef, useState } from "react";
+import type { ChatTurn } from "../../../api/models";
+import { useGenerateStream, type GenerateTarget } from "../../../hooks/useGenerateStream";
+
+export interface Answer {
+  text: string;
+  /** Streamed pieces so far; replaced by the server's token count when the answer is done. */
+  tokens: number;
+  /** Generation time measured by the server (excludes model loading). */
+  durationS: number | null;
+  startedAt: number;
+  firstTokenAt: number | null;
+  endedAt: number | null;
+}
+
+export interface Exchange {
+  id: number;
+  user: string;
+  model: Answer;
+  base: Answer | null;
+  streaming: boolean;
+  error: string | null;
+  fallback: boolean;
+}
+
+export interface GenerationSettings {
+  system: string;
+  temperature: number;
+  topP: number;
+  maxNew: number;
+}
+
+const newAnswer = (): Answer => ({ text: "", tokens: 0, durationS: null, startedAt: performance.now(), firstTokenAt: null, endedAt: null });
+
+/** The whole conversation as chat turns, then the new prompt (answers of the base column are not sent back). */
+function turns(chat: Exchange[], system: string, text: string): ChatTurn[] {
+  const messages: ChatTurn[] = [];
+  if (system.trim()) messages.push({ role: "system", content: system.trim() });
+  for (const e of chat) {
+    messages.push({ role: "user", content: e.user });
+    if (e.model.text) messages.push({ role: "assistant", content: e.model.text });
+  }
+  messages.push({ role: "user", content: text });
+  return messages;
+}
+
+export function usePlaygroundChat() {
+  const stream = useGenerateStream();
+  const [chat, setChat] = useState<Exchange[]>([]);
+  const nextId = useRef(1);
+
+  const update = (id: number, change: (e: Exchange) => Exchange) => setChat((list) => list.map((e) => (e.id === id ? change(e) : e)));
+
+  /** Ask `target` (and with `compare` its base model too); the answer streams into a new exchange. */
+  const send = (text: string, target: GenerateTarget, settings: GenerationSettings, compare: boolean) => {
+    const messages = turns(chat, settings.system, text);
+    const id = nextId.current++;
+    setChat((list) => [...list, { id, user: text, model: newAnswer(), base: compare ? newAnswer() : null, streaming: true, error: null, fallback: false }]);
+    stream.start(target, { messages, max_new_tokens: settings.maxNew, temperature: settings.temperature, top_p: settings.topP }, compare, {
+      onToken: (side, piece) =>
+        update(id, (e) => {
+          const now = performance.now();
+          const grow = (a: Answer): Answer => ({ ...a, text: a.text + piece, tokens: a.tokens + (piece ? 1 : 0), firstTokenAt: a.firstTokenAt ?? now, endedAt: now });
+          // A base model's own tokens are marked "base" too: they belong in the single column then.
+          if (side === "base" && e.base) return { ...e, base: grow(e.base) };
+          return { ...e, model: grow(e.model) };
+        }),
+      onDone: ({ error, fallback, results }) =>
+        update(id, (e) => {
+          const settle = (a: Answer, stats: { tokens?: number; duration_s?: number } | undefined): Answer =>
+            stats ? { ...a, tokens: stats.tokens ?? a.tokens, durationS: stats.duration_s ?? null } : a;
+          return {
+            ...e,
+            model: settle(e.model, results?.model),
+            base: e.base ? settle(e.base, results?.base) : null,
+            streaming: false,
+            error: error ?? null,
+            fallback: !!fallback,
+          };
+        }),
+    });
+  };
+
+  /** Stop the answer being streamed; what arrived stays. */
+  const stop = () => {
+    stream.stop();
+    setChat((list) => list.map((e) => (e.streaming ? { ...e, streaming: false } : e)));
+  };
+
+  /** A new, empty conversation. */
+  const reset = () => {
+    stream.stop();
+    setChat([]);
+  };
+
+  return { chat, streaming: stream.streaming, send, stop, reset };
+}
