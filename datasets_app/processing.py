@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
@@ -25,15 +26,15 @@ from .uploads import CheckedFile, sha256_of
 
 logger = logging.getLogger(__name__)
 
+# The Celery task, sent by name (datasets_app/tasks.py calls into this module, never the other way round).
+PROCESS_TASK = "datasets_app.tasks.process_dataset"
 INTERNAL_ERROR = "Processing failed because of an internal error; try Re-validate, or contact an operator."
 
 
 def enqueue_processing(dataset: Dataset) -> None:
     """Queue the processing task for the version's current run token once the transaction commits."""
-    from . import tasks
-
     token = str(dataset.run_token)
-    transaction.on_commit(lambda: tasks.process_dataset.apply_async(args=[dataset.pk, token], queue="default"))
+    transaction.on_commit(lambda: current_app.send_task(PROCESS_TASK, args=[dataset.pk, token], queue="default"))
 
 
 def tokenizer_path(base_model: str | None) -> str:

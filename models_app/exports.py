@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode
 
+from celery import current_app
 from django.conf import settings
 from django.core import signing
 from django.core.files import File
@@ -178,9 +179,7 @@ def request_export(user: User, model_id: int, format: str, quantization: str | N
 
 
 def _enqueue(export_id: int, token: str) -> None:
-    from models_app.tasks import exports as tasks
-
-    tasks.run_export.apply_async(args=[export_id, token], queue="default")
+    current_app.send_task("models_app.tasks.exports.run_export", args=[export_id, token], queue="default")
 
 
 # --- running ---------------------------------------------------------------------------------------------------------

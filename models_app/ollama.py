@@ -16,6 +16,7 @@ from typing import IO, Any
 from urllib.parse import urlparse
 
 import requests
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -252,9 +253,7 @@ def request_ollama_import(user: User, model_id: int, name: str) -> OllamaImport:
 
 
 def _enqueue(import_id: int, token: str) -> None:
-    from models_app.tasks import exports as tasks
-
-    tasks.run_ollama_import.apply_async(args=[import_id, token], queue="default")
+    current_app.send_task("models_app.tasks.exports.run_ollama_import", args=[import_id, token], queue="default")
 
 
 def _progress(row: OllamaImport, fraction: float, stage: str) -> None:

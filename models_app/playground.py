@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
+from celery import current_app
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -98,17 +99,18 @@ def check_request(payload: Any, target: Target) -> tuple[inference.GenerationReq
 def start_generation(owner: User, target: Target, payload: Any, *, reply_channel: str) -> str:
     """Check access and input, then queue a generation on the `inference` workers that streams its events to
     `reply_channel`; returns the request id (carried by every event, and the key to `cancel_generation`)."""
-    from .tasks import playground as tasks
-
     resolve_target(owner, target)
     request, compare = check_request(payload, target)
     request_id = uuid.uuid4().hex
-    tasks.generate.apply_async(args=[{
-        "request_id": request_id, "owner_id": owner.pk, "target": str(target), "request": request.to_dict(),
-        "compare_with_base": compare, "reply_channel": reply_channel,
-    }])
+    _enqueue({"request_id": request_id, "owner_id": owner.pk, "target": str(target), "request": request.to_dict(),
+              "compare_with_base": compare, "reply_channel": reply_channel})
     logger.info("playground %s: queued for user %s on %s", request_id, owner.pk, target)
     return request_id
+
+
+def _enqueue(job: dict[str, Any]) -> None:
+    """Queue the generation (the task by name, routed to the `inference` workers by settings)."""
+    current_app.send_task("models_app.tasks.playground.generate", args=[job])
 
 
 def _cancel_key(request_id: str) -> str:

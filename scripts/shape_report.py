@@ -48,7 +48,7 @@ def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
 
 def module_cycles() -> list[list[str]]:
     """Groups of project modules that import each other, directly or around a loop (strongly connected components of
-    the import graph, imports inside functions included; `from pkg import mod` counts as importing `pkg.mod`)."""
+    the import graph, imports inside functions included)."""
     modules = dict(project_modules())
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
@@ -63,7 +63,8 @@ def module_cycles() -> list[list[str]]:
                 if node.level:
                     parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(parts + ([base] if base else []))
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                # `from pkg import mod` depends on pkg.mod; `from pkg import name` on pkg itself.
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             for target in targets:
                 if target in modules and target != name:
                     graph[name].add(target)

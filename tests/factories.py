@@ -136,7 +136,7 @@ def dataset_for(owner: User) -> Dataset:
 
 class FineTunedModelFactory(factory.django.DjangoModelFactory):
     """A registry row without stored files (for listings, versions and model pages); a model with real weights comes
-    from the ``make_finetuned`` fixture (tests/models/conftest.py)."""
+    from the ``make_finetuned`` fixture (tests/plugins/models.py)."""
 
     class Meta:
         model = FineTunedModel

@@ -1,6 +1,6 @@
 """Job notifications: an email and an optional signed webhook when a job succeeds or fails.
 
-Queued by ``announce`` when training.services commits a final state; sent by training.tasks (Celery, on
+Queued by training.services when it commits a final state; sent by training.tasks (Celery, on
 settings.NOTIFICATIONS_QUEUE). A webhook that
 fails is retried a couple of times by the task and then only logged (and noted in the job's log): it never changes
 the job. Both deliveries are idempotent per job outcome (a cache marker keyed by the job's finish time).
@@ -17,34 +17,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
-from django.db import transaction
 from django.utils import timezone
 
+from accounts import crypto
+from accounts.services import webhook_target_refusal
+
+from . import services
 from .models import TrainingJob
 
 logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Finetune-Signature"
 MARKER_TTL_S = 14 * 24 * 3600
-
-
-EMAIL_TASK = "training.tasks.send_job_email"
-WEBHOOK_TASK = "training.tasks.deliver_job_webhook"
-
-
-def announce(job_id: int) -> None:
-    """Once the current transaction commits, send the job's outcome by email and to the owner's webhook (Celery tasks
-    on settings.NOTIFICATIONS_QUEUE; a failing webhook never touches the job)."""
-
-    def enqueue() -> None:
-        queue = settings.NOTIFICATIONS_QUEUE
-        current_app.send_task(EMAIL_TASK, args=[job_id], queue=queue)
-        current_app.send_task(WEBHOOK_TASK, args=[job_id], queue=queue)
-
-    transaction.on_commit(enqueue, robust=True)  # a broker hiccup must not surface in the job's completion
 
 
 class WebhookFailed(Exception):
@@ -156,8 +142,6 @@ def deliver_webhook(job_id: int) -> bool:
     if cache.get(key):
         logger.info("job %s: webhook already delivered", job_id)
         return False
-    from accounts.services import webhook_target_refusal
-
     refusal = webhook_target_refusal(job.owner.webhook_url)  # again now: DNS may have changed since it was saved
     if refusal:
         record_webhook_failure(job_id, f"not sent: {refusal}", 0)
@@ -166,8 +150,6 @@ def deliver_webhook(job_id: int) -> bool:
     headers = {"Content-Type": "application/json", "User-Agent": "finetune-webhook/1",
                "X-Finetune-Event": f"job.{job.status}", "X-Finetune-Delivery": uuid.uuid4().hex}
     if job.owner.webhook_secret_encrypted:
-        from accounts import crypto
-
         headers[SIGNATURE_HEADER] = sign(crypto.decrypt(job.owner.webhook_secret_encrypted), body)
     try:
         response = requests.post(job.owner.webhook_url, data=body, headers=headers,
@@ -184,12 +166,10 @@ def deliver_webhook(job_id: int) -> bool:
 
 def record_webhook_failure(job_id: int, reason: str, attempts: int) -> None:
     """The last retry failed: log it and note it in the job's log (the job itself is untouched)."""
-    from training import services as training_services
-
     job = TrainingJob.objects.select_related("owner").filter(pk=job_id).first()
     host = urlsplit(job.owner.webhook_url).netloc if job else "?"
     what = f"failed after {attempts} attempt(s)" if attempts else "refused"
     logger.warning("job %s: webhook to %s %s: %s", job_id, host, what, reason)
     if job is not None:
-        training_services.record_event(job_id, {"type": "log", "level": "warning",
+        services.record_event(job_id, {"type": "log", "level": "warning",
                                                 "line": f"webhook to {host} {what}: {reason}"})

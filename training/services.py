@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils import timezone
@@ -20,11 +21,15 @@ from models_app.models import BaseModel, FineTunedModel
 from training.engine.errors import ConfigError
 from training.engine.spec import HyperParams
 
-from . import events, notifications, pricing
+from . import events, pricing
 from . import quotas as job_quotas
 from .models import LogLine, MetricPoint, TrainingJob
 
 logger = logging.getLogger(__name__)
+# Celery tasks sent by name (training/tasks.py calls into this module, never the other way round).
+RUN_TASK = "training.tasks.run_training_job"
+EMAIL_TASK = "training.tasks.send_job_email"
+WEBHOOK_TASK = "training.tasks.deliver_job_webhook"
 PREFERENCE_FORMATS = {"preference", "hh_rlhf", "sharegpt_preference"}
 METHODS = ("sft", "dpo", "orpo")
 WEIGHTS = ("full", "lora", "qlora")
@@ -110,10 +115,8 @@ def create_job(
 
 
 def enqueue(job: TrainingJob) -> None:
-    """Send the job to the `training` queue after commit."""
-    from . import tasks
-
-    transaction.on_commit(lambda: tasks.run_training_job.apply_async(args=[job.pk], queue="training"))
+    """Send the job to the `training` queue after commit (the task by name: services never import the tasks)."""
+    transaction.on_commit(lambda: current_app.send_task(RUN_TASK, args=[job.pk], queue="training"))
 
 
 # --- execution: lease -------------------------------------------------------------------------------------------
@@ -251,6 +254,17 @@ def record_event(job_id: int, event: dict[str, Any]) -> None:
         pass
 
 
+def _announce(job_id: int) -> None:
+    """Once the current transaction commits, send the job's outcome by email and to the owner's webhook (Celery tasks
+    on settings.NOTIFICATIONS_QUEUE, see training/notifications.py; a failing webhook never touches the job)."""
+
+    def enqueue() -> None:
+        for task in (EMAIL_TASK, WEBHOOK_TASK):
+            current_app.send_task(task, args=[job_id], queue=settings.NOTIFICATIONS_QUEUE)
+
+    transaction.on_commit(enqueue, robust=True)  # a broker hiccup must not surface in the job's completion
+
+
 def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
     job.status, job.error, job.error_kind = status, error, kind
     job.finished = timezone.now()
@@ -262,7 +276,7 @@ def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
     job.save()
     events.publish_status(job.pk, status, error=error)
     if status in (TrainingJob.Status.SUCCEEDED, TrainingJob.Status.FAILED):
-        notifications.announce(job.pk)  # email and webhook, once the final state is committed
+        _announce(job.pk)
 
 
 def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTunedModel | None:

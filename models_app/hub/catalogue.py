@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
@@ -255,10 +256,8 @@ def request_download(user: User, repo_id: str) -> BaseModel:
 
 
 def _enqueue_download(base_model_id: int, user_id: int) -> None:
-    from models_app.tasks import hub as tasks
-
-    transaction.on_commit(
-        lambda: tasks.download_base_model.apply_async(args=[base_model_id, user_id], queue="default"))
+    transaction.on_commit(lambda: current_app.send_task("models_app.tasks.hub.download_base_model",
+                                                        args=[base_model_id, user_id], queue="default"))
 
 
 def _dir_bytes(path: Path) -> int:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
@@ -87,10 +88,9 @@ def retry_push(user: User, push_id: int) -> HubPush:
 
 
 def _enqueue_push(push: HubPush) -> None:
-    from models_app.tasks import hub as tasks
-
     args = [push.pk, push.run_token]
-    transaction.on_commit(lambda: tasks.push_to_hub.apply_async(args=args, queue="default"))
+    transaction.on_commit(
+        lambda: current_app.send_task("models_app.tasks.hub.push_to_hub", args=args, queue="default"))
 
 
 class _PushReporter:

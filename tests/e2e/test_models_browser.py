@@ -34,7 +34,7 @@ def models_servers(test_db_name, fake_hub_server, fake_ollama_server, tmp_path_f
     get OLLAMA_HOST pointing at the fake (the session's daphne does not know it)."""
     from tests.processes import server_env, start_celery_worker, start_daphne, stop
 
-    # One golden prompt of 16 tokens keeps the GGUF verification to seconds on 2 cores (as tests/models does).
+    # One golden prompt of 16 tokens keeps the GGUF verification to seconds on 2 cores (as tests/models_app does).
     env = server_env(test_db_name, HF_ENDPOINT=fake_hub_server.url, OLLAMA_HOST=fake_ollama_server.url,
                      EXPORT_VERIFY_PROMPTS="What is the capital of France?", EXPORT_VERIFY_MAX_NEW_TOKENS="16")
     logs = tmp_path_factory.mktemp("models-browser")

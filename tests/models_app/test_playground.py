@@ -353,10 +353,9 @@ def test_websocket_reports_a_missing_inference_worker(user, make_finetuned, sett
 
     from finetune.asgi import application
     from models_app import playground
-    from models_app.tasks import playground as tasks
 
     settings.PLAYGROUND_TIMEOUT_S = 1
-    monkeypatch.setattr(tasks.generate, "apply_async", lambda *a, **kw: None)
+    monkeypatch.setattr(playground, "_enqueue", lambda job: None)
     model = make_finetuned(user)
     cookie = _session_cookie(user).encode()
 
