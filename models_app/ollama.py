@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import requests
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -33,8 +33,10 @@ KIND = "ollama-import"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}(:[a-z0-9._-]{1,64})?$")
 NAME_RULES = (
     "use 1-63 lowercase letters, digits, '.', '_' or '-' starting with a letter or digit, optionally followed by "
-    "':tag' (e.g. 'my-model' or 'my-model:v2')"
+    "':tag' (e.g. 'my-model' or 'my-model:v2'), optionally after your own namespace ('<namespace>/my-model')"
 )
+# Statuses of an import that holds its name on the server (a failed or cancelled one never created it).
+HOLDING = ("queued", "running", "succeeded")
 
 
 # --- the REST client ------------------------------------------------------------------------------------------------
@@ -221,29 +223,60 @@ def load_tokenizer(model: FineTunedModel) -> Any:
 # --- services -------------------------------------------------------------------------------------------------------
 
 
-def validate_name(name: str) -> str:
-    """The Ollama model name, or ServiceError (field ``name``) explaining the rules."""
+def namespace_of(user: User) -> str:
+    """The user's Ollama namespace: every model they import is `<namespace>/<name>`, so one user can never overwrite
+    what another runs with `ollama run` (the username, lowercased, other characters as '-'; `user<id>` if nothing is
+    left)."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", user.username.lower()).strip("-._")[:63]
+    return slug or f"user{user.pk}"
+
+
+def validate_name(name: str, user: User) -> str:
+    """The full Ollama model name `<namespace>/<name>[:tag]` for ``user``, or ServiceError (field ``name``): a bad
+    name, or another user's namespace."""
     name = (name or "").strip()
-    if not NAME_RE.match(name):
+    namespace = namespace_of(user)
+    given_namespace, slash, bare = name.rpartition("/")
+    if slash and given_namespace != namespace:
+        raise ServiceError(f"Ollama names of yours live in your namespace {namespace!r}: name the model "
+                           f"'{namespace}/{bare}' or just '{bare}'.", field="name")
+    if not NAME_RE.match(bare):
         raise ServiceError(f"Invalid Ollama model name {name!r}: {NAME_RULES}.", field="name")
-    return name
+    return f"{namespace}/{bare}"
+
+
+def check_name_free(name: str, user: User, host: str) -> None:
+    """Refuse (409) a name another user's import holds on this Ollama server (two usernames can share a namespace,
+    e.g. 'Ann' and 'ann')."""
+    wanted = _full_name(name)
+    held = (OllamaImport.objects.filter(host=host, status__in=HOLDING).exclude(owner=user)
+            .values_list("ollama_name", flat=True))
+    if any(_full_name(other) == wanted for other in held):
+        raise ServiceError(f"The Ollama name {name!r} belongs to another user; choose another name.", field="name",
+                           status_code=409)
 
 
 def request_ollama_import(user: User, model_id: int, name: str) -> OllamaImport:
     """Validate the name, record an import of the user's model and enqueue it once the transaction commits."""
     from models_app.exports import get_owned_model
 
-    name = validate_name(name)
     model = get_owned_model(user, model_id)
+    name = validate_name(name, user)
     from models_app.artifacts import require_files
 
     require_files(model, "imported")
+    host = normalize_host(settings.OLLAMA_HOST)
     with transaction.atomic():
+        # Serialized per server by a transaction-level advisory lock: two users asking for one name at once cannot
+        # both pass the check.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"ollama-name:{host}"])
+        check_name_free(name, user, host)
         row = OllamaImport.objects.create(
             owner=user,
             model=model,
             ollama_name=name,
-            host=normalize_host(settings.OLLAMA_HOST),
+            host=host,
             run_token=uuid.uuid4().hex,
         )
         token = row.run_token

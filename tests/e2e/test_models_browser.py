@@ -214,13 +214,16 @@ def test_model_page_playground_push_and_ollama_import(page, models_servers, fake
     name.fill("Tiny Alpaca")
     expect(dialog.get_by_test_id("field-error")).to_contain_text("lowercase")
     expect(dialog.get_by_test_id("ollama-submit")).to_be_disabled()
+    name.fill("someone/tiny-alpaca:v2")  # another user's namespace
+    expect(dialog.get_by_test_id("field-error")).to_contain_text('your namespace "mona/"')
     name.fill("tiny-alpaca:v2")
     expect(dialog.get_by_test_id("field-error")).to_have_count(0)
+    expect(dialog.get_by_test_id("ollama-run-preview")).to_have_text("ollama run mona/tiny-alpaca:v2")
     dialog.get_by_test_id("ollama-submit").click()
     expect(dialog.get_by_test_id("ollama-progress").or_(dialog.get_by_test_id("ollama-result"))).to_be_visible()
     shot("08-ollama-running.png")
     expect(dialog.get_by_test_id("ollama-result")).to_be_visible(timeout=420000)
-    expect(dialog.get_by_test_id("ollama-run-command")).to_have_text("ollama run tiny-alpaca:v2")
+    expect(dialog.get_by_test_id("ollama-run-command")).to_have_text("ollama run mona/tiny-alpaca:v2")
     shot("09-ollama-done.png")
     dialog.get_by_role("button", name="Close", exact=True).click()
 

@@ -61,7 +61,9 @@ def test_import_uploads_creates_and_verifies_the_model(imported):
     row = OllamaImport.objects.get(pk=imported["import"].pk)
     assert imported["enqueued"] == [(row.pk, row.run_token)]
     assert row.status == "succeeded", row.error
-    assert row.run_command == "ollama run tiny-alpaca:v1" and row.progress == 1.0 and row.error == ""
+    ns = ollama.namespace_of(imported["owner"])
+    assert row.ollama_name == f"{ns}/tiny-alpaca:v1"  # in the owner's namespace
+    assert row.run_command == f"ollama run {ns}/tiny-alpaca:v1" and row.progress == 1.0 and row.error == ""
     export = ModelExport.objects.get(pk=row.verification["export_id"])
     # The GGUF behind the import is a q8_0 export that passed the llama.cpp verification.
     assert export.format == "gguf" and export.quantization == "q8_0" and export.status == "succeeded"
@@ -80,14 +82,14 @@ def test_import_uploads_creates_and_verifies_the_model(imported):
     assert row.verification["create"][-1] == "success"
     fake = imported["fake"]
     assert (fake.blobs / f"sha256-{export.sha256}").stat().st_size == export.size_bytes
-    assert fake.models["tiny-alpaca:v1"]["files"] == {"tiny-alpaca-v1-q8_0.gguf": f"sha256:{export.sha256}"}
+    assert fake.models[row.ollama_name]["files"] == {"tiny-alpaca-v1-q8_0.gguf": f"sha256:{export.sha256}"}
 
 
 @pytest.mark.django_db
 def test_modelfile_template_and_stops_come_from_the_chat_template(imported):
     row = OllamaImport.objects.get(pk=imported["import"].pk)
     tokenizer = ollama.load_tokenizer(row.model)
-    stored = imported["fake"].models["tiny-alpaca:v1"]
+    stored = imported["fake"].models[row.ollama_name]
     assert row.verification["template"]["family"] == "chatml" and row.verification["template"]["check"]["match"]
     # What Ollama feeds the model is exactly what the HF chat template renders, with and without a system prompt.
     for messages, system in (
@@ -95,7 +97,7 @@ def test_modelfile_template_and_stops_come_from_the_chat_template(imported):
         ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}], "Be brief."),
     ):
         hf = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        assert imported["fake"].render("tiny-alpaca:v1", "Hi there", system=system) == hf
+        assert imported["fake"].render(row.ollama_name, "Hi there", system=system) == hf
     assert stored["system"] == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
     assert stored["parameters"]["stop"] == ["<|im_start|>", "<|im_end|>"]
     assert stored["parameters"]["num_ctx"] == 4096 and 0 < stored["parameters"]["temperature"] < 1
@@ -119,7 +121,7 @@ def test_the_created_model_answers_the_golden_prompt_like_llama_cpp(imported):
     # Asked again through the production client (greedy), the served model gives the same answer, with no chat
     # markers leaking (the stop tokens work).
     reply = ollama.OllamaClient(imported["fake"].url).generate(
-        "tiny-alpaca:v1", GOLDEN_PROMPT, options={"temperature": 0, "repeat_penalty": 1.0, "num_predict": 16}
+        row.ollama_name, GOLDEN_PROMPT, options={"temperature": 0, "repeat_penalty": 1.0, "num_predict": 16}
     )
     assert reply["response"] == reference["llama_answer"] and "<|im" not in reply["response"]
     assert reply["done"] is True
@@ -133,11 +135,11 @@ def test_a_second_import_reuses_the_verified_export_and_the_blob(imported, fake_
     ollama.run_ollama_import(row.pk, row.run_token)
     row.refresh_from_db()
     assert row.status == "succeeded", row.error
-    assert row.run_command == "ollama run tiny-alpaca"
+    assert row.run_command == f"ollama run {ollama.namespace_of(imported['owner'])}/tiny-alpaca"
     assert row.verification["export_id"] == imported["import"].verification["export_id"]
     assert row.verification["blob"] == "already on the server"
     assert ModelExport.objects.filter(model=model).count() == exports_before
-    assert "tiny-alpaca:latest" in fake_ollama.models
+    assert f"{row.ollama_name}:latest" in fake_ollama.models
     assert not [r for r in fake_ollama.requests if r["method"] == "POST" and r["path"].startswith("/api/blobs/")]
     # A repeated delivery of the task changes nothing.
     assert ollama.run_ollama_import(row.pk, row.run_token) is None
@@ -188,7 +190,7 @@ def test_an_unreachable_server_fails_fast_with_a_clear_message(user, make_finetu
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name", ["Bad Name", "UPPER", "-leading-dash", "a/b", "name:", "x" * 64, "", "emoji😀"])
+@pytest.mark.parametrize("name", ["Bad Name", "UPPER", "-leading-dash", "name:", "x" * 64, "", "emoji😀"])
 def test_a_bad_name_is_refused_with_a_clear_400(user, make_finetuned, name):
     model = make_finetuned(user)
     response = _client(user).post(f"/api/models/{model.pk}/ollama-import/", {"name": name}, format="json")
@@ -210,15 +212,43 @@ def test_import_api_answers_202_with_the_run_command(
         response = client.post(f"/api/models/{model.pk}/ollama-import/", {"name": "my-model:v2"}, format="json")
     assert response.status_code == 202
     body = response.json()
+    ns = ollama.namespace_of(user)
     assert {k: body[k] for k in ("status", "ollama_name", "run_command", "host")} == {
         "status": "queued",
-        "ollama_name": "my-model:v2",
-        "run_command": "ollama run my-model:v2",
+        "ollama_name": f"{ns}/my-model:v2",
+        "run_command": f"ollama run {ns}/my-model:v2",
         "host": fake_ollama.url,
     }
     assert len(callbacks) == 1
     assert client.get(f"/api/models/{model.pk}/ollama-imports/").json()["results"][0]["id"] == body["id"]
-    assert client.get(f"/api/models/ollama-imports/{body['id']}/").json()["run_command"] == "ollama run my-model:v2"
+    assert client.get(f"/api/models/ollama-imports/{body['id']}/").json()["run_command"] == f"ollama run {ns}/my-model:v2"
+    # Naming the own namespace explicitly gives the same name.
+    again = client.post(f"/api/models/{model.pk}/ollama-import/", {"name": f"{ns}/my-model:v2"}, format="json")
+    assert again.status_code == 202 and again.json()["ollama_name"] == f"{ns}/my-model:v2"
+
+
+@pytest.mark.django_db
+def test_names_are_namespaced_per_user_and_never_taken_over(make_finetuned, fake_ollama):
+    """One user cannot overwrite what another runs with `ollama run NAME`: names live in the importer's namespace, a
+    name in someone else's namespace is refused, and a name another user holds (two usernames can share a namespace)
+    is refused with 409 before anything is queued."""
+    from tests.factories import UserFactory
+
+    ann, ann_upper, bob = UserFactory(username="ann"), UserFactory(username="Ann"), UserFactory(username="bob")
+    first = _client(ann).post(f"/api/models/{make_finetuned(ann).pk}/ollama-import/", {"name": "assistant"},
+                              format="json")
+    assert first.status_code == 202 and first.json()["ollama_name"] == "ann/assistant"
+
+    bob_model = make_finetuned(bob)
+    stolen = _client(bob).post(f"/api/models/{bob_model.pk}/ollama-import/", {"name": "ann/assistant"}, format="json")
+    assert stolen.status_code == 400 and "namespace 'bob'" in stolen.json()["errors"]["name"][0]
+    plain = _client(bob).post(f"/api/models/{bob_model.pk}/ollama-import/", {"name": "assistant"}, format="json")
+    assert plain.status_code == 202 and plain.json()["ollama_name"] == "bob/assistant"
+
+    clash = _client(ann_upper).post(f"/api/models/{make_finetuned(ann_upper).pk}/ollama-import/",
+                                    {"name": "assistant:latest"}, format="json")
+    assert clash.status_code == 409 and "belongs to another user" in clash.json()["detail"]
+    assert not OllamaImport.objects.filter(owner=ann_upper).exists()
 
 
 @pytest.mark.django_db

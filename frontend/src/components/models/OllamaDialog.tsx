@@ -2,6 +2,7 @@
 // (GGUF export, Modelfile, blob upload, create, verification) and the `ollama run <name>` command to copy.
 import { useEffect, useState, type FormEvent } from "react";
 import { useQueryClient } from "@tanstack/react-query";
+import { useMe } from "../../api/auth";
 import { ApiError, errorMessage } from "../../api/client";
 import { modelKeys, OLLAMA_NAME_PATTERN, useOllamaImport, useStartOllamaImport, type FineTunedModel, type OllamaImport } from "../../api/models";
 import { mergeLive, type LiveTask } from "../../hooks/useTaskFeed";
@@ -18,10 +19,26 @@ export function suggestOllamaName(model: FineTunedModel): string {
   return `${slug || "model"}:v${model.version}`;
 }
 
-export function ollamaNameError(value: string): string | undefined {
+/** The user's Ollama namespace, as the server derives it (models_app/ollama.py `namespace_of`): every import is
+ * `<namespace>/<name>`, so nobody can overwrite another user's `ollama run` name. */
+export function ollamaNamespace(username: string, userId: number): string {
+  const slug = username
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, "-")
+    .replace(/^[-._]+|[-._]+$/g, "")
+    .slice(0, 63);
+  return slug || `user${userId}`;
+}
+
+export function ollamaNameError(value: string, namespace?: string): string | undefined {
   if (!value) return "Enter a model name.";
   if (value !== value.trim()) return "Remove the spaces around the name.";
   if (/[A-Z]/.test(value)) return "Use lowercase letters only.";
+  const slash = value.lastIndexOf("/");
+  if (slash >= 0) {
+    if (namespace !== undefined && value.slice(0, slash) !== namespace) return `Your models live in your namespace "${namespace}/".`;
+    value = value.slice(slash + 1);
+  }
   if (!OLLAMA_NAME_PATTERN.test(value)) {
     return "Use lowercase letters, digits, '.', '_' or '-' (starting with a letter or digit, up to 63), optionally ':tag'.";
   }
@@ -65,7 +82,10 @@ export function OllamaDialog({
   const [importId, setImportId] = useState<number | null>(null);
   const item = useOllamaImport(importId);
   const current = item.data ? mergeLive(item.data, live("ollama", item.data.id)) : null;
-  const clientError = ollamaNameError(name);
+  const me = useMe();
+  const namespace = me.data ? ollamaNamespace(me.data.username, me.data.id) : undefined;
+  const clientError = ollamaNameError(name, namespace);
+  const fullName = name.includes("/") || !namespace ? name : `${namespace}/${name}`;
   const serverError = start.error instanceof ApiError ? (start.error.field("name") ?? start.error.field("ollama_name")) : undefined;
   const running = current?.status === "queued" || current?.status === "running";
   const queryClient = useQueryClient();
@@ -130,8 +150,8 @@ export function OllamaDialog({
             error={name ? (clientError ?? serverError) : serverError}
             hint={
               <>
-                Lowercase, like <span className="mono">my-model</span> or <span className="mono">my-model:v2</span>. You will run it with{" "}
-                <span className="mono">ollama run {name || "…"}</span>.
+                Lowercase, like <span className="mono">my-model</span> or <span className="mono">my-model:v2</span>, imported in your
+                namespace. You will run it with <span className="mono" data-testid="ollama-run-preview">ollama run {name ? fullName : "…"}</span>.
               </>
             }
             autoComplete="off"
