@@ -62,6 +62,10 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+# No usage telemetry from the Hugging Face libraries (huggingface_hub, transformers, TRL) in any process that loads
+# these settings; read by huggingface_hub when it is first imported, so it is set before anything imports it.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 # Tests (pytest, or a worker/daphne process a test started) use their own database and Redis numbers.
 TESTING = env_bool("FINETUNE_TESTING", False) or "pytest" in sys.modules
 
@@ -336,11 +340,14 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "/login"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+# Secure cookies, HTTPS redirect and HSTS follow the scheme of SITE_URL (each can be set on its own): the default
+# http://127.0.0.1:8000 still signs in with DEBUG off, an https:// site gets all of them.
+SITE_IS_HTTPS = SITE_URL.lower().startswith("https://")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", SITE_IS_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SITE_IS_HTTPS)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SITE_IS_HTTPS and not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if SITE_IS_HTTPS and not DEBUG else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", False) else None
 SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
@@ -423,6 +430,9 @@ REST_FRAMEWORK = {
         "login_username": LOGIN_RATE_PER_USERNAME,
         "register_ip": env_str("REGISTER_RATE_PER_IP", "20/hour"),
     },
+    # Trust X-Forwarded-For only behind a proxy (BEHIND_PROXY): then the client is the address the proxy appended
+    # (NUM_PROXIES proxies in a row); otherwise REMOTE_ADDR. Throttles and the sign-in lockout key on it.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 1) if env_bool("BEHIND_PROXY", False) else 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "finetune API",

@@ -9,7 +9,13 @@ torch/transformers load only when a run starts.
 
 from __future__ import annotations
 
-from . import callbacks as events
+import os
+
+# No usage telemetry from huggingface_hub / transformers / TRL wherever the engine runs (worker, Modal, CLI): the flag
+# is read when huggingface_hub is first imported, which happens after this (torch and transformers load lazily).
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from . import callbacks as events  # noqa: E402
 from .callbacks import (
     Callback,
     CheckpointEvent,
