@@ -1,6 +1,7 @@
-"""Operators' admin for users, API tokens and the audit log: effective quotas per user, validated quota overrides
-(audited). No secret is ever shown: only a token's last 4 characters. The dashboard extends the user list with usage
-columns and the storage page (dashboard/admin.py)."""
+"""Operators' admin for users, API tokens, sign-in locks and the audit log: effective quotas per user, validated quota
+overrides (audited). No secret is ever shown: only a token's last 4 characters. The dashboard extends the user list
+with usage columns and the storage page (dashboard/admin.py). The admin's own sign-in goes through the API sign-in's
+throttles and (username, address) lockout."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm
 from django.db.models import QuerySet
@@ -18,8 +20,11 @@ from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html, format_html_join
 
-from . import audit, quotas
-from .models import ApiToken, AuditLog, User
+from finetune.exceptions import ServiceError
+
+from . import audit, quotas, signin
+from .api.throttles import sign_in_wait, throttled_message
+from .models import ApiToken, AuditLog, LoginLock, User
 
 # Quotas counted in whole units; the others (minutes, dollars) may be fractional.
 INTEGER_QUOTAS = {"concurrent_jobs", "storage_bytes"}
@@ -50,6 +55,30 @@ def validate_quota_overrides(value: Any) -> dict[str, Any]:
     if errors:
         raise forms.ValidationError(errors)
     return clean
+
+
+class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
+    """The admin's sign-in form: the API sign-in's throttles (same buckets) and its (username, address) lockout, with
+    answers that never tell whether an account exists."""
+
+    def clean(self) -> dict[str, Any]:
+        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if username is None or not password:
+            return self.cleaned_data
+        wait = sign_in_wait(self.request)
+        if wait is not None:
+            raise forms.ValidationError(throttled_message(wait), code="throttled")
+        try:
+            self.user_cache = signin.sign_in(request=self.request, username=username, password=password)
+        except signin.TooManyAttempts as exc:
+            raise forms.ValidationError(exc.message, code="locked") from None
+        except ServiceError:
+            raise self.get_invalid_login_error() from None
+        self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 class OperatorUserChangeForm(UserChangeForm):
@@ -110,6 +139,7 @@ class UserAdmin(DjangoUserAdmin):
         "hf_token_saved_at",
         "failed_login_count",
         "last_failed_login",
+        "locked_until",
         "last_login",
         "date_joined",
         "quota_summary",
@@ -119,7 +149,14 @@ class UserAdmin(DjangoUserAdmin):
         (None, {"fields": ("username", "password")}),
         ("Profile", {"fields": ("display_name", "email", "first_name", "last_name")}),
         ("Hugging Face", {"fields": ("hf_token_display", "hf_username", "hf_token_saved_at")}),
-        ("Sign-in protection", {"fields": ("failed_login_count", "last_failed_login", "locked_until")}),
+        (
+            "Sign-in protection",
+            {
+                "fields": ("failed_login_count", "last_failed_login", "locked_until"),
+                "description": "Locks apply per (username, address): \"locked until\" is the latest lock from some "
+                "address, not a lock on the owner. \"Unlock selected accounts\" in the list lifts them all.",
+            },
+        ),
         (
             "Quotas",
             {
@@ -215,13 +252,15 @@ class UserAdmin(DjangoUserAdmin):
     @admin.action(description="Unlock selected accounts")
     def unlock_accounts(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         users = list(queryset)
+        pairs = signin.unlock(user.username for user in users)
         n = queryset.update(locked_until=None, failed_login_count=0)
         for user in users:
             audit.record(
                 request.user,
                 "user.unlock",
                 user,
-                details={"locked_until": user.locked_until, "failed_login_count": user.failed_login_count},
+                details={"locked_until": user.locked_until, "failed_login_count": user.failed_login_count,
+                         "pairs_cleared": pairs},
             )
         self.message_user(request, f"Unlocked {n} account(s).", messages.SUCCESS)
 
@@ -237,6 +276,31 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(LoginLock)
+class LoginLockAdmin(admin.ModelAdmin):
+    """Failed sign-ins per (username, address), for any submitted username; deleting a row lifts its lock."""
+
+    list_display = ["username", "ip", "failures", "last_failure", "locked_until"]
+    list_filter = ["last_failure", "locked_until"]
+    search_fields = ["username", "ip"]
+    fields = list_display
+    readonly_fields = list_display
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[LoginLock]) -> None:
+        for row in queryset:
+            self.delete_model(request, row)
+
+    def delete_model(self, request: HttpRequest, obj: LoginLock) -> None:
+        audit.record(request.user, "signin.unlock", obj, details={"username": obj.username, "ip": obj.ip})
+        super().delete_model(request, obj)
 
 
 @admin.register(AuditLog)

@@ -22,7 +22,9 @@ class User(AbstractUser):
     hf_token_last4 = models.CharField(max_length=4, blank=True, default="")
     hf_username = models.CharField(max_length=150, blank=True, default="")
     hf_token_saved_at = models.DateTimeField(null=True, blank=True)
-    # Sign-in protection.
+    # Sign-in protection, a summary for operators: locks apply per (username, address) pair (LoginLock), so these
+    # say how the account is being tried, not whether its owner may sign in. failed_login_count: failures since the
+    # last success within the lockout window, from any address; locked_until: the latest lock of one of its pairs.
     failed_login_count = models.PositiveIntegerField(default=0)
     last_failed_login = models.DateTimeField(null=True, blank=True)
     locked_until = models.DateTimeField(null=True, blank=True)
@@ -43,6 +45,7 @@ class User(AbstractUser):
 
     @property
     def is_locked(self) -> bool:
+        """Whether sign-in to this account is locked from at least one address."""
         return self.locked_until is not None and self.locked_until > timezone.now()
 
     @property
@@ -104,3 +107,31 @@ class AuditLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_username or 'system'} {self.action} {self.target_type}:{self.target_id}"
+
+
+class LoginLock(models.Model):
+    """Failed sign-ins of one (username, client address) pair, and the lock they led to.
+
+    Keyed by the pair, never by the account alone, so nobody can lock an account's owner out from elsewhere; and kept
+    for any submitted username, existing or not, so the answers never tell whether an account exists. A table rather
+    than cache keys: operators see the locks and lift them in the admin (the users' "Unlock selected accounts"
+    action, or this model's own list), they survive a cache flush or eviction, and a row lock counts parallel
+    attempts exactly. Stale rows are pruned as new failures come in (accounts.signin)."""
+
+    username = models.CharField(max_length=150)  # as submitted, stripped and lower-cased
+    ip = models.CharField("client address", max_length=64)
+    failures = models.PositiveIntegerField(default=0)  # within the lockout window, since the last lock or success
+    last_failure = models.DateTimeField(db_index=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_failure"]
+        constraints = [models.UniqueConstraint(fields=["username", "ip"], name="loginlock_username_ip_uniq")]
+        verbose_name = "sign-in lock"
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.ip}"
+
+    @property
+    def is_locked(self) -> bool:
+        return self.locked_until is not None and self.locked_until > timezone.now()

@@ -1,14 +1,13 @@
-"""Account workflows: sign-up, sign-in with lockout, profile, password, API tokens, the Hugging Face token."""
+"""Account workflows: sign-up, profile, password, API tokens, the Hugging Face token, the first administrator.
+Sign-in and its lockout live in accounts.signin."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import authenticate, password_validation
+from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -42,58 +41,6 @@ def _validate_password(password: str, user: User, *, field: str) -> None:
         password_validation.validate_password(password, user)
     except DjangoValidationError as exc:
         raise ServiceError(" ".join(exc.messages), field=field) from None
-
-
-class AccountLocked(ServiceError):
-    """Too many failed sign-ins: the account is locked for a while."""
-
-    status_code = 429
-
-    def __init__(self, retry_after: int) -> None:
-        minutes = max(1, round(retry_after / 60))
-        super().__init__(
-            f"Too many failed sign-in attempts. This account is locked for {minutes} more minute"
-            f"{'s' if minutes != 1 else ''}; try again later or ask an administrator."
-        )
-        self.retry_after = retry_after
-
-
-def sign_in(*, request: Any, username: str, password: str) -> User:
-    """Check the credentials, counting failures per account and locking it after a run of them."""
-    account = User.objects.filter(username__iexact=username.strip()).first()
-    now = timezone.now()
-    if account is not None and account.is_locked:
-        assert account.locked_until is not None
-        raise AccountLocked(int((account.locked_until - now).total_seconds()) + 1)
-    user = authenticate(request, username=account.username if account else username, password=password)
-    if user is None:
-        if account is not None:
-            _record_failed_login(account, now)
-            account.refresh_from_db(fields=["locked_until"])
-            if account.is_locked:
-                raise AccountLocked(settings.LOGIN_LOCKOUT_SECONDS)
-        logger.info("failed sign-in for username %r", username[:150])
-        raise ServiceError("The username or password is incorrect.", status_code=400)
-    if not user.is_active:
-        raise ServiceError("This account is disabled.", status_code=403)
-    User.objects.filter(pk=user.pk).update(failed_login_count=0, locked_until=None)
-    return user
-
-
-def _record_failed_login(account: User, now: Any) -> None:
-    """Count a failure (row-locked, so parallel attempts all count); lock the account at the threshold."""
-    window_start = now - timedelta(seconds=settings.LOGIN_LOCKOUT_SECONDS)
-    with transaction.atomic():
-        row = User.objects.select_for_update().get(pk=account.pk)
-        # Failures older than the lockout window do not count towards a new lock.
-        recent = row.last_failed_login is not None and row.last_failed_login >= window_start
-        row.failed_login_count = (row.failed_login_count if recent else 0) + 1
-        row.last_failed_login = now
-        if row.failed_login_count >= settings.LOGIN_LOCKOUT_THRESHOLD:
-            row.locked_until = now + timedelta(seconds=settings.LOGIN_LOCKOUT_SECONDS)
-            row.failed_login_count = 0
-            logger.warning("user %s locked after repeated failed sign-ins", row.pk)
-        row.save(update_fields=["failed_login_count", "last_failed_login", "locked_until"])
 
 
 def update_profile(
@@ -303,7 +250,8 @@ def usage(user: User) -> dict[str, Any]:
 
 
 def ensure_admin(*, username: str, email: str, password: str | None) -> tuple[User | None, str | None]:
-    """Create the first superuser if there is none; returns (user, generated password or None)."""
+    """Create the first superuser if there is none; returns (user, generated password or None). A given password must
+    pass the password validators (ServiceError otherwise)."""
     if User.objects.filter(is_superuser=True).exists():
         return None, None
     import secrets
@@ -311,5 +259,11 @@ def ensure_admin(*, username: str, email: str, password: str | None) -> tuple[Us
     generated = None
     if not password:
         generated = password = secrets.token_urlsafe(12)
+    # The same validators as every other password (a generated one passes them).
+    try:
+        password_validation.validate_password(password, User(username=username, email=email))
+    except DjangoValidationError as exc:
+        raise ServiceError(f"The administrator password is too weak: {' '.join(exc.messages)}",
+                           field="password") from None
     user = User.objects.create_superuser(username=username, email=email, password=password)
     return user, generated

@@ -161,7 +161,7 @@ def main() -> int:
     print(f"import cycles between modules (groups that import each other): {len(groups)}"
           + "".join(f"\n  {' <-> '.join(g)}" for g in groups))
     app_cycles = cycles(module_edges)
-    pairs = [c for c in app_cycles if len(c) == 2]
+    pairs = sorted({tuple(sorted(c)) for c in app_cycles if len(c) == 2})
     print(f"cycles between apps (engine and shared infrastructure left out): {len(app_cycles)}, of them two-app "
           f"cycles: {len(pairs)}" + "".join(f"\n  {' <-> '.join(c)}" for c in pairs))
     print("largest modules (lines):")

@@ -15,11 +15,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import quotas, services
+from accounts import quotas, services, signin
 from accounts.models import ApiToken
 
 from . import serializers as s
-from .throttles import LoginIPThrottle, LoginUsernameThrottle, RegisterIPThrottle
+from .throttles import LoginIPThrottle, LoginUsernameThrottle, RegisterIPThrottle, throttled_message
 
 _detail = inline_serializer("Detail", {"detail": serializers.CharField()})
 
@@ -54,7 +54,8 @@ class RegisterView(APIView):
 
 @method_decorator(csrf_protect, name="dispatch")
 class LoginView(APIView):
-    """Sign in with username and password (throttled per IP and per username; locks after repeated failures)."""
+    """Sign in with username and password (throttled per IP and per username; a run of failures locks that username
+    from that address only, whether or not the account exists)."""
 
     permission_classes = [AllowAny]
     throttle_classes = [LoginIPThrottle, LoginUsernameThrottle]
@@ -64,8 +65,8 @@ class LoginView(APIView):
         data = s.LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            user = services.sign_in(request=request._request, **data.validated_data)
-        except services.AccountLocked as exc:
+            user = signin.sign_in(request=request._request, **data.validated_data)
+        except signin.TooManyAttempts as exc:
             return Response(
                 {"detail": exc.message, "errors": {}},
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
@@ -77,8 +78,7 @@ class LoginView(APIView):
     def throttled(self, request: Request, wait: float | None) -> None:
         from rest_framework.exceptions import Throttled
 
-        seconds = int(wait or 60) + 1
-        raise Throttled(wait=wait, detail=f"Too many sign-in attempts. Try again in {seconds} seconds.")
+        raise Throttled(wait=wait, detail=throttled_message(wait))
 
 
 class LogoutView(APIView):
