@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -73,6 +74,13 @@ DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-secret-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz", required=True)
 if not DEBUG and SECRET_KEY.startswith("dev-insecure"):
     raise ImproperlyConfigured("SECRET_KEY must be set to a real secret when DEBUG is off")
+# The placeholders of .env.example are refused: a copied example file must not run with a published secret.
+EXAMPLE_VALUES = {"SECRET_KEY": "change-me-to-a-long-random-string", "FINETUNE_ADMIN_PASSWORD": "change-me"}
+for _name, _example in EXAMPLE_VALUES.items():
+    if (SECRET_KEY if _name == "SECRET_KEY" else os.environ.get(_name)) == _example:
+        raise ImproperlyConfigured(
+            f"{_name} still has the example value from .env.example; set a real one (e.g. python -c \"import "
+            f"secrets; print(secrets.token_urlsafe(50))\"), or remove the line to use the default.")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
@@ -368,6 +376,14 @@ API_TOKEN_CACHE_S = env_int("API_TOKEN_CACHE_S", 30)
 SECRET_ENCRYPTION_KEYS = env_list("FINETUNE_ENCRYPTION_KEYS", [])
 if not SECRET_ENCRYPTION_KEYS and not DEBUG:
     raise ImproperlyConfigured("FINETUNE_ENCRYPTION_KEYS must be set when DEBUG is off (Fernet keys, newest first)")
+for _position, _key in enumerate(SECRET_ENCRYPTION_KEYS, start=1):  # checked now, not at the first decrypt
+    try:
+        Fernet(_key)
+    except (ValueError, TypeError):
+        raise ImproperlyConfigured(
+            f"FINETUNE_ENCRYPTION_KEYS: key {_position} is not a Fernet key (32 url-safe base64-encoded bytes); make "
+            "one with: python -c \"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\"",
+        ) from None
 
 # Hugging Face Hub (token validation, later: search, download, push).
 HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co").rstrip("/")

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def production_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SECURE_", "SESSION_COOKIE", "CSRF_COOKIE", "HF_HUB_", "FINETUNE_TESTING"))}
-    env.update(DJANGO_SETTINGS_MODULE="finetune.settings", DEBUG="0", SECRET_KEY=secrets.token_urlsafe(50),
-               FINETUNE_ENCRYPTION_KEYS=Fernet.generate_key().decode(), ALLOWED_HOSTS="ft.example.com,127.0.0.1",
-               **extra)
+    env.update({"DJANGO_SETTINGS_MODULE": "finetune.settings", "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(50),
+                "FINETUNE_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+                "ALLOWED_HOSTS": "ft.example.com,127.0.0.1", **extra})
     return env
 
 
@@ -61,3 +61,22 @@ def test_no_hugging_face_telemetry_in_web_worker_or_engine_processes():
     assert run_python(web, env).strip() == "True"  # the web tier and Celery workers load the settings
     env.pop("DJANGO_SETTINGS_MODULE")
     assert run_python(engine, env).strip() == "True"  # the engine alone: Modal and the CLI
+
+
+def start_error(env: dict[str, str]) -> str:
+    """What `manage.py check` says when the settings refuse to start."""
+    out = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0, out.stdout
+    return out.stderr.strip().splitlines()[-1]
+
+
+def test_example_values_and_broken_fernet_keys_are_refused_at_start():
+    site = {"SITE_URL": "http://127.0.0.1:8000"}
+    assert "SECRET_KEY still has the example value from .env.example" in start_error(
+        production_env(**site, SECRET_KEY="change-me-to-a-long-random-string"))
+    assert "FINETUNE_ADMIN_PASSWORD still has the example value" in start_error(
+        production_env(**site, FINETUNE_ADMIN_PASSWORD="change-me"))
+    broken = production_env(**site)
+    broken["FINETUNE_ENCRYPTION_KEYS"] = Fernet.generate_key().decode() + ",not-a-key"
+    assert "FINETUNE_ENCRYPTION_KEYS: key 2 is not a Fernet key" in start_error(broken)
