@@ -228,17 +228,24 @@ def get_hf_token(user: User) -> str | None:
     return crypto.decrypt(user.hf_token_encrypted)
 
 
+# Every column holding a secret encrypted with accounts.crypto (MultiFernet).
+ENCRYPTED_FIELDS = ("hf_token_encrypted", "webhook_secret_encrypted")
+
+
 def rotate_secrets() -> int:
-    """Re-encrypt every stored secret under the newest key; returns how many were rewritten."""
+    """Re-encrypt every stored secret (Hugging Face tokens, webhook secrets) under the newest key; returns how many
+    were rewritten."""
     count = 0
-    for pk in User.objects.exclude(hf_token_encrypted="").values_list("pk", flat=True).iterator():
-        with transaction.atomic():
-            row = User.objects.select_for_update().get(pk=pk)
-            if not row.hf_token_encrypted:
-                continue
-            row.hf_token_encrypted = crypto.rotate(row.hf_token_encrypted)
-            row.save(update_fields=["hf_token_encrypted"])
-            count += 1
+    for field in ENCRYPTED_FIELDS:
+        for pk in User.objects.exclude(**{field: ""}).values_list("pk", flat=True).iterator():
+            with transaction.atomic():
+                row = User.objects.select_for_update().get(pk=pk)
+                value = getattr(row, field)
+                if not value:
+                    continue
+                setattr(row, field, crypto.rotate(value))
+                row.save(update_fields=[field])
+                count += 1
     return count
 
 

@@ -87,10 +87,12 @@ def test_key_rotation_reencrypts_every_secret_under_the_newest_key(settings, fak
              for i in range(3)]
     services.save_hf_token(users[0], token=VALID)
     services.save_hf_token(users[1], token="hf_validTokenForBob5678")
+    User.objects.filter(pk=users[2].pk).update(webhook_secret_encrypted=crypto.encrypt("whsec-carol"))
     settings.SECRET_ENCRYPTION_KEYS = [new, old]  # newest first
     call_command("rotate_secrets")
-    assert "Re-encrypted 2 secret(s)" in capsys.readouterr().out
+    assert "Re-encrypted 3 secret(s)" in capsys.readouterr().out  # the webhook secret too
     settings.SECRET_ENCRYPTION_KEYS = [new]  # the old key is retired
+    assert crypto.decrypt(User.objects.get(pk=users[2].pk).webhook_secret_encrypted) == "whsec-carol"
     assert services.get_hf_token(User.objects.get(pk=users[0].pk)) == VALID
     assert services.get_hf_token(User.objects.get(pk=users[1].pk)) == "hf_validTokenForBob5678"
     assert services.get_hf_token(User.objects.get(pk=users[2].pk)) is None
