@@ -144,6 +144,8 @@ class UserAdmin(DjangoUserAdmin):
         "date_joined",
         "quota_summary",
     ]
+    # What only a superuser may change: who is staff or superuser, and what anyone may do.
+    PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
     form = OperatorUserChangeForm
     fieldsets = (
         (None, {"fields": ("username", "password")}),
@@ -170,6 +172,13 @@ class UserAdmin(DjangoUserAdmin):
     )
     inlines = [ApiTokenInline]
     actions = ["unlock_accounts"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        """Staff without superuser rights see privileges but cannot grant any (to others or to themselves)."""
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields += [f for f in self.PRIVILEGE_FIELDS if f not in fields]
+        return fields
 
     @admin.display(description="HF token")
     def hf_token_display(self, obj: User) -> str:

@@ -45,6 +45,20 @@ def test_password_change_keeps_session_and_checks_old_password(api_client, user,
     assert user.check_password("N3w-secure-pass")
 
 
+def test_password_change_ends_the_other_sessions(user, password):
+    """A stolen session stops working once the owner changes the password; the session that changed it stays."""
+    here, elsewhere = APIClient(), APIClient()
+    for client in (here, elsewhere):
+        r = client.post("/api/auth/login/", {"username": user.username, "password": password}, format="json")
+        assert r.status_code == 200
+        assert client.get("/api/auth/me/").status_code == 200
+    r = here.post("/api/auth/change-password/", {"old_password": password, "new_password": "N3w-secure-pass"},
+                  format="json")
+    assert r.status_code == 200
+    assert here.get("/api/auth/me/").status_code == 200
+    assert elsewhere.get("/api/auth/me/").status_code == 401  # signed out
+
+
 def test_api_token_is_shown_once_and_stored_hashed(auth_client, user):
     r = auth_client.post("/api/auth/tokens/", {"name": "ci script"}, format="json")
     assert r.status_code == 201
