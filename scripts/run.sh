@@ -17,6 +17,7 @@ RUN="$ROOT/var/run"
 LOG="$ROOT/var/log"
 
 bash scripts/install.sh
+. scripts/load_secrets.sh  # production settings unless DEBUG=1 (secrets: var/secrets.env on first start)
 bash scripts/services.sh
 mkdir -p "$RUN" "$LOG"
 bash scripts/stop.sh >/dev/null 2>&1 || true
