@@ -399,6 +399,8 @@ HF_DOWNLOAD_MAX_WORKERS = env_int("HF_DOWNLOAD_MAX_WORKERS", 4)
 HF_SEARCH_MAX_RESULTS = env_int("HF_SEARCH_MAX_RESULTS", 50)
 # A push still queued/running after this long is taken as lost (its worker died) and may be retried.
 HF_PUSH_STALE_SECONDS = env_int("HF_PUSH_STALE_SECONDS", 3 * 3600)
+# Push uploads: "xet" (hf_xet) or "lfs" (Git LFS; the default when HF_HUB_DISABLE_XET=1): models_app/hub/client.py.
+HF_UPLOAD_PROTOCOL = env_str("HF_UPLOAD_PROTOCOL") or ("lfs" if env_bool("HF_HUB_DISABLE_XET", False) else "xet")
 
 # --- Exports and Ollama import
 EXPORT_LINK_TTL_S = env_int("EXPORT_LINK_TTL_S", 300)  # lifetime of a signed download link

@@ -24,7 +24,7 @@ from finetune.exceptions import ServiceError
 from models_app.artifacts import base_model_folder, model_folder, require_files
 from models_app.models import FineTunedModel, HubPush, TaskStatus
 
-from .client import NO_TOKEN_MESSAGE, check_repo_id, describe_hub_error, hub_client, user_token
+from .client import NO_TOKEN_MESSAGE, apply_upload_protocol, check_repo_id, describe_hub_error, hub_client, user_token
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def _run_claimed_push(push_id: int, now: datetime) -> None:
                                          note=f"push #{push.pk} at {now:%Y-%m-%d %H:%M:%S} UTC")
             files = sorted(p for p in folder.rglob("*") if p.is_file())
             total = sum(p.stat().st_size for p in files)
-            report(f"uploading {len(files)} files ({total / 1e6:.1f} MB)", 0.4)
+            report(f"uploading {len(files)} files ({total / 1e6:.1f} MB) via {apply_upload_protocol()}", 0.4)
             started = time.monotonic()
             commit = api.upload_folder(
                 repo_id=repo_id, folder_path=str(folder), repo_type="model",
@@ -227,6 +227,8 @@ def _run_claimed_push(push_id: int, now: datetime) -> None:
         failure = describe_hub_error(exc, repo_id=repo_id, writing=True)
         if failure.internal:
             logger.exception("push %s: failed", push_id)
+        else:  # what the Hub (or hf_xet) raised, for operators: the user sees the message
+            logger.warning("push %s: %s: %s", push_id, type(exc).__name__, str(exc)[:500])
         _fail_push(report, failure.message, retryable=failure.retryable)
 
 

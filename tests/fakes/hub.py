@@ -18,11 +18,14 @@ Covered (see README, "Test fakes: Hugging Face Hub"):
   gets a new oid and the repo's files land on disk under `<root>/<namespace>/<name>/`.
 
 Xet is not spoken: nothing advertises it (no `xetHash`, no `X-Xet-*` headers), so downloads use plain HTTP and small
-files upload as "regular" commit content. An "lfs" upload through a client with `hf_xet` installed would ask for a Xet
-write token, which this fake refuses (404); tests that exercise LFS set `huggingface_hub.constants.HF_HUB_DISABLE_XET`.
+files upload as "regular" commit content. An "lfs" upload through a client with `hf_xet` installed asks
+`GET /api/models/<repo>/xet-write-token/<rev>` for a Xet write token: the fake checks the token and write access like
+the Hub (401, 403 for a read-only token, 404 for an unknown repo), then refuses, 404 by default ("does not speak Xet")
+or with what `refuse_xet_token(status, message)` set; tests that exercise LFS set `HF_UPLOAD_PROTOCOL = "lfs"`.
 
 Failure injection: `fail(pattern, status, method=None, times=None, retry_after=None)` answers requests whose path
-matches the regex with that status (0 = drop the connection); `fail_with` (any request) is kept for older tests.
+matches the regex with that status (0 = drop the connection); `fail_with` (any request) is kept for older tests;
+`refuse_xet_token(status)` makes the Xet token endpoints answer that status (e.g. 403, the Hub refusing Xet writes).
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ class FakeHub:
         self.repos: dict[str, FakeRepo] = {}
         self.lfs_threshold = 10 * 1024 * 1024  # the real Hub refuses regular files over 10 MB
         self.throttle_bytes_per_s: int | None = None
+        self.xet_token_refusal: tuple[int, str] | None = None  # set by refuse_xet_token()
         self._own_root = root is None
         self.root = Path(root or tempfile.mkdtemp(prefix="fake-hub-"))
         self._blobs = self.root / ".blobs"
@@ -186,6 +190,7 @@ class FakeHub:
             self._lfs_pending.clear()
             self.lfs_threshold = 10 * 1024 * 1024
             self.throttle_bytes_per_s = None
+            self.xet_token_refusal = None
             for child in self.root.iterdir():
                 shutil.rmtree(child, ignore_errors=True)
 
@@ -196,9 +201,15 @@ class FakeHub:
         self.failures.append(FailureRule(re.compile(pattern), status, method, times, retry_after,
                                          message or f"Injected failure (HTTP {status})"))
 
+    def refuse_xet_token(self, status: int = 403, message: str | None = None) -> None:
+        """Answer the Xet token endpoints (`xet-write-token`, `xet-read-token`) of a readable repo, for a token that
+        may write, with `status` (a 4xx: the Hub refusing Xet, as a real one may for a token, repo or deployment)."""
+        self.xet_token_refusal = (status, message or f"Xet storage access refused (HTTP {status})")
+
     def clear_failures(self) -> None:
         self.failures.clear()
         self.fail_with = None
+        self.xet_token_refusal = None
 
     def add_model(self, repo_id: str, files: dict[str, bytes | str | Path], *, author: str | None = None,
                   **meta: Any) -> FakeRepo:
@@ -393,8 +404,8 @@ class FakeHub:
                 return self._preupload(h, repo_id, json.loads(body or b"{}"), token)
             if rest[:1] == ["commit"] and method == "POST":
                 return self._commit_api(h, repo_id, body, token)
-            if rest[:1] in (["xet-write-token"], ["xet-read-token"]):
-                raise _Reply(404, "This fake Hub does not speak Xet; set HF_HUB_DISABLE_XET=1 for LFS uploads.")
+            if rest[:1] in (["xet-write-token"], ["xet-read-token"]) and method == "GET":
+                return self._xet_token(repo_id, rest[0], token)
         if path.startswith("/__lfs/"):
             return self._lfs_object(h, method, path[len("/__lfs/"):], body)
         match = re.fullmatch(r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", path)
@@ -643,6 +654,15 @@ class FakeHub:
             out.append({"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
                         "oid": oid})
         self._json(h, 200, {"files": out, "commitOid": repo.head.oid})
+
+    def _xet_token(self, repo_id: str, endpoint: str, token: str) -> None:
+        """Checked like the Hub (token, repo, write access), then refused: this fake has no Xet storage to hand out."""
+        repo = self._repo(repo_id, token)
+        if endpoint == "xet-write-token":
+            self._can_write(token, repo.namespace)
+        if self.xet_token_refusal is not None:
+            raise _Reply(*self.xet_token_refusal)
+        raise _Reply(404, "This fake Hub does not speak Xet; set HF_UPLOAD_PROTOCOL=lfs for LFS uploads.")
 
     def _lfs_batch(self, h: BaseHTTPRequestHandler, repo_id: str, payload: dict[str, Any], token: str) -> None:
         repo = self._repo(repo_id, token)

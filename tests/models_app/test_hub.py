@@ -416,11 +416,10 @@ def test_429_is_retryable_and_the_retry_succeeds_once_the_hub_recovers(fake, mak
 
 
 @pytest.mark.django_db
-def test_lfs_upload_path_without_xet(fake, make_finetuned, monkeypatch):
-    """With Xet disabled, files over the fake's LFS threshold go through the LFS batch API and a basic PUT."""
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+def test_lfs_setting_uploads_through_the_lfs_batch_api(fake, make_finetuned, settings):
+    """HF_UPLOAD_PROTOCOL=lfs: files over the fake's LFS threshold go through the LFS batch API and a basic PUT, and
+    no Xet token is asked for (hf_xet is installed, so without the setting they would go through Xet)."""
+    settings.HF_UPLOAD_PROTOCOL = "lfs"
     fake.lfs_threshold = 1024 * 1024
     user = with_token()
     model = make_finetuned(user)
@@ -429,12 +428,42 @@ def test_lfs_upload_path_without_xet(fake, make_finetuned, monkeypatch):
     paths = [q["path"] for q in fake.requests]
     assert any(p.endswith(".git/info/lfs/objects/batch") for p in paths)
     assert any(p.startswith("/__lfs/") and p.endswith("/verify") for p in paths)
+    assert not [p for p in paths if "/xet-" in p]
     assert "/api/validate-yaml" in paths  # the single-commit path validates the card's metadata with the Hub
     files = fake.repos["alice-hf/tiny-alpaca"].head.files
     assert files["adapter_model.safetensors"].lfs and not files["README.md"].lfs
     on_disk = fake.repo_dir("alice-hf/tiny-alpaca") / "adapter_model.safetensors"
     with model_folder(model) as src:
         assert on_disk.read_bytes() == (src / "adapter_model.safetensors").read_bytes()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status,expected,env_disabled_xet", [
+    (403, "your token has no write access to alice-hf", False),
+    (404, "does not offer Xet storage", True),
+])
+def test_xet_setting_asks_for_a_xet_write_token_and_a_refusal_says_what_happened(
+        fake, make_finetuned, settings, monkeypatch, status, expected, env_disabled_xet):
+    """HF_UPLOAD_PROTOCOL=xet (the setting wins even where HF_HUB_DISABLE_XET was set when huggingface_hub was
+    imported): the large file goes through Xet, whose write token the Hub refuses with a 4xx (hf_xet raises a plain
+    ConnectionError naming the status); the push says so, not "could not reach the Hub"."""
+    import huggingface_hub.constants
+
+    if env_disabled_xet:
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    settings.HF_UPLOAD_PROTOCOL = "xet"
+    fake.lfs_threshold = 1024 * 1024
+    fake.refuse_xet_token(status)
+    user = with_token()
+    push = _push(user, make_finetuned(user))
+    assert push.status == "failed" and not push.retryable, push.error
+    assert "Could not reach" not in push.error and f"(HTTP {status})" in push.error, push.error
+    assert "Xet storage write token for alice-hf/tiny-alpaca" in push.error and expected in push.error, push.error
+    assert "HF_UPLOAD_PROTOCOL=lfs" in push.error and "via Xet" in push.stage, push.stage
+    paths = [q["path"] for q in fake.requests]
+    assert "/api/models/alice-hf/tiny-alpaca/xet-write-token/main" in paths
+    assert not [p for p in paths if p.endswith("/lfs/objects/batch") or p.startswith("/__lfs/")]
+    assert len(fake.commits("alice-hf/tiny-alpaca")) == 1  # only the repo's creation: nothing half-committed
 
 
 @pytest.mark.django_db
