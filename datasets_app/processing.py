@@ -3,6 +3,7 @@ validate them into the report, and save the outcome (status, verdict, format, ro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ from accounts import realtime as events
 from finetune.exceptions import ServiceError
 from training.engine.errors import EngineError
 
+from .base_models import chosen_tokenizer
 from .files import local_paths, store_file
 from .models import Dataset, DatasetFile
 from .uploads import CheckedFile, sha256_of
@@ -37,11 +39,12 @@ def enqueue_processing(dataset: Dataset) -> None:
     transaction.on_commit(lambda: current_app.send_task(PROCESS_TASK, args=[dataset.pk, token], queue="default"))
 
 
-def tokenizer_path(base_model: str | None) -> str:
-    """Local path of the tokenizer of ``base_model`` (default: the embedded model)."""
-    from training.engine.embedded import EMBEDDED_MODEL_ID, resolve_model_path
+def read_limits() -> contextlib.AbstractContextManager[Any]:
+    """The reading limits of the settings, for every pass over a dataset's files (validation, preview, statistics,
+    preprocessing, split): decompressed bytes per file and bytes per line."""
+    from datasets_app.validation import read_limits as limits
 
-    return resolve_model_path(base_model or EMBEDDED_MODEL_ID)
+    return limits(max_bytes=settings.DATASET_MAX_DECOMPRESSED_BYTES, max_line_bytes=settings.DATASET_MAX_LINE_BYTES)
 
 
 def _progress_reporter(dataset: Dataset) -> Callable[[float], None]:
@@ -84,14 +87,17 @@ def _validate(dataset: Dataset) -> tuple[dict[str, Any] | None, str]:
     try:
         if dataset.operation.get("type") in ("preprocess", "split") and not dataset.files.exists():
             _materialize_version(dataset)
-        with local_paths(dataset) as paths:
+        with (local_paths(dataset) as paths, read_limits(),
+              chosen_tokenizer(dataset.owner_id, opts.get("base_model")) as tokenizer):
             report = validate_files(
                 paths, fmt=dataset.format_override or None, column_mapping=dataset.column_mapping,
-                tokenizer_path=tokenizer_path(opts.get("base_model")),
+                tokenizer_path=tokenizer.folder,
                 max_length=int(opts.get("max_length") or settings.DATASET_DEFAULT_MAX_LENGTH),
                 progress=_progress_reporter(dataset),
             )
         _name_files_in_report(dataset, report)
+        if tokenizer.name and report.get("tokens"):  # the catalogue's name, not the folder's
+            report["tokens"]["tokenizer"] = tokenizer.name
     except ServiceError as exc:
         return None, exc.message
     except (ValueError, EngineError) as exc:  # a bad step, split or template named by the library
@@ -174,13 +180,13 @@ def _build_from_parent(parent: Dataset, op: dict[str, Any], tmp: str) -> tuple[d
     from datasets_app.validation import preprocess as run_preprocess
     from datasets_app.validation import split as run_split
 
-    with local_paths(parent) as paths:
+    with local_paths(parent) as paths, read_limits():
         fmt = parent.format or None
         if op["type"] == "preprocess":
             out = os.path.join(tmp, "data.jsonl")
-            result = run_preprocess(paths, fmt=fmt, column_mapping=parent.column_mapping, steps=op["steps"],
-                                    out_path=out, tokenizer_path=tokenizer_path(
-                                        (parent.validation_settings or {}).get("base_model")))
+            with chosen_tokenizer(parent.owner_id, (parent.validation_settings or {}).get("base_model")) as tokenizer:
+                result = run_preprocess(paths, fmt=fmt, column_mapping=parent.column_mapping, steps=op["steps"],
+                                        out_path=out, tokenizer_path=tokenizer.folder)
             return result, [(out, DatasetFile.Role.SOURCE)]
         train, val = os.path.join(tmp, "train.jsonl"), os.path.join(tmp, "validation.jsonl")
         result = run_split(paths, fmt=fmt, column_mapping=parent.column_mapping,

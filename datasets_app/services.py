@@ -22,9 +22,10 @@ from accounts import quotas
 from accounts.models import User
 from finetune.exceptions import ServiceError
 
+from .base_models import check_base_model, chosen_tokenizer
 from .files import delete_dataset, direct_download_url, local_paths, open_download, store_file
 from .models import Dataset, DatasetFile
-from .processing import enqueue_processing, process_dataset, tokenizer_path
+from .processing import enqueue_processing, process_dataset, read_limits
 from .quotas import check_upload_size_early, storage_usage, storage_used
 from .uploads import check_uploaded_file
 from .versions import FILE_FIELDS, STEP_OPTIONS, owned_datasets, preprocess, split, versions, with_lineage_info
@@ -136,14 +137,18 @@ def create_dataset(
 
 
 # --- re-validation and edits ------------------------------------------------------------------------------------
-def revalidate(dataset: Dataset, *, base_model: str | None = None, max_length: int | None = None,
+def revalidate(dataset: Dataset, *, base_model: Any = None, max_length: int | None = None,
                fmt: str | None = None, column_mapping: Any = None, mapping_given: bool = False) -> Dataset:
-    """Run processing again, optionally with another tokenizer, max length, format or column mapping."""
+    """Run processing again, optionally with another base model's tokenizer (a catalogue id the owner may use), max
+    length, format or column mapping."""
     if dataset.status == Dataset.Status.PROCESSING and dataset.progress < 1.0 and not dataset.files.exists():
         raise ServiceError("This version is still being built; wait for it to finish.", status_code=409)
     opts = dict(dataset.validation_settings or {})
-    if base_model:
-        opts["base_model"] = base_model
+    base_model_id = check_base_model(dataset.owner_id, base_model)
+    if base_model_id is not None:
+        opts["base_model"] = base_model_id
+    elif not isinstance(opts.get("base_model"), int):
+        opts.pop("base_model", None)  # a free string stored before choices were checked: back to the default
     if max_length is not None:
         if not 16 <= int(max_length) <= 131072:
             raise ServiceError("max_length must be between 16 and 131072.", field="max_length")
@@ -195,22 +200,25 @@ def get_statistics(dataset: Dataset) -> dict[str, Any]:
     if stats is None:
         from datasets_app.validation import statistics
 
-        with local_paths(dataset) as paths:
+        with local_paths(dataset) as paths, read_limits():
             stats = statistics(paths, fmt=dataset.format or None, column_mapping=dataset.column_mapping)
     return stats
 
 
-def get_preview(dataset: Dataset, *, offset: int, limit: int, base_model: str | None = None) -> dict[str, Any]:
-    """Rows rendered as the model sees them (chat template applied, trained spans marked)."""
+def get_preview(dataset: Dataset, *, offset: int, limit: int, base_model: Any = None) -> dict[str, Any]:
+    """Rows rendered as the model sees them (chat template applied, trained spans marked), with the tokenizer of
+    ``base_model`` (a catalogue id the owner may use) or else of the one chosen for validation."""
     if offset < 0 or not 1 <= limit <= 100:
         raise ServiceError("offset must be >= 0 and limit between 1 and 100.")
+    base_model_id = check_base_model(dataset.owner_id, base_model)
     if dataset.status != Dataset.Status.READY and not dataset.format:
         _require_processed(dataset)
     from datasets_app.validation import preview
 
     opts = dataset.validation_settings or {}
-    with local_paths(dataset) as paths:
+    chosen = base_model_id if base_model_id is not None else opts.get("base_model")
+    with (local_paths(dataset) as paths, read_limits(),
+          chosen_tokenizer(dataset.owner_id, chosen) as tokenizer):
         return preview(paths, fmt=dataset.format or dataset.format_override or None,
-                       column_mapping=dataset.column_mapping,
-                       tokenizer_path=tokenizer_path(base_model or opts.get("base_model")),
+                       column_mapping=dataset.column_mapping, tokenizer_path=tokenizer.folder,
                        offset=offset, limit=limit, max_length=opts.get("max_length"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from rest_framework.exceptions import APIException
 
 from finetune.exceptions import ServiceError
 from finetune.formatting import human_bytes
+
+GZIP_SCAN_BYTES = 64 * 1024**2
+"""How much of a gzipped upload the web process decompresses (content counted, lines checked); the processing task
+reads the rest within the same limits."""
 
 ACCEPTED_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -89,18 +94,93 @@ def sha256_of(path: str) -> str:
     return h.hexdigest()
 
 
-def _first_line_too_long(path: str, compressed: bool, limit: int) -> bool:
-    opener = gzip.open if compressed else open
-    with opener(path, "rb") as fh:  # type: ignore[operator]
-        read = 0
-        while read <= limit:
-            chunk = fh.read(min(1 << 20, limit + 1 - read))
-            if not chunk:
-                return False
-            if b"\n" in chunk:
-                return False
-            read += len(chunk)
-        return True
+class _LineCheck:
+    """Follows the lines of a byte stream fed in chunks and raises ``ServiceError`` at the first one longer than
+    ``limit`` bytes (newline aside), naming it."""
+
+    def __init__(self, filename: str, limit: int) -> None:
+        self.filename, self.limit = filename, limit
+        self.line = 1  # the line the next byte belongs to
+        self.current = 0  # bytes of that line seen so far
+
+    def feed(self, data: bytes) -> None:
+        first = data.find(b"\n")
+        if first < 0:
+            self.current += len(data)
+            if self.current > self.limit:
+                self._refuse(self.line)
+            return
+        if self.current + first > self.limit:
+            self._refuse(self.line)
+        last = data.rfind(b"\n")
+        if last - first - 1 > self.limit:  # the whole lines of the chunk may hold a long one: look at each
+            for offset, part in enumerate(data[first + 1 : last].split(b"\n"), 1):
+                if len(part) > self.limit:
+                    self._refuse(self.line + offset)
+        self.line += data.count(b"\n")
+        self.current = len(data) - last - 1
+        if self.current > self.limit:
+            self._refuse(self.line)
+
+    def _refuse(self, line: int) -> None:
+        raise ServiceError(
+            f"{self.filename}: line {line} is longer than {human_bytes(self.limit)}. Each JSON Lines/CSV row must be "
+            "on its own line; check the file is not a single giant line.",
+            field="file",
+        )
+
+
+def _too_much_content(filename: str) -> ServiceError:
+    limit = settings.DATASET_MAX_DECOMPRESSED_BYTES
+    return ServiceError(f"{filename}: the file decompresses to more than {human_bytes(limit)}, the most a dataset "
+                        "file may hold once decompressed. Split it into smaller files.", field="file")
+
+
+def _scan(path: str, filename: str, *, compressed: bool, check_lines: bool) -> str:
+    """One pass over an uploaded file, returning its sha256: every line's length is checked (JSON Lines, CSV), and a
+    gzip file's content is counted as it is decompressed, never taken from its trailer (at most ``GZIP_SCAN_BYTES``
+    of it here)."""
+    from datasets_app.validation.gunzip import GzipCounter
+
+    h = hashlib.sha256()
+    lines = _LineCheck(filename, settings.DATASET_MAX_LINE_BYTES) if check_lines else None
+    gunzip = GzipCounter() if compressed else None
+    budget = min(GZIP_SCAN_BYTES, settings.DATASET_MAX_DECOMPRESSED_BYTES + 1)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+            if gunzip is None:
+                if lines is not None:
+                    lines.feed(chunk)
+                continue
+            if gunzip.ended or gunzip.total >= budget:
+                continue
+            try:
+                for piece in gunzip.feed(chunk):
+                    if gunzip.total > settings.DATASET_MAX_DECOMPRESSED_BYTES:
+                        raise _too_much_content(filename)
+                    if lines is not None:  # the lines within the budget
+                        lines.feed(piece[: max(0, budget - (gunzip.total - len(piece)))])
+                    if gunzip.total >= budget:
+                        break
+            except zlib.error as exc:
+                raise ServiceError(f"{filename}: the gzip data is corrupt ({exc}).", field="file") from None
+    return h.hexdigest()
+
+
+def _check_parquet_size(path: str, filename: str) -> None:
+    """Refuse a Parquet file whose pages decompress past the limit, as its footer tells (the processing task counts
+    the data itself as it decodes it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ServiceError(f"{filename}: not a valid Parquet file ({exc}).", field="file") from None
+    if sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) \
+            > settings.DATASET_MAX_DECOMPRESSED_BYTES:
+        raise _too_much_content(filename)
 
 
 JSON_CHECK_BYTES = 4 * 1024**2
@@ -138,21 +218,15 @@ def _check_json_head(path: str, compressed: bool, kind: str, filename: str) -> N
 
 
 def check_uploaded_file(path: str, filename: str) -> CheckedFile:
-    """Check one uploaded file: a known type, not empty, content matching its name, lines of sane length."""
+    """Check one uploaded file: a known type, not empty, content matching its name, every line of sane length, and
+    content within the decompressed-size limit (gzip counted while decompressing, Parquet from its footer)."""
     from datasets_app.validation import ContentMismatch, sniff_content
 
     kind, compressed = claimed_kind(filename)
     size = Path(path).stat().st_size
     if size == 0:
         raise ServiceError(f"{filename} is empty: there is nothing to train on.", field="file")
-    if kind in ("jsonl", "csv"):
-        limit = settings.DATASET_MAX_LINE_BYTES
-        if _first_line_too_long(path, compressed, limit):
-            raise ServiceError(
-                f"{filename}: line 1 is longer than {human_bytes(limit)}. Each JSON Lines/CSV row must be on its "
-                "own line; check the file is not a single giant line.",
-                field="file",
-            )
+    sha256 = _scan(path, filename, compressed=compressed, check_lines=kind in ("jsonl", "csv"))
     try:
         real = sniff_content(path, filename, max_decompressed=settings.DATASET_MAX_DECOMPRESSED_BYTES)
     except ContentMismatch as exc:
@@ -161,5 +235,7 @@ def check_uploaded_file(path: str, filename: str) -> CheckedFile:
         raise ServiceError(f"{filename}: the file is named .{kind} but its content is {real}.", field="file")
     if real in ("jsonl", "json"):
         _check_json_head(path, compressed, real, filename)
+    if real == "parquet" and not compressed:
+        _check_parquet_size(path, filename)
     return CheckedFile(path=path, original_filename=filename, kind=real, compressed=compressed, size_bytes=size,
-                       sha256=sha256_of(path))
+                       sha256=sha256)

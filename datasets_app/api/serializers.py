@@ -70,7 +70,9 @@ class DatasetUpdateSerializer(serializers.Serializer):
 
 
 class ValidateSerializer(serializers.Serializer):
-    base_model = serializers.CharField(required=False, allow_blank=True)
+    base_model = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2**63 - 1,
+        help_text="An id from GET /api/models/base/ that you may use: its tokenizer measures the rows.")
     max_length = serializers.IntegerField(required=False, min_value=16, max_value=131072)
     format = serializers.CharField(required=False, allow_blank=True)
     column_mapping = serializers.JSONField(required=False, allow_null=True)

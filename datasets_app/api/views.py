@@ -83,13 +83,15 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         data = s.ValidateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        dataset = services.revalidate(self.get_object(), base_model=v.get("base_model") or None,
+        dataset = services.revalidate(self.get_object(), base_model=v.get("base_model"),
                                       max_length=v.get("max_length"), fmt=v.get("format"),
                                       column_mapping=v.get("column_mapping"), mapping_given="column_mapping" in v)
         return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        parameters=[OpenApiParameter("offset", int), OpenApiParameter("limit", int), OpenApiParameter("base_model", str)],
+        parameters=[OpenApiParameter("offset", int), OpenApiParameter("limit", int),
+                    OpenApiParameter("base_model", int, description="An id from GET /api/models/base/ that you may "
+                                     "use (default: the one chosen for validation, else the embedded model).")],
         responses=OpenApiTypes.OBJECT,
     )
     @action(detail=True, methods=["get"])

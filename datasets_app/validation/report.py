@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from training.engine.data import DEFAULT_MAX_BYTES, ChatRenderer, token_lengths
+from training.engine.data import ChatRenderer, token_lengths
 from training.engine.errors import DataError
 
 from .checks import RowChecks
@@ -131,7 +131,8 @@ def validate_files(
     max_length: int = 2048,
     chat_template: str | None = None,
     progress: Callable[[float], None] | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
+    max_line_bytes: int | None = None,
     parallel: bool | None = None,
 ) -> dict[str, Any]:
     """Validate dataset files and return the JSON-safe report (see docs/DATASETS-CONTRACT.md).
@@ -139,12 +140,14 @@ def validate_files(
     Bad content never raises: it ends up in ``errors``/``warnings`` and the verdict. Token lengths are measured with
     ``tokenizer_path`` (default: the embedded SmolLM2) rendering rows with ``chat_template`` (default: the
     tokenizer's own). Large inputs (16 MiB or more) count tokens on a second core in a forked
-    helper process when a core is idle (``parallel`` forces it on or off). Raises ``ConfigError`` only for an
-    unknown ``chat_template`` name.
+    helper process when a core is idle (``parallel`` forces it on or off). ``max_bytes`` and ``max_line_bytes``
+    bound the reading (default: the current ``read_limits``). Raises ``ConfigError`` only for an unknown
+    ``chat_template`` name.
     """
     started = time.perf_counter()
     paths = [str(p) for p in paths]
-    stream = RowStream(paths, fmt=fmt, column_mapping=column_mapping, max_bytes=max_bytes)
+    stream = RowStream(paths, fmt=fmt, column_mapping=column_mapping, max_bytes=max_bytes,
+                       max_line_bytes=max_line_bytes)
     checks = RowChecks(stream, ProgressEstimator(paths, progress))
     warnings: list[dict[str, Any]] = []
     tokenizer, renderer = _load_renderer(tokenizer_path, chat_template, warnings)

@@ -3,6 +3,8 @@ to canonical examples, with every problem attached to its file and line instead 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import gzip
 import itertools
 import json
@@ -11,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from training.engine.data import (
     DEFAULT_MAX_BYTES,
@@ -22,15 +24,43 @@ from training.engine.data import (
     parse_format,
     to_canonical,
 )
+from training.engine.data.fileio import bounded_lines, is_gzip, line_too_long_message, open_binary
 from training.engine.data.formats import validate_column_mapping
 from training.engine.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 DETECT_SAMPLE = 100
+DEFAULT_MAX_LINE_BYTES = 16 * 1024**2
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
-_LINE_PARSE_ERRORS = ("invalid JSON", "expected a JSON object", "is not valid UTF-8")
+_LINE_PARSE_ERRORS = ("invalid JSON", "expected a JSON object", "is not valid UTF-8", "the line is longer than")
+
+
+class ReadLimits(NamedTuple):
+    """How much a pass may read: decompressed bytes per file (gzip, Parquet pages) and bytes per line (or record)."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+
+
+_DEFAULT_LIMITS = ReadLimits()
+_LIMITS: contextvars.ContextVar[ReadLimits] = contextvars.ContextVar("dataset_read_limits",
+                                                                     default=_DEFAULT_LIMITS)
+
+
+@contextlib.contextmanager
+def read_limits(*, max_bytes: int | None = None, max_line_bytes: int | None = None) -> Iterator[ReadLimits]:
+    """Within the block, every ``RowStream`` that is not given limits of its own (validation, preview, statistics,
+    preprocessing, split) reads with these (a limit left out keeps the current one)."""
+    current = _LIMITS.get()
+    limits = ReadLimits(max_bytes if max_bytes is not None else current.max_bytes,
+                        max_line_bytes if max_line_bytes is not None else current.max_line_bytes)
+    token = _LIMITS.set(limits)
+    try:
+        yield limits
+    finally:
+        _LIMITS.reset(token)
 
 
 @dataclass(slots=True)
@@ -105,18 +135,19 @@ def _reads_as_json_lines(path: str) -> bool:
     return first not in (b"[", b"") and suffix in (".jsonl", ".ndjson", ".json")
 
 
-def _json_lines_after(path: str, after: int, max_bytes: int) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def _json_lines_after(path: str, after: int, limits: ReadLimits) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """Yield (line, record or error message) for the JSON Lines after line ``after`` (continuing past bad lines).
 
-    Private helper: the engine's ``iter_records`` stops at the first bad line; this resumes behind it.
+    Private helper: the engine's ``iter_records`` stops at the first bad line; this resumes behind it, reading within
+    the same limits (decompressed bytes counted, lines bounded).
     """
-    read = 0
-    with _open_text_bytes(path) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            read += len(raw)
-            if read > max_bytes:
-                raise DataError(f"{os.path.basename(path)}: decompresses to more than {max_bytes} bytes (max_bytes).")
+    name = os.path.basename(path)
+    with open_binary(path, name, gz=is_gzip(path), max_bytes=limits.max_bytes) as fh:
+        for lineno, raw in bounded_lines(fh, limits.max_line_bytes):
             if lineno <= after:
+                continue
+            if raw is None:
+                yield lineno, line_too_long_message(limits.max_line_bytes)
                 continue
             try:
                 value = json.loads(raw)
@@ -144,18 +175,23 @@ class RowStream:
     paths: Sequence[str]
     fmt: str | None = None
     column_mapping: Mapping[str, str] | None = None
-    max_bytes: int = DEFAULT_MAX_BYTES
+    max_bytes: int | None = None  # None: the current ``read_limits``
+    max_line_bytes: int | None = None
     convert: bool = True
     format: DatasetFormat | None = None
     format_detected: bool = False
     issues: list[Issue] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
     mapping: dict[str, str] = field(default_factory=dict)
+    limits: ReadLimits = field(default_factory=ReadLimits, init=False)
     file_index: int = 0
     _usable: bool = True
 
     def __post_init__(self) -> None:
         self.paths = [os.fspath(p) for p in self.paths]
+        current = _LIMITS.get()
+        self.limits = ReadLimits(self.max_bytes if self.max_bytes is not None else current.max_bytes,
+                                 self.max_line_bytes if self.max_line_bytes is not None else current.max_line_bytes)
         if not self.paths:
             self.issues.append(Issue("No dataset files were given."))
             self._usable = False
@@ -181,7 +217,8 @@ class RowStream:
             last = 0
             tail: Iterator[tuple[int, dict[str, Any] | str]] | None = None
             try:
-                for line, record in iter_records(path, max_bytes=self.max_bytes):
+                for line, record in iter_records(path, max_bytes=self.limits.max_bytes,
+                                                 max_line_bytes=self.limits.max_line_bytes):
                     last = line
                     info["rows"] += 1
                     yield self._map(name, line, record, mapping)
@@ -193,7 +230,7 @@ class RowStream:
                 info["rows"] += 1
                 if any(k in message for k in _LINE_PARSE_ERRORS) and line > last and _reads_as_json_lines(path):
                     yield Row(name, line, None, error=message)
-                    tail = _json_lines_after(path, line, self.max_bytes)
+                    tail = _json_lines_after(path, line, self.limits)
                 else:
                     yield Row(name, line, None, error=f"{message} Reading of this file stopped here.")
             if tail is not None:

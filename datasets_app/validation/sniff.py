@@ -1,7 +1,8 @@
 """``sniff_content``: check at upload that a file's content is what its name says, reading only its first megabytes.
 
 Parquet magic (head and tail), UTF-8 JSON Lines whose first lines parse, CSV with consistent columns, gzip unwrapped
-with bounded decompression (a gzip-bomb guard), binary garbage refused.
+with bounded decompression (its content counted, never taken from the trailer: a gzip-bomb guard), binary garbage
+refused.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import zlib
 
 from training.engine.data import DEFAULT_MAX_BYTES
+
+from .gunzip import GzipCounter
 
 SAMPLE_BYTES = 4 << 20
 """How much (decompressed) content is inspected."""
@@ -55,37 +58,39 @@ def _claimed(claimed_ext: str) -> tuple[str | None, str]:
 
 
 def _gunzip_head(path: str, size: int, max_decompressed: int) -> bytes:
-    """The first ``SAMPLE_BYTES`` of a gzip file's content; raise ``ContentMismatch`` for a likely gzip bomb."""
-    decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    """The first ``SAMPLE_BYTES`` of a gzip file's content; raise ``ContentMismatch`` when the content, counted as it
+    is decompressed, passes ``max_decompressed``, or for a likely gzip bomb (extrapolated from the sample)."""
+    gunzip = GzipCounter(piece=1 << 16)
+    want = min(SAMPLE_BYTES, max_decompressed) + 1
     out = bytearray()
-    consumed = 0
     with open(path, "rb") as fh:
-        while len(out) < SAMPLE_BYTES:
+        while len(out) < want and not gunzip.ended:
             chunk = fh.read(1 << 16)
             if not chunk:
                 break
-            consumed += len(chunk)
             try:
-                out += decomp.decompress(chunk, SAMPLE_BYTES + 1 - len(out))
-                while decomp.unconsumed_tail and len(out) <= SAMPLE_BYTES:
-                    out += decomp.decompress(decomp.unconsumed_tail, SAMPLE_BYTES + 1 - len(out))
+                for piece in gunzip.feed(chunk):
+                    out += piece
+                    if len(out) >= want:
+                        break
             except zlib.error as exc:
                 raise ContentMismatch(f"The gzip data is corrupt ({exc}).") from None
-            if decomp.eof:
-                break
-        used = consumed - len(decomp.unconsumed_tail) - len(decomp.unused_data)
     if not out:
         raise ContentMismatch("The file is empty once decompressed.")
+    if len(out) > max_decompressed:  # counted, whatever the trailer says
+        raise ContentMismatch(
+            f"The gzip file expands to more than {_human(max_decompressed)}, the most allowed."
+        )
     if len(out) > SAMPLE_BYTES:
-        ratio = len(out) / max(used, 1)
+        ratio = len(out) / max(gunzip.consumed, 1)
         estimate = ratio * size
         if ratio > _BOMB_RATIO and estimate > max_decompressed:
             raise ContentMismatch(
                 f"The gzip file expands to about {_human(estimate)} (compression ratio {ratio:.0f}:1), more than the "
                 f"{_human(max_decompressed)} allowed: refusing a likely gzip bomb."
             )
-    # The gzip trailer stores the content size modulo 4 GiB: exact for anything smaller than that.
-    if size >= 18 and size < (1 << 32):
+    # The trailer's ISIZE is only a hint (modulo 4 GiB, and the last member's alone), honest when it is too large.
+    if size >= 18:
         with open(path, "rb") as fh:
             fh.seek(-4, os.SEEK_END)
             isize = int.from_bytes(fh.read(4), "little")

@@ -145,7 +145,7 @@ export function useUpdateDataset(id: number) {
 }
 
 export interface ValidateInput {
-  base_model?: string;
+  base_model?: number;  // a catalogue id
   max_length?: number;
   format?: string;
   column_mapping?: Record<string, string> | null;

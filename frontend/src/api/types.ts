@@ -132,7 +132,7 @@ export interface Dataset {
   error: string;
   files: DatasetFile[];
   operation: DatasetOperation | Record<string, never> | null;
-  validation_settings?: { base_model?: string; max_length?: number };
+  validation_settings?: { base_model?: number | null; max_length?: number };
   created: string;
   updated: string;
 }

@@ -1,5 +1,5 @@
-"""Opening dataset files (plain or gzipped within a decompressed-size cap) and the wording of per-record errors,
-shared by the readers of every format."""
+"""Opening dataset files (plain or gzipped within a decompressed-size cap), reading lines of bounded length, and the
+wording of per-record errors, shared by the readers of every format."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import gzip
 import io
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from training.engine.errors import DataError
 
 DEFAULT_MAX_BYTES = 20 * 1024**3
-"""Default cap on the decompressed size of a gzipped file (guards against gzip bombs)."""
+"""Default cap on the decompressed size of a file: gzip content, and the data Parquet pages decode to (guards against
+compression bombs)."""
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -68,6 +69,35 @@ class LimitedGzip(io.RawIOBase):
         finally:
             self._fh.close()
             super().close()
+
+
+def line_too_long_message(max_line_bytes: int) -> str:
+    return (
+        f"the line is longer than {human_size(max_line_bytes)} (max_line_bytes); each record must be on its own "
+        "line, so check the file is not one giant line."
+    )
+
+
+def bounded_lines(fh: IO[bytes], max_line_bytes: int | None) -> Iterator[tuple[int, bytes | None]]:
+    """Yield ``(line number, raw line)`` from 1, holding at most ``max_line_bytes`` (+1) of a line in memory: a longer
+    line is read past in chunks and yielded as ``None`` (its length, newline aside, is over the limit)."""
+    if max_line_bytes is None:
+        yield from enumerate(fh, 1)
+        return
+    lineno = 0
+    while True:
+        raw = fh.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        lineno += 1
+        if len(raw) <= max_line_bytes or raw.endswith(b"\n"):
+            yield lineno, raw
+            continue
+        while True:  # skip the rest of the line
+            rest = fh.readline(CHUNK)
+            if not rest or rest.endswith(b"\n"):
+                break
+        yield lineno, None
 
 
 def open_binary(path: str, name: str, *, gz: bool, max_bytes: int) -> IO[bytes]:

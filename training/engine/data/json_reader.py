@@ -15,8 +15,11 @@ from .fileio import (
     BOM,
     CHUNK,
     OnBadLine,
+    bounded_lines,
+    human_size,
     invalid_json,
     invalid_json_message,
+    line_too_long_message,
     not_object_message,
     not_utf8_message,
     open_binary,
@@ -30,11 +33,14 @@ _RECORD_LIST_KEYS = frozenset(
 
 
 def iter_jsonl(
-    path: str, name: str, bad: OnBadLine, *, gz: bool, max_bytes: int
+    path: str, name: str, bad: OnBadLine, *, gz: bool, max_bytes: int, max_line_bytes: int | None = None
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     loads = json.loads
     with open_binary(path, name, gz=gz, max_bytes=max_bytes) as fh:
-        for lineno, raw in enumerate(fh, 1):
+        for lineno, raw in bounded_lines(fh, max_line_bytes):
+            if raw is None:
+                bad(lineno, line_too_long_message(max_line_bytes or 0))
+                continue
             if lineno == 1 and raw.startswith(BOM):
                 raw = raw[3:]
             try:
@@ -58,9 +64,10 @@ def iter_jsonl(
 class _TextStream:
     """A sliding text window over a UTF-8 byte stream that decodes JSON values one at a time with line tracking."""
 
-    def __init__(self, fh: IO[bytes], name: str) -> None:
+    def __init__(self, fh: IO[bytes], name: str, max_value: int | None = None) -> None:
         self._fh = fh
         self.name = name
+        self._max_value = max_value  # the longest value (record) allowed, in characters
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self._raw_lines = 0  # newlines in the bytes decoded so far (for UTF-8 error messages)
         self.buf = ""
@@ -152,6 +159,7 @@ class _TextStream:
             except json.JSONDecodeError as exc:
                 near_end = exc.pos >= len(self.buf) - 6 or exc.msg.startswith("Unterminated string")
                 if near_end and not self.eof:
+                    self._check_size()
                     self.fill(len(self.buf))
                     continue
                 raise invalid_json(self.name, self.line_at(exc.pos), exc.msg, self.col_at(exc.pos)) from None
@@ -160,6 +168,14 @@ class _TextStream:
                 continue
             self.pos = end
             return obj
+
+    def _check_size(self) -> None:
+        """Refuse a value that has grown past the limit before reading more of it (it runs to the buffer's end)."""
+        if self._max_value is not None and len(self.buf) - self.pos > self._max_value:
+            raise DataError(
+                f"{self.name} line {self.line_at(self.pos)}: the record is longer than {human_size(self._max_value)} "
+                "(max_line_bytes); split it or shorten its texts."
+            )
 
     def key(self) -> str:
         """Decode an object key (a JSON string) and the colon after it."""
@@ -200,18 +216,18 @@ def _scan_object(ts: _TextStream) -> Iterator[tuple[str, int, int, Any]]:
 
 
 def iter_json(
-    path: str, name: str, bad: OnBadLine, *, gz: bool, max_bytes: int
+    path: str, name: str, bad: OnBadLine, *, gz: bool, max_bytes: int, max_line_bytes: int | None = None
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     with open_binary(path, name, gz=gz, max_bytes=max_bytes) as fh:
-        ts = _TextStream(fh, name)
+        ts = _TextStream(fh, name, max_line_bytes)
         first = ts.peek()
         if first == "[":
             yield from _json_array(ts, bad)
             return
     # A top-level object: either a container ({"data": [...]}) or a stream of pretty-printed records.
-    lists, single = _classify_objects(path, name, gz=gz, max_bytes=max_bytes)
+    lists, single = _classify_objects(path, name, gz=gz, max_bytes=max_bytes, max_value=max_line_bytes)
     with open_binary(path, name, gz=gz, max_bytes=max_bytes) as fh:
-        ts = _TextStream(fh, name)
+        ts = _TextStream(fh, name, max_line_bytes)
         if single and lists:
             if len(lists) > 1:
                 raise DataError(
@@ -234,11 +250,13 @@ def iter_json(
             yield line, value
 
 
-def _classify_objects(path: str, name: str, *, gz: bool, max_bytes: int) -> tuple[list[str], bool]:
+def _classify_objects(
+    path: str, name: str, *, gz: bool, max_bytes: int, max_value: int | None
+) -> tuple[list[str], bool]:
     """First pass: the keys of the first object whose values are lists of objects, and whether it is alone."""
     lists: list[str] = []
     with open_binary(path, name, gz=gz, max_bytes=max_bytes) as fh:
-        ts = _TextStream(fh, name)
+        ts = _TextStream(fh, name, max_value)
         for key, index, _line, value in _scan_object(ts):
             if index == 1 and type(value) is dict and key not in lists and key not in _RECORD_LIST_KEYS:
                 lists.append(key)

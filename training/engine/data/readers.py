@@ -100,7 +100,11 @@ def _looks_like_json_lines(head: bytes) -> bool:
 
 
 def iter_records(
-    path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES, on_bad_line: OnBadLine | None = None
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    on_bad_line: OnBadLine | None = None,
+    max_line_bytes: int | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_or_row_number, row)`` for every record of a dataset file, streaming.
 
@@ -109,6 +113,10 @@ def iter_records(
     ``on_bad_line(line, message)``, problems confined to one record (a JSON Lines line that is not valid JSON, UTF-8
     or an object; a ragged CSV row; a non-object item of a JSON array) are passed to it and reading goes on; damage
     that cannot be skipped (a broken JSON array, a corrupt gzip or Parquet file, binary content) still raises.
+
+    ``max_bytes`` caps the decompressed content (gzip, and the data Parquet pages decode to), counted while reading.
+    ``max_line_bytes`` (None: no limit) caps every line of JSON Lines and CSV (a longer JSON Lines line is a bad line,
+    a longer CSV line stops the file) and every record of a JSON document; no more than that is held in memory.
     """
     real = os.fspath(path)
     name = display_name(real)
@@ -129,11 +137,11 @@ def iter_records(
     if kind == _KIND_PARQUET:
         records: Iterator[tuple[int, dict[str, Any]]] = iter_parquet(real, name, gz=gz, max_bytes=max_bytes)
     elif kind == _KIND_JSONL:
-        records = iter_jsonl(real, name, bad, gz=gz, max_bytes=max_bytes)
+        records = iter_jsonl(real, name, bad, gz=gz, max_bytes=max_bytes, max_line_bytes=max_line_bytes)
     elif kind == _KIND_JSON:
-        records = iter_json(real, name, bad, gz=gz, max_bytes=max_bytes)
+        records = iter_json(real, name, bad, gz=gz, max_bytes=max_bytes, max_line_bytes=max_line_bytes)
     else:
-        records = iter_csv(real, name, bad, gz=gz, max_bytes=max_bytes)
+        records = iter_csv(real, name, bad, gz=gz, max_bytes=max_bytes, max_line_bytes=max_line_bytes)
     for item in records:
         count += 1
         yield item

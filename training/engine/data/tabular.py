@@ -14,7 +14,17 @@ from typing import IO, Any
 
 from training.engine.errors import DataError
 
-from .fileio import BOM, CHUNK, OnBadLine, not_utf8, open_binary, suffixes
+from .fileio import (
+    BOM,
+    CHUNK,
+    OnBadLine,
+    bounded_lines,
+    human_size,
+    line_too_long_message,
+    not_utf8,
+    open_binary,
+    suffixes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +32,10 @@ logger = logging.getLogger(__name__)
 # --- CSV ----------------------------------------------------------------------------------------------------------
 
 
-def _decoded_lines(fh: IO[bytes], name: str) -> Iterator[str]:
-    for lineno, raw in enumerate(fh, 1):
+def _decoded_lines(fh: IO[bytes], name: str, max_line_bytes: int | None) -> Iterator[str]:
+    for lineno, raw in bounded_lines(fh, max_line_bytes):
+        if raw is None:  # a CSV record may span lines: reading cannot resume in step, so it stops here
+            raise DataError(f"{name} line {lineno}: {line_too_long_message(max_line_bytes or 0)}")
         if lineno == 1 and raw.startswith(BOM):
             raw = raw[3:]
         try:
@@ -42,12 +54,12 @@ def _delimiter(header: str, name: str) -> str:
 
 
 def iter_csv(
-    path: str, name: str, bad: OnBadLine, *, gz: bool, max_bytes: int
+    path: str, name: str, bad: OnBadLine, *, gz: bool, max_bytes: int, max_line_bytes: int | None = None
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     if csv.field_size_limit() < 2**31 - 1:
         csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents are normal in TEXT datasets
     with open_binary(path, name, gz=gz, max_bytes=max_bytes) as fh:
-        lines = _decoded_lines(fh, name)
+        lines = _decoded_lines(fh, name, max_line_bytes)
         try:
             first = next(lines)
         except StopIteration:  # pragma: no cover - _sniff rejects empty files
@@ -95,7 +107,16 @@ def _check_header(header: list[str], name: str) -> None:
 # --- Parquet ------------------------------------------------------------------------------------------------------
 
 
+def _decoded_too_much(name: str, max_bytes: int) -> DataError:
+    return DataError(
+        f"{name}: decompresses to more than {human_size(max_bytes)} (max_bytes); refusing to read further "
+        "(a compression bomb, or raise max_bytes if the data is genuinely that large)."
+    )
+
+
 def iter_parquet(path: str, name: str, *, gz: bool, max_bytes: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a Parquet file; the data its pages decompress to is counted (the footer's figure first, then every
+    decoded batch) against ``max_bytes``, like the content of a gzip file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -110,9 +131,15 @@ def iter_parquet(path: str, name: str, *, gz: bool, max_bytes: int) -> Iterator[
             pf = pq.ParquetFile(tmp or path)
         except (pa.ArrowException, OSError) as exc:
             raise DataError(f"{name}: not a valid Parquet file ({exc}).") from None
-        row = 0
+        meta = pf.metadata
+        if sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) > max_bytes:
+            raise _decoded_too_much(name, max_bytes)
+        row = decoded = 0
         try:
             for batch in pf.iter_batches(batch_size=2048):
+                decoded += batch.nbytes
+                if decoded > max_bytes:
+                    raise _decoded_too_much(name, max_bytes)
                 for record in batch.to_pylist():
                     row += 1
                     yield row, record
