@@ -13,6 +13,7 @@ from typing import Any
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import ProtectedError
 
 from finetune import artifacts
 from finetune.exceptions import ServiceError
@@ -86,8 +87,15 @@ def open_download(dataset: Dataset) -> tuple[Any, str]:
 
 
 def delete_dataset(dataset: Dataset) -> None:
-    """Delete a version and its files from storage."""
+    """Delete a version and its files from storage. A version that training jobs used is kept (409): the jobs, their
+    models and their reproducibility record point at it."""
     keys = [f.file.name for f in dataset.files.all()]
-    with transaction.atomic():
-        dataset.delete()
-        transaction.on_commit(lambda: [default_storage.delete(k) for k in keys])
+    try:
+        with transaction.atomic():
+            dataset.delete()
+            transaction.on_commit(lambda: [default_storage.delete(k) for k in keys])
+    except ProtectedError as exc:
+        users = sorted({f"{obj._meta.verbose_name} #{obj.pk}" for obj in exc.protected_objects})
+        listed = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+        raise ServiceError(f"This dataset version is still used ({listed}); delete those first, or keep the "
+                           "version.", status_code=409) from None

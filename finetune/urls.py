@@ -19,7 +19,9 @@ urlpatterns = [
     re_path(r"^admin/dashboard/auditlog/(?P<rest>.*)$", RedirectView.as_view(url="/admin/accounts/auditlog/%(rest)s")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # GET only: the Swagger page's template renderer cannot answer OPTIONS.
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema", http_method_names=["get", "head"]),
+         name="api-docs"),
     path("api/auth/", include("accounts.api.urls")),
     path("api/datasets/", include("datasets_app.api.urls")),
     path("api/training/", include("training.api.urls")),

@@ -153,6 +153,17 @@ def test_delete_removes_files_from_storage(auth_client, media_root, shared_datas
     assert not Dataset.objects.filter(pk=body["id"]).exists()
 
 
+def test_a_version_a_training_job_used_is_kept_with_a_409(auth_client, user, media_root):
+    """Not a 500 (the job's foreign key protects the row): a plain refusal naming the job, nothing deleted."""
+    from tests.factories import TrainingJobFactory
+
+    job = TrainingJobFactory(owner=user)
+    r = auth_client.delete(f"/api/datasets/{job.dataset_id}/")
+    assert r.status_code == 409, r.content
+    assert f"training job #{job.pk}" in r.json()["detail"]
+    assert Dataset.objects.filter(pk=job.dataset_id).exists() and len(stored_files(media_root)) == 1
+
+
 def test_report_before_processing_is_409(auth_client, media_root, shared_datasets):
     body = _upload(auth_client, shared_datasets / "alpaca_en_demo.json").json()
     r = auth_client.get(f"/api/datasets/{body['id']}/report/")
