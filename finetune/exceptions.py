@@ -92,3 +92,21 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     from django.views.csrf import csrf_failure as default_failure
 
     return default_failure(request, reason=reason)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 400 (a body past DATA_UPLOAD_MAX_MEMORY_SIZE, a malformed request): the common JSON error under
+    /api/ (413 for a body that is too large), Django's page elsewhere."""
+    from django.conf import settings
+    from django.core.exceptions import RequestDataTooBig
+
+    if not request.path.startswith("/api/"):
+        from django.views.defaults import bad_request as default_bad_request
+
+        return default_bad_request(request, exception)  # type: ignore[arg-type]
+    if isinstance(exception, RequestDataTooBig):
+        limit_mb = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024**2
+        return JsonResponse({"detail": f"The request body is larger than the {limit_mb:g} MB this endpoint accepts "
+                                       "(dataset files go to the upload endpoint as multipart).", "errors": {}},
+                            status=413)
+    return JsonResponse({"detail": "Bad request.", "errors": {}}, status=400)

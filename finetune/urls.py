@@ -14,6 +14,8 @@ admin.site.site_header = "finetune operations"
 admin.site.site_title = "finetune admin"
 admin.site.index_title = "Fleet, users and jobs"
 
+handler400 = "finetune.exceptions.bad_request"
+
 urlpatterns = [
     # The audit log moved from the dashboard app to accounts: old bookmarks still land on it.
     re_path(r"^admin/dashboard/auditlog/(?P<rest>.*)$", RedirectView.as_view(url="/admin/accounts/auditlog/%(rest)s")),

@@ -29,9 +29,9 @@ from urllib.parse import urlencode
 import pytest
 from django.db import DatabaseError, transaction
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.processes import run_async
+from tests.routes import http_routes, ws_routes
 
 # --- what fills a route's path parameters ---------------------------------------------------------------------------
 DATASET, JOB, MODEL, EXPORT, OLLAMA, PUSH, TOKEN = "dataset", "job", "model", "export", "ollama", "push", "token"
@@ -285,44 +285,6 @@ WS_ROUTES: dict[str, WsEntry] = {
 
 
 # --- enumeration ---------------------------------------------------------------------------------------------------
-def normalize(pattern: str) -> str:
-    """`api/datasets/^(?P<pk>[^/.]+)/preview/$` and `api/models/<int:pk>/export/` -> `api/datasets/<pk>/preview/`,
-    `api/models/<pk>/export/`."""
-    out = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"<\1>", pattern.replace("^", "").replace("$", ""))
-    return re.sub(r"<\w+:(\w+)>", r"<\1>", out)
-
-
-def http_routes() -> dict[str, Any]:
-    """Every route of the URL resolver by normalized pattern (includes under api/ walked into; any other include,
-    i.e. the admin site, is one route), with its callback (None for an include)."""
-    found: dict[str, Any] = {}
-
-    def walk(patterns: list[Any], prefix: str) -> None:
-        for p in patterns:
-            raw = prefix + str(p.pattern)
-            if isinstance(p, URLResolver):
-                if normalize(raw).startswith("api/"):
-                    walk(p.url_patterns, raw)
-                else:
-                    found[normalize(raw)] = None
-            elif isinstance(p, URLPattern):
-                assert normalize(raw) not in found, f"two routes normalize to {normalize(raw)}"
-                found[normalize(raw)] = p.callback
-
-    walk(get_resolver().url_patterns, "")
-    return found
-
-
-def ws_routes() -> dict[str, Any]:
-    """The websocket routes the ASGI application really serves (through its origin and auth middleware)."""
-    from finetune.asgi import application
-
-    app = application.application_mapping["websocket"]
-    while not hasattr(app, "routes"):
-        app = getattr(app, "application", None) or app.inner
-    return {normalize(str(r.pattern)): r for r in app.routes}
-
-
 def methods_of(callback: Any, entry: Entry) -> tuple[str, ...]:
     """DRF ViewSets: their action map; APIView/View classes: the handlers they define; plain functions (which may
     restrict methods in a decorator the resolver cannot see): every method."""
