@@ -385,17 +385,17 @@ for _position, _key in enumerate(SECRET_ENCRYPTION_KEYS, start=1):  # checked no
             "one with: python -c \"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\"",
         ) from None
 
-# Hugging Face Hub (token validation, later: search, download, push).
+# --- Hugging Face Hub (models_app/hub/), and the shared model cache Hub downloads land in (huggingface_hub's cache
+# layout, one folder per repo). Default: $FINETUNE_CACHE_DIR/hub when set, else var/model-cache (tests: their own).
 HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 HF_TIMEOUT_S = float(env_str("HF_TIMEOUT_S", "10"))
-
-# --- Models from the Hub (models_app/hub/): the shared model cache Hub downloads land in (huggingface_hub's cache
-# layout, one folder per repo). Default: $FINETUNE_CACHE_DIR/hub when set, else var/model-cache (tests: their own).
 _model_cache_default = BASE_DIR / "var" / ("test-model-cache" if TESTING else "model-cache")
 if os.getenv("FINETUNE_CACHE_DIR") and not TESTING:
     _model_cache_default = Path(os.environ["FINETUNE_CACHE_DIR"]) / "hub"
 FINETUNE_MODEL_CACHE = Path(env_str("FINETUNE_MODEL_CACHE", str(_model_cache_default)))
 HF_DOWNLOAD_MAX_WORKERS = env_int("HF_DOWNLOAD_MAX_WORKERS", 4)
+HF_DOWNLOAD_MAX_BYTES = env_int("HF_DOWNLOAD_MAX_BYTES", 100 * 10**9)  # larger base models are refused (0: no cap)
+HF_ACCESS_CACHE_S = env_int("HF_ACCESS_CACHE_S", 300)  # how long "may this user read this private/gated repo" is kept
 HF_SEARCH_MAX_RESULTS = env_int("HF_SEARCH_MAX_RESULTS", 50)
 # A push still queued/running after this long is taken as lost (its worker died) and may be retried.
 HF_PUSH_STALE_SECONDS = env_int("HF_PUSH_STALE_SECONDS", 3 * 3600)

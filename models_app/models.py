@@ -58,7 +58,10 @@ class BaseModel(models.Model):
     size_bytes = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE)
     description = models.TextField(blank=True, default="")
+    # What the Hub said when the row was made: a private or gated repo is only listed for, and used by, users whose
+    # own token can read it (models_app/catalogue.py). private None: not recorded (older rows), checked at use.
     gated = models.BooleanField(default=False)
+    private = models.BooleanField(null=True, default=None)
     download_progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True, default="")
     added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -70,6 +73,11 @@ class BaseModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def restricted(self) -> bool:
+        """A Hub model that not everyone may read (private, gated, or not known to be neither)."""
+        return self.source == self.Source.HUB and (self.private is not False or self.gated)
 
     @property
     def public_id(self) -> str:

@@ -25,6 +25,7 @@ from finetune.db import release_db_connections
 from finetune.exceptions import ServiceError
 
 from . import inference
+from .catalogue import get_usable_base_model
 from .models import BaseModel, FineTunedModel
 
 if TYPE_CHECKING:
@@ -62,9 +63,7 @@ def resolve_target(owner: User, target: Target) -> FineTunedModel | BaseModel:
         if model is None:
             raise ServiceError("Not found.", status_code=404)
         return model
-    base = BaseModel.objects.filter(pk=target.id).first()
-    if base is None:
-        raise ServiceError("Not found.", status_code=404)
+    base = get_usable_base_model(owner, target.id)  # 404 also for a private/gated repo the owner cannot read
     if base.status != BaseModel.Status.AVAILABLE:
         raise ServiceError(f"{base.name} is not available yet ({base.status}).", status_code=409)
     return base

@@ -17,7 +17,8 @@ from accounts.models import User
 from datasets_app.models import Dataset
 from finetune import artifacts
 from finetune.exceptions import ServiceError
-from models_app.models import BaseModel, FineTunedModel
+from models_app.catalogue import find_usable_base_model
+from models_app.models import FineTunedModel
 from training.engine.errors import ConfigError
 from training.engine.spec import HyperParams
 
@@ -88,7 +89,7 @@ def create_job(
         if modal_gpu not in pricing.modal_gpus():
             raise ServiceError(f"modal_gpu must be one of {', '.join(pricing.modal_gpus())}.",
                                field="modal_gpu")
-    base = BaseModel.objects.filter(pk=base_model_id, status=BaseModel.Status.AVAILABLE).first()
+    base = find_usable_base_model(owner, base_model_id, available=True)  # private/gated: the owner's token reads it
     if base is None:
         raise ServiceError("Base model not found or not downloaded yet.", field="base_model")
     ds = resolve_dataset(owner, dataset_id, dataset_version)

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finetune.exceptions import ServiceError
-from models_app import hub
+from models_app import catalogue, hub
 from models_app.models import BaseModel, HubPush
 
 _error = inline_serializer("HubError", {"detail": serializers.CharField(), "errors": serializers.DictField()})
@@ -42,6 +42,7 @@ class HubModelDetailsSerializer(serializers.Serializer):
     license = serializers.CharField()
     gated = serializers.BooleanField()
     gated_mode = serializers.CharField()
+    private = serializers.BooleanField()
     size_bytes = serializers.IntegerField()
     total_size_bytes = serializers.IntegerField()
     has_chat_template = serializers.BooleanField(allow_null=True)
@@ -137,9 +138,7 @@ class BaseModelFitView(APIView):
     def get(self, request: Request, pk: int) -> Response:
         query = FitQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        base = BaseModel.objects.filter(pk=pk).first()
-        if base is None:
-            raise ServiceError("Not found.", status_code=404)
+        base = catalogue.get_usable_base_model(request.user, pk)
         return Response(hub.fit_estimate(base, **query.validated_data))
 
 

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from finetune.exceptions import ServiceError
 from finetune.serializers import FastReadMixin
-from models_app import services
+from models_app import catalogue, services
 from models_app.models import BaseModel, FineTunedModel
 
 
@@ -102,7 +102,8 @@ class FineTunedModelUpdateSerializer(serializers.Serializer):
 
 
 class BaseModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Models available for fine-tuning (shared by all users)."""
+    """Models available for fine-tuning: the shared ones, and those from private or gated Hub repos that your own
+    Hugging Face token can read (others answer 404)."""
 
     serializer_class = BaseModelSerializer
     permission_classes = [IsAuthenticated]
@@ -110,8 +111,10 @@ class BaseModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def get_queryset(self) -> QuerySet[BaseModel]:
         if getattr(self, "swagger_fake_view", False):
             return BaseModel.objects.none()
-        BaseModel.objects.ensure_embedded()
-        return BaseModel.objects.all()
+        return catalogue.usable_base_models(self.request.user)
+
+    def get_object(self) -> BaseModel:
+        return catalogue.get_usable_base_model(self.request.user, self.kwargs["pk"])
 
 
 def _flag(value: str | None) -> bool:

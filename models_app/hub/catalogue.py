@@ -20,6 +20,7 @@ from accounts.models import User
 from accounts.services import get_hf_token
 from finetune import artifacts
 from finetune.exceptions import ServiceError
+from models_app.catalogue import can_use
 from models_app.models import BaseModel
 
 from .client import NO_TOKEN_MESSAGE, check_repo_id, describe_hub_error, hub_client, service_error, user_token
@@ -96,6 +97,7 @@ class HubModelDetails:
     likes: int
     files: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    private: bool = False
 
     @property
     def downloadable(self) -> bool:
@@ -207,16 +209,29 @@ def model_info(user: User, repo_id: str) -> HubModelDetails:
     if architecture and not architecture.endswith(("ForCausalLM", "ForConditionalGeneration")) and (
             info.pipeline_tag not in (None, "text-generation")):
         problems.append(f"{repo_id} is not a text-generation model ({architecture}, {info.pipeline_tag}).")
+    size_bytes = sum(size for name, size in sizes.items() if _wanted(name))
+    if settings.HF_DOWNLOAD_MAX_BYTES and size_bytes > settings.HF_DOWNLOAD_MAX_BYTES:
+        problems.append(f"{repo_id} is {_size(size_bytes)} to download ({size_bytes} bytes), above this server's "
+                        f"limit of {_size(settings.HF_DOWNLOAD_MAX_BYTES)} ({settings.HF_DOWNLOAD_MAX_BYTES} bytes, "
+                        "HF_DOWNLOAD_MAX_BYTES); choose a smaller model or ask an operator.")
     return HubModelDetails(
         repo_id=info.id, sha=sha, architecture=architecture, model_type=str(cfg.get("model_type") or ""),
         parameters=parameters, parameters_source=source, context_length=_context_length(cfg) if cfg else None,
-        license=license_, gated=bool(info.gated), gated_mode=str(info.gated or ""),
-        size_bytes=sum(size for name, size in sizes.items() if _wanted(name)),
+        license=license_, gated=bool(info.gated), gated_mode=str(info.gated or ""), size_bytes=size_bytes,
         total_size_bytes=sum(sizes.values()) or int(info.used_storage or 0),
         has_chat_template=_has_chat_template(tokenizer_config, files), has_safetensors=has_safetensors,
         pipeline_tag=str(info.pipeline_tag or ""), library_name=str(info.library_name or ""),
         downloads=int(info.downloads or 0), likes=int(info.likes or 0), files=files, problems=problems,
+        private=bool(info.private),
     )
+
+
+def _size(n: int) -> str:
+    """Bytes as people read them (decimal units, as the Hub shows sizes)."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 # --- download into the shared model cache ------------------------------------------------------------------------
@@ -230,7 +245,7 @@ def request_download(user: User, repo_id: str) -> BaseModel:
         "name": details.repo_id, "architecture": details.architecture[:100], "parameters": details.parameters or 0,
         "context_length": details.context_length or 0, "license": details.license[:100],
         "has_chat_template": bool(details.has_chat_template), "size_bytes": details.size_bytes,
-        "gated": details.gated, "description": f"From the Hugging Face Hub ({details.pipeline_tag or 'model'}).",
+        "gated": details.gated, "private": details.private, "description": f"From the Hugging Face Hub ({details.pipeline_tag or 'model'}).",
     }
     with transaction.atomic():
         row, created = BaseModel.objects.select_for_update().get_or_create(
@@ -238,6 +253,9 @@ def request_download(user: User, repo_id: str) -> BaseModel:
             defaults={**fields, "source": BaseModel.Source.HUB, "status": BaseModel.Status.DOWNLOADING,
                       "added_by": user})
         if not created:
+            if not can_use(user, row):  # someone else's download of a repo this user's token cannot read
+                raise ServiceError(f"{details.repo_id} is a gated or private model your token cannot read: request "
+                                   "access on its Hub page with the account your token belongs to.", status_code=403)
             if row.source != BaseModel.Source.HUB or row.status == BaseModel.Status.AVAILABLE:
                 return row
             if row.status == BaseModel.Status.DOWNLOADING:

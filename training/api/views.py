@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finetune.exceptions import ServiceError
-from models_app.models import BaseModel
+from models_app.catalogue import find_usable_base_model
 from training import backfill, estimate, services
 from training.models import TrainingJob
 from training.presets import PRESETS
@@ -40,7 +40,7 @@ class EstimateView(APIView):
         data.is_valid(raise_exception=True)
         v = s.apply_preset(dict(data.validated_data))
         ds = services.resolve_dataset(request.user, v["dataset"], v.get("dataset_version"))
-        base = BaseModel.objects.filter(pk=v["base_model"]).first()
+        base = find_usable_base_model(request.user, v["base_model"])  # a private/gated one only for who may read it
         if base is None:
             raise ServiceError("Base model not found.", field="base_model")
         hyper = services.validate_hyperparameters(v.get("hyperparameters") or {})
