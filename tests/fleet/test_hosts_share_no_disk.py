@@ -130,7 +130,7 @@ def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_neve
         assert s3.keys()[export.file_key] == export.size_bytes > 0
         imported = _wait_task(OllamaImport, ollama.request_ollama_import(user, model.pk, "fleet-model").pk)
         assert imported.status == "succeeded", imported.error
-        assert "fleet-model:latest" in fake_ollama.models
+        assert f"{imported.ollama_name}:latest" in fake_ollama.models  # in the user's namespace
         push = _wait_task(HubPush, hub.request_push(user, model.pk, "fleet-model", private=True).pk)
         assert push.status == "succeeded", push.error
         assert "adapter_model.safetensors" in fake_hub.repos["alice-hf/fleet-model"].head.files

@@ -162,7 +162,8 @@ def test_a_hub_base_model_trains_on_modal_from_the_artifact_store(daphne_url, tr
     base = BaseModel.objects.create(
         name="tiny llama", source="hub", repo_id=f"tiny-org/modal-{time.time_ns() % 10**9}", revision="a" * 40,
         artifact_key=stored.key, artifact_sha256=stored.sha256, artifact_size=stored.size,
-        architecture="LlamaForCausalLM", parameters=params, context_length=4096, has_chat_template=True)
+        architecture="LlamaForCausalLM", parameters=params, context_length=4096, has_chat_template=True,
+        private=False, gated=False)  # a public repo: shared with every user
     user = User.objects.create_user(username="modalhub", email="modalhub@example.com", password="x-Strong-pass-1")
     ds = make_ready_dataset(user)
     job = services.create_job(owner=user, name="hub on modal", base_model_id=base.pk, dataset_id=ds.pk,
