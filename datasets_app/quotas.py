@@ -16,15 +16,18 @@ from finetune.exceptions import ServiceError
 from .models import DatasetFile
 
 
+def _bytes_of(user_id: int) -> int:
+    return int(DatasetFile.objects.filter(dataset__owner_id=user_id).aggregate(n=Sum("size_bytes"))["n"] or 0)
+
+
 def storage_used(user: User) -> int:
     """Bytes of storage the user's datasets take."""
-    return int(DatasetFile.objects.filter(dataset__owner_id=user.pk).aggregate(n=Sum("size_bytes"))["n"] or 0)
+    return _bytes_of(user.pk)
 
 
 def storage_usage(user_id: int, now: datetime, known: dict[str, Any]) -> dict[str, Any]:
     """The usage source datasets register with accounts.quotas (see DatasetsAppConfig.ready)."""
-    used = DatasetFile.objects.filter(dataset__owner_id=user_id).aggregate(n=Sum("size_bytes"))["n"]
-    return {"storage_bytes": int(used or 0)}
+    return {"storage_bytes": _bytes_of(user_id)}
 
 
 def check_upload_size_early(user: User, content_length: int) -> None:
