@@ -11,6 +11,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from finetune.redaction import hide_in
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,7 +30,7 @@ def _send(user_id: int, payload: dict[str, Any]) -> None:
 
 def notify_user(user_id: int, payload: dict[str, Any]) -> None:
     """Send `payload` to every open notification socket of the user once the current transaction commits."""
-    message = json.loads(json.dumps(payload, default=str))
+    message = hide_in(json.loads(json.dumps(payload, default=str)))
     transaction.on_commit(lambda: _send(user_id, message))
 
 

@@ -17,6 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from finetune.exceptions import ServiceError
+from finetune.redaction import hide_in
 
 from . import playground
 
@@ -44,6 +45,10 @@ class GenerateConsumer(AsyncJsonWebsocketConsumer):
             return
         self.target = target
         await self.accept()
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        """Every message of this socket (generated tokens, errors from the inference worker) without server paths."""
+        await super().send_json(hide_in(content), close)
 
     async def disconnect(self, code: int) -> None:
         if self.watchdog:

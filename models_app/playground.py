@@ -23,6 +23,7 @@ from django.core.cache import cache
 
 from finetune.db import release_db_connections
 from finetune.exceptions import ServiceError
+from finetune.redaction import hide_server_paths
 
 from . import inference
 from .catalogue import get_usable_base_model
@@ -240,7 +241,7 @@ async def _stream_generation(job: dict[str, Any], request_id: str, reply: str) -
 
 async def _send_error(send: Any, detail: str, *, status: int, field: str | None = None) -> None:
     try:
-        await send({"type": "error", "detail": detail, "status": status, "field": field})
+        await send({"type": "error", "detail": hide_server_paths(detail), "status": status, "field": field})
     except _ClientGone:
         pass
 

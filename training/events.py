@@ -18,6 +18,8 @@ from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
 from django.db import transaction
 
+from finetune.redaction import hide_in
+
 logger = logging.getLogger(__name__)
 
 
@@ -71,7 +73,7 @@ def _send_now(job_id: int, payload: dict[str, Any], wait: bool) -> None:
 
 def publish(job_id: int, payload: dict[str, Any], *, wait: bool = False) -> None:
     """Push `payload` to the job's sockets after the current transaction commits (JSON-safe)."""
-    message = json.loads(json.dumps(payload, default=str))
+    message = hide_in(json.loads(json.dumps(payload, default=str)))
     transaction.on_commit(lambda: _send_now(job_id, message, wait))
 
 

@@ -17,6 +17,7 @@ from accounts.models import User
 from datasets_app.models import Dataset
 from finetune import artifacts
 from finetune.exceptions import ServiceError
+from finetune.redaction import hide_server_paths
 from models_app.catalogue import find_usable_base_model
 from models_app.models import FineTunedModel
 from training.engine.errors import ConfigError
@@ -234,7 +235,7 @@ def record_event(job_id: int, event: dict[str, Any]) -> None:
         events.publish(job_id, {"type": "metric", **metric_payload(point)})
     elif kind == "log":
         seq = _next_seq(job_id, "log_seq")
-        line = str(event.get("line") or event.get("message") or "")[:10000]
+        line = hide_server_paths(str(event.get("line") or event.get("message") or ""))[:10000]
         LogLine.objects.create(job_id=job_id, seq=seq, level=str(event.get("level") or "info")[:8], line=line,
                                time=now)
         events.publish(job_id, {"type": "log", "seq": seq, "level": event.get("level", "info"), "line": line})
@@ -267,7 +268,7 @@ def _announce(job_id: int) -> None:
 
 
 def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
-    job.status, job.error, job.error_kind = status, error, kind
+    job.status, job.error, job.error_kind = status, hide_server_paths(error), kind
     job.finished = timezone.now()
     job.lease_owner, job.lease_expires = "", None
     if job.attempt_history:
