@@ -66,6 +66,14 @@ def test_cli_runs_the_lora_example_and_prints_json_lines(tmp_path: Path, model_p
     result = lines[-1]
     assert result["type"] == "result" and result["status"] == "succeeded" and result["final_step"] == 1
     assert Path(result["model_dir"], "adapter_model.safetensors").is_file()
+    # The same command again does not continue the finished run ("step 2 of 1"): it refuses, and says what to do.
+    again = run_cli(str(EXAMPLES / "lora_sft.json"), "--max-steps", "1", "--output", str(tmp_path / "run"))
+    assert again.returncode == 2 and again.stdout == ""
+    error = json.loads(again.stderr.strip().splitlines()[-1])
+    assert error["kind"] == "config" and "already holds checkpoint-1" in error["message"], error
+    assert "--resume" in error["message"] and "--fresh" in error["message"]
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert recorded["spec"]["hyper"]["max_steps"] == 1 and all(recorded["data_sha256"])
 
 
 def test_cli_runs_the_dpo_example(tmp_path: Path, model_path: str) -> None:
@@ -152,3 +160,47 @@ def test_sigterm_cancels_cooperatively_with_a_checkpoint_and_exit_130(
 def test_cli_help(flag: str) -> None:
     proc = run_cli(flag, timeout=120)
     assert proc.returncode == 0 and "--max-steps" in proc.stdout
+
+
+def _earlier_run(tmp_path: Path, data_file: Path) -> dict[str, Any]:
+    """A spec and an output folder holding its complete checkpoint-5 and its run.json, as a first run leaves them."""
+    from training.engine.checkpoints import write_checkpoint
+    from training.engine.output_folder import RUN_FILE, fingerprint
+
+    spec = {"job_id": "r", "base_model": "embedded", "output_dir": str(tmp_path / "out"),
+            "data": {"train_files": [str(data_file)]}, "hyper": {"max_steps": 8}}
+    write_checkpoint(spec["output_dir"], 5, lambda d: Path(d, "adapter_model.safetensors").write_bytes(b"x"))
+    Path(spec["output_dir"], RUN_FILE).write_text(json.dumps(fingerprint(spec)))
+    return spec
+
+
+def test_an_earlier_run_is_resumed_only_when_asked_and_only_with_the_same_spec_and_data(tmp_path: Path) -> None:
+    from training.engine.errors import ConfigError
+    from training.engine.output_folder import prepare
+
+    data_file = tmp_path / "rows.json"
+    data_file.write_text(json.dumps([{"instruction": "a", "input": "", "output": "b"}]))
+    spec = _earlier_run(tmp_path, data_file)
+    with pytest.raises(ConfigError, match="already holds checkpoint-5 from an earlier run. Pass --resume"):
+        prepare(spec, resume=False, fresh=False)
+    assert prepare(spec, resume=True, fresh=False)["resume"] is True
+    assert prepare(spec, resume=False, fresh=True)["resume"] is False
+    longer = {**spec, "hyper": {"max_steps": 3}}
+    with pytest.raises(ConfigError, match=r"Cannot resume checkpoint-5 in out: this run differs from it in hyper\.max_steps"):
+        prepare(longer, resume=True, fresh=False)
+    data_file.write_text(json.dumps([{"instruction": "changed", "input": "", "output": "b"}]))
+    with pytest.raises(ConfigError, match="differs from it in the data files' contents"):
+        prepare(spec, resume=True, fresh=False)
+    (tmp_path / "out" / "run.json").unlink()
+    with pytest.raises(ConfigError, match="no record of the spec and data"):
+        prepare(spec, resume=True, fresh=False)
+    with pytest.raises(ConfigError, match="Choose one of --resume and --fresh"):
+        prepare(spec, resume=True, fresh=True)
+
+
+def test_a_new_output_folder_needs_no_flag(tmp_path: Path) -> None:
+    from training.engine.output_folder import prepare
+
+    spec = {"job_id": "n", "base_model": "embedded", "output_dir": str(tmp_path / "new"), "data": {"train_files": []}}
+    assert prepare(spec, resume=False, fresh=False)["resume"] is False
+    assert not (tmp_path / "new").exists()  # nothing is written before the run starts training

@@ -1,11 +1,16 @@
-"""``python -m training.engine.cli spec.json [--max-steps N] [--output DIR] [--no-unsloth]``
+"""``python -m training.engine.cli spec.json [--max-steps N] [--output DIR] [--resume | --fresh] [--no-unsloth]``
 
 Runs one training spec and prints one JSON object per event on stdout (metric lines carry ``loss``), the last line
 being the result (``"type": "result"``). Everything else (library chatter, logs) goes to stderr.
 
 Exit codes: 0 succeeded; 2 an ``EngineError`` (bad spec, bad data, out of memory; the error is printed on stderr as
 one JSON object); 130 cancelled (SIGINT/SIGTERM ask the run to stop cooperatively: it saves a checkpoint within one
-step, and the same command resumes it); 1 an unexpected error (traceback on stderr). A second signal exits at once.
+step, and the same command with ``--resume`` continues it); 1 an unexpected error (traceback on stderr). A second
+signal exits at once.
+
+An output folder that already holds an earlier run's checkpoints or model is resumed only with ``--resume``, and only
+when that run had the same spec and data (``output_folder.py``); ``--fresh`` starts over in it; with neither the
+command refuses (exit 2) instead of continuing another run by accident.
 
 Relative paths in the spec (data files, a local base model, ``init_from``) are resolved against the working directory
 first, then against the spec file's folder; a relative ``output_dir`` is relative to the working directory.
@@ -23,6 +28,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from . import output_folder
 from .callbacks.base import JsonLinesCallback, StopFlagCallback
 from .errors import EngineError
 
@@ -102,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="override hyper.max_steps")
     parser.add_argument("--output", default=None, help="override output_dir")
     parser.add_argument("--no-unsloth", action="store_true", help="never use Unsloth (use_unsloth='off')")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the newest checkpoint in the output folder (same spec and data only)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="discard the output folder's earlier checkpoints and train from the start")
     parser.add_argument("--stop-file", default=None, help="cancel cooperatively when this file appears")
     parser.add_argument("-v", "--verbose", action="store_true", help="INFO logs on stderr")
     args = parser.parse_args(argv)
@@ -134,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     from .spec import TrainingSpec
 
     try:
-        spec = TrainingSpec.from_dict(
-            load_spec_dict(args.spec, max_steps=args.max_steps, output=args.output, no_unsloth=args.no_unsloth)
-        )
-        result = run_training(spec, [JsonLinesCallback(out), StopFlagCallback(args.stop_file, stop)])
+        data = load_spec_dict(args.spec, max_steps=args.max_steps, output=args.output, no_unsloth=args.no_unsloth)
+        TrainingSpec.from_dict(data)  # a bad spec is refused before the output folder is looked at
+        data = output_folder.prepare(data, resume=args.resume, fresh=args.fresh)
+        spec = TrainingSpec.from_dict(data)
+        callbacks = [JsonLinesCallback(out), StopFlagCallback(args.stop_file, stop), output_folder.RecordRun(data)]
+        result = run_training(spec, callbacks)
     except EngineError as exc:
         print(
             json.dumps(
