@@ -16,6 +16,7 @@ from django.conf import settings
 from datasets_app.models import Dataset
 from models_app.models import BaseModel
 from training.engine import memory
+from training.engine.data import wants_packing
 
 from . import pricing
 
@@ -81,6 +82,11 @@ def estimate(*, dataset: Dataset, base_model: BaseModel, method: str, weights: s
     rows = int(report.get("rows_valid") or dataset.row_count or 0)
     mean_tokens = float((report.get("tokens") or {}).get("mean") or 256)
     per_row = min(mean_tokens, int(hyper["max_length"]))
+    total_tokens = int((report.get("tokens") or {}).get("total") or 0)
+    if total_tokens and wants_packing(str(hyper.get("packing") or "auto"), report.get("format")):
+        # Packed rows: full max_length blocks, so fewer, longer sequences (no token cut away).
+        per_row = float(hyper["max_length"])
+        rows = max(1, math.ceil(total_tokens / per_row))
     steps, tokens = _steps_and_tokens(rows, per_row, hyper)
     shape = memory.base_model_shape(base_model.repo_id, base_model.parameters or None)
     scale = 135_000_000 / max(shape.params, 1)

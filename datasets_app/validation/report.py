@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from training.engine.data import ChatRenderer, token_lengths
+from training.engine.data import ChatRenderer, token_lengths, wants_packing
 from training.engine.errors import DataError
 
 from .checks import RowChecks
@@ -161,7 +161,11 @@ def validate_files(
     if lengths is not None:
         tokens, over_warning = tokens_section(lengths, checks, multi=multi, tokenizer_path=tokenizer_path,
                                               chat_template=chat_template, max_length=max_length)
-        if over_warning is not None:
+        if wants_packing("auto", stream.format):
+            # Raw text trains packed (documents joined with EOS, cut into max_length blocks): nothing is truncated.
+            tokens["packing"] = True
+            tokens["packed_blocks"] = -(-tokens["total"] // max_length)
+        elif over_warning is not None:
             warnings.append(over_warning)
     if progress is not None:
         progress(1.0)

@@ -183,6 +183,36 @@ def test_build_sft_dataset_on_real_alpaca_rows(tokenizer):
     assert _trained_groups(tokenizer, examples[0])[0] == first[: len(_trained_groups(tokenizer, examples[0])[0])]
 
 
+def test_raw_text_is_packed_into_max_length_blocks_and_no_row_is_cut(tokenizer):
+    """Continued pre-training: 300 documents, most longer than max_length, joined with EOS and cut into blocks."""
+    rows = json.loads((DATASETS / "alpaca_en_demo.json").read_text())[:300]
+    docs = [{"text": f"{r['instruction']}\n{r['input']}\n{r['output']}".replace("\n\n", "\n")} for r in rows]
+    loaded = _loaded(docs, DatasetFormat.TEXT)
+    whole = [tokenize_text(tokenizer, d["text"], max_length=1 << 20).input_ids for d in docs]
+    assert sum(len(ids) > 64 for ids in whole) > 100  # truncating would cut most of them
+
+    blocks, report = build_sft_dataset(loaded, tokenizer, max_length=64)  # packing="auto" packs raw text
+    stream = [t for ids in whole for t in ids]
+    assert [t for b in blocks for t in b.input_ids] == stream  # every token once, in order
+    assert all(len(b.input_ids) == 64 for b in blocks[:-1]) and 2 <= len(blocks[-1].input_ids) <= 64
+    assert all(b.labels == b.input_ids for b in blocks)  # loss on every token
+    assert report.packed_blocks == len(blocks) == -(-len(stream) // 64) and report.truncated_rows == 0
+    assert stream.count(tokenizer.eos_token_id) == 300  # documents joined with EOS
+
+    cut, off = build_sft_dataset(loaded, tokenizer, max_length=64, packing="off")
+    assert off.packed_blocks == 0 and off.truncated_rows > 100 and len(cut) == 300
+
+
+def test_packing_on_joins_chat_rows_and_keeps_their_labels(tokenizer):
+    loaded = _loaded([{"messages": CHAT}, {"messages": CHAT[:2]}] * 4)
+    rows, _ = build_sft_dataset(loaded, tokenizer, max_length=512, packing="off")
+    blocks, report = build_sft_dataset(loaded, tokenizer, max_length=48, packing="on")
+    assert [t for b in blocks for t in b.labels] == [t for r in rows for t in r.labels]
+    assert report.packed_blocks == len(blocks) > 1 and all(len(b.input_ids) <= 48 for b in blocks)
+    with pytest.raises(ConfigError, match="packing must be one of auto, on, off"):
+        build_sft_dataset(loaded, tokenizer, max_length=48, packing="yes")
+
+
 # --- named templates on a tokenizer without one ------------------------------------------------------------------------
 
 

@@ -227,3 +227,22 @@ def test_unsloth_path_gives_the_same_outputs(tmp_path: Path, short_alpaca: Path,
     assert [e["step"] for e in metrics] == [1, 2] and all(e["loss"] > 0 and e["tokens_per_s"] > 0 for e in metrics)
     final = Path(result["model_dir"])
     assert (final / "adapter_model.safetensors").is_file() and (final / "adapter_config.json").is_file()
+
+
+def test_raw_text_continued_pretraining_trains_packed_blocks(
+    tmp_path: Path, make_spec: Any, short_alpaca: Path, model_path: str
+) -> None:
+    """Continued pre-training: 8 short documents packed into 32-token blocks (no row cut), trained until the loss
+    falls; the data report and the status line say how many blocks the data made."""
+    rows = json.loads(short_alpaca.read_text())
+    docs = tmp_path / "web.jsonl"
+    docs.write_text("".join(json.dumps({"text": f"{r['instruction']} {r['output']}"}) + "\n" for r in rows))
+    spec = make_spec(tmp_path / "run", docs, hyper={"max_steps": 6, "max_length": 32, "per_device_train_batch_size": 2})
+    events = ListCallback()
+    result = run_training(spec, [events])
+    assert result.status == "succeeded", result.error
+    data = result.data
+    assert data["format"] == "text" and data["truncated"] == 0 and data["packed_blocks"] == data["train_rows"] >= 2
+    assert data["total_tokens"] > 32 * (data["packed_blocks"] - 1)  # every block but the last is full
+    assert any("packed into" in e.message for e in events.of_type("status"))
+    assert_loss_falls(events)

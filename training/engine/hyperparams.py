@@ -13,6 +13,7 @@ from .validators import check_choice, check_float, check_int, check_keys, coerce
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 GRADIENT_CHECKPOINTING_MODES = ("auto", "on", "off")
 TRAIN_ON = ("assistant", "all")
+PACKING = ("auto", "on", "off")
 LR_SCHEDULERS = (
     "linear",
     "cosine",
@@ -88,6 +89,10 @@ class HyperParams:
             CUDA); it trades ~30% speed for memory.
         train_on (`str`, defaults to `"assistant"`):
             `assistant` trains only the assistant turns (and their end-of-turn token); `all` trains every token.
+        packing (`str`, defaults to `"auto"`):
+            `auto` packs raw text (continued pre-training: documents joined with EOS and cut into `max_length` blocks,
+            no row truncated away, loss on every token); `on` packs every SFT dataset the same way (whole rows joined,
+            labels kept); `off` truncates each row to `max_length` on its own.
         chat_template (`str` or `None`, defaults to `None`):
             `None` uses the model's own template; `alpaca`, `chatml`, `llama2`, `completion` or a Jinja string
             override it. The template used is saved with the model.
@@ -126,6 +131,7 @@ class HyperParams:
     precision: str = "auto"
     gradient_checkpointing: str = "auto"
     train_on: str = "assistant"
+    packing: str = "auto"
     chat_template: str | None = None
     early_stopping_patience: int | None = None
     early_stopping_threshold: float = 0.0
@@ -169,6 +175,7 @@ class HyperParams:
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("gradient_checkpointing", self.gradient_checkpointing, GRADIENT_CHECKPOINTING_MODES)
         check_choice("train_on", self.train_on, TRAIN_ON)
+        check_choice("packing", self.packing, PACKING)
         self._check_chat_template()
         if self.early_stopping_patience is not None:
             check_int("early_stopping_patience", self.early_stopping_patience, 1, 1000)

@@ -116,6 +116,17 @@ def test_a_small_sample_measures_every_row_exactly(alpaca_rows, tmp_path):
     assert sum(b["count"] for b in report["tokens"]["histogram"]) == 30
 
 
+def test_raw_text_reports_the_blocks_it_packs_into_instead_of_a_truncation_warning(alpaca_rows, tmp_path):
+    docs = [{"text": f"{r['instruction']}\n{r['output']}"} for r in alpaca_rows[:300]]
+    report = validate_files([str(write_jsonl(tmp_path / "web.jsonl", docs))], max_length=64)
+    tok = get_tokenizer()
+    total = sum(len(ids) + 1 for ids in tok([d["text"] for d in docs], add_special_tokens=False)["input_ids"])  # + EOS
+    tokens = report["tokens"]
+    assert report["format"] == "text" and tokens["total"] == total and tokens["over_max_length"] > 100
+    assert tokens["packing"] is True and tokens["packed_blocks"] == -(-total // 64)
+    assert "tokens_over_max_length" not in {w["code"] for w in report["warnings"]}
+
+
 def test_sharegpt_counts_turns_and_roles():
     rows = json.loads(SHAREGPT.read_text())
     report = validate_files([str(SHAREGPT)])

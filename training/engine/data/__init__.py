@@ -39,9 +39,11 @@ from .tokenize import (
     as_columns,
     build_sft_dataset,
     check_labels,
+    pack_examples,
     tokenize_conversation,
     tokenize_example,
     tokenize_text,
+    wants_packing,
 )
 
 __all__ = [
@@ -73,11 +75,13 @@ __all__ = [
     "iter_records",
     "length_stats",
     "load_examples",
+    "pack_examples",
     "parse_format",
     "preference_lengths",
     "preview_segments",
     "record_unit",
     "render_chat",
+    "wants_packing",
     "render_segments",
     "resolve_chat_template",
     "sha256_files",

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from training.engine.errors import DataError
+from training.engine.errors import ConfigError, DataError
+from training.engine.hyperparams import PACKING
 
 from .counting import FastTokenCounter
-from .formats import is_preference
+from .formats import DatasetFormat, is_preference, parse_format
 from .lengths import TextCounter, length_stats, preference_lengths, token_lengths
 from .loading import LoadedData
 from .spans import (
@@ -36,6 +37,8 @@ __all__ = [
     "TrainOn",
     "as_columns",
     "build_sft_dataset",
+    "pack_examples",
+    "wants_packing",
     "check_labels",
     "length_stats",
     "preference_lengths",
@@ -46,6 +49,7 @@ __all__ = [
 ]
 
 IGNORE_INDEX = -100
+UNLIMITED = 1 << 40  # "max_length" of a row that is packed afterwards: never cut on its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class LabelReport:
     total_tokens: int
     eot_trained_rows: int
     eot_token: str
+    packed_blocks: int = 0  # > 0 when the rows were packed into max_length blocks instead of truncated
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -227,6 +232,33 @@ def check_labels(
     return report
 
 
+def pack_examples(examples: Sequence[TokenizedExample], max_length: int) -> list[TokenizedExample]:
+    """Join whole rows (each already ends with EOS or its end-of-turn marker) into one stream and cut it into blocks
+    of ``max_length`` tokens: no token is dropped; the last block may be shorter. Labels travel with their tokens."""
+    check_max_length(max_length)
+    ids: list[int] = []
+    labels: list[int] = []
+    for ex in examples:
+        ids.extend(ex.input_ids)
+        labels.extend(ex.labels)
+    blocks = []
+    for start in range(0, len(ids), max_length):
+        block_ids, block_labels = ids[start:start + max_length], labels[start:start + max_length]
+        trained = sum(1 for x in block_labels if x != IGNORE_INDEX)
+        if len(block_ids) < 2 or not trained:  # nothing to learn from (a lone last token, or context only)
+            continue
+        blocks.append(TokenizedExample(input_ids=block_ids, labels=block_labels, truncated=False, num_trained=trained,
+                                       length_before_truncation=len(block_ids), trained_before_truncation=trained))
+    return blocks
+
+
+def wants_packing(packing: str, fmt: DatasetFormat | str | None) -> bool:
+    """``auto`` packs raw text (continued pre-training); ``on`` packs every SFT dataset; ``off`` never packs."""
+    if packing not in PACKING:
+        raise ConfigError(f"packing must be one of {', '.join(PACKING)}, not {packing!r}.")
+    return packing == "on" or (packing == "auto" and parse_format(fmt) is DatasetFormat.TEXT)
+
+
 def build_sft_dataset(
     loaded: LoadedData,
     tokenizer: Any,
@@ -234,20 +266,31 @@ def build_sft_dataset(
     max_length: int,
     chat_template: str | None = None,
     train_on: TrainOn = "assistant",
+    packing: str = "auto",
 ) -> tuple[list[TokenizedExample], LabelReport]:
     """Tokenize every canonical SFT example and check the labels; rows with nothing trained are left out of the
-    returned list (the report counts them). Raises ``DataError`` from ``check_labels``."""
+    returned list (the report counts them). With packing (``wants_packing``) whole rows are joined and cut into
+    ``max_length`` blocks instead of truncated one by one, so no token is lost. Raises ``DataError`` from
+    ``check_labels``."""
     if is_preference(loaded.format):
         raise DataError(f"The dataset is a preference dataset ({loaded.format.value}); train it with DPO or ORPO.")
     check_train_on(train_on)
     check_max_length(max_length)
+    pack = wants_packing(packing, loaded.format)
     renderer = ChatRenderer(tokenizer, chat_template)
+    row_limit = UNLIMITED if pack else max_length
     tokenized = [
-        tokenize_example(tokenizer, ex, max_length=max_length, chat_template=renderer, train_on=train_on)
+        tokenize_example(tokenizer, ex, max_length=row_limit, chat_template=renderer, train_on=train_on)
         for ex in loaded.examples
     ]
-    report = check_labels(tokenized, tokenizer, renderer, max_length=max_length)
-    return [ex for ex in tokenized if ex.num_trained > 0], report
+    report = check_labels(tokenized, tokenizer, renderer, max_length=row_limit)
+    rows = [ex for ex in tokenized if ex.num_trained > 0]
+    if not pack:
+        return rows, report
+    blocks = pack_examples(rows, max_length)
+    if not blocks:
+        raise DataError(f"Packing the rows into blocks of {max_length} tokens left nothing to train on.")
+    return blocks, replace(report, packed_blocks=len(blocks))
 
 
 def as_columns(examples: Iterable[TokenizedExample]) -> dict[str, list[list[int]]]:

@@ -46,6 +46,7 @@ class DataReport:
     total_tokens: int | None = None
     files: tuple[str, ...] = ()
     first_row_errors: list[str] = field(default_factory=list)
+    packed_blocks: int | None = None  # the max_length blocks the rows were packed into (None: not packed)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -62,6 +63,7 @@ class DataReport:
             "total_tokens": self.total_tokens,
             "files": list(self.files),
             "first_row_errors": list(self.first_row_errors),
+            "packed_blocks": self.packed_blocks,
         }
 
 

@@ -16,7 +16,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from training.engine.data import IGNORE_INDEX, ChatRenderer, build_sft_dataset, tokenize_example
+from training.engine.data import IGNORE_INDEX, ChatRenderer, build_sft_dataset, pack_examples, tokenize_example
+from training.engine.data.tokenize import UNLIMITED
 from training.engine.errors import DataError
 
 from .base import MethodTrainer
@@ -211,8 +212,12 @@ class SFTMethod(MethodTrainer):
             max_length=h.max_length,
             chat_template=ctx.chat_template,
             train_on=h.train_on,  # type: ignore[arg-type]
+            packing=h.packing,
         )
         self.train_rows = rows
+        if report.packed_blocks:
+            logger.info("packed %d rows (%d tokens) into %d blocks of up to %d tokens", len(train_examples),
+                        report.total_tokens, report.packed_blocks, h.max_length)
         renderer = ChatRenderer(ctx.tokenizer, ctx.chat_template)
         eval_tok = []
         for ex in eval_examples:
@@ -220,7 +225,7 @@ class SFTMethod(MethodTrainer):
                 tok = tokenize_example(
                     ctx.tokenizer,
                     ex,
-                    max_length=h.max_length,
+                    max_length=UNLIMITED if report.packed_blocks else h.max_length,
                     chat_template=renderer,
                     train_on=h.train_on,  # type: ignore[arg-type]
                 )
@@ -228,6 +233,8 @@ class SFTMethod(MethodTrainer):
                 continue
             if tok.num_trained > 0:
                 eval_tok.append(tok)
+        if report.packed_blocks:  # evaluated like it trains: held-out rows packed into the same blocks
+            eval_tok = pack_examples(eval_tok, h.max_length)
         self.eval_rows = eval_tok
         self.report = DataReport(
             format=train.format.value,
@@ -242,6 +249,7 @@ class SFTMethod(MethodTrainer):
             total_tokens=report.total_tokens,
             files=tuple(train.files),
             first_row_errors=[str(e) for e in train.row_errors[:5]],
+            packed_blocks=report.packed_blocks or None,
         )
         return self.report
 
