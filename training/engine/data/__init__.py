@@ -2,7 +2,8 @@
 datasets app). Django-free; heavy libraries (pyarrow, transformers) are imported only when used.
 
 Modules: ``readers`` (sniffing and ``iter_records``; ``fileio``, ``json_reader`` and ``tabular`` per format),
-``formats`` and ``loading`` (canonical examples), ``templates`` (chat templates), ``spans`` and ``tokenize``
+``formats`` and ``loading`` (canonical examples; ``messages`` the shared field and turn checks,
+``preference_formats`` the pair and KTO converters), ``templates`` (chat templates), ``spans`` and ``tokenize``
 (assistant-only labels), ``lengths`` (token counts), ``preview`` (trained/untrained pieces, text chunks).
 """
 
@@ -16,12 +17,12 @@ from .formats import (
     get_path,
     is_preference,
     parse_format,
-    split_hh_transcript,
     to_canonical,
     validate_column_mapping,
 )
 from .lengths import TextCounter, length_stats, preference_lengths, token_lengths
 from .loading import DEFAULT_MAX_ROW_ERRORS, LoadedData, RowError, load_examples, sha256_files
+from .preference_formats import split_hh_transcript
 from .preview import Segment, chunk_text, preview_segments, render_segments
 from .readers import DEFAULT_MAX_BYTES, OnBadLine, display_name, iter_records, record_unit
 from .templates import (

@@ -10,7 +10,6 @@ Canonical shapes (what the trainers and TRL consume):
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
@@ -18,7 +17,8 @@ from typing import Any
 
 from training.engine.errors import DataError
 
-Message = dict[str, str]
+from .messages import Message, check_conversation, column, message_list, text_field, with_system
+from .preference_formats import hh_rlhf, preference, sharegpt_preference
 
 
 class DatasetFormat(StrEnum):
@@ -47,18 +47,6 @@ EXPECTED_COLUMNS: dict[DatasetFormat, str] = {
     DatasetFormat.SHAREGPT_PREFERENCE: "conversations, chosen, rejected",
 }
 
-ROLE_ALIASES: dict[str, str] = {
-    "system": "system",
-    "developer": "system",
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "chatgpt": "assistant",
-    "bing": "assistant",
-    "bard": "assistant",
-    "model": "assistant",
-}
 
 
 def is_preference(fmt: DatasetFormat | str) -> bool:
@@ -206,110 +194,10 @@ def detect_format(rows: Sequence[Mapping[str, Any]]) -> DatasetFormat:
 # --- conversion ---------------------------------------------------------------------------------------------------
 
 
-def _text(value: Any, field: str, *, required: bool = True) -> str:
-    """Coerce a field to a string: numbers and booleans become text, None is missing, containers are refused."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        if required:
-            raise DataError(f"'{field}' is missing (null).")
-        return ""
-    if isinstance(value, (int, float)):
-        return str(value).lower() if isinstance(value, bool) else str(value)
-    if isinstance(value, (list, tuple)) and all(isinstance(p, Mapping) for p in value):
-        parts = [p.get("text") for p in value if p.get("type", "text") == "text"]
-        if len(parts) == len(value) and all(isinstance(p, str) for p in parts):
-            return "".join(parts)  # type: ignore[arg-type]
-        raise DataError(f"'{field}' holds non-text content parts (images, audio, tools), which are not supported.")
-    kind = "a list" if isinstance(value, (list, tuple)) else "an object" if isinstance(value, Mapping) else "a value"
-    raise DataError(f"'{field}' must be text, found {kind}.")
-
-
-def _field(row: Mapping[str, Any], *names: str, required: bool = True) -> Any:
-    for name in names:
-        if name in row:
-            return row[name]
-    if required:
-        raise DataError(f"missing column '{names[0]}' (columns: {', '.join(map(str, row.keys())) or 'none'}).")
-    return None
-
-
-def _role(raw: Any, index: int, field: str) -> str:
-    role = ROLE_ALIASES.get(str(raw).strip().lower()) if isinstance(raw, str) else None
-    if role is None:
-        raise DataError(
-            f"{field}[{index}] has role {raw!r}; supported roles: human/user, gpt/assistant, system "
-            "(tool and function turns are not supported)."
-        )
-    return role
-
-
-def _message_list(
-    value: Any, field: str, *, role_key: str | None = None, content_key: str | None = None
-) -> list[Message]:
-    """Convert a list of ``{from, value}`` or ``{role, content}`` dicts into canonical messages (roles unchecked)."""
-    if isinstance(value, Mapping):
-        value = [value]
-    if not isinstance(value, (list, tuple)):
-        raise DataError(f"'{field}' must be a list of messages, found {type(value).__name__}.")
-    out: list[Message] = []
-    for i, msg in enumerate(value):
-        if not isinstance(msg, Mapping):
-            raise DataError(f"{field}[{i}] must be an object with role and content, found {type(msg).__name__}.")
-        rk = role_key or ("role" if "role" in msg else "from" if "from" in msg else None)
-        ck = content_key or ("content" if "content" in msg else "value" if "value" in msg else None)
-        if rk is None or rk not in msg or ck is None or ck not in msg:
-            raise DataError(f"{field}[{i}] needs 'from'/'value' or 'role'/'content' keys (found: {', '.join(msg)}).")
-        out.append({"role": _role(msg[rk], i, field), "content": _text(msg[ck], f"{field}[{i}].{ck}")})
-    return out
-
-
-def _check_conversation(messages: list[Message], field: str, *, final: str | None = "assistant") -> list[Message]:
-    """Validate turn order: optional leading system, then user/assistant alternating from user.
-
-    Trailing user turns (nothing to learn from them) are dropped when ``final`` is "assistant".
-    """
-    i = 0
-    while i < len(messages) and messages[i]["role"] == "system":
-        i += 1
-    if i > 1:  # several leading system messages: merge them into one
-        merged = "\n\n".join(m["content"] for m in messages[:i])
-        messages = [{"role": "system", "content": merged}, *messages[i:]]
-        i = 1
-    expected = "user"
-    for j in range(i, len(messages)):
-        role = messages[j]["role"]
-        if role != expected:
-            got = "a system message" if role == "system" else f"'{role}'"
-            raise DataError(
-                f"{field}: roles out of order at turn {j}: expected '{expected}', found {got} "
-                "(turns must alternate user/assistant, starting with user, after an optional system message)."
-            )
-        expected = "assistant" if role == "user" else "user"
-    if final == "assistant":
-        while messages and messages[-1]["role"] == "user":
-            messages = messages[:-1]
-        if not any(m["role"] == "assistant" for m in messages):
-            raise DataError(f"{field}: the conversation has no assistant turn to train on.")
-        for j, m in enumerate(messages):
-            if m["role"] == "assistant" and not m["content"].strip():
-                raise DataError(f"{field}: assistant turn {j} is empty.")
-    elif final == "user":
-        if not messages or messages[-1]["role"] != "user":
-            raise DataError(f"{field}: the prompt must end with a user turn.")
-    return messages
-
-
-def _with_system(messages: list[Message], system: str | None) -> list[Message]:
-    if system and (not messages or messages[0]["role"] != "system"):
-        return [{"role": "system", "content": system}, *messages]
-    return messages
-
-
 def _alpaca(row: Mapping[str, Any], system_prompt: str | None) -> dict[str, Any]:
-    instruction = _text(_field(row, "instruction"), "instruction", required=False)
-    extra = _text(_field(row, "input", "context", required=False), "input", required=False)
-    output = _text(_field(row, "output", "response"), "output")
+    instruction = text_field(column(row, "instruction"), "instruction", required=False)
+    extra = text_field(column(row, "input", "context", required=False), "input", required=False)
+    output = text_field(column(row, "output", "response"), "output")
     user = f"{instruction}\n\n{extra}" if instruction.strip() and extra.strip() else instruction or extra
     if not user.strip():
         raise DataError("'instruction' and 'input' are both empty.")
@@ -318,7 +206,7 @@ def _alpaca(row: Mapping[str, Any], system_prompt: str | None) -> dict[str, Any]
     messages: list[Message] = []
     system = row.get("system")
     if system is not None:
-        system = _text(system, "system", required=False)
+        system = text_field(system, "system", required=False)
     if system or system_prompt:
         messages.append({"role": "system", "content": system or system_prompt or ""})
     history = row.get("history")
@@ -328,147 +216,47 @@ def _alpaca(row: Mapping[str, Any], system_prompt: str | None) -> dict[str, Any]
         for i, pair in enumerate(history):
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise DataError(f"history[{i}] must be an [instruction, response] pair.")
-            messages.append({"role": "user", "content": _text(pair[0], f"history[{i}][0]")})
-            messages.append({"role": "assistant", "content": _text(pair[1], f"history[{i}][1]")})
+            messages.append({"role": "user", "content": text_field(pair[0], f"history[{i}][0]")})
+            messages.append({"role": "assistant", "content": text_field(pair[1], f"history[{i}][1]")})
     messages.append({"role": "user", "content": user})
     messages.append({"role": "assistant", "content": output})
     return {"messages": messages}
 
 
 def _sharegpt(row: Mapping[str, Any], system_prompt: str | None) -> dict[str, Any]:
-    messages = _message_list(_field(row, "conversations"), "conversations")
+    messages = message_list(column(row, "conversations"), "conversations")
     system = row.get("system")
-    system = _text(system, "system", required=False) if system is not None else ""
-    messages = _with_system(messages, system or system_prompt)
-    return {"messages": _check_conversation(messages, "conversations")}
+    system = text_field(system, "system", required=False) if system is not None else ""
+    messages = with_system(messages, system or system_prompt)
+    return {"messages": check_conversation(messages, "conversations")}
 
 
 def _messages(row: Mapping[str, Any], system_prompt: str | None) -> dict[str, Any]:
-    messages = _message_list(_field(row, "messages"), "messages")
-    return {"messages": _check_conversation(_with_system(messages, system_prompt), "messages")}
+    messages = message_list(column(row, "messages"), "messages")
+    return {"messages": check_conversation(with_system(messages, system_prompt), "messages")}
 
 
 def _prompt_completion(row: Mapping[str, Any], system_prompt: str | None) -> dict[str, Any]:
-    prompt, completion = _field(row, "prompt"), _field(row, "completion")
+    prompt, completion = column(row, "prompt"), column(row, "completion")
     if isinstance(prompt, (list, tuple)):
-        prompt_msgs = _message_list(prompt, "prompt")
+        prompt_msgs = message_list(prompt, "prompt")
     else:
-        prompt_msgs = [{"role": "user", "content": _text(prompt, "prompt")}]
+        prompt_msgs = [{"role": "user", "content": text_field(prompt, "prompt")}]
     if isinstance(completion, (list, tuple, Mapping)):
-        completion_msgs = _message_list(completion, "completion")
+        completion_msgs = message_list(completion, "completion")
     else:
-        completion_msgs = [{"role": "assistant", "content": _text(completion, "completion")}]
-    messages = _with_system(prompt_msgs + completion_msgs, system_prompt)
+        completion_msgs = [{"role": "assistant", "content": text_field(completion, "completion")}]
+    messages = with_system(prompt_msgs + completion_msgs, system_prompt)
     if not any(m["content"].strip() for m in prompt_msgs):
         raise DataError("'prompt' is empty.")
-    return {"messages": _check_conversation(messages, "prompt/completion")}
+    return {"messages": check_conversation(messages, "prompt/completion")}
 
 
 def _text_row(row: Mapping[str, Any], _system_prompt: str | None) -> dict[str, Any]:
-    text = _text(_field(row, "text"), "text")
+    text = text_field(column(row, "text"), "text")
     if not text.strip():
         raise DataError("'text' is empty.")
     return {"text": text}
-
-
-def _responses(value: Any, field: str) -> list[Message]:
-    if isinstance(value, (list, tuple, Mapping)):
-        msgs = _message_list(value, field)
-    else:
-        msgs = [{"role": "assistant", "content": _text(value, field)}]
-    if not msgs or msgs[0]["role"] != "assistant":
-        raise DataError(f"'{field}' must start with an assistant turn.")
-    return msgs  # an empty response is a legitimate choice (HH-RLHF prefers silence over harm in a few rows)
-
-
-def _finish_preference(prompt: list[Message], chosen: list[Message], rejected: list[Message]) -> dict[str, Any]:
-    prompt = _check_conversation(prompt, "prompt", final="user")
-    if chosen == rejected:
-        raise DataError("'chosen' and 'rejected' are identical: the pair teaches nothing.")
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-
-
-def _split_common_prefix(
-    chosen: list[Message], rejected: list[Message]
-) -> tuple[list[Message], list[Message], list[Message]]:
-    """Implicit prompt: the shared turns up to the last user turn before the two transcripts diverge."""
-    k = 0
-    while k < min(len(chosen), len(rejected)) and chosen[k] == rejected[k]:
-        k += 1
-    while k > 0 and chosen[k - 1]["role"] != "user":
-        k -= 1
-    if k == 0:
-        raise DataError("'chosen' and 'rejected' share no prompt ending in a user turn.")
-    return chosen[:k], chosen[k:], rejected[k:]
-
-
-def _preference(row: Mapping[str, Any], system_prompt: str | None) -> dict[str, Any]:
-    chosen_raw, rejected_raw = _field(row, "chosen"), _field(row, "rejected")
-    system = row.get("system")
-    system = _text(system, "system", required=False) if system is not None else ""
-    if "prompt" in row:
-        prompt_raw = row["prompt"]
-        if isinstance(prompt_raw, (list, tuple)):
-            prompt = _message_list(prompt_raw, "prompt")
-        else:
-            prompt = [{"role": "user", "content": _text(prompt_raw, "prompt")}]
-        chosen, rejected = _responses(chosen_raw, "chosen"), _responses(rejected_raw, "rejected")
-    else:
-        if not isinstance(chosen_raw, (list, tuple)) or not isinstance(rejected_raw, (list, tuple)):
-            raise DataError("without a 'prompt' column, 'chosen' and 'rejected' must be whole conversations.")
-        prompt, chosen, rejected = _split_common_prefix(
-            _message_list(chosen_raw, "chosen"), _message_list(rejected_raw, "rejected")
-        )
-    return _finish_preference(_with_system(prompt, system or system_prompt), chosen, rejected)
-
-
-_HH_TURN = re.compile(r"\n\n(Human|Assistant):[ \t]?")
-
-
-def split_hh_transcript(transcript: str, field: str = "transcript") -> list[Message]:
-    """Split an Anthropic HH transcript (``"\\n\\nHuman: ...\\n\\nAssistant: ..."``) into messages.
-
-    Consecutive turns of the same speaker (a transcript that was not cleanly split) are merged into one turn.
-    """
-    if not isinstance(transcript, str):
-        raise DataError(f"'{field}' must be a '\\n\\nHuman: ... \\n\\nAssistant: ...' transcript string.")
-    text = transcript if transcript.startswith("\n\n") else "\n\n" + transcript.lstrip("\n")
-    parts = _HH_TURN.split(text)
-    if len(parts) < 3:
-        raise DataError(f"'{field}' has no 'Human:'/'Assistant:' turns.")
-    if parts[0].strip():
-        raise DataError(f"'{field}' has text before its first 'Human:' turn.")
-    messages: list[Message] = []
-    for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
-        role = "user" if speaker == "Human" else "assistant"
-        content = content.strip()
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"] = f"{messages[-1]['content']}\n\n{content}".strip()
-        else:
-            messages.append({"role": role, "content": content})
-    return messages
-
-
-def _hh_rlhf(row: Mapping[str, Any], system_prompt: str | None) -> dict[str, Any]:
-    chosen = split_hh_transcript(_field(row, "chosen"), "chosen")
-    rejected = split_hh_transcript(_field(row, "rejected"), "rejected")
-    for name, msgs in (("chosen", chosen), ("rejected", rejected)):
-        if msgs[-1]["role"] != "assistant":
-            raise DataError(f"'{name}' does not end with an Assistant turn.")
-    if chosen[:-1] == rejected[:-1]:
-        prompt, chosen_tail, rejected_tail = chosen[:-1], chosen[-1:], rejected[-1:]
-    else:  # the transcripts diverge earlier: the responses are everything after the last shared user turn
-        prompt, chosen_tail, rejected_tail = _split_common_prefix(chosen, rejected)
-    return _finish_preference(_with_system(prompt, system_prompt), chosen_tail, rejected_tail)
-
-
-def _sharegpt_preference(row: Mapping[str, Any], system_prompt: str | None) -> dict[str, Any]:
-    prompt = _message_list(_field(row, "conversations"), "conversations")
-    system = row.get("system")
-    system = _text(system, "system", required=False) if system is not None else ""
-    chosen = _responses(_field(row, "chosen"), "chosen")
-    rejected = _responses(_field(row, "rejected"), "rejected")
-    return _finish_preference(_with_system(prompt, system or system_prompt), chosen, rejected)
 
 
 _CONVERTERS = {
@@ -477,9 +265,9 @@ _CONVERTERS = {
     DatasetFormat.MESSAGES: _messages,
     DatasetFormat.PROMPT_COMPLETION: _prompt_completion,
     DatasetFormat.TEXT: _text_row,
-    DatasetFormat.PREFERENCE: _preference,
-    DatasetFormat.HH_RLHF: _hh_rlhf,
-    DatasetFormat.SHAREGPT_PREFERENCE: _sharegpt_preference,
+    DatasetFormat.PREFERENCE: preference,
+    DatasetFormat.HH_RLHF: hh_rlhf,
+    DatasetFormat.SHAREGPT_PREFERENCE: sharegpt_preference,
 }
 
 
