@@ -342,3 +342,49 @@ def test_limit_several_files_and_combined_hash(tmp_path):
     assert [e["text"] for e in loaded.examples] == ["a0", "a1", "a2", "b0", "b1", "b2"]
     assert loaded.sha256 == hashlib.sha256(a.read_bytes() + b.read_bytes()).hexdigest()
     assert len(load_examples([a, b], limit=4).examples) == 4
+
+
+# --- KTO (unpaired preference) ------------------------------------------------------------------------------------
+
+
+KTO_ROWS = [
+    {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi!"}], "label": True},
+    {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Go away."}], "label": False},
+]
+
+
+def test_kto_rows_are_their_own_format_not_plain_messages():
+    assert detect_format(KTO_ROWS) == DatasetFormat.KTO
+    assert detect_format([{"prompt": "Q", "completion": "A", "label": "false"}]) == DatasetFormat.KTO
+    # A label that is no yes/no (a class name) is not KTO, and a text row with a label stays text.
+    assert detect_format([{"prompt": "Q", "completion": "A", "label": "sports"}]) == DatasetFormat.PROMPT_COMPLETION
+    assert detect_format([{"text": "x", "label": True}]) == DatasetFormat.TEXT
+    assert not is_preference(DatasetFormat.KTO)
+
+
+def test_kto_rows_convert_to_prompt_completion_label():
+    assert to_canonical(KTO_ROWS[1], "kto") == {
+        "prompt": [{"role": "user", "content": "Say hi"}],
+        "completion": [{"role": "assistant", "content": "Go away."}],
+        "label": False,
+    }
+    row = to_canonical({"prompt": "Q", "completion": "A", "label": 1}, "kto", system_prompt="Be brief.")
+    assert row["prompt"][0] == {"role": "system", "content": "Be brief."} and row["label"] is True
+    with pytest.raises(DataError, match="'label' must be true .desirable. or false .undesirable., found 'maybe'"):
+        to_canonical({"prompt": "Q", "completion": "A", "label": "maybe"}, "kto")
+    with pytest.raises(DataError, match="the conversation has no assistant turn"):
+        to_canonical({"messages": [{"role": "user", "content": "Q"}], "label": True}, "kto")
+
+
+def test_sft_on_kto_data_is_refused_with_the_way_forward(tmp_path):
+    from training.engine.data import build_sft_dataset
+
+    path = tmp_path / "kto.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in KTO_ROWS))
+    loaded = load_examples([path])
+    assert loaded.format == DatasetFormat.KTO and loaded.is_unpaired_preference
+    with pytest.raises(DataError) as info:
+        build_sft_dataset(loaded, tokenizer=None, max_length=64)
+    message = str(info.value)
+    assert "KTO data" in message and "(1 of 2 rows are undesirable)" in message
+    assert "method 'kto'" in message and "'Keep only desirable rows' (keep_desirable)" in message

@@ -128,18 +128,30 @@ def test_unknown_spec_and_data_keys_are_rejected() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"method": "ppo"}, "method must be one of 'sft', 'dpo', 'orpo', got 'ppo'"),
+        ({"method": "ppo"}, "method must be one of 'sft', 'dpo', 'orpo', 'kto', got 'ppo'"),
         ({"weights": "lora8"}, "weights must be one of 'full', 'lora', 'qlora', got 'lora8'"),
         ({"use_unsloth": "yes"}, "use_unsloth must be one of 'auto', 'on', 'off', got 'yes'"),
         ({"export_formats": ["gguf-q4"]}, "export_formats: unknown format 'gguf-q4'"),
         ({"compare_prompts": -1}, "compare_prompts must be between 0 and 100, got -1"),
         ({"job_id": ""}, "job_id must be a non-empty string"),
+        ({"method": "orpo", "hyper": {"loss_type": "ipo"}}, "loss_type 'ipo' does not apply to orpo; choose left unset"),
+        ({"method": "dpo", "hyper": {"loss_type": "kto"}}, "loss_type 'kto' does not apply to dpo; choose one of: sigm"),
+        ({"method": "kto", "hyper": {"per_device_train_batch_size": 1}}, "KTO needs per_device_train_batch_size of at"),
+        ({"method": "dpo", "hyper": {"packing": "on"}}, "packing applies to SFT only; dpo keeps each example whole."),
     ],
 )
 def test_bad_spec_fields_are_rejected(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         TrainingSpec.from_dict({**full_spec().to_dict(), **changes})
     assert message in str(err.value)
+
+
+def test_preference_loss_types_are_passed_per_method() -> None:
+    spec = TrainingSpec.from_dict({**full_spec().to_dict(), "method": "dpo", "hyper": {"loss_type": "ipo"}})
+    assert spec.hyper.loss_type == "ipo"
+    kto = TrainingSpec.from_dict({**full_spec().to_dict(), "method": "kto",
+                                  "hyper": {"loss_type": "apo_zero_unpaired", "per_device_train_batch_size": 1}})
+    assert kto.hyper.loss_type == "apo_zero_unpaired"  # no KL term: a batch of one is fine
 
 
 def test_data_spec_checks_format_and_files() -> None:

@@ -61,7 +61,10 @@ class HyperParams:
         lora_target_modules (`str` or `list[str]`, defaults to `"all-linear"`):
             Module names that get adapters, or `"all-linear"` for every linear layer except the output head.
         beta (`float`, defaults to `0.1`):
-            DPO: strength of the pull towards the reference model. ORPO: weight of the odds-ratio term.
+            DPO and KTO: strength of the pull towards the reference model. ORPO: weight of the odds-ratio term.
+        loss_type (`str` or `None`, defaults to `None`):
+            The preference loss (`spec.LOSS_TYPES`): DPO `sigmoid` (default), `ipo`, `hinge`, `robust`, `sigmoid_norm`
+            (SimPO-style length normalisation), ...; KTO `kto` (default) or `apo_zero_unpaired`. Unset for SFT/ORPO.
         seed (`int`, defaults to `42`):
             Seeds the adapter initialisation, the validation split and the data order (a resumed run sees the same
             batches as an uninterrupted one).
@@ -120,6 +123,7 @@ class HyperParams:
     lora_dropout: float = 0.0
     lora_target_modules: str | tuple[str, ...] = "all-linear"
     beta: float = 0.1
+    loss_type: str | None = None
     seed: int = 42
     validation_split: float = 0.05
     max_eval_samples: int = 64
@@ -176,6 +180,8 @@ class HyperParams:
         check_choice("gradient_checkpointing", self.gradient_checkpointing, GRADIENT_CHECKPOINTING_MODES)
         check_choice("train_on", self.train_on, TRAIN_ON)
         check_choice("packing", self.packing, PACKING)
+        if self.loss_type is not None and (not isinstance(self.loss_type, str) or not self.loss_type.strip()):
+            raise ConfigError(f"loss_type must be a loss name or null, got {self.loss_type!r}.")
         self._check_chat_template()
         if self.early_stopping_patience is not None:
             check_int("early_stopping_patience", self.early_stopping_patience, 1, 1000)

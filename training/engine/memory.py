@@ -24,7 +24,8 @@ from typing import Any
 BUDGET_FRACTION = 0.8  # of the free memory a training step may plan to use
 RUNTIME_MB = 400.0  # the Python/torch runtime (or the CUDA context): a device's total memory minus this is free
 CHECKPOINT_CHOICES = (0, 3, 2, 1)  # off, then every 3rd / 2nd / every layer (~+11%, +16%, +33% step time)
-PREFERENCE_METHODS = ("dpo", "orpo")  # chosen + rejected sequences per row, full logits (TRL)
+# Two sequences per row (chosen + rejected; KTO: the completion + a KL completion), full logits (TRL).
+PREFERENCE_METHODS = ("dpo", "orpo", "kto")
 WEIGHTS = ("full", "lora", "qlora")
 OOM_ADVICE = (
     "lower per_device_train_batch_size (raise gradient_accumulation_steps to keep the effective batch), lower "

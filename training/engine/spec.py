@@ -21,6 +21,7 @@ from .validators import check_choice, check_int, check_keys, suggest
 __all__ = [
     "EXPORT_FORMATS",
     "GRADIENT_CHECKPOINTING_MODES",
+    "LOSS_TYPES",
     "LR_SCHEDULERS",
     "METHODS",
     "PRECISIONS",
@@ -32,10 +33,18 @@ __all__ = [
     "TrainingSpec",
 ]
 
-METHODS = ("sft", "dpo", "orpo")
+METHODS = ("sft", "dpo", "orpo", "kto")
 WEIGHTS = ("full", "lora", "qlora")
 UNSLOTH_MODES = ("auto", "on", "off")
 EXPORT_FORMATS = ("adapter", "merged", "gguf-f16", "gguf-q8_0")
+# The losses TRL offers per preference method (`hyper.loss_type`; unset = the first). DPO's include IPO
+# ("ipo"), hinge (SLiC), robust DPO, BCO, SPPO, NCA, EXO, APO and SimPO-like length-normalised sigmoid
+# ("sigmoid_norm"); KTO's the KTO loss and APO-zero for unpaired data (no KL term, any batch size).
+LOSS_TYPES: dict[str, tuple[str, ...]] = {
+    "dpo": ("sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "apo_zero",
+            "apo_down", "aot", "aot_unpaired", "discopop", "sigmoid_norm"),
+    "kto": ("kto", "apo_zero_unpaired"),
+}
 
 
 @dataclass(frozen=True)
@@ -202,8 +211,18 @@ class TrainingSpec:
                 )
         object.__setattr__(self, "export_formats", tuple(dict.fromkeys(formats)))
         check_int("compare_prompts", self.compare_prompts, 0, 100)
-        if self.method in ("dpo", "orpo") and self.hyper.train_on == "all":
+        if self.method != "sft" and self.hyper.train_on == "all":
             raise ConfigError(f"train_on='all' applies to SFT only; {self.method} trains on the responses.")
+        if self.method != "sft" and self.hyper.packing == "on":
+            raise ConfigError(f"packing applies to SFT only; {self.method} keeps each example whole.")
+        losses = LOSS_TYPES.get(self.method, ())
+        if self.hyper.loss_type is not None and self.hyper.loss_type not in losses:
+            choices = f"one of: {', '.join(losses)}" if losses else "left unset (it has one loss)"
+            raise ConfigError(f"loss_type {self.hyper.loss_type!r} does not apply to {self.method}; choose {choices}.")
+        if self.method == "kto" and self.hyper.per_device_train_batch_size < 2 and self.hyper.loss_type != (
+                "apo_zero_unpaired"):
+            raise ConfigError("KTO needs per_device_train_batch_size of at least 2: its KL term compares each answer "
+                              "with another one of the same batch.")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; ``TrainingSpec.from_dict(spec.to_dict()) == spec``."""

@@ -6,6 +6,7 @@ Canonical shapes (what the trainers and TRL consume):
 * TEXT -> ``{"text": str}``
 * preference formats -> TRL's conversational preference format
   ``{"prompt": [messages...], "chosen": [{"role": "assistant", ...}], "rejected": [{"role": "assistant", ...}]}``
+* KTO (unpaired preference) -> ``{"prompt": [messages...], "completion": [{"role": "assistant", ...}], "label": bool}``
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from training.engine.errors import DataError
 
 from .messages import Message, check_conversation, column, message_list, text_field, with_system
-from .preference_formats import hh_rlhf, preference, sharegpt_preference
+from .preference_formats import hh_rlhf, is_kto_label, kto, preference, sharegpt_preference
 
 
 class DatasetFormat(StrEnum):
@@ -32,6 +33,7 @@ class DatasetFormat(StrEnum):
     PREFERENCE = "preference"
     HH_RLHF = "hh_rlhf"
     SHAREGPT_PREFERENCE = "sharegpt_preference"
+    KTO = "kto"
 
 
 PREFERENCE_FORMATS = frozenset({DatasetFormat.PREFERENCE, DatasetFormat.HH_RLHF, DatasetFormat.SHAREGPT_PREFERENCE})
@@ -45,6 +47,7 @@ EXPECTED_COLUMNS: dict[DatasetFormat, str] = {
     DatasetFormat.PREFERENCE: "prompt, chosen, rejected",
     DatasetFormat.HH_RLHF: "chosen, rejected (whole '\\n\\nHuman: ... \\n\\nAssistant: ...' transcripts)",
     DatasetFormat.SHAREGPT_PREFERENCE: "conversations, chosen, rejected",
+    DatasetFormat.KTO: "messages (or prompt, completion) and a boolean label (true = desirable)",
 }
 
 
@@ -52,6 +55,11 @@ EXPECTED_COLUMNS: dict[DatasetFormat, str] = {
 def is_preference(fmt: DatasetFormat | str) -> bool:
     """True for the formats that hold chosen/rejected pairs (DPO, ORPO)."""
     return DatasetFormat(fmt) in PREFERENCE_FORMATS
+
+
+def is_unpaired_preference(fmt: DatasetFormat | str | None) -> bool:
+    """True for KTO data: single completions labelled desirable or undesirable (trained with KTO only)."""
+    return fmt is not None and DatasetFormat(fmt) is DatasetFormat.KTO
 
 
 def parse_format(fmt: DatasetFormat | str | None) -> DatasetFormat | None:
@@ -144,6 +152,9 @@ def validate_column_mapping(mapping: Mapping[str, str] | None) -> dict[str, str]
 
 def _row_format(row: Mapping[str, Any]) -> DatasetFormat | None:
     keys = row.keys()
+    if "label" in keys and ("messages" in keys or ("prompt" in keys and "completion" in keys)) and is_kto_label(
+            row["label"]):
+        return DatasetFormat.KTO  # a labelled completion: SFT on it would also learn the undesirable ones
     if "chosen" in keys and "rejected" in keys:
         if "conversations" in keys:
             return DatasetFormat.SHAREGPT_PREFERENCE
@@ -268,6 +279,7 @@ _CONVERTERS = {
     DatasetFormat.PREFERENCE: preference,
     DatasetFormat.HH_RLHF: hh_rlhf,
     DatasetFormat.SHAREGPT_PREFERENCE: sharegpt_preference,
+    DatasetFormat.KTO: kto,
 }
 
 

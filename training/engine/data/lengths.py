@@ -26,7 +26,10 @@ def _example_text(renderer: ChatRenderer, example: Mapping[str, Any], eos: str) 
         return text if not eos or text.endswith(eos) else text + eos
     if "prompt" in example and "chosen" in example:  # preference: the prompt with the chosen answer
         return renderer.render_for_counting([*example["prompt"], *example["chosen"]])
-    raise DataError("an example must hold 'messages', 'text' or 'prompt'/'chosen'/'rejected'.")
+    if "prompt" in example and "completion" in example:  # KTO: the prompt with its (labelled) completion
+        return renderer.render_for_counting([*example["prompt"], *example["completion"]])
+    raise DataError("an example must hold 'messages', 'text', 'prompt'/'chosen'/'rejected' or "
+                    "'prompt'/'completion'/'label'.")
 
 
 class TextCounter:

@@ -17,6 +17,7 @@ from .formats import (
     apply_column_mapping,
     detect_format,
     is_preference,
+    is_unpaired_preference,
     parse_format,
     to_canonical,
     validate_column_mapping,
@@ -65,6 +66,11 @@ class LoadedData:
     def is_preference(self) -> bool:
         """True when the examples are chosen/rejected pairs."""
         return is_preference(self.format)
+
+    @property
+    def is_unpaired_preference(self) -> bool:
+        """True when the examples are KTO rows (one completion each, labelled desirable or not)."""
+        return is_unpaired_preference(self.format)
 
 
 def sha256_files(paths: Sequence[str | os.PathLike[str]]) -> str:

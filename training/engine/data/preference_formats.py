@@ -1,5 +1,7 @@
 """Preference formats: conversion of prompt/chosen/rejected pairs (``preference``, ``hh_rlhf``,
-``sharegpt_preference``) to TRL's conversational preference shape."""
+``sharegpt_preference``) to TRL's conversational preference shape, and of unpaired preference rows (``kto``: a
+conversation or prompt/completion with a boolean ``label``) to TRL's conversational unpaired shape
+``{"prompt": [messages...], "completion": [{"role": "assistant", ...}], "label": bool}``."""
 
 from __future__ import annotations
 
@@ -110,3 +112,50 @@ def sharegpt_preference(row: Mapping[str, Any], system_prompt: str | None) -> di
     chosen = _responses(column(row, "chosen"), "chosen")
     rejected = _responses(column(row, "rejected"), "rejected")
     return _finish_preference(with_system(prompt, system or system_prompt), chosen, rejected)
+
+
+_LABELS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False, "desirable": True,
+           "undesirable": False, "good": True, "bad": False}
+
+
+def is_kto_label(value: Any) -> bool:
+    """True when ``value`` reads as a KTO label (a bool, 0/1, "true"/"false", "desirable"/"undesirable", ...)."""
+    try:
+        kto_label(value)
+    except DataError:
+        return False
+    return True
+
+
+def kto_label(value: Any) -> bool:
+    """A KTO row's ``label`` as a bool (true = desirable); ``DataError`` for anything that is not clearly one."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _LABELS:
+        return _LABELS[value.strip().lower()]
+    raise DataError(f"'label' must be true (desirable) or false (undesirable), found {value!r}.")
+
+
+def kto(row: Mapping[str, Any], system_prompt: str | None) -> dict[str, Any]:
+    """One unpaired preference row: the prompt (ending with a user turn) and the final assistant turn, labelled."""
+    label = kto_label(column(row, "label"))
+    if "messages" in row or "conversations" in row:
+        messages = message_list(column(row, "messages", "conversations"), "messages")
+        messages = check_conversation(with_system(messages, system_prompt), "messages")
+        if not messages or messages[-1]["role"] != "assistant":
+            raise DataError("'messages' must end with the assistant turn the label judges.")
+        prompt, completion = messages[:-1], messages[-1:]
+    else:
+        prompt_raw = column(row, "prompt")
+        if isinstance(prompt_raw, (list, tuple)):
+            prompt = message_list(prompt_raw, "prompt")
+        else:
+            prompt = [{"role": "user", "content": text_field(prompt_raw, "prompt")}]
+        completion = _responses(column(row, "completion"), "completion")
+        prompt = with_system(prompt, system_prompt)
+    prompt = check_conversation(prompt, "prompt", final="user")
+    if not completion[0]["content"].strip():
+        raise DataError("the completion is empty: there is nothing for the label to judge.")
+    return {"prompt": prompt, "completion": completion, "label": label}

@@ -12,7 +12,7 @@ from training.engine.errors import ConfigError, DataError
 from training.engine.hyperparams import PACKING
 
 from .counting import FastTokenCounter
-from .formats import DatasetFormat, is_preference, parse_format
+from .formats import DatasetFormat, is_preference, is_unpaired_preference, parse_format
 from .lengths import TextCounter, length_stats, preference_lengths, token_lengths
 from .loading import LoadedData
 from .spans import (
@@ -252,6 +252,15 @@ def pack_examples(examples: Sequence[TokenizedExample], max_length: int) -> list
     return blocks
 
 
+def kto_for_sft_message(loaded: LoadedData) -> str:
+    """Why SFT refuses KTO data, and the two ways forward."""
+    undesirable = sum(1 for ex in loaded.examples if ex.get("label") is False)
+    return (f"The dataset is KTO data: each row's 'label' marks its answer desirable or not ({undesirable} of "
+            f"{len(loaded.examples)} rows are undesirable), and SFT would teach the model the undesirable answers too. "
+            "Train it with method 'kto', or make a version with the preprocessing step 'Keep only desirable rows' "
+            "(keep_desirable) and train SFT on that.")
+
+
 def wants_packing(packing: str, fmt: DatasetFormat | str | None) -> bool:
     """``auto`` packs raw text (continued pre-training); ``on`` packs every SFT dataset; ``off`` never packs."""
     if packing not in PACKING:
@@ -274,6 +283,8 @@ def build_sft_dataset(
     ``check_labels``."""
     if is_preference(loaded.format):
         raise DataError(f"The dataset is a preference dataset ({loaded.format.value}); train it with DPO or ORPO.")
+    if is_unpaired_preference(loaded.format):
+        raise DataError(kto_for_sft_message(loaded))
     check_train_on(train_on)
     check_max_length(max_length)
     pack = wants_packing(packing, loaded.format)

@@ -1,4 +1,4 @@
-"""Method trainers (sft, dpo, orpo), registered by method name; full/LoRA/QLoRA are options of each.
+"""Method trainers (sft, dpo, orpo, kto), registered by method name; full/LoRA/QLoRA are options of each.
 
 Modules: ``context`` (RunContext, DataReport, TrainOutcome), ``loading`` (model and tokenizer), ``memory_guard``
 (gradient checkpointing and out-of-memory errors from ``training.engine.memory``), ``hf_trainer`` (the engine mixin

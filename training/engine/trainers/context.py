@@ -47,6 +47,7 @@ class DataReport:
     files: tuple[str, ...] = ()
     first_row_errors: list[str] = field(default_factory=list)
     packed_blocks: int | None = None  # the max_length blocks the rows were packed into (None: not packed)
+    labels: dict[str, float] | None = None  # KTO: desirable/undesirable training rows and the loss weights
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -64,6 +65,7 @@ class DataReport:
             "files": list(self.files),
             "first_row_errors": list(self.first_row_errors),
             "packed_blocks": self.packed_blocks,
+            "labels": self.labels,
         }
 
 

@@ -21,7 +21,8 @@ class DPOMethod(PreferenceTrainer):
         from trl import DPOConfig
 
         h = self.ctx.spec.hyper
-        return DPOConfig(**self.args(), beta=h.beta, max_length=h.max_length, dataset_num_proc=None)
+        loss = [h.loss_type] if h.loss_type else ["sigmoid"]
+        return DPOConfig(**self.args(), beta=h.beta, loss_type=loss, max_length=h.max_length, dataset_num_proc=None)
 
     def trainer_class(self) -> type:
         """``DPOTrainer`` with the engine mixin."""

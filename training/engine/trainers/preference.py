@@ -36,6 +36,11 @@ def preference_truncation(ctx: RunContext, rows: Sequence[dict[str, Any]]) -> in
 
 def require_preference(ctx: RunContext, loaded: LoadedData) -> None:
     """DPO/ORPO need chosen/rejected pairs: a clear ``DataError`` otherwise."""
+    if loaded.is_unpaired_preference:
+        raise DataError(
+            f"{ctx.spec.method.upper()} needs chosen/rejected pairs, but the dataset is KTO data (single answers "
+            "labelled desirable or undesirable); train it with method 'kto'."
+        )
     if not loaded.is_preference:
         raise DataError(
             f"{ctx.spec.method.upper()} needs preference data (prompt/chosen/rejected pairs), but "
@@ -82,6 +87,10 @@ class PreferenceTrainer(MethodTrainer):
         """The ``TrainingArguments`` values of the method's TRL config (``common_args`` unless overridden)."""
         return common_args(self.ctx, has_eval=bool(self.eval_rows))
 
+    def dataset(self, rows: Sequence[dict[str, Any]]) -> Any:
+        """The ``datasets.Dataset`` the TRL trainer takes (prompt/chosen/rejected pairs unless overridden)."""
+        return preference_dataset(rows)
+
     @abstractmethod
     def config(self) -> Any:
         """The TRL config (``DPOConfig``, ``ORPOConfig``, ...) for this spec."""
@@ -97,8 +106,8 @@ class PreferenceTrainer(MethodTrainer):
         trainer = cls(
             model=self.model,
             args=self.config(),
-            train_dataset=preference_dataset(self.train_rows),
-            eval_dataset=preference_dataset(self.eval_rows) if self.eval_rows else None,
+            train_dataset=self.dataset(self.train_rows),
+            eval_dataset=self.dataset(self.eval_rows) if self.eval_rows else None,
             processing_class=self.ctx.tokenizer,
             callbacks=[bridge, *callbacks],
         )

@@ -28,7 +28,7 @@ def register(method: str) -> Callable[[type[MethodTrainer]], type[MethodTrainer]
 
 def get_trainer(method: str, ctx: RunContext) -> MethodTrainer:
     """Instantiate the trainer registered for ``method``."""
-    from . import dpo, orpo, sft  # noqa: F401  (registration)
+    from . import dpo, kto, orpo, sft  # noqa: F401  (registration)
 
     try:
         factory = TRAINERS[method]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from training.engine.data import IGNORE_INDEX, ChatRenderer, build_sft_dataset, pack_examples, tokenize_example
-from training.engine.data.tokenize import UNLIMITED
+from training.engine.data.tokenize import UNLIMITED, kto_for_sft_message
 from training.engine.errors import DataError
 
 from .base import MethodTrainer
@@ -197,6 +197,8 @@ class SFTMethod(MethodTrainer):
         from dataclasses import replace
 
         ctx, h = self.ctx, self.ctx.spec.hyper
+        if train.is_unpaired_preference:
+            raise DataError(kto_for_sft_message(train))
         if train.is_preference:
             raise DataError(
                 f"The dataset is preference data ({train.format.value}: prompt/chosen/rejected pairs); train it with "
