@@ -21,6 +21,7 @@ from django.db import transaction
 from accounts import quotas
 from accounts.models import User
 from finetune.exceptions import ServiceError
+from training.engine.data import DatasetFormat
 
 from .base_models import check_base_model, chosen_tokenizer
 from .files import delete_dataset, direct_download_url, local_paths, open_download, store_file
@@ -59,8 +60,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ["alpaca", "sharegpt", "messages", "prompt_completion", "text", "preference", "hh_rlhf",
-           "sharegpt_preference"]
+FORMATS = [f.value for f in DatasetFormat]
 
 
 # --- input checks -----------------------------------------------------------------------------------------------

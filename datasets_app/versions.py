@@ -17,18 +17,9 @@ from finetune.exceptions import ServiceError
 from .models import Dataset, DatasetFile
 from .processing import enqueue_processing
 from .quotas import storage_used
+from .validation.steps import STEP_OPTIONS
 
 FILE_FIELDS = ("id", "role", "original_filename", "kind", "compressed", "size_bytes", "sha256")
-
-STEP_OPTIONS: dict[str, set[str]] = {
-    "normalize_unicode": set(),
-    "strip_whitespace": set(),
-    "dedupe": {"mode"},
-    "redact_pii": set(),
-    "apply_template": {"template"},
-    "chunk": {"max_tokens", "overlap"},
-    "filter_length": {"min_chars", "max_tokens"},
-}
 
 
 # --- lineage queries --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Dataset statistics over canonical examples: lengths, turns per conversation, role balance, preference pairs."""
+"""Dataset statistics over canonical examples: lengths, turns per conversation, role balance, preference pairs, KTO
+labels."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from training.engine.data import is_preference
+from training.engine.data import is_preference, is_unpaired_preference
 
 from .rows import RowStream
 
@@ -22,6 +23,7 @@ class Parts:
     roles: tuple[str, ...]  # roles of the conversation (prompt + chosen for preference rows); empty for text rows
     response: list[str]  # what is trained: assistant contents / the text / the chosen answer
     preference: tuple[int, int, int] | None = None  # (prompt chars, chosen chars, rejected chars)
+    label: bool | None = None  # KTO: whether the answer is desirable
 
 
 def parts_of(example: Mapping[str, Any]) -> Parts:
@@ -36,6 +38,11 @@ def parts_of(example: Mapping[str, Any]) -> Parts:
     if "text" in example:
         text = example["text"]
         return Parts([text], (), [text])
+    if "completion" in example:  # KTO: the prompt and one labelled answer
+        p = [m["content"] for m in example["prompt"]]
+        c = [m["content"] for m in example["completion"]]
+        roles = tuple([m["role"] for m in example["prompt"]] + [m["role"] for m in example["completion"]])
+        return Parts(p + c, roles, c, label=bool(example["label"]))
     prompt, chosen, rejected = example["prompt"], example["chosen"], example["rejected"]
     p = [m["content"] for m in prompt]
     c = [m["content"] for m in chosen]
@@ -64,6 +71,7 @@ class StatsAccumulator:
         self.pref = [0, 0, 0]
         self.pref_rows = 0
         self.identical_pairs = 0
+        self.labels = [0, 0]  # KTO: undesirable, desirable rows
 
     def add(self, parts: Parts, chars: int | None = None) -> None:
         """Count one valid example (``chars``: its total characters when the caller already knows them)."""
@@ -72,6 +80,8 @@ class StatsAccumulator:
         if roles:
             signatures = self.signatures
             signatures[roles] = signatures.get(roles, 0) + 1
+        if parts.label is not None:
+            self.labels[parts.label] += 1
         if parts.preference is not None:
             self.pref_rows += 1
             for i, n in enumerate(parts.preference):
@@ -118,7 +128,15 @@ class StatsAccumulator:
             },
             "roles": {role: roles.get(role, 0) for role in ("system", "user", "assistant")},
             "preference": preference,
+            "labels": self._labels() if fmt is not None and is_unpaired_preference(fmt) else None,
         }
+
+    def _labels(self) -> dict[str, Any]:
+        """KTO: desirable and undesirable rows and the desirable share (the balance the trainer weights)."""
+        undesirable, desirable = self.labels
+        total = desirable + undesirable
+        return {"desirable": desirable, "undesirable": undesirable,
+                "desirable_share": round(desirable / total, 4) if total else 0.0}
 
 
 def statistics(

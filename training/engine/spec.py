@@ -29,6 +29,7 @@ __all__ = [
     "UNSLOTH_MODES",
     "WEIGHTS",
     "DataSpec",
+    "check_method_hyperparams",
     "HyperParams",
     "TrainingSpec",
 ]
@@ -130,6 +131,22 @@ class DataSpec:
         return cls(**dict(data))
 
 
+def check_method_hyperparams(method: str, hyper: HyperParams) -> None:
+    """The hyperparameter rules that depend on the method (``ConfigError`` naming the field)."""
+    if method != "sft" and hyper.train_on == "all":
+        raise ConfigError(f"train_on='all' applies to SFT only; {method} trains on the responses.")
+    if method != "sft" and hyper.packing == "on":
+        raise ConfigError(f"packing applies to SFT only; {method} keeps each example whole.")
+    losses = LOSS_TYPES.get(method, ())
+    if hyper.loss_type is not None and hyper.loss_type not in losses:
+        choices = f"one of: {', '.join(losses)}" if losses else "left unset (it has one loss)"
+        raise ConfigError(f"loss_type {hyper.loss_type!r} does not apply to {method}; choose {choices}.")
+    if method == "kto" and hyper.per_device_train_batch_size < 2 and hyper.loss_type != (
+            "apo_zero_unpaired"):
+        raise ConfigError("KTO needs per_device_train_batch_size of at least 2: its KL term compares each answer "
+                          "with another one of the same batch.")
+
+
 @dataclass(frozen=True)
 class TrainingSpec:
     """Everything one training run needs; the only input of ``run_training``.
@@ -211,18 +228,7 @@ class TrainingSpec:
                 )
         object.__setattr__(self, "export_formats", tuple(dict.fromkeys(formats)))
         check_int("compare_prompts", self.compare_prompts, 0, 100)
-        if self.method != "sft" and self.hyper.train_on == "all":
-            raise ConfigError(f"train_on='all' applies to SFT only; {self.method} trains on the responses.")
-        if self.method != "sft" and self.hyper.packing == "on":
-            raise ConfigError(f"packing applies to SFT only; {self.method} keeps each example whole.")
-        losses = LOSS_TYPES.get(self.method, ())
-        if self.hyper.loss_type is not None and self.hyper.loss_type not in losses:
-            choices = f"one of: {', '.join(losses)}" if losses else "left unset (it has one loss)"
-            raise ConfigError(f"loss_type {self.hyper.loss_type!r} does not apply to {self.method}; choose {choices}.")
-        if self.method == "kto" and self.hyper.per_device_train_batch_size < 2 and self.hyper.loss_type != (
-                "apo_zero_unpaired"):
-            raise ConfigError("KTO needs per_device_train_batch_size of at least 2: its KL term compares each answer "
-                              "with another one of the same batch.")
+        check_method_hyperparams(self.method, self.hyper)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; ``TrainingSpec.from_dict(spec.to_dict()) == spec``."""

@@ -351,7 +351,7 @@ def test_the_report_is_json_safe_and_has_the_contract_keys(alpaca_report):
     assert json.loads(json.dumps(alpaca_report)) == alpaca_report
     assert set(alpaca_report["tokens"]["percentiles"]) == {"p50", "p90", "p95", "p99", "max"}
     assert set(alpaca_report["pii"]) == {"email", "phone", "credit_card", "ip_address", "secret"}
-    assert set(alpaca_report["statistics"]) == {"rows", "format", "chars", "turns", "roles", "preference"}
+    assert set(alpaca_report["statistics"]) == {"rows", "format", "chars", "turns", "roles", "preference", "labels"}
 
 
 def test_csv_and_parquet_files_validate_and_a_ragged_csv_line_is_an_error(tmp_path):
