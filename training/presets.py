@@ -72,6 +72,17 @@ PRESETS: list[dict[str, Any]] = [
                             "gradient_accumulation_steps": 4, "max_length": 1024, "beta": 0.1, "lora_r": 16,
                             "lora_alpha": 32, "lr_scheduler_type": "linear", "warmup_ratio": 0.1},
     },
+    {
+        "id": "kto",
+        "name": "KTO (labelled answers)",
+        "description": "Kahneman-Tversky Optimization on answers labelled desirable or undesirable (no pairs needed), "
+                       "with LoRA. Start from an SFT model; the loss weights follow the data's balance.",
+        "method": "kto",
+        "weights": "lora",
+        "hyperparameters": {"num_train_epochs": 1, "learning_rate": 5e-6, "per_device_train_batch_size": 4,
+                            "gradient_accumulation_steps": 2, "max_length": 1024, "beta": 0.1, "lora_r": 16,
+                            "lora_alpha": 32, "lr_scheduler_type": "linear", "warmup_ratio": 0.1},
+    },
 ]
 
 

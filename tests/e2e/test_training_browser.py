@@ -83,3 +83,65 @@ def test_wizard_launch_live_chart_and_reload(page, daphne_url, browser_training_
     expect(page.get_by_test_id("loss-chart")).to_have_attribute("data-points", str(expected), timeout=20000)
     page.wait_for_timeout(500)
     shot("06-job-succeeded-after-reload.png")
+
+
+KTO_ROWS = [
+    {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}], "label": good}
+    for q, a, good in [
+        ("What is the capital of France?", "Paris.", True),
+        ("What is the capital of France?", "I will not tell you.", False),
+        ("Say hello politely.", "Hello, nice to meet you!", True),
+        ("Say hello politely.", "Go away.", False),
+        ("What is 2 + 2?", "4.", True),
+        ("What is 2 + 2?", "Figure it out yourself.", False),
+    ]
+]
+
+
+def test_kto_job_from_the_wizard(page, daphne_url, browser_training_worker, artifacts_dir):
+    """A KTO dataset: the wizard picks KTO (SFT and DPO blocked with the reason), offers KTO's losses, launches, and
+    the job trains to the end on the worker."""
+    shots = artifacts_dir / "training"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{daphne_url}/signup")
+    page.get_by_label("Username").fill("kira")
+    page.get_by_label("Email").fill("kira@example.com")
+    page.get_by_label("Password", exact=True).fill("Gradient-Descent-42")
+    page.get_by_label("Confirm password").fill("Gradient-Descent-42")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_test_id("user-menu")).to_contain_text("kira")
+
+    from accounts.models import User
+
+    ds = make_ready_dataset(User.objects.get(username="kira"), rows=KTO_ROWS, fmt="kto", name="labelled answers")
+    page.goto(f"{daphne_url}/training/new?dataset={ds.pk}")
+    next_button = page.get_by_role("button", name="Next")
+    next_button.click()
+    next_button.click()
+    expect(page.get_by_test_id("method-kto").locator("input")).to_be_checked()
+    expect(page.get_by_test_id("method-sft").locator("input")).to_be_disabled()
+    expect(page.get_by_test_id("method-sft")).to_contain_text("Keep only desirable rows")
+    page.screenshot(path=str(shots / "07-kto-method.png"), full_page=True)
+    next_button.click()
+    page.get_by_test_id("preset-kto").click()
+    page.get_by_role("radio", name="Max steps").click()
+    page.locator("#hp-max_steps").fill("2")
+    page.locator("#hp-max_length").fill("96")
+    page.locator("#hp-per_device_train_batch_size").fill("2")
+    page.locator("#hp-gradient_accumulation_steps").fill("1")
+    assert page.locator("#hp-loss_type option").all_inner_texts() == ["default", "kto", "apo_zero_unpaired"]
+    page.locator("#hp-loss_type").select_option("kto")
+    page.screenshot(path=str(shots / "08-kto-hyperparameters.png"), full_page=True)
+    next_button.click()
+    expect(page.get_by_test_id("estimate")).to_have_attribute("data-fits", "true", timeout=20000)
+    next_button.click()
+    page.get_by_role("button", name="Launch training").click()
+    expect(page).to_have_url(re.compile(r"/training/jobs/\d+"), timeout=20000)
+    expect(page.get_by_test_id("job-status")).to_have_attribute("data-status", "succeeded", timeout=400000)
+    page.screenshot(path=str(shots / "09-kto-job-succeeded.png"), full_page=True)
+
+    from training.models import TrainingJob
+
+    job = TrainingJob.objects.get(pk=int(re.search(r"/training/jobs/(\d+)", page.url).group(1)))
+    assert job.method == "kto" and job.hyperparameters["loss_type"] == "kto"
+    assert job.result["data"]["labels"]["desirable"] >= 1 and job.result["data"]["labels"]["undesirable"] >= 1

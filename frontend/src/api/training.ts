@@ -21,6 +21,8 @@ export const ACTIVE_STATUSES: readonly JobStatus[] = ["queued", "starting", "run
 export const FINISHED_STATUSES: readonly JobStatus[] = ["succeeded", "failed", "cancelled"];
 /** Dataset formats holding chosen/rejected pairs (DPO and ORPO need one of them; SFT refuses them). */
 export const PREFERENCE_FORMATS: readonly string[] = ["preference", "hh_rlhf", "sharegpt_preference"];
+/** Dataset formats of single answers labelled desirable or not (KTO needs one of them; SFT, DPO and ORPO refuse them). */
+export const KTO_FORMATS: readonly string[] = ["kto"];
 export const MODAL_GPUS = ["T4", "L4", "A10G", "A100-40GB", "A100-80GB", "H100"] as const;
 /** Memory per Modal GPU in GB (settings.MODAL_GPU_MEMORY_GB), to explain a "will not fit". */
 export const MODAL_GPU_MEMORY_GB: Record<string, number> = {
@@ -40,6 +42,10 @@ export function isActive(status: JobStatus | undefined | null): boolean {
 
 export function isPreferenceFormat(format: string | null | undefined): boolean {
   return !!format && PREFERENCE_FORMATS.includes(format);
+}
+
+export function isKtoFormat(format: string | null | undefined): boolean {
+  return !!format && KTO_FORMATS.includes(format);
 }
 
 export const trainingKeys = {

@@ -254,7 +254,7 @@ export interface DatasetUploadInput {
 // ---------- Training (/api/training/, /ws/training/<id>/) ----------
 
 export type JobStatus = "queued" | "starting" | "running" | "recovering" | "succeeded" | "failed" | "cancelled";
-export type TrainingMethod = "sft" | "dpo" | "orpo";
+export type TrainingMethod = "sft" | "dpo" | "orpo" | "kto";
 export type TrainingWeights = "full" | "lora" | "qlora";
 export type TrainingBackend = "local" | "modal";
 
@@ -279,6 +279,14 @@ export interface Hyperparameters {
   logging_steps?: number;
   eval_steps?: number;
   save_steps?: number;
+  loss_type?: string | null;
+  packing?: "auto" | "on" | "off";
+  precision?: string;
+  gradient_checkpointing?: string;
+  train_on?: "assistant" | "all";
+  chat_template?: string | null;
+  early_stopping_patience?: number | null;
+  load_best_model_at_end?: boolean | null;
   [key: string]: unknown;
 }
 

@@ -20,7 +20,15 @@ export type HpKey =
   | "validation_split"
   | "logging_steps"
   | "eval_steps"
-  | "save_steps";
+  | "save_steps"
+  | "loss_type"
+  | "packing"
+  | "train_on"
+  | "precision"
+  | "gradient_checkpointing"
+  | "chat_template"
+  | "early_stopping_patience"
+  | "load_best_model_at_end";
 
 export type HpValues = Record<HpKey, string>;
 export type TrainBy = "epochs" | "steps";
@@ -32,6 +40,12 @@ export interface HpField {
   kind: "int" | "float" | "text" | "select";
   advanced?: boolean;
   options?: readonly string[];
+  /** Options that depend on the method (replaces `options`). */
+  optionsFor?: (ctx: HpContext) => readonly string[];
+  /** Labels of options (the value is shown otherwise; "" is "not set"). */
+  optionLabels?: Record<string, string>;
+  /** Left empty, the field is not sent (the engine's default or "off" applies). */
+  optional?: boolean;
   /** Shown only when this returns true. */
   when?: (ctx: HpContext) => boolean;
 }
@@ -54,6 +68,13 @@ export const LR_SCHEDULERS = [
 
 const usesLora = (c: HpContext) => c.weights !== "full";
 const usesBeta = (c: HpContext) => c.method !== "sft";
+const isSft = (c: HpContext) => c.method === "sft";
+
+/** The preference losses per method (training/engine/spec.py LOSS_TYPES); "" keeps the method's default. */
+export const LOSS_TYPES: Partial<Record<TrainingMethod, readonly string[]>> = {
+  dpo: ["", "sigmoid", "ipo", "hinge", "robust", "sigmoid_norm", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "apo_zero", "apo_down", "aot", "aot_unpaired", "discopop"],
+  kto: ["", "kto", "apo_zero_unpaired"],
+};
 
 export const HP_FIELDS: HpField[] = [
   { key: "num_train_epochs", label: "Epochs", hint: "Passes over the training set; fractions train part of one.", kind: "float", when: (c) => c.trainBy === "epochs" },
@@ -65,7 +86,17 @@ export const HP_FIELDS: HpField[] = [
   { key: "lora_r", label: "LoRA r", hint: "Adapter rank: capacity of the update.", kind: "int", when: usesLora },
   { key: "lora_alpha", label: "LoRA alpha", hint: "Scaling: the update is multiplied by alpha / r.", kind: "int", when: usesLora },
   { key: "lora_dropout", label: "LoRA dropout", hint: "0 is fastest and usually fine.", kind: "float", when: usesLora },
-  { key: "beta", label: "Beta", hint: "DPO: pull towards the reference. ORPO: odds-ratio weight.", kind: "float", when: usesBeta },
+  { key: "beta", label: "Beta", hint: "DPO/KTO: pull towards the reference. ORPO: odds-ratio weight.", kind: "float", when: usesBeta },
+  {
+    key: "loss_type",
+    label: "Loss",
+    hint: "DPO: sigmoid (the paper's), ipo (IPO), hinge (SLiC), sigmoid_norm (SimPO-like)… KTO: kto or apo_zero_unpaired.",
+    kind: "select",
+    optional: true,
+    optionsFor: (c) => LOSS_TYPES[c.method] ?? [""],
+    optionLabels: { "": "default" },
+    when: (c) => c.method in LOSS_TYPES,
+  },
   { key: "warmup_ratio", label: "Warmup ratio", hint: "Share of the steps ramping the learning rate up from 0.", kind: "float", advanced: true },
   { key: "weight_decay", label: "Weight decay", hint: "AdamW decoupled weight decay.", kind: "float", advanced: true },
   { key: "lr_scheduler_type", label: "LR scheduler", hint: "How the learning rate changes over the run.", kind: "select", options: LR_SCHEDULERS, advanced: true },
@@ -75,6 +106,13 @@ export const HP_FIELDS: HpField[] = [
   { key: "logging_steps", label: "Logging steps", hint: "A metric point every this many steps.", kind: "int", advanced: true },
   { key: "eval_steps", label: "Eval steps", hint: "Evaluate every this many steps; 0 = only before and after.", kind: "int", advanced: true },
   { key: "save_steps", label: "Save steps", hint: "A resumable checkpoint every this many steps; 0 = none.", kind: "int", advanced: true },
+  { key: "early_stopping_patience", label: "Early stopping patience", hint: "Stop after this many evaluations without a better eval loss (needs eval steps > 0); empty = off.", kind: "int", advanced: true, optional: true },
+  { key: "load_best_model_at_end", label: "Keep the best weights", hint: "Keep the evaluation with the lowest eval loss as the result; default: on with early stopping.", kind: "select", options: ["", "true", "false"], optionLabels: { "": "default", true: "yes", false: "no" }, advanced: true, optional: true },
+  { key: "packing", label: "Packing", hint: "auto packs raw text into max-length blocks (no row cut); on packs chat rows too; off truncates each row.", kind: "select", options: ["auto", "on", "off"], advanced: true, when: isSft },
+  { key: "train_on", label: "Train on", hint: "assistant: only the answers (and their end-of-turn); all: every token.", kind: "select", options: ["assistant", "all"], advanced: true, when: isSft },
+  { key: "chat_template", label: "Chat template", hint: "The model's own by default; override with a named template (saved with the model).", kind: "select", options: ["", "chatml", "alpaca", "llama2", "completion"], optionLabels: { "": "the model's own" }, advanced: true, optional: true },
+  { key: "precision", label: "Precision", hint: "auto: the fastest the device runs natively (bf16 where it has it, else fp32).", kind: "select", options: ["auto", "bf16", "fp16", "fp32"], advanced: true },
+  { key: "gradient_checkpointing", label: "Gradient checkpointing", hint: "auto: only when the activations would not fit; on saves memory at ~30% speed.", kind: "select", options: ["auto", "on", "off"], advanced: true },
 ];
 
 /** The engine's defaults (training/engine/spec.py HyperParams). */
@@ -98,10 +136,19 @@ export const HP_DEFAULTS: HpValues = {
   logging_steps: "1",
   eval_steps: "0",
   save_steps: "100",
+  loss_type: "",
+  packing: "auto",
+  train_on: "assistant",
+  precision: "auto",
+  gradient_checkpointing: "auto",
+  chat_template: "",
+  early_stopping_patience: "",
+  load_best_model_at_end: "",
 };
 
 function show(value: unknown, key?: string): string {
   if (Array.isArray(value)) return value.join(", ");
+  if (typeof value === "boolean") return value ? "true" : "false";
   if (typeof value === "number") {
     // Learning rates read best as 2e-4 rather than 0.0002.
     if (key === "learning_rate" && value !== 0 && Math.abs(value) < 1e-2) return value.toExponential();
@@ -122,7 +169,9 @@ export function valuesFromPreset(hp: Hyperparameters): { values: HpValues; train
 }
 
 export function visibleFields(ctx: HpContext, advanced: boolean): HpField[] {
-  return HP_FIELDS.filter((f) => !!f.advanced === advanced && (!f.when || f.when(ctx)));
+  return HP_FIELDS.filter((f) => !!f.advanced === advanced && (!f.when || f.when(ctx))).map((f) =>
+    f.optionsFor ? { ...f, options: f.optionsFor(ctx) } : f,
+  );
 }
 
 /** The API body's hyperparameters, and the fields that do not parse. */
@@ -136,8 +185,9 @@ export function buildHyperparameters(values: HpValues, ctx: HpContext): { hyperp
       if (field.key === "num_train_epochs" || field.key === "max_steps") errors[field.key] = "Required.";
       continue;
     }
+    if (field.optionsFor && !field.optionsFor(ctx).includes(raw)) continue; // e.g. a DPO loss after switching to KTO
     if (field.kind === "select") {
-      out[field.key] = raw;
+      out[field.key] = raw === "true" ? true : raw === "false" ? false : raw;
     } else if (field.kind === "text") {
       const parts = raw.split(",").map((s) => s.trim()).filter(Boolean);
       out[field.key] = parts.length === 1 ? parts[0] : parts;

@@ -1,7 +1,7 @@
 // Labels of the training pages: methods, weights, job statuses and phases, dataset formats.
 import type { JobStatus, TrainingMethod, TrainingWeights } from "../../api/types";
 
-export const METHOD_LABEL: Record<TrainingMethod, string> = { sft: "SFT", dpo: "DPO", orpo: "ORPO" };
+export const METHOD_LABEL: Record<TrainingMethod, string> = { sft: "SFT", dpo: "DPO", orpo: "ORPO", kto: "KTO" };
 export const WEIGHTS_LABEL: Record<TrainingWeights, string> = { lora: "LoRA", qlora: "QLoRA", full: "Full" };
 
 export const STATUS_LABEL: Record<JobStatus, string> = {
@@ -35,6 +35,7 @@ const DATASET_FORMATS: Record<string, string> = {
   preference: "Preference pairs",
   hh_rlhf: "HH-RLHF pairs",
   sharegpt_preference: "ShareGPT preference",
+  kto: "KTO (labelled answers)",
 };
 
 export function datasetFormatLabel(format: string | null | undefined): string {

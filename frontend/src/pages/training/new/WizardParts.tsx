@@ -177,7 +177,7 @@ export function HpGrid({
             label={f.label}
             value={values[f.key]}
             onChange={(v) => onChange(f.key, v)}
-            options={(f.options ?? []).map((o) => ({ value: o, label: o }))}
+            options={(f.options ?? []).map((o) => ({ value: o, label: f.optionLabels?.[o] ?? o }))}
             hint={f.hint}
             error={errors[f.key]}
           />

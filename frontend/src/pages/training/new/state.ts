@@ -1,7 +1,7 @@
 // The wizard's whole state (what was chosen, the current step, the server's answer to a launch) and the one
 // reducer that changes it. Every change a step can make is an action here, so each step is a plain view.
 import type { FieldErrors } from "../../../api/client";
-import { isPreferenceFormat } from "../../../api/training";
+import { isKtoFormat, isPreferenceFormat } from "../../../api/training";
 import type { Dataset, TrainingBackend, TrainingMethod, TrainingPreset, TrainingWeights } from "../../../api/types";
 import { HP_DEFAULTS, valuesFromPreset, type HpKey, type HpValues, type TrainBy } from "../../../components/training/hyperparameters";
 import { datasetFormatLabel } from "../../../components/training/labels";
@@ -101,6 +101,15 @@ export function initialState(params: URLSearchParams): WizardState {
 export function methodBlocked(method: TrainingMethod, dataset: Dataset | undefined): string | null {
   if (!dataset) return null;
   const pref = isPreferenceFormat(dataset.format);
+  const kto = isKtoFormat(dataset.format);
+  if (kto && method !== "kto") {
+    return method === "sft"
+      ? `"${dataset.name}" is KTO data: its labels mark some answers undesirable, and SFT would learn those too. Train it with KTO, or make a version with "Keep only desirable rows" and train SFT on that.`
+      : `Needs chosen/rejected pairs; "${dataset.name}" holds single answers labelled desirable or not. Train it with KTO.`;
+  }
+  if (method === "kto") {
+    return kto ? null : `Needs answers labelled desirable or undesirable (a "label" column); "${dataset.name}" is ${datasetFormatLabel(dataset.format).toLowerCase()} data.`;
+  }
   if (method !== "sft" && !pref) {
     return `Needs preference data (prompt, chosen, rejected); "${dataset.name}" is ${datasetFormatLabel(dataset.format).toLowerCase()} data. Use SFT, or upload preference pairs.`;
   }

@@ -3,6 +3,7 @@ import { useEffect, useMemo, useReducer, useRef, useState } from "react";
 import { useNavigate, useSearchParams } from "react-router-dom";
 import { ApiError, errorMessage } from "../../../api/client";
 import {
+  isKtoFormat,
   isPreferenceFormat,
   useBaseModels,
   useCreateJob,
@@ -97,7 +98,7 @@ function useAutomaticChoices(state: WizardState, dispatch: (action: WizardAction
   // Keep the method compatible with the dataset's format.
   useEffect(() => {
     if (!dataset || !methodBlocked(state.method, dataset)) return;
-    const method: TrainingMethod = isPreferenceFormat(dataset.format) ? "dpo" : "sft";
+    const method: TrainingMethod = isKtoFormat(dataset.format) ? "kto" : isPreferenceFormat(dataset.format) ? "dpo" : "sft";
     dispatch({ type: "fitMethod", method, presets: presets.data });
   }, [dataset, state.method, presets.data, dispatch]);
 }

@@ -2,7 +2,7 @@
 import { useMemo } from "react";
 import { Link } from "react-router-dom";
 import { errorMessage, type FieldErrors } from "../../../../api/client";
-import { isPreferenceFormat, useDatasetVersionsForTraining } from "../../../../api/training";
+import { isKtoFormat, isPreferenceFormat, useDatasetVersionsForTraining } from "../../../../api/training";
 import type { Dataset } from "../../../../api/types";
 import { Icon } from "../../../../components/Icon";
 import { datasetFormatLabel } from "../../../../components/training/labels";
@@ -55,7 +55,13 @@ function DatasetFacts({ dataset }: { dataset: Dataset }) {
       </div>
       <div>
         <dt>Preference data</dt>
-        <dd>{isPreferenceFormat(dataset.format) ? "Yes (DPO / ORPO)" : "No (SFT)"}</dd>
+        <dd>
+          {isKtoFormat(dataset.format)
+            ? "Labelled answers (KTO)"
+            : isPreferenceFormat(dataset.format)
+              ? "Yes (DPO / ORPO)"
+              : "No (SFT)"}
+        </dd>
       </div>
     </dl>
   );

@@ -9,7 +9,9 @@ import { HpGrid, PresetCard } from "../WizardParts";
 
 function presetDisabledReason(preset: TrainingPreset, dataset: Dataset | undefined): string | null {
   if (!methodBlocked(preset.method, dataset)) return null;
-  return preset.method === "sft" ? "For instruction or chat data, not preference pairs." : "Needs preference data (chosen/rejected pairs).";
+  if (preset.method === "sft") return "For instruction, chat or raw text data, not preference or labelled data.";
+  if (preset.method === "kto") return "Needs answers labelled desirable or undesirable (KTO data).";
+  return "Needs preference data (chosen/rejected pairs).";
 }
 
 export function HyperparametersStep({
@@ -73,7 +75,7 @@ export function HyperparametersStep({
       >
         <summary>
           <span>Advanced</span>
-          <span className="muted small">warmup, weight decay, scheduler, target modules, seed, evaluation and checkpoints</span>
+          <span className="muted small">warmup, scheduler, target modules, seed, evaluation, checkpoints, early stopping, packing, chat template, precision</span>
           {advancedErrors > 0 && <span className="tr-badge tr-badge--danger">{advancedErrors} to fix</span>}
         </summary>
         <div className="tr-advanced__body">

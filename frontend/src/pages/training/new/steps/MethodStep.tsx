@@ -1,5 +1,5 @@
 // Step 3: the training method (limited by the dataset's format) and the weights to train.
-import { isPreferenceFormat } from "../../../../api/training";
+import { isKtoFormat, isPreferenceFormat } from "../../../../api/training";
 import type { Dataset, TrainingMethod, TrainingWeights } from "../../../../api/types";
 import type { FieldErrors } from "../../../../api/client";
 import { datasetFormatLabel } from "../../../../components/training/labels";
@@ -23,6 +23,11 @@ const METHODS: { value: TrainingMethod; title: string; text: string }[] = [
     title: "ORPO — odds-ratio preference optimization",
     text: "SFT and preference alignment in one pass over chosen/rejected pairs; no separate SFT step.",
   },
+  {
+    value: "kto",
+    title: "KTO — Kahneman-Tversky optimization",
+    text: "Learns from single answers labelled desirable or undesirable; no pairs needed. Best on top of an SFT model.",
+  },
 ];
 
 const WEIGHTS: { value: TrainingWeights; title: string; text: string }[] = [
@@ -33,6 +38,9 @@ const WEIGHTS: { value: TrainingWeights; title: string; text: string }[] = [
 
 function lead(dataset: Dataset | undefined): string {
   if (!dataset) return "Pick a dataset first.";
+  if (isKtoFormat(dataset.format)) {
+    return `"${dataset.name}" holds answers labelled desirable or undesirable (KTO data): train it with KTO.`;
+  }
   return isPreferenceFormat(dataset.format)
     ? `"${dataset.name}" holds preference pairs (${datasetFormatLabel(dataset.format)}): train it with DPO or ORPO.`
     : `"${dataset.name}" is ${datasetFormatLabel(dataset.format).toLowerCase()} data: SFT teaches the model to answer like it.`;
@@ -57,7 +65,7 @@ export function MethodStep({
       {error && <Banner tone="error">{error}</Banner>}
       <h3 className="tr-step__subtitle">Training method</h3>
       <p className="tr-step__lead">{lead(dataset)}</p>
-      <div className="tr-choices tr-choices--three" role="radiogroup" aria-label="Method">
+      <div className="tr-choices tr-choices--two" role="radiogroup" aria-label="Method">
         {METHODS.map((m) => {
           const blocked = methodBlocked(m.value, dataset);
           return (
