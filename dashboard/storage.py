@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Sum
+from django.db.models import Count, F, Sum
 
 from accounts.models import User
 from datasets_app.models import DatasetFile
@@ -43,10 +43,10 @@ def storage_usage() -> dict[str, Any]:
         row(r["dataset__owner_id"]).update(datasets_bytes=int(r["n"] or 0), datasets=r["d"])
     for r in ModelExport.objects.values("owner_id").annotate(n=Sum("size_bytes")):
         row(r["owner_id"])["exports_bytes"] = int(r["n"] or 0)
-    # Runs: what jobs keep in the artifact store (newest checkpoints of unfinished jobs, the models they produced);
-    # counted from the recorded sizes, no folder walked.
+    # Runs: what jobs keep in the artifact store (the newest checkpoint of each unfinished job and the one before it,
+    # the models they produced); counted from the recorded sizes, no folder walked.
     for r in TrainingJob.objects.exclude(checkpoint_key="").values("owner_id").annotate(
-            n=Sum("checkpoint_size"), c=Count("id")):
+            n=Sum(F("checkpoint_size") + F("previous_checkpoint_size")), c=Count("id")):
         row(r["owner_id"]).update(runs_bytes=int(r["n"] or 0), runs=int(r["c"] or 0))
     for r in FineTunedModel.objects.exclude(artifact_key="").values("owner_id").annotate(
             n=Sum("artifact_size"), c=Count("id")):

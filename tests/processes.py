@@ -73,10 +73,11 @@ def as_separate_host(cmd: list[str], private_dirs: list[Path]) -> list[str]:
 
 def start_celery_worker(
     env: dict[str, str], log_path: Path, *, queues: str = "default,training", name: str | None = None,
-    private_dirs: list[Path] | None = None,
+    private_dirs: list[Path] | None = None, broker_url: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `celery worker` and wait until it answers a ping; returns (process, node name). With `private_dirs`
-    the worker runs as a separate host (as_separate_host)."""
+    the worker runs as a separate host (as_separate_host); `broker_url`: the broker it uses when `env` names
+    another one than this process's (the ping goes there)."""
     node = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
     log = open(log_path, "ab")
     cmd = [sys.executable, "-m", "celery", "-A", "finetune", "worker", "-Q", queues, "-c", "1", "-n", node,
@@ -85,13 +86,16 @@ def start_celery_worker(
         as_separate_host(cmd, private_dirs) if private_dirs else cmd,
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    from celery import Celery
+
     from finetune.celery import app
 
+    pinger = Celery("ping", broker=broker_url) if broker_url else app  # (control's `connection=` misses replies)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"celery worker exited with {proc.returncode}; see {log_path}")
-        if app.control.ping(destination=[node], timeout=0.5):
+        if pinger.control.ping(destination=[node], timeout=0.5):
             return proc, node
     proc.kill()
     raise TimeoutError(f"celery worker {node} did not answer a ping in 90 s; see {log_path}")

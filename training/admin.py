@@ -65,6 +65,10 @@ class TrainingJobAdmin(audit.AuditedAdminMixin, admin.ModelAdmin):
                     "checkpoint_key",
                     "checkpoint_sha256",
                     "checkpoint_size",
+                    "previous_checkpoint_key",
+                    "previous_checkpoint_sha256",
+                    "previous_checkpoint_size",
+                    "previous_checkpoint_step",
                 )
             },
         ),

@@ -61,6 +61,12 @@ class TrainingJob(models.Model):
     checkpoint_key = models.CharField(max_length=300, blank=True, default="")
     checkpoint_sha256 = models.CharField(max_length=64, blank=True, default="")
     checkpoint_size = models.BigIntegerField(default=0)
+    # The stored checkpoint before it, kept until a newer one replaces it or the job finishes: a resume whose newest
+    # checkpoint is damaged (changed in the store, or written truncated) starts from this one instead.
+    previous_checkpoint_key = models.CharField(max_length=300, blank=True, default="")
+    previous_checkpoint_sha256 = models.CharField(max_length=64, blank=True, default="")
+    previous_checkpoint_size = models.BigIntegerField(default=0)
+    previous_checkpoint_step = models.PositiveIntegerField(default=0)
     external_id = models.CharField(max_length=200, blank=True, default="")  # Modal call id
     cost_usd = models.FloatField(default=0.0)  # Modal: GPU seconds x the GPU's price (settings table)
     compute_seconds = models.FloatField(default=0.0)  # worker/GPU time held, all attempts

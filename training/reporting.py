@@ -11,6 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from finetune.db import retry_on_lost_connection
+
 from . import services
 
 logger = logging.getLogger(__name__)
@@ -66,8 +68,8 @@ class DjangoReporter:
         if payload.get("type") == "checkpoint" and self.store_checkpoints:
             self._store_checkpoint(int(payload.get("step") or 0), str(payload.get("path") or ""))
             return
-        try:
-            services.record_event(self.job_id, payload)
+        try:  # a PostgreSQL restart: reconnect and store it (the run waits a little rather than lose points)
+            retry_on_lost_connection(services.record_event, self.job_id, payload)
         except Exception:
             logger.exception("job %s: could not record %s event", self.job_id, payload.get("type"))
 
@@ -80,10 +82,10 @@ class DjangoReporter:
             stored = workspace.store_checkpoint(self.job_id, path)
         except Exception as exc:  # storage down: training goes on; a resume starts from the previous stored one
             logger.exception("job %s: could not store the checkpoint of step %s", self.job_id, step)
-            services.record_event(self.job_id, {"type": "log", "level": "warning",
-                                                "line": f"checkpoint of step {step} not stored: {exc}"})
+            retry_on_lost_connection(services.record_event, self.job_id, {
+                "type": "log", "level": "warning", "line": f"checkpoint of step {step} not stored: {_plain(exc)}"})
             return
-        services.record_checkpoint(self.job_id, self.worker_id, step, stored)
+        retry_on_lost_connection(services.record_checkpoint, self.job_id, self.worker_id, step, stored)
 
     def should_stop(self) -> bool:
         if self._lease_lost.is_set():
@@ -95,4 +97,12 @@ class DjangoReporter:
         try:
             return services.should_stop(self.job_id, self.worker_id)
         except Exception:
+            close_old_connections()  # a dead connection (PostgreSQL restarted) is replaced on the next query
             return False
+
+
+def _plain(exc: BaseException) -> str:
+    """An error for the job's log without the host paths an OSError carries ("No space left on device")."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__

@@ -21,7 +21,7 @@ from finetune.redaction import hide_server_paths
 from models_app.catalogue import find_usable_base_model
 from models_app.models import FineTunedModel
 from training.engine.errors import ConfigError
-from training.engine.spec import HyperParams
+from training.engine.spec import METHODS, HyperParams, check_method_hyperparams
 
 from . import events, pricing
 from . import quotas as job_quotas
@@ -32,21 +32,25 @@ logger = logging.getLogger(__name__)
 RUN_TASK = "training.tasks.run_training_job"
 EMAIL_TASK = "training.tasks.send_job_email"
 WEBHOOK_TASK = "training.tasks.deliver_job_webhook"
-PREFERENCE_FORMATS = {"preference", "hh_rlhf", "sharegpt_preference"}
-METHODS = ("sft", "dpo", "orpo")
+PREFERENCE_FORMATS = {"preference", "hh_rlhf", "sharegpt_preference"}  # chosen/rejected pairs
+UNPAIRED_FORMATS = {"kto"}  # single answers labelled desirable or undesirable
 WEIGHTS = ("full", "lora", "qlora")
 
 
 # --- creation ---------------------------------------------------------------------------------------------------
-def validate_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, Any]:
-    """Check hyperparameters with the engine; a bad field answers 400 with the field named."""
+def validate_hyperparameters(hyperparameters: dict[str, Any], method: str | None = None) -> dict[str, Any]:
+    """Check hyperparameters with the engine (and the rules of ``method``); a bad field answers 400 naming it."""
     if not isinstance(hyperparameters, dict):
         raise ServiceError("hyperparameters must be an object.", field="hyperparameters")
     try:
-        return HyperParams.from_dict(hyperparameters).to_dict()
+        hyper = HyperParams.from_dict(hyperparameters)
+        if method is not None:
+            check_method_hyperparams(method, hyper)
+        return hyper.to_dict()
     except ConfigError as exc:
-        field = next((k for k in hyperparameters if str(exc).startswith(k)), None)
-        raise ServiceError(str(exc), field=f"hyperparameters.{field}" if field else "hyperparameters") from None
+        message = str(exc)
+        field = next((k for k in hyperparameters if message.startswith(k) or f" {k} " in message), None)
+        raise ServiceError(message, field=f"hyperparameters.{field}" if field else "hyperparameters") from None
 
 
 def resolve_dataset(owner: User, dataset_id: int, version: int | None) -> Dataset:
@@ -65,13 +69,28 @@ def resolve_dataset(owner: User, dataset_id: int, version: int | None) -> Datase
 
 
 def _check_method_fits_data(method: str, ds: Dataset) -> None:
-    is_pref = ds.format in PREFERENCE_FORMATS
+    is_pref, is_kto = ds.format in PREFERENCE_FORMATS, ds.format in UNPAIRED_FORMATS
+    if method in ("dpo", "orpo") and is_kto:
+        raise ServiceError(f"{method.upper()} needs chosen/rejected pairs; '{ds.name}' is KTO data (single answers "
+                           "labelled desirable or undesirable). Train it with KTO.", field="method")
     if method in ("dpo", "orpo") and not is_pref:
         raise ServiceError(f"{method.upper()} needs preference data (prompt/chosen/rejected); '{ds.name}' is "
                            f"{ds.format or 'not preference'} data. Use SFT, or upload preference pairs.", field="method")
+    if method == "kto" and not is_kto:
+        raise ServiceError(f"KTO needs rows labelled desirable or undesirable (a 'label' column); '{ds.name}' is "
+                           f"{ds.format or 'unlabelled'} data." + (" Train pairs with DPO or ORPO." if is_pref else
+                                                                   " Use SFT for it."), field="method")
     if method == "sft" and is_pref:
         raise ServiceError(f"'{ds.name}' holds preference pairs ({ds.format}); train it with DPO or ORPO.",
                            field="method")
+    if method == "sft" and is_kto:
+        labels = ((ds.report or {}).get("statistics") or {}).get("labels") or {}
+        undesirable = f" ({labels['undesirable']} of {labels['desirable'] + labels['undesirable']} rows are " \
+                      "undesirable)" if {"desirable", "undesirable"} <= labels.keys() else ""
+        raise ServiceError(f"'{ds.name}' is KTO data: its 'label' column marks answers desirable or not{undesirable}, "
+                           "and SFT would teach the model the undesirable ones too. Train it with KTO, or make a "
+                           "version with the preprocessing step 'Keep only desirable rows' (keep_desirable) and "
+                           "train SFT on that.", field="method")
 
 
 def create_job(
@@ -95,7 +114,7 @@ def create_job(
         raise ServiceError("Base model not found or not downloaded yet.", field="base_model")
     ds = resolve_dataset(owner, dataset_id, dataset_version)
     _check_method_fits_data(method, ds)
-    hyper = validate_hyperparameters(hyperparameters or {})
+    hyper = validate_hyperparameters(hyperparameters or {}, method)
     if base.context_length and hyper["max_length"] > base.context_length:
         raise ServiceError(f"max_length {hyper['max_length']} is above {base.name}'s context length "
                            f"{base.context_length}.", field="hyperparameters.max_length")
@@ -222,22 +241,24 @@ def record_event(job_id: int, event: dict[str, Any]) -> None:
         updates: dict[str, Any] = {"current_step": step}
         if kind == "metric":
             updates.update(total_steps=total, progress=(step / total) if total else 0.0, eta_s=event.get("eta_s"))
-        seq = _next_seq(job_id, "metric_seq", **updates)
         extra = {k: event[k] for k in ("total_steps", "samples_per_s", "tokens", "elapsed_s", "perplexity", "phase",
                                         "memory") if k in event}
-        point = MetricPoint.objects.create(
-            job_id=job_id, seq=seq, kind=kind, step=step, epoch=event.get("epoch"),
-            loss=event.get("loss") if kind == "metric" else None,
-            eval_loss=event.get("eval_loss"), learning_rate=event.get("learning_rate"),
-            grad_norm=event.get("grad_norm"), memory_mb=event.get("memory_mb"),
-            tokens_per_s=event.get("tokens_per_s"), eta_s=event.get("eta_s"), time=now, extra=extra,
-        )
+        with transaction.atomic():  # a seq and its point commit together: a lost connection leaves no hole
+            seq = _next_seq(job_id, "metric_seq", **updates)
+            point = MetricPoint.objects.create(
+                job_id=job_id, seq=seq, kind=kind, step=step, epoch=event.get("epoch"),
+                loss=event.get("loss") if kind == "metric" else None,
+                eval_loss=event.get("eval_loss"), learning_rate=event.get("learning_rate"),
+                grad_norm=event.get("grad_norm"), memory_mb=event.get("memory_mb"),
+                tokens_per_s=event.get("tokens_per_s"), eta_s=event.get("eta_s"), time=now, extra=extra,
+            )
         events.publish(job_id, {"type": "metric", **metric_payload(point)})
     elif kind == "log":
-        seq = _next_seq(job_id, "log_seq")
         line = hide_server_paths(str(event.get("line") or event.get("message") or ""))[:10000]
-        LogLine.objects.create(job_id=job_id, seq=seq, level=str(event.get("level") or "info")[:8], line=line,
-                               time=now)
+        with transaction.atomic():
+            seq = _next_seq(job_id, "log_seq")
+            LogLine.objects.create(job_id=job_id, seq=seq, level=str(event.get("level") or "info")[:8], line=line,
+                                   time=now)
         events.publish(job_id, {"type": "log", "seq": seq, "level": event.get("level", "info"), "line": line})
     elif kind == "status":
         phase = str(event.get("status") or "")
@@ -304,32 +325,73 @@ def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTun
             metrics=result.get("metrics") or {}, hyperparameters=job.hyperparameters,
         )
         job.progress = 1.0
-        finished_checkpoint = job.checkpoint_key  # the final model is stored: the checkpoint is no longer needed
+        # The final model is stored: the checkpoints are no longer needed.
+        finished_checkpoints = (job.checkpoint_key, job.previous_checkpoint_key)
         job.checkpoint_key, job.checkpoint_sha256, job.checkpoint_size = "", "", 0
+        job.previous_checkpoint_key, job.previous_checkpoint_sha256 = "", ""
+        job.previous_checkpoint_size = job.previous_checkpoint_step = 0
         _finish(job, TrainingJob.Status.SUCCEEDED, "")
-        transaction.on_commit(lambda: artifacts.delete(finished_checkpoint))
+        transaction.on_commit(lambda: [artifacts.delete(key) for key in finished_checkpoints])
     events.publish(job_id, {"type": "status", "status": "succeeded", "model": model.pk, "error": ""})
     return model
 
 
 def record_checkpoint(job_id: int, worker_id: str, step: int, stored: artifacts.StoredArtifact) -> bool:
-    """Name a checkpoint already uploaded to the store as the job's newest (the attempt must still hold the lease);
-    the one it replaces is deleted from the store. False (and the upload removed) when the attempt lost its job."""
+    """Name a checkpoint already uploaded to the store as the job's newest (the attempt must still hold the lease).
+    The newest stored one before it (by step) is kept as the previous checkpoint, for a resume whose newest turns out
+    damaged; any other one is deleted from the store. False (and the upload removed) when the attempt lost its job."""
     with transaction.atomic():
         job = TrainingJob.objects.select_for_update().only(
-            "lease_owner", "status", "checkpoint_key", "last_checkpoint_step").get(pk=job_id)
+            "lease_owner", "status", "checkpoint_key", "checkpoint_sha256", "checkpoint_size", "last_checkpoint_step",
+            "previous_checkpoint_key", "previous_checkpoint_sha256", "previous_checkpoint_size",
+            "previous_checkpoint_step").get(pk=job_id)
         if job.lease_owner != worker_id or job.status not in TrainingJob.ACTIVE:
-            if stored.key != job.checkpoint_key:
+            if stored.key not in (job.checkpoint_key, job.previous_checkpoint_key):
                 transaction.on_commit(lambda: artifacts.delete(stored.key))
             logger.warning("job %s: checkpoint of step %s from %s dropped (lease lost)", job_id, step, worker_id)
             return False
-        replaced = job.checkpoint_key if job.checkpoint_key != stored.key else ""
+        held = [(job.last_checkpoint_step, job.checkpoint_key, job.checkpoint_sha256, job.checkpoint_size),
+                (job.previous_checkpoint_step, job.previous_checkpoint_key, job.previous_checkpoint_sha256,
+                 job.previous_checkpoint_size)]
+        held = [h for h in held if h[1] and h[1] != stored.key]
+        # A resumed run that went back to an earlier checkpoint saves steps at or below a newer stored one: that
+        # newer one (damaged, or from the abandoned path) is dropped, never kept as "previous".
+        older = [h for h in held if h[0] < step]
+        previous = max(older, default=(0, "", "", 0))
+        dropped = [h[1] for h in held if h[1] != previous[1]]
         TrainingJob.objects.filter(pk=job_id).update(
             checkpoint_key=stored.key, checkpoint_sha256=stored.sha256, checkpoint_size=stored.size,
-            last_checkpoint_step=step)
-        transaction.on_commit(lambda: artifacts.delete(replaced))
+            last_checkpoint_step=step, previous_checkpoint_step=previous[0], previous_checkpoint_key=previous[1],
+            previous_checkpoint_sha256=previous[2], previous_checkpoint_size=previous[3])
+        transaction.on_commit(lambda: [artifacts.delete(key) for key in dropped])
     events.publish(job_id, {"type": "checkpoint", "step": step})
     return True
+
+
+def drop_damaged_checkpoint(job_id: int, key: str, reason: str) -> int | None:
+    """The job's newest stored checkpoint `key` cannot be used (it no longer matches its hash, or it would not
+    load): the previous one becomes the newest, the damaged object is deleted and the job's log says so. Returns the
+    step resumed from instead, or None when there is no previous checkpoint (the job starts over)."""
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().only(
+            "checkpoint_key", "last_checkpoint_step", "previous_checkpoint_key", "previous_checkpoint_sha256",
+            "previous_checkpoint_size", "previous_checkpoint_step").get(pk=job_id)
+        if job.checkpoint_key != key:
+            return None
+        damaged_step = job.last_checkpoint_step
+        fallback = job.previous_checkpoint_step if job.previous_checkpoint_key else None
+        TrainingJob.objects.filter(pk=job_id).update(
+            checkpoint_key=job.previous_checkpoint_key, checkpoint_sha256=job.previous_checkpoint_sha256,
+            checkpoint_size=job.previous_checkpoint_size, last_checkpoint_step=job.previous_checkpoint_step,
+            previous_checkpoint_key="", previous_checkpoint_sha256="", previous_checkpoint_size=0,
+            previous_checkpoint_step=0)
+        transaction.on_commit(lambda: artifacts.delete(key))
+    logger.warning("job %s: stored checkpoint %s of step %s is damaged: %s", job_id, key, damaged_step, reason)
+    then = (f"resuming from the checkpoint before it, step {fallback}" if fallback is not None
+            else "no earlier checkpoint is stored: training starts from the beginning")
+    record_event(job_id, {"type": "log", "level": "warning",
+                          "line": f"the stored checkpoint of step {damaged_step} is damaged ({reason}); {then}"})
+    return fallback
 
 
 def _next_model_version(owner_id: int, name: str) -> int:
@@ -470,9 +532,10 @@ def delete_job(job: TrainingJob) -> None:
     """Delete a finished job and its metrics (a running one must be cancelled first)."""
     if job.status in TrainingJob.ACTIVE:
         raise ServiceError("Cancel the job before deleting it.", status_code=409)
-    checkpoint = job.checkpoint_key
+    checkpoints = (job.checkpoint_key, job.previous_checkpoint_key)
     job.delete()
-    artifacts.delete(checkpoint)
+    for key in checkpoints:
+        artifacts.delete(key)
 
 
 # --- operators (admin): requeue a stuck job ------------------------------------------------------------------------

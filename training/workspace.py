@@ -21,9 +21,9 @@ from django.conf import settings
 
 from finetune import artifacts
 from models_app.artifacts import base_model_folder, model_folder, store_model_folder
-from training import specs
-from training.engine.artifacts import MANIFEST, without_host_paths
-from training.engine.checkpoints import PREFIX
+from training import services, specs
+from training.engine.artifacts import MANIFEST, ArtifactCorrupt, without_host_paths
+from training.engine.checkpoints import PREFIX, checkpoint_problem
 from training.engine.spec import TrainingSpec
 from training.models import TrainingJob
 
@@ -53,17 +53,38 @@ def prepare(job: TrainingJob) -> Iterator[Workspace]:
                 if produced is None:
                     raise FileNotFoundError("the job to continue from produced no model")
                 init_from = str(stack.enter_context(model_folder(produced)))
-            resumed = 0
-            if job.checkpoint_key:
-                resumed = job.last_checkpoint_step
-                with artifacts.use(job.checkpoint_key, job.checkpoint_sha256,
-                                   label=f"job {job.pk} checkpoint {resumed}") as stored:
-                    shutil.copytree(stored, scratch / f"{PREFIX}{resumed}", ignore=shutil.ignore_patterns(MANIFEST))
-                logger.info("job %s: resuming from the stored checkpoint of step %s", job.pk, resumed)
+            resumed = fetch_checkpoint(job, scratch)
             spec = specs.build(job, scratch, base_model=base, init_from=init_from)
             yield Workspace(scratch, spec, resumed)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fetch_checkpoint(job: TrainingJob, scratch: Path) -> int:
+    """Copy the job's newest stored checkpoint into `scratch` (the engine resumes from it); the step, 0 for none.
+    One that no longer matches its hash in the store or would not load (a missing or truncated file) is dropped and
+    the one before it is used instead (services.drop_damaged_checkpoint says so in the job's log)."""
+    key, sha256, step = job.checkpoint_key, job.checkpoint_sha256, job.last_checkpoint_step
+    while key:
+        folder = scratch / f"{PREFIX}{step}"
+        try:
+            with artifacts.use(key, sha256, label=f"job {job.pk} checkpoint {step}") as stored:
+                shutil.copytree(stored, folder, ignore=shutil.ignore_patterns(MANIFEST))
+            problem = checkpoint_problem(folder)
+        except ArtifactCorrupt as exc:
+            if "does not match" not in str(exc):  # this host's cache thrashing, not a damaged object: retry later
+                raise
+            problem = "it no longer matches its recorded SHA-256"
+        except FileNotFoundError:
+            problem = "it is missing from the store"
+        if problem is None:
+            logger.info("job %s: resuming from the stored checkpoint of step %s", job.pk, step)
+            return step
+        shutil.rmtree(folder, ignore_errors=True)
+        services.drop_damaged_checkpoint(job.pk, key, problem)
+        job.refresh_from_db(fields=["checkpoint_key", "checkpoint_sha256", "last_checkpoint_step"])
+        key, sha256, step = job.checkpoint_key, job.checkpoint_sha256, job.last_checkpoint_step
+    return 0
 
 
 def store_checkpoint(job_id: int, path: str) -> artifacts.StoredArtifact:

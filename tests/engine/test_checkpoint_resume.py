@@ -97,9 +97,9 @@ def _spec(make_spec: Any, out: Path, data: Path) -> TrainingSpec:
     )
 
 
-def _cli(spec_file: Path) -> subprocess.Popen[str]:
+def _cli(spec_file: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "training.engine.cli", str(spec_file)],
+        [sys.executable, "-m", "training.engine.cli", str(spec_file), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -133,7 +133,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(
     resume_step = max(s for s, _ in list_checkpoints(spec.output_dir))
     assert resume_step >= KILL_AFTER and not (Path(spec.output_dir) / "final").exists()
 
-    proc = _cli(spec_file)
+    proc = _cli(spec_file, "--resume")
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0
     lines = [json.loads(line) for line in out.splitlines()]

@@ -37,3 +37,9 @@ class Cancelled(EngineError):
     """The run was cancelled cooperatively (a checkpoint was saved first)."""
 
     kind = "cancelled"
+
+
+class DiskFull(EngineError):
+    """The disk filled up while the run wrote a checkpoint or the final model; what was written before is intact."""
+
+    kind = "disk_full"

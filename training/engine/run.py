@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .callbacks.base import Callback, Emitter
-from .errors import EngineError, ExportError
+from .errors import DiskFull, EngineError, ExportError
 from .preflight import select_unsloth
 from .result import TrainingResult, library_versions
 from .spec import TrainingSpec
@@ -192,6 +192,14 @@ class Run:
                 f"{report.truncated} of {report.train_rows} training rows are longer than "
                 f"max_length={self.spec.hyper.max_length} and were truncated",
             )
+        if report.packed_blocks:
+            self.emitter.status(
+                "preparing_data",
+                f"packed into {report.packed_blocks} training blocks of up to {self.spec.hyper.max_length} tokens "
+                f"({report.total_tokens} tokens of the training rows, none truncated) and {report.eval_rows} eval "
+                f"blocks ({report.format}); {report.row_errors} skipped",
+            )
+            return
         self.emitter.status(
             "preparing_data",
             f"{report.train_rows} training rows, {report.eval_rows} eval rows ({report.format}); "
@@ -214,15 +222,36 @@ class Run:
 
         Nothing was written before this point: bad specs, bad data and models that refuse the LoRA targets leave
         ``output_dir`` untouched."""
-        from .checkpoints import clean_incomplete, latest_complete_checkpoint, list_checkpoints
+        from .checkpoints import clean_incomplete, list_checkpoints
 
         self.out.mkdir(parents=True, exist_ok=True)
         clean_incomplete(self.out)
         if self.spec.resume:
-            return latest_complete_checkpoint(self.out)
+            return self._checkpoint_to_resume()
         for _step, path in list_checkpoints(self.out, complete_only=False):
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.method.best_dir, ignore_errors=True)
+        return None
+
+    def _checkpoint_to_resume(self) -> str | None:
+        """The newest complete checkpoint that loads. A damaged newer one (a truncated or missing file) is removed
+        with a warning, so the run resumes from the one before it (``save_total_limit`` >= 2 keeps one) and the
+        checkpoints it writes next are never shadowed by the damaged one."""
+        from .checkpoints import checkpoint_problem, list_checkpoints, remove_checkpoint
+
+        found = list_checkpoints(self.out)
+        for i in range(len(found) - 1, -1, -1):
+            step, path = found[i]
+            problem = checkpoint_problem(path)
+            if problem is None:
+                return path
+            remove_checkpoint(path)
+            fallback = (
+                f"resuming from the checkpoint before it, step {found[i - 1][0]}"
+                if i
+                else "no earlier checkpoint is left: training starts from the beginning"
+            )
+            self.emitter.log("warning", f"the checkpoint of step {step} cannot be loaded ({problem}); {fallback}")
         return None
 
     # --- evaluating / training -----------------------------------------------------------------------------------
@@ -235,7 +264,12 @@ class Run:
 
     def train(self, resume_from: str | None) -> TrainOutcome:
         """The training loop (from ``resume_from`` when given)."""
-        self.emitter.status("training", f"resuming from {resume_from}" if resume_from else "training")
+        from .checkpoints import checkpoint_step
+
+        self.emitter.status(
+            "training",
+            f"resuming from the checkpoint of step {checkpoint_step(resume_from)}" if resume_from else "training",
+        )
         return self.method.train(resume_from)
 
     def metrics(self, before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, Any]:
@@ -267,13 +301,22 @@ class Run:
     # --- saving / exporting --------------------------------------------------------------------------------------
     def save(self, metrics: dict[str, Any]) -> Path:
         """Write ``final/`` (model, tokenizer, model card) atomically; its path."""
+        from .checkpoints import disk_full_message, is_disk_full
+
         self.emitter.status("saving", "saving the final model")
         final = self.out / FINAL_DIR
         tmp = self.out / f".{FINAL_DIR}.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
-        self.method.save_final(str(tmp))
-        self._write_card(tmp, metrics)
+        try:
+            self.method.save_final(str(tmp))
+            self._write_card(tmp, metrics)
+        except Exception as exc:
+            full = is_disk_full(exc, self.out)
+            shutil.rmtree(tmp, ignore_errors=True)  # give the partial folder's space back
+            if full:
+                raise DiskFull(disk_full_message("saving the final model", self.out)) from exc
+            raise
         _publish_dir(tmp, final)
         return final
 
@@ -319,7 +362,7 @@ class Run:
                     out_dir=os.path.join(spec.output_dir, EXPORTS_DIR),
                 )
                 artifacts.append(artifact.to_dict())
-                self.emitter.log("info", f"exported {name}: {artifact.path}")
+                self.emitter.log("info", f"exported {name}: {Path(artifact.path).name}")  # no host path
             except (ExportError, EngineError) as exc:
                 artifacts.append({"kind": name, "error": str(exc)})
                 self.emitter.log("error", f"export {name} failed: {exc}")
@@ -397,11 +440,13 @@ class Run:
 
     def cancelled(self, step: int = 0, total: int = 0) -> TrainingResult:
         """The ``cancelled`` result, naming the checkpoint to resume from."""
-        from .checkpoints import latest_complete_checkpoint
+        from .checkpoints import checkpoint_step, latest_complete_checkpoint
 
         spec = self.spec
         checkpoint = latest_complete_checkpoint(spec.output_dir) if os.path.isdir(spec.output_dir) else None
-        message = f"cancelled at step {step}" + (f"; resume from {checkpoint}" if checkpoint else "")
+        message = f"cancelled at step {step}" + (
+            f"; resume from the checkpoint of step {checkpoint_step(checkpoint)}" if checkpoint else ""
+        )
         self.emitter.status("cancelled", message)
         return TrainingResult(
             job_id=spec.job_id,

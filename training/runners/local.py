@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from finetune.db import retry_on_lost_connection
 from training import services, workspace
 from training.engine import run_training
 from training.engine.errors import EngineError
@@ -24,15 +25,19 @@ def run(job: TrainingJob, worker_id: str) -> None:
                 result = workspace.store_final(job.pk, result)
     except EngineError as exc:  # bad data, bad config, out of memory: the user can fix it, no retry
         reporter.close()
-        services.fail_job(job.pk, str(exc), kind=getattr(exc, "kind", "engine"), worker_id=worker_id)
+        retry_on_lost_connection(services.fail_job, job.pk, str(exc), kind=getattr(exc, "kind", "engine"),
+                                 worker_id=worker_id)
         return
     except Exception as exc:
         reporter.close()
         logger.exception("job %s: unexpected error", job.pk)
-        services.fail_job(job.pk, f"Internal error ({type(exc).__name__}); see the worker log.", worker_id=worker_id)
+        retry_on_lost_connection(services.fail_job, job.pk, f"Internal error ({type(exc).__name__}); see the worker "
+                                 "log.", worker_id=worker_id)
         return
     reporter.close()
     if reporter.lease_lost:
         logger.warning("job %s: finished after losing its lease; result dropped", job.pk)
         return
-    services.complete_job(job.pk, worker_id, result)
+    # The run's connection may have died with a PostgreSQL restart during training: reconnect (complete_job is
+    # idempotent: a second call finds the job finished and changes nothing).
+    retry_on_lost_connection(services.complete_job, job.pk, worker_id, result)
