@@ -79,3 +79,32 @@ async def test_missing_or_foreign_origin_is_refused(headers):
     # at event-loop teardown instead can hang inside channels-redis's receive.
     await comm.disconnect()
     await _close_db()
+
+
+@sync_to_async
+def _token(username: str) -> tuple[str, int]:
+    from accounts.models import User
+    from accounts.services import create_api_token
+
+    user = User.objects.create_user(username=username, email=f"{username}@example.com", password="x-Strong-pass-1")
+    return create_api_token(user, name="script").key, user.pk
+
+
+async def test_an_api_token_signs_a_script_socket_in_and_a_bad_one_does_not():
+    from accounts import realtime as events
+
+    key, user_id = await _token("wstoken")
+    comm = WebsocketCommunicator(application, "/ws/notifications/",
+                                 headers=[(b"authorization", f"Token {key}".encode()), (b"origin", b"http://localhost")])
+    assert (await comm.connect())[0]
+    assert (await comm.receive_json_from())["user"] == "wstoken"
+    await sync_to_async(events.publish_task_progress)(user_id, kind="export", task_id=9, progress=1.0, status="done")
+    assert (await comm.receive_json_from(timeout=5))["id"] == 9
+    await comm.disconnect()
+    for header in (b"Token not-a-key", b"Bearer " + key.encode()):
+        bad = WebsocketCommunicator(application, "/ws/notifications/",
+                                    headers=[(b"authorization", header), (b"origin", b"http://localhost")])
+        connected, _ = await bad.connect()
+        assert not connected
+        await bad.disconnect()
+    await _close_db()
