@@ -1,4 +1,4 @@
-"""Exports of fine-tuned models (LoRA adapter, merged safetensors, GGUF f16/q8_0) as background tasks, stored in
+"""Exports of fine-tuned models (LoRA adapter, merged safetensors, GGUF F16/Q8_0/Q6_K/Q5_K_M/Q4_K_M) as background tasks, stored in
 Django storage and downloaded by their owner through short-lived signed links.
 
 A GGUF is only offered once the engine's llama.cpp verification (``training/engine/exporters/verify.py``: greedy
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 KIND = "export"
 FORMATS = tuple(ModelExport.Format.values)  # adapter, merged, gguf
-QUANTIZATIONS = ("f16", "q8_0")
+QUANTIZATIONS = ("f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m")  # the engine's gguf-* exporters
 DEFAULT_QUANTIZATION = "q8_0"
 ADAPTER_WEIGHTS = ("lora", "qlora")
 _SIGNING_SALT = "models_app.exports.download"
@@ -67,11 +67,17 @@ def owned_exports(user: User) -> Any:
     return ModelExport.objects.filter(owner=user).select_related("model")
 
 
+def normalize_quantization(value: str | None) -> str:
+    """A GGUF quantization as stored ("Q4_K_M" and "q4_k_m" are one): lower case, "" when not given."""
+    return str(value or "").strip().lower()
+
+
 def export_file_name(export: ModelExport) -> str:
-    """The download's file name, e.g. ``tiny-alpaca-v2-q8_0.gguf`` or ``tiny-alpaca-v2-adapter.zip``."""
+    """The download's file name, named the way GGUF files usually are: ``tiny-alpaca-v2-Q4_K_M.gguf``,
+    ``tiny-alpaca-v2-F16.gguf``, or ``tiny-alpaca-v2-adapter.zip``."""
     stem = f"{slugify(export.model.name) or 'model'}-v{export.model.version}"
     if export.format == ModelExport.Format.GGUF:
-        return f"{stem}-{export.quantization}.gguf"
+        return f"{stem}-{export.quantization.upper()}.gguf"
     return f"{stem}-{export.format}.zip"
 
 
@@ -101,15 +107,15 @@ def open_export(export: ModelExport) -> Iterator[IO[bytes]]:
 def validate_choice(model: FineTunedModel, fmt: str, quantization: str | None) -> tuple[str, str]:
     """(format, quantization) checked against what can be exported, or ServiceError with a clear message."""
     fmt = (fmt or "").strip().lower()
-    quantization = (quantization or "").strip().lower()
+    quantization = normalize_quantization(quantization)
     if fmt not in FORMATS:
         raise ServiceError(f"Unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}.", field="format")
     if fmt == ModelExport.Format.GGUF:
         quantization = quantization or DEFAULT_QUANTIZATION
         if quantization not in QUANTIZATIONS:
             raise ServiceError(
-                f"GGUF quantization {quantization!r} is not supported; choose one of: {', '.join(QUANTIZATIONS)}. "
-                "k-quants such as q4_k_m need llama.cpp's compiled llama-quantize, which is not installed.",
+                f"GGUF quantization {quantization!r} is not supported; choose one of: "
+                f"{', '.join(q.upper() for q in QUANTIZATIONS)}.",
                 field="quantization",
             )
     elif quantization:

@@ -152,7 +152,7 @@ class ModelExport(ModelTask):
 
     model = models.ForeignKey(FineTunedModel, on_delete=models.CASCADE, related_name="exports")
     format = models.CharField(max_length=16, choices=Format.choices)
-    quantization = models.CharField(max_length=16, blank=True, default="")  # gguf: f16 | q8_0
+    quantization = models.CharField(max_length=16, blank=True, default="")  # gguf: f16 | q8_0 | q6_k | q5_k_m | q4_k_m
     file_key = models.CharField(max_length=500, blank=True, default="")  # storage key of the downloadable file
     size_bytes = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True, default="")
@@ -189,6 +189,7 @@ class OllamaImport(ModelTask):
     model = models.ForeignKey(FineTunedModel, on_delete=models.CASCADE, related_name="ollama_imports")
     ollama_name = models.CharField(max_length=200)
     host = models.CharField(max_length=300, blank=True, default="")
+    quantization = models.CharField(max_length=16, blank=True, default="")  # the GGUF imported ("" = the setting's)
     modelfile = models.TextField(blank=True, default="")
     verification = models.JSONField(default=dict, blank=True)
 

@@ -256,9 +256,15 @@ def check_name_free(name: str, user: User, host: str) -> None:
                            status_code=409)
 
 
-def request_ollama_import(user: User, model_id: int, name: str) -> OllamaImport:
-    """Validate the name, record an import of the user's model and enqueue it once the transaction commits."""
-    from models_app.exports import get_owned_model
+def request_ollama_import(user: User, model_id: int, name: str, *, quantization: str | None = None) -> OllamaImport:
+    """Validate the name, record an import of the user's model (its GGUF in ``quantization``, default
+    OLLAMA_QUANTIZATION) and enqueue it once the transaction commits."""
+    from models_app.exports import QUANTIZATIONS, get_owned_model, normalize_quantization
+
+    quant = normalize_quantization(quantization or settings.OLLAMA_QUANTIZATION)
+    if quant not in QUANTIZATIONS:
+        raise ServiceError(f"GGUF quantization {quantization!r} is not supported; choose one of: "
+                           f"{', '.join(q.upper() for q in QUANTIZATIONS)}.", field="quantization")
 
     model = get_owned_model(user, model_id)
     name = validate_name(name, user)
@@ -277,6 +283,7 @@ def request_ollama_import(user: User, model_id: int, name: str) -> OllamaImport:
             model=model,
             ollama_name=name,
             host=host,
+            quantization=quant,
             run_token=uuid.uuid4().hex,
         )
         token = row.run_token
@@ -332,7 +339,7 @@ def _run(row: OllamaImport) -> None:
     _progress(row, 0.02, "checking the Ollama server")
     client.tags()  # fail fast (before a long export) when the server is unreachable or is not Ollama
 
-    quantization = str(settings.OLLAMA_QUANTIZATION)
+    quantization = row.quantization or str(settings.OLLAMA_QUANTIZATION)
 
     def on_export(fraction: float, stage: str) -> None:
         _progress(row, 0.05 + 0.55 * fraction, f"GGUF export: {stage}")

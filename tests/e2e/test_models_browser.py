@@ -219,6 +219,7 @@ def test_model_page_playground_push_and_ollama_import(page, models_servers, fake
     name.fill("tiny-alpaca:v2")
     expect(dialog.get_by_test_id("field-error")).to_have_count(0)
     expect(dialog.get_by_test_id("ollama-run-preview")).to_have_text("ollama run mona/tiny-alpaca:v2")
+    dialog.get_by_test_id("ollama-quantization").select_option("q4_k_m")  # the size people run locally
     dialog.get_by_test_id("ollama-submit").click()
     expect(dialog.get_by_test_id("ollama-progress").or_(dialog.get_by_test_id("ollama-result"))).to_be_visible()
     shot("08-ollama-running.png")
@@ -231,11 +232,12 @@ def test_model_page_playground_push_and_ollama_import(page, models_servers, fake
 
     imported = OllamaImport.objects.get(model=v2)
     assert imported.status == "succeeded" and imported.verification["golden"]["match"]
+    assert imported.quantization == "q4_k_m"
     assert HubPush.objects.filter(model=v2, status="succeeded").exists()
 
     # The import exported a verified GGUF: the Export card shows it with its llama.cpp verification.
     gguf = ModelExport.objects.get(model=v2, format="gguf")
-    assert gguf.status == "succeeded"
+    assert gguf.status == "succeeded" and gguf.quantization == "q4_k_m" and gguf.file_key.endswith("-Q4_K_M.gguf")
     row = page.locator("[data-testid=export-row][data-format=gguf][data-status=succeeded]")
     expect(row).to_be_visible(timeout=20000)
     expect(row.get_by_test_id("export-verification")).to_have_attribute("data-passed", "true")

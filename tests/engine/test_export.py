@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import importlib.util
 import json
@@ -141,7 +143,7 @@ def _assert_nothing_written(out: Path) -> None:
 
 
 def test_it_lists_the_exporters():
-    assert list_exporters() == ["adapter", "gguf-f16", "gguf-q8_0", "merged"]
+    assert list_exporters() == ["adapter", "gguf-f16", "gguf-q4_k_m", "gguf-q5_k_m", "gguf-q6_k", "gguf-q8_0", "merged"]
 
 
 def test_adapter_export_reloads_on_the_base_with_the_same_logits(trained, tmp_path):
@@ -247,6 +249,25 @@ def test_gguf_q8_0_of_a_merged_model_passes_verification(merged, trained, tmp_pa
 
 
 @needs_gguf
+@pytest.mark.parametrize("quantization", ["q6_k", "q5_k_m", "q4_k_m"])
+def test_k_quants_are_made_by_llama_cpp_and_answer_the_golden_prompts(merged, trained, tmp_path, quantization):
+    """Each k-quant: llama.cpp's converter to f16, its quantizer to the k-quant (the f16 removed), the file type in
+    the GGUF header, and verification on llama.cpp within the quantization's tolerance."""
+    from training.engine.exporters.verify import TOLERANCES
+
+    name = f"model-{quantization.upper()}.gguf"
+    artifact = export_artifact(f"gguf-{quantization}", model_dir=merged.path, base_model_path=trained["base_path"],
+                               out_dir=str(tmp_path), file_name=name)
+    assert Path(artifact.path).name == name and Path(artifact.path).read_bytes()[:4] == b"GGUF"
+    report = artifact.metadata["verification"]
+    assert report["passed"] and report["quantization"] == quantization, report
+    assert report["tolerance"] == dataclasses.asdict(TOLERANCES[quantization])
+    assert all(c["llama_answer"].strip() for c in report["checks"])  # it answers the golden prompts
+    assert not list(Path(artifact.path).parent.glob("*.tmp"))
+    assert "llama_model_quantize" in artifact.metadata["converter"]
+
+
+@needs_gguf
 def test_verification_rejects_a_gguf_of_a_different_model(gguf_f16, trained):
     from training.engine.exporters import verify_gguf
 
@@ -297,8 +318,10 @@ def test_verification_rejects_a_corrupted_gguf(gguf_f16, trained, tmp_path):
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("onnx", {}, "Unknown export format 'onnx'; available: adapter, gguf-f16, gguf-q8_0, merged"),
-        ("gguf-q4_k_m", {}, "quantization 'q4_k_m' is not supported; supported exports: gguf-f16, gguf-q8_0"),
+        ("onnx", {}, "Unknown export format 'onnx'; available: adapter, gguf-f16, gguf-q4_k_m, gguf-q5_k_m, gguf-q6_k, "
+                     "gguf-q8_0, merged"),
+        ("gguf-q3_k_m", {}, "GGUF quantization 'q3_k_m' is not supported; supported exports: gguf-f16, gguf-q8_0, "
+                            "gguf-q6_k, gguf-q5_k_m, gguf-q4_k_m."),
         ("merged", {"dtype": "int3"}, "Unsupported dtype 'int3'"),
         ("merged", {"colour": "blue"}, "Bad options for the merged export"),
     ],

@@ -73,4 +73,4 @@ def test_export_download_link_redirects_to_the_bucket(s3_storage, auth_client, u
     assert r.status_code == 302 and r["Location"].startswith(s3_storage.url)
     got = requests.get(r["Location"], timeout=30)
     assert got.status_code == 200 and got.content == body
-    assert "tiny-v1-q8_0.gguf" in got.headers["Content-Disposition"]
+    assert "tiny-v1-Q8_0.gguf" in got.headers["Content-Disposition"]

@@ -67,7 +67,7 @@ def test_gguf_f16_export_is_verified_on_llama_cpp_and_stored(gguf_f16):
     check = report["checks"][0]
     assert check["llama_token_ids"][:8] == check["hf_token_ids"][:8]
     assert set(report["timings"]) >= {"export_s", "conversion_s", "merge_s", "store_s", "total_s"}
-    assert export.file_key == f"exports/{export.owner_id}/{export.model_id}/{export.pk}/tiny-alpaca-v1-f16.gguf"
+    assert export.file_key == f"exports/{export.owner_id}/{export.model_id}/{export.pk}/tiny-alpaca-v1-F16.gguf"
     with default_storage.open(export.file_key, "rb") as fh:
         data = fh.read()
     assert data[:4] == b"GGUF" and len(data) == export.size_bytes > 200_000_000
@@ -253,7 +253,8 @@ def test_merged_export_generates_like_the_verified_reference(gguf_f16, tmp_path)
     ("body", "field", "message"),
     [
         ({"format": "onnx"}, "format", "Unknown export format 'onnx'; choose one of: adapter, merged, gguf."),
-        ({"format": "gguf", "quantization": "q4_k_m"}, "quantization", "GGUF quantization 'q4_k_m' is not supported"),
+        ({"format": "gguf", "quantization": "Q3_K_M"}, "quantization",
+         "GGUF quantization 'Q3_K_M' is not supported; choose one of: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M."),
         ({"format": "merged", "quantization": "q8_0"}, "quantization", "Quantization applies only to GGUF exports"),
         ({}, "format", "This field is required."),
     ],
@@ -285,7 +286,7 @@ def test_export_api_accepts_lists_and_details(user, make_finetuned, django_captu
     assert response.status_code == 202
     body = response.json()
     assert body["status"] == "queued" and body["format"] == "gguf" and body["quantization"] == "f16"
-    assert body["file_name"] == "tiny-alpaca-v1-f16.gguf" and body["download"] is None
+    assert body["file_name"] == "tiny-alpaca-v1-F16.gguf" and body["download"] is None
     assert len(callbacks) == 1  # the Celery task is sent once the transaction commits
     listed = client.get(f"/api/models/{model.pk}/exports/").json()
     assert listed["count"] == 1 and listed["results"][0]["id"] == body["id"]
@@ -303,13 +304,13 @@ def test_signed_link_streams_the_file_to_anyone_holding_it_until_it_expires(gguf
     assert response.status_code == 200
     link = response.json()
     assert link["expires_in"] == settings.EXPORT_LINK_TTL_S == 300
-    assert link["file_name"] == "tiny-alpaca-v1-f16.gguf" and link["sha256"] == export.sha256
+    assert link["file_name"] == "tiny-alpaca-v1-F16.gguf" and link["sha256"] == export.sha256
     assert link["url"].startswith(f"http://testserver/api/models/exports/{export.pk}/download/?sig=")
 
     anonymous = APIClient()
     streamed = anonymous.get(link["url"])
     assert streamed.status_code == 200
-    assert streamed["Content-Disposition"] == 'attachment; filename="tiny-alpaca-v1-f16.gguf"'
+    assert streamed["Content-Disposition"] == 'attachment; filename="tiny-alpaca-v1-F16.gguf"'
     assert _sha256(b"".join(streamed.streaming_content)) == export.sha256
 
     redirect = owner_client.get(f"/api/models/exports/{export.pk}/download/?redirect=1")

@@ -82,7 +82,7 @@ def test_import_uploads_creates_and_verifies_the_model(imported):
     assert row.verification["create"][-1] == "success"
     fake = imported["fake"]
     assert (fake.blobs / f"sha256-{export.sha256}").stat().st_size == export.size_bytes
-    assert fake.models[row.ollama_name]["files"] == {"tiny-alpaca-v1-q8_0.gguf": f"sha256:{export.sha256}"}
+    assert fake.models[row.ollama_name]["files"] == {"tiny-alpaca-v1-Q8_0.gguf": f"sha256:{export.sha256}"}
 
 
 @pytest.mark.django_db
@@ -102,7 +102,7 @@ def test_modelfile_template_and_stops_come_from_the_chat_template(imported):
     assert stored["parameters"]["stop"] == ["<|im_start|>", "<|im_end|>"]
     assert stored["parameters"]["num_ctx"] == 4096 and 0 < stored["parameters"]["temperature"] < 1
     text = row.modelfile
-    assert text.startswith("FROM ./tiny-alpaca-v1-q8_0.gguf\n")
+    assert text.startswith("FROM ./tiny-alpaca-v1-Q8_0.gguf\n")
     assert f'TEMPLATE """{stored["template"]}"""' in text
     assert 'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""' in text
     assert 'PARAMETER stop "<|im_start|>"\nPARAMETER stop "<|im_end|>"\n' in text
@@ -228,6 +228,21 @@ def test_import_api_answers_202_with_the_run_command(
 
 
 @pytest.mark.django_db
+def test_the_import_takes_the_quantization_the_user_picks(user, make_finetuned, fake_ollama,
+                                                          django_capture_on_commit_callbacks):
+    model = make_finetuned(user)
+    client = _client(user)
+    with django_capture_on_commit_callbacks():
+        picked = client.post(f"/api/models/{model.pk}/ollama-import/", {"name": "small", "quantization": "Q4_K_M"},
+                             format="json")
+        default = client.post(f"/api/models/{model.pk}/ollama-import/", {"name": "plain"}, format="json")
+    assert picked.status_code == 202 and default.status_code == 202
+    assert picked.json()["quantization"] == "q4_k_m" and default.json()["quantization"] == "q8_0"
+    bad = client.post(f"/api/models/{model.pk}/ollama-import/", {"name": "x", "quantization": "q2_k"}, format="json")
+    assert bad.status_code == 400 and "choose one of: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M" in bad.json()["detail"]
+
+
+@pytest.mark.django_db
 def test_names_are_namespaced_per_user_and_never_taken_over(make_finetuned, fake_ollama):
     """One user cannot overwrite what another runs with `ollama run NAME`: names live in the importer's namespace, a
     name in someone else's namespace is refused, and a name another user holds (two usernames can share a namespace)
@@ -318,5 +333,5 @@ def test_templates_of_other_families_get_sensible_modelfiles(smol_tokenizer, tem
 
 
 def test_exports_helpers_name_files_and_storage_keys():
-    assert exports.QUANTIZATIONS == ("f16", "q8_0") and ollama.normalize_host("0.0.0.0") == "http://0.0.0.0:11434"
+    assert exports.QUANTIZATIONS == ("f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m") and ollama.normalize_host("0.0.0.0") == "http://0.0.0.0:11434"
     assert ollama.normalize_host("https://ollama.example.com/") == "https://ollama.example.com"

@@ -37,7 +37,7 @@ __all__ = [
 METHODS = ("sft", "dpo", "orpo", "kto")
 WEIGHTS = ("full", "lora", "qlora")
 UNSLOTH_MODES = ("auto", "on", "off")
-EXPORT_FORMATS = ("adapter", "merged", "gguf-f16", "gguf-q8_0")
+EXPORT_FORMATS = ("adapter", "merged", "gguf-f16", "gguf-q8_0", "gguf-q6_k", "gguf-q5_k_m", "gguf-q4_k_m")
 # The losses TRL offers per preference method (`hyper.loss_type`; unset = the first). DPO's include IPO
 # ("ipo"), hinge (SLiC), robust DPO, BCO, SPPO, NCA, EXO, APO and SimPO-like length-normalised sigmoid
 # ("sigmoid_norm"); KTO's the KTO loss and APO-zero for unpaired data (no KL term, any batch size).

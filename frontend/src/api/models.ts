@@ -99,6 +99,8 @@ export interface OllamaImport {
   progress?: number;
   stage?: string;
   ollama_name: string;
+  /** The GGUF quantization imported (lower case, e.g. "q4_k_m"). */
+  quantization?: string;
   run_command: string;
   error: string;
   verification?: Verification | null;
@@ -172,6 +174,15 @@ export interface GenerateParams {
 
 export const TERMINAL: readonly TaskState[] = ["succeeded", "failed"];
 export const isTaskActive = (status: string | undefined | null) => status === "queued" || status === "running";
+
+/** The GGUF quantizations the server exports (models_app/exports.py QUANTIZATIONS), largest first. */
+export const GGUF_QUANTIZATIONS: { value: string; label: string; hint: string }[] = [
+  { value: "f16", label: "F16", hint: "16-bit: the full-precision GGUF, the largest file." },
+  { value: "q8_0", label: "Q8_0", hint: "8-bit, about half of F16; nearly lossless." },
+  { value: "q6_k", label: "Q6_K", hint: "6-bit k-quant; very close to F16." },
+  { value: "q5_k_m", label: "Q5_K_M", hint: "5-bit k-quant; a good balance of size and quality." },
+  { value: "q4_k_m", label: "Q4_K_M", hint: "4-bit k-quant, about a third of F16: the usual choice for local use." },
+];
 
 /** The model-name pattern Ollama accepts here (the server checks the same). */
 export const OLLAMA_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}(:[a-z0-9._-]{1,64})?$/;
@@ -377,7 +388,7 @@ export function useOllamaImport(importId: number | null) {
 export function useStartOllamaImport(modelId: number) {
   const queryClient = useQueryClient();
   return useMutation({
-    mutationFn: (input: { name: string }) => api.post<OllamaImport>(modelUrl(modelId, "ollama-import/"), input),
+    mutationFn: (input: { name: string; quantization?: string }) => api.post<OllamaImport>(modelUrl(modelId, "ollama-import/"), input),
     onSuccess: (item) => {
       queryClient.setQueryData(modelKeys.ollamaImport(item.id), item);
       void queryClient.invalidateQueries({ queryKey: modelKeys.imports(modelId) });

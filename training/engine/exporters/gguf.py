@@ -1,15 +1,19 @@
-"""GGUF exporters (``gguf-f16``, ``gguf-q8_0``): llama.cpp's own converter, then verification (``verify.py``).
+"""GGUF exporters (``gguf-f16``, ``gguf-q8_0``, ``gguf-q6_k``, ``gguf-q5_k_m``, ``gguf-q4_k_m``): llama.cpp's own
+converter, then verification (``verify.py``).
 
 Conversion runs llama.cpp's ``convert_hf_to_gguf.py`` in a subprocess. The converter, its ``conversion/`` package
 and the ``gguf-py/`` it was written against come from the llama-cpp-python sdist and are extracted at install time by
 ``scripts/install_gguf_tools.sh`` (never committed). The vendored ``gguf-py`` is put first on the subprocess's
 ``PYTHONPATH`` only, so the venv's PyPI ``gguf`` (which transformers uses to read GGUF files) stays as it is.
-Other quantizations (Q4_K_M and the other k-quants) need llama.cpp's compiled ``llama-quantize``, which the Python
-package does not install: they are refused with the list of supported ones.
+The k-quants (Q6_K, Q5_K_M, Q4_K_M) are made from an f16 conversion by llama.cpp's own quantizer,
+``llama_model_quantize`` of the compiled library llama-cpp-python ships (no ``llama-quantize`` binary needed). Tensors
+whose rows do not divide into 256-value k-quant blocks (SmolLM2's 576-wide ones) fall back to a legacy type, as with
+``llama-quantize``: Q8_0 for Q6_K, Q5_0 for Q4_K_M and (by our override; llama.cpp would pick Q5_1) for Q5_K_M.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -29,7 +33,10 @@ from .safetensors import merge_to_folder
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_QUANTIZATIONS = ("f16", "q8_0")
+SUPPORTED_QUANTIZATIONS = ("f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m")
+CONVERTER_TYPES = ("f16", "q8_0")  # written by the converter itself; the others are quantized from its f16 output
+# llama.cpp's file types (llama_ftype) of the quantized exports.
+QUANTIZE_FTYPES = {"q6_k": 18, "q5_k_m": 17, "q4_k_m": 15}
 TOOLS_ENV = "FINETUNE_GGUF_TOOLS"
 CONVERTER = "convert_hf_to_gguf.py"
 INSTALL_COMMAND = "scripts/install_gguf_tools.sh [VENV_DIR] [TARGET_DIR]"
@@ -42,8 +49,7 @@ def unsupported_quantization_message(quant: str, supported: Sequence[str] = SUPP
     """The error text for a quantization we cannot produce."""
     names = ", ".join(f"gguf-{q}" for q in supported)
     return (
-        f"GGUF quantization {quant!r} is not supported; supported exports: {names}. "
-        "k-quants such as Q4_K_M need llama.cpp's compiled llama-quantize tool, which is not installed."
+        f"GGUF quantization {quant!r} is not supported; supported exports: {names}."
     )
 
 
@@ -96,9 +102,17 @@ def require_runtime() -> None:
 def convert_to_gguf(
     hf_dir: str, outfile: str, quantization: str, *, model_name: str | None = None, timeout_s: float = 1800
 ) -> float:
-    """Run llama.cpp's converter on a plain HF folder; return the seconds it took."""
+    """Run llama.cpp's converter on a plain HF folder (quantizing its f16 output for a k-quant); return the
+    seconds it took."""
     if quantization not in SUPPORTED_QUANTIZATIONS:
         raise ExportError(unsupported_quantization_message(quantization))
+    if quantization not in CONVERTER_TYPES:
+        f16 = str(Path(outfile).with_suffix(".f16.tmp"))
+        try:
+            seconds = convert_to_gguf(hf_dir, f16, "f16", model_name=model_name, timeout_s=timeout_s)
+            return seconds + quantize_gguf(f16, outfile, quantization)
+        finally:
+            Path(f16).unlink(missing_ok=True)
     tools = find_tools()
     cmd = [sys.executable, str(tools / CONVERTER), str(hf_dir), "--outtype", quantization, "--outfile", str(outfile)]
     if model_name:
@@ -120,6 +134,48 @@ def convert_to_gguf(
     return seconds
 
 
+def quantize_gguf(source: str, outfile: str, quantization: str, *, threads: int | None = None) -> float:
+    """Quantize an f16 GGUF with llama.cpp's ``llama_model_quantize``; return the seconds it took."""
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = QUANTIZE_FTYPES[quantization]
+    params.nthread = threads or max(1, os.cpu_count() or 1)
+    overrides = _q5_0_for_narrow_rows(source) if quantization == "q5_k_m" else None
+    if overrides is not None:
+        params.tt_overrides = ctypes.cast(overrides, ctypes.POINTER(llama_cpp.llama_model_tensor_override))
+    started = time.perf_counter()
+    rc = llama_cpp.llama_model_quantize(str(source).encode(), str(outfile).encode(), ctypes.byref(params))
+    seconds = time.perf_counter() - started
+    if rc != 0 or not Path(outfile).is_file():
+        raise ExportError(f"llama.cpp could not quantize the model to {quantization.upper()} (code {rc}).")
+    logger.info("quantized %s to %s in %.1f s", source, quantization, seconds)
+    return seconds
+
+
+def _q5_0_for_narrow_rows(source: str) -> Any:
+    """Tensor overrides for Q5_K_M: the weights whose rows do not split into 256-value k-quant blocks get Q5_0.
+
+    llama.cpp falls back to Q5_1 for them, which measured far worse than Q5_0 on a fine-tuned SmolLM2-135M (max
+    |dlogit| 15-20 against 7-8, greedy answers off from the first token); Q4_K_M's own fallback is Q5_0 already.
+    None when every weight fits the k-quant blocks."""
+    import re
+
+    import llama_cpp
+    from gguf import GGUFReader
+
+    names = [t.name for t in GGUFReader(source).tensors if len(t.shape) >= 2 and int(t.shape[0]) % 256]
+    if not names:
+        return None
+    table = (llama_cpp.llama_model_tensor_override * (len(names) + 1))()  # ends with a NULL pattern
+    for row, name in zip(table, names, strict=False):
+        row.pattern = f"^{re.escape(name)}$".encode()
+        row.type = llama_cpp.GGML_TYPE_Q5_0
+    return table
+
+
 def check_magic(path: str | Path) -> None:
     """Raise ExportError unless ``path`` starts with the GGUF magic bytes."""
     try:
@@ -134,9 +190,9 @@ def check_magic(path: str | Path) -> None:
 # --- exporters -----------------------------------------------------------------------------------------------------
 
 
-def _preflight(*, verify: bool = True, **_: Any) -> None:
+def _preflight(*, verify: bool = True, quantization: str = "f16", **_: Any) -> None:
     find_tools()
-    if verify:
+    if verify or quantization in QUANTIZE_FTYPES:  # the k-quants are made by the llama.cpp library
         require_runtime()
 
 
@@ -171,7 +227,8 @@ def _export_gguf(
     metadata: dict[str, Any] = {
         "quantization": quantization,
         "file": name,
-        "converter": f"llama.cpp {CONVERTER} (llama-cpp-python {tools_version(tools)} sdist)",
+        "converter": f"llama.cpp {CONVERTER} (llama-cpp-python {tools_version(tools)} sdist)"
+        + (" to f16, then llama.cpp's llama_model_quantize" if quantization in QUANTIZE_FTYPES else ""),
         "conversion_seconds": round(seconds, 2),
         "merged_from_adapter": merged_from_adapter,
         "merge_seconds": round(merge_seconds, 2),
@@ -225,4 +282,4 @@ def _make(quantization: str) -> Any:
 
 
 for _quant in SUPPORTED_QUANTIZATIONS:
-    register(f"gguf-{_quant}", preflight=_preflight)(_make(_quant))
+    register(f"gguf-{_quant}", preflight=functools.partial(_preflight, quantization=_quant))(_make(_quant))

@@ -32,7 +32,7 @@ DEFAULT_PROMPTS = (
     "Write a short poem about the sea.",
 )
 # llama.cpp's general.file_type values for the types we write.
-_FILE_TYPES = {0: "f32", 1: "f16", 7: "q8_0", 32: "bf16"}
+_FILE_TYPES = {0: "f32", 1: "f16", 7: "q8_0", 15: "q4_k_m", 17: "q5_k_m", 18: "q6_k", 32: "bf16"}
 _END = -1  # stands for any end-of-sequence token when comparing answers
 
 
@@ -55,6 +55,12 @@ class Tolerance:
     answer of this small model often leaves the transformers one at a tie within the first tokens, and the
     teacher-forced logits carry the q8_0 check; a GGUF of a different model (base vs fine-tuned) shows
     max |dlogit| of 33-47 and argmax agreement of 6-75%.
+
+    The k-quants, on the golden prompts (llama.cpp vs fp32 transformers, 24 tokens each; the base SmolLM2-135M-Instruct
+    and a LoRA fine-tune of it merged): Q6_K max |dlogit| <= 2.9, argmax agreement >= 0.875 (base); Q5_K_M (Q5_0 for
+    the 576-wide tensors) <= 8.0, >= 0.83 (fine-tune); Q4_K_M <= 8.2, >= 0.67; greedy answers first differ at ties of
+    margin <= 0.38, Q4_K_M's from the first token. The tolerances sit above the measured error and far below another
+    model's 33-47.
     """
 
     min_prefix_tokens: int
@@ -70,6 +76,15 @@ TOLERANCES = {
     ),
     "q8_0": Tolerance(
         min_prefix_tokens=8, min_similarity=0.5, tie_margin=1.0, min_argmax_agreement=0.7, max_logit_diff=6.0
+    ),
+    "q6_k": Tolerance(
+        min_prefix_tokens=8, min_similarity=0.4, tie_margin=1.0, min_argmax_agreement=0.75, max_logit_diff=8.0
+    ),
+    "q5_k_m": Tolerance(
+        min_prefix_tokens=2, min_similarity=0.0, tie_margin=1.0, min_argmax_agreement=0.6, max_logit_diff=12.0
+    ),
+    "q4_k_m": Tolerance(
+        min_prefix_tokens=2, min_similarity=0.0, tie_margin=1.0, min_argmax_agreement=0.5, max_logit_diff=12.0
     ),
     "f32": Tolerance(
         min_prefix_tokens=24, min_similarity=0.95, tie_margin=0.05, min_argmax_agreement=0.99, max_logit_diff=0.5

@@ -4,6 +4,7 @@ import { useState } from "react";
 import { errorMessage } from "../../api/client";
 import {
   fetchDownloadLink,
+  GGUF_QUANTIZATIONS,
   useExports,
   useStartExport,
   type FineTunedModel,
@@ -18,8 +19,13 @@ import { formatBytes, formatRelative } from "../../lib/format";
 const CHOICES: { key: string; format: ModelExport["format"]; quantization?: string; label: string; hint: string }[] = [
   { key: "adapter", format: "adapter", label: "Adapter", hint: "The LoRA adapter alone (small); load it on top of the base model." },
   { key: "merged", format: "merged", label: "Merged", hint: "The adapter merged into the base weights: a plain safetensors model." },
-  { key: "gguf-f16", format: "gguf", quantization: "f16", label: "GGUF f16", hint: "For llama.cpp and Ollama, full precision; verified before it is offered." },
-  { key: "gguf-q8_0", format: "gguf", quantization: "q8_0", label: "GGUF q8_0", hint: "8-bit GGUF, about half the size of f16; verified before it is offered." },
+  ...GGUF_QUANTIZATIONS.map((q) => ({
+    key: `gguf-${q.value}`,
+    format: "gguf" as const,
+    quantization: q.value,
+    label: `GGUF ${q.label}`,
+    hint: `For llama.cpp and Ollama. ${q.hint} Verified in llama.cpp before it is offered.`,
+  })),
 ];
 
 function asRecord(value: unknown): Record<string, unknown> | null {

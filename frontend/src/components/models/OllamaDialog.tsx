@@ -4,7 +4,7 @@ import { useEffect, useState, type FormEvent } from "react";
 import { useQueryClient } from "@tanstack/react-query";
 import { useMe } from "../../api/auth";
 import { ApiError, errorMessage } from "../../api/client";
-import { modelKeys, OLLAMA_NAME_PATTERN, useOllamaImport, useStartOllamaImport, type FineTunedModel, type OllamaImport } from "../../api/models";
+import { GGUF_QUANTIZATIONS, modelKeys, OLLAMA_NAME_PATTERN, useOllamaImport, useStartOllamaImport, type FineTunedModel, type OllamaImport } from "../../api/models";
 import { mergeLive, type LiveTask } from "../../hooks/useTaskFeed";
 import { Dialog } from "../Dialog";
 import { Banner, Button, Field } from "../ui";
@@ -79,6 +79,7 @@ export function OllamaDialog({
 }) {
   const start = useStartOllamaImport(model.id);
   const [name, setName] = useState(() => suggestOllamaName(model));
+  const [quantization, setQuantization] = useState("q8_0");
   const [importId, setImportId] = useState<number | null>(null);
   const item = useOllamaImport(importId);
   const current = item.data ? mergeLive(item.data, live("ollama", item.data.id)) : null;
@@ -97,7 +98,7 @@ export function OllamaDialog({
   const submit = (event: FormEvent) => {
     event.preventDefault();
     if (clientError) return;
-    start.mutate({ name }, { onSuccess: (created) => setImportId(created.id) });
+    start.mutate({ name, quantization }, { onSuccess: (created) => setImportId(created.id) });
   };
   const again = () => {
     setImportId(null);
@@ -158,6 +159,30 @@ export function OllamaDialog({
             spellCheck={false}
             autoFocus
           />
+          <div className="field">
+            <div className="field__label-row">
+              <label htmlFor="ollama-quantization" className="field__label">
+                Quantization
+              </label>
+            </div>
+            <select
+              id="ollama-quantization"
+              className="input"
+              value={quantization}
+              onChange={(e) => setQuantization(e.target.value)}
+              aria-describedby="ollama-quantization-hint"
+              data-testid="ollama-quantization"
+            >
+              {GGUF_QUANTIZATIONS.map((q) => (
+                <option key={q.value} value={q.value}>
+                  {q.label}
+                </option>
+              ))}
+            </select>
+            <p id="ollama-quantization-hint" className="field__hint">
+              {GGUF_QUANTIZATIONS.find((q) => q.value === quantization)?.hint} The GGUF is checked in llama.cpp first.
+            </p>
+          </div>
           {start.isError && !serverError && <Banner tone="error">{errorMessage(start.error)}</Banner>}
         </form>
       ) : (

@@ -133,5 +133,5 @@ export const EXPORT_LABEL: Record<string, string> = {
 
 export function exportLabel(format: string, quantization?: string): string {
   const base = EXPORT_LABEL[format] ?? format;
-  return quantization ? `${base} ${quantization}` : base;
+  return quantization ? `${base} ${quantization.toUpperCase()}` : base;
 }
