@@ -173,3 +173,39 @@ def record_webhook_failure(job_id: int, reason: str, attempts: int) -> None:
     if job is not None:
         services.record_event(job_id, {"type": "log", "level": "warning",
                                                 "line": f"webhook to {host} {what}: {reason}"})
+
+
+TEST_INTERVAL_S = 10  # one test delivery per user this often (it runs in the web request)
+
+
+def send_test_webhook(user: Any) -> dict[str, Any]:
+    """POST a signed `test` event to the user's webhook now and say what happened (Settings' "Send a test").
+    Refused targets and unreachable receivers are reported, not raised: the answer is the test's result."""
+    from finetune.exceptions import ServiceError
+
+    if not user.webhook_url:
+        raise ServiceError("Set a webhook URL and save it first.", field="webhook_url")
+    if not cache.add(f"webhook-test:{user.pk}", 1, TEST_INTERVAL_S):
+        raise ServiceError(f"A test was sent a moment ago; wait {TEST_INTERVAL_S} seconds.", status_code=429)
+    host = urlsplit(user.webhook_url).netloc
+    refusal = webhook_target_refusal(user.webhook_url)
+    if refusal:
+        return {"delivered": False, "status_code": None, "detail": f"Not sent: {refusal}"}
+    body = json.dumps({"event": "test", "message": "A test from finetune: job notifications reach this URL.",
+                       "user": user.username, "sent": timezone.now().isoformat()}).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "finetune-webhook/1", "X-Finetune-Event": "test",
+               "X-Finetune-Delivery": uuid.uuid4().hex}
+    if user.webhook_secret_encrypted:
+        headers[SIGNATURE_HEADER] = sign(crypto.decrypt(user.webhook_secret_encrypted), body)
+    try:
+        response = requests.post(user.webhook_url, data=body, headers=headers, allow_redirects=False,
+                                 timeout=min(float(settings.NOTIFY_WEBHOOK_TIMEOUT_S), 10.0))
+    except requests.Timeout:
+        return {"delivered": False, "status_code": None, "detail": f"{host} did not answer in time."}
+    except requests.RequestException as exc:
+        return {"delivered": False, "status_code": None, "detail": f"Could not reach {host} ({type(exc).__name__})."}
+    ok = 200 <= response.status_code < 300
+    signed = " (signed)" if SIGNATURE_HEADER in headers else ""
+    detail = (f"Delivered{signed}: {host} answered HTTP {response.status_code}." if ok
+              else f"{host} answered HTTP {response.status_code}; job notifications would be retried, then dropped.")
+    return {"delivered": ok, "status_code": response.status_code, "detail": detail}

@@ -3,7 +3,10 @@ notifications from a Celery worker, sign out. Screenshots of every page land in 
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from playwright.sync_api import expect
@@ -75,6 +78,38 @@ def test_sign_up_sign_in_save_hf_token_sign_out(page, daphne_url, celery_worker_
     page.reload()
     expect(page.get_by_test_id("hf-token-status")).to_contain_text("1234")
 
+    # Notifications: save a webhook with a secret, then "Send a test" reaches a local receiver, signed.
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append({"headers": dict(self.headers), "body": json.loads(body)})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        card = page.get_by_test_id("notifications-card")
+        expect(card.get_by_test_id("webhook-test")).to_be_disabled()  # nothing saved yet
+        card.get_by_label("Webhook URL").fill(f"http://127.0.0.1:{hook.server_address[1]}/hooks")
+        card.get_by_label("Webhook secret").fill("grace-webhook-secret")
+        card.get_by_test_id("notify-email").uncheck()
+        card.get_by_role("button", name="Save notifications").click()
+        expect(card.get_by_test_id("notifications-saved")).to_be_visible()
+        card.get_by_test_id("webhook-test").click()
+        expect(card.get_by_test_id("webhook-test-result")).to_contain_text("Delivered (signed)")
+        card.scroll_into_view_if_needed()
+        shot("06b-settings-notifications-tested.png")
+    finally:
+        hook.shutdown()
+    assert received and received[0]["body"]["event"] == "test" and received[0]["body"]["user"] == "grace"
+    assert received[0]["headers"]["X-Finetune-Signature"].startswith("sha256=")
+
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/login"))
     shot("07-signed-out.png")
@@ -83,3 +118,4 @@ def test_sign_up_sign_in_save_hf_token_sign_out(page, daphne_url, celery_worker_
 
     stored = User.objects.get(username="grace")
     assert stored.hf_username == "alice-hf" and "hf_valid" not in stored.hf_token_encrypted
+    assert stored.notify_email is False and stored.has_webhook_secret and "grace-webhook" not in stored.webhook_secret_encrypted

@@ -307,3 +307,34 @@ def test_delivery_checks_the_target_again_and_never_calls_an_internal_one(user, 
     lines = list(LogLine.objects.filter(job=job).values_list("line", flat=True))
     assert any("not sent" in line and "127.0.0.1" in line and "public addresses" in line for line in lines), lines
     assert TrainingJob.objects.get(pk=job.pk).status == "succeeded"
+
+
+@pytest.mark.django_db
+def test_send_a_test_webhook_from_the_settings(auth_client, user, receiver, settings):
+    """The Settings page's test button: a signed `test` event reaches the receiver and the answer says so; a
+    receiver answering 500, one nobody listens on, and a second click within seconds are reported plainly."""
+    from django.core.cache import cache
+
+    settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE = True
+    assert auth_client.post("/api/training/notifications/test-webhook/").status_code == 400  # no URL saved yet
+    _configure(user, auth_client, webhook_url=receiver.url, webhook_secret="s3cret-for-tests")
+    before = len(receiver.requests)
+    r = auth_client.post("/api/training/notifications/test-webhook/")
+    assert r.status_code == 200, r.content
+    assert r.json() == {"delivered": True, "status_code": 200,
+                        "detail": f"Delivered (signed): {receiver.url.split('/')[2]} answered HTTP 200."}
+    sent = receiver.requests[before]
+    assert json.loads(sent["body"])["event"] == "test" and _verify("s3cret-for-tests", sent)
+    again = auth_client.post("/api/training/notifications/test-webhook/")
+    assert again.status_code == 429 and "wait 10 seconds" in again.json()["detail"]
+    cache.delete(f"webhook-test:{user.pk}")
+    receiver.status = 500
+    try:
+        failed = auth_client.post("/api/training/notifications/test-webhook/").json()
+    finally:
+        receiver.status = 200
+    assert failed["delivered"] is False and failed["status_code"] == 500 and "HTTP 500" in failed["detail"]
+    cache.delete(f"webhook-test:{user.pk}")
+    _configure(user, auth_client, webhook_url=f"http://127.0.0.1:{free_port()}/nobody")
+    gone = auth_client.post("/api/training/notifications/test-webhook/").json()
+    assert gone["delivered"] is False and gone["status_code"] is None and "Could not reach" in gone["detail"]

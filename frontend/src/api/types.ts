@@ -12,6 +12,9 @@ export interface User {
   quotas: QuotaMap;
   usage: QuotaMap;
   date_joined?: string;
+  notify_email?: boolean;
+  webhook_url?: string;
+  has_webhook_secret?: boolean;
 }
 
 export interface HfTokenStatus {
@@ -64,6 +67,10 @@ export interface LoginInput {
 export interface ProfileInput {
   display_name?: string;
   email?: string;
+  notify_email?: boolean;
+  webhook_url?: string;
+  /** Write-only; "" clears it. */
+  webhook_secret?: string;
 }
 
 export interface ChangePasswordInput {

@@ -16,6 +16,7 @@ import type { ApiToken, HfTokenStatus, User } from "../api/types";
 import { Icon } from "../components/Icon";
 import { Banner, Button, Card, Field, PageHeader, Spinner } from "../components/ui";
 import { formatDate } from "../lib/format";
+import { NotificationsCard } from "../components/settings/NotificationsCard";
 
 const FALLBACK = "Please correct the errors below.";
 
@@ -426,6 +427,7 @@ export default function SettingsPage() {
       <PageHeader title="Settings" description="Your profile, password and the credentials finetune uses on your behalf." />
       {me.data && <ProfileForm key={me.data.id} user={me.data} />}
       <PasswordForm />
+      {me.data && <NotificationsCard key={`n${me.data.id}`} user={me.data} />}
       <HfTokenCard />
       <ApiTokensCard />
     </div>
