@@ -145,3 +145,54 @@ def test_kto_job_from_the_wizard(page, daphne_url, browser_training_worker, arti
     job = TrainingJob.objects.get(pk=int(re.search(r"/training/jobs/(\d+)", page.url).group(1)))
     assert job.method == "kto" and job.hyperparameters["loss_type"] == "kto"
     assert job.result["data"]["labels"]["desirable"] >= 1 and job.result["data"]["labels"]["undesirable"] >= 1
+
+
+def test_reproducibility_clone_and_delete_of_a_finished_job(page, daphne_url, artifacts_dir):
+    """A finished job's page: the reproducibility card (dataset hash, seed, package versions, the config as JSON);
+    Clone opens the wizard with every choice of the job; Delete removes the job after a confirmation."""
+    from accounts.models import User
+    from training.models import TrainingJob
+
+    page.goto(f"{daphne_url}/signup")
+    page.get_by_label("Username").fill("remy")
+    page.get_by_label("Email").fill("remy@example.com")
+    page.get_by_label("Password", exact=True).fill("Gradient-Descent-42")
+    page.get_by_label("Confirm password").fill("Gradient-Descent-42")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_test_id("user-menu")).to_contain_text("remy")
+    user = User.objects.get(username="remy")
+    ds = make_ready_dataset(user, name="tiny alpaca")
+    from models_app.models import BaseModel
+    from tests.factories import TrainingJobFactory
+
+    job = TrainingJobFactory(owner=user, dataset=ds, base_model=BaseModel.objects.ensure_embedded(), status="succeeded",
+                             name="repro run", dataset_sha256="ab" * 32,
+                             hyperparameters={"max_steps": 6, "learning_rate": 0.001, "seed": 7, "max_length": 128},
+                             versions={"torch": "2.13.0", "transformers": "5.1.0", "trl": "1.16.0"})
+    page.goto(f"{daphne_url}/training/jobs/{job.pk}")
+    card = page.get_by_test_id("reproducibility-card")
+    expect(card).to_contain_text("abababababababab")
+    expect(card.get_by_test_id("reproducibility-facts")).to_contain_text("7")
+    card.get_by_text("Package versions").click()
+    expect(card.get_by_test_id("reproducibility-versions")).to_contain_text("torch")
+    card.get_by_text("Full configuration").click()
+    expect(card.get_by_test_id("reproducibility-config")).to_contain_text('"learning_rate": 0.001')
+    card.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts_dir / "training" / "10-reproducibility.png"), full_page=True)
+
+    page.get_by_test_id("job-clone").click()
+    expect(page).to_have_url(re.compile(rf"/training/new\?clone={job.pk}"))
+    next_button = page.get_by_role("button", name="Next")
+    for _ in range(3):
+        next_button.click()
+    expect(page.locator("#hp-max_steps")).to_have_value("6")
+    expect(page.locator("#hp-learning_rate")).to_have_value("1e-3")
+    for _ in range(2):
+        next_button.click()
+    expect(page.locator("#job-name")).to_have_value("repro run (copy)")
+
+    page.goto(f"{daphne_url}/training/jobs/{job.pk}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_test_id("job-delete").click()
+    expect(page).to_have_url(re.compile(r"/training$"))
+    assert not TrainingJob.objects.filter(pk=job.pk).exists()

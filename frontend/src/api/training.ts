@@ -100,8 +100,9 @@ export function useJobs(filters: JobFilters) {
   });
 }
 
-export function useJob(id: number) {
+export function useJob(id: number, options: { enabled?: boolean } = {}) {
   return useQuery({
+    enabled: options.enabled ?? true,
     queryKey: trainingKeys.job(id),
     queryFn: ({ signal }) => api.get<TrainingJob>(jobUrl(id), signal),
     // The websocket pushes status changes; this slow poll is only a safety net while the job is active.
@@ -214,6 +215,18 @@ function useJobAction<TInput>(path: (input: TInput) => [number, string, unknown]
     },
     onSuccess: (job) => {
       queryClient.setQueryData(trainingKeys.job(job.id), job);
+      void queryClient.invalidateQueries({ queryKey: ["training", "jobs"] });
+    },
+  });
+}
+
+/** Delete a finished job (its metrics, logs and checkpoints; the model it produced is kept). */
+export function useDeleteJob() {
+  const queryClient = useQueryClient();
+  return useMutation({
+    mutationFn: (id: number) => api.delete<unknown>(jobUrl(id)),
+    onSuccess: (_data, id) => {
+      queryClient.removeQueries({ queryKey: trainingKeys.job(id) });
       void queryClient.invalidateQueries({ queryKey: ["training", "jobs"] });
     },
   });

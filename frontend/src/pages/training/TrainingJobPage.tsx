@@ -6,15 +6,15 @@ import { ApiError, errorMessage } from "../../api/client";
 import {
   isActive,
   trainingKeys,
-  useCancelJob,
   useContinueJob,
   useFineTunedModel,
   useJob,
-  useResumeJob,
 } from "../../api/training";
 import type { MetricPoint, TrainingJob } from "../../api/types";
 import { Banner, Button, Card, EmptyState, Field, Spinner, StatusDot } from "../../components/ui";
 import { LossChart, MetricChart } from "../../components/training/Charts";
+import { JobActions } from "../../components/training/JobActions";
+import { ReproducibilityCard } from "../../components/training/ReproducibilityCard";
 import { JobProgress, JobStatusBadge } from "../../components/training/JobBits";
 import { HP_FIELDS } from "../../components/training/hyperparameters";
 import { LogTail } from "../../components/training/LogTail";
@@ -173,8 +173,6 @@ export default function TrainingJobPage() {
   const job = useJob(jobId);
   const data = job.data;
   const active = isActive(data?.status);
-  const cancel = useCancelJob();
-  const resume = useResumeJob();
   const [continueOpen, setContinueOpen] = useState(false);
 
   const onStatus = useCallback(
@@ -244,12 +242,6 @@ export default function TrainingJobPage() {
   const total = (fromLive && typeof latest!.total_steps === "number" ? latest!.total_steps : 0) || data.total_steps;
   const progress = data.status === "succeeded" ? 1 : total ? Math.min(1, step / total) : data.progress;
   const eta = fromLive && latest!.eta_s !== null && latest!.eta_s !== undefined ? latest!.eta_s : data.eta_s;
-  const actionError = cancel.error ?? resume.error;
-
-  const onCancel = () => {
-    if (!window.confirm("Cancel this training job? It stops within one step and keeps a checkpoint, so you can resume it later.")) return;
-    cancel.mutate(data.id);
-  };
 
   return (
     <>
@@ -324,30 +316,9 @@ export default function TrainingJobPage() {
             )}
           </dl>
         </div>
-        <div className="tr-job-head__actions">
-          {active && (
-            <Button variant="danger" icon="x" onClick={onCancel} loading={cancel.isPending} disabled={data.cancel_requested}>
-              Cancel
-            </Button>
-          )}
-          {(data.status === "failed" || data.status === "cancelled") && (
-            <Button variant="primary" onClick={() => resume.mutate(data.id)} loading={resume.isPending}>
-              Resume
-            </Button>
-          )}
-          {data.status === "succeeded" && (
-            <Button variant="primary" icon="plus" onClick={() => setContinueOpen(true)}>
-              Continue training
-            </Button>
-          )}
-        </div>
+        <JobActions job={data} onContinue={() => setContinueOpen(true)} />
       </div>
 
-      {actionError && (
-        <Banner tone="error" title={actionError instanceof ApiError && actionError.status === 429 ? "Concurrent job limit reached" : undefined}>
-          {errorMessage(actionError)}
-        </Banner>
-      )}
       {data.cancel_requested && active && (
         <Banner tone="info">Cancelling: the run stops within one step and saves a checkpoint.</Banner>
       )}
@@ -406,6 +377,8 @@ export default function TrainingJobPage() {
               ))}
           </dl>
         </Card>
+
+        <ReproducibilityCard job={data} />
       </div>
 
       {data.status === "succeeded" && <ContinueDialog job={data} open={continueOpen} onClose={() => setContinueOpen(false)} />}

@@ -2,7 +2,7 @@
 // reducer that changes it. Every change a step can make is an action here, so each step is a plain view.
 import type { FieldErrors } from "../../../api/client";
 import { isKtoFormat, isPreferenceFormat } from "../../../api/training";
-import type { Dataset, TrainingBackend, TrainingMethod, TrainingPreset, TrainingWeights } from "../../../api/types";
+import type { Dataset, TrainingBackend, TrainingJob, TrainingMethod, TrainingPreset, TrainingWeights } from "../../../api/types";
 import { HP_DEFAULTS, valuesFromPreset, type HpKey, type HpValues, type TrainBy } from "../../../components/training/hyperparameters";
 import { datasetFormatLabel } from "../../../components/training/labels";
 
@@ -64,6 +64,8 @@ export type WizardAction =
   | { type: "defaultPreset"; preset: TrainingPreset }
   | { type: "preselectDataset"; dataset: Dataset }
   | { type: "preselectModel"; id: number }
+  /** "Clone this job" (?clone=<id>): every choice of that job, ready to change and launch again. */
+  | { type: "clone"; job: TrainingJob }
   /** The dataset cannot train with the current method: switch (and swap the preset unless it was edited). */
   | { type: "fitMethod"; method: TrainingMethod; presets: TrainingPreset[] | undefined }
   | { type: "go"; step: number }
@@ -152,6 +154,24 @@ export function wizardReducer(state: WizardState, action: WizardAction): WizardS
       };
     case "defaultPreset":
       return state.presetId ? state : { ...state, ...presetValues(action.preset) };
+    case "clone": {
+      const { values, trainBy } = valuesFromPreset(action.job.hyperparameters);
+      return {
+        ...state,
+        baseModel: action.job.base_model,
+        datasetRoot: null,
+        datasetId: action.job.dataset,
+        method: action.job.method,
+        weights: action.job.weights,
+        presetId: "clone",
+        presetEdited: true,
+        hp: values,
+        trainBy,
+        backend: action.job.backend,
+        modalGpu: action.job.modal_gpu || state.modalGpu,
+        name: `${action.job.name} (copy)`,
+      };
+    }
     case "preselectDataset":
       if (state.datasetRoot !== null) return state;
       return { ...state, datasetRoot: action.dataset.root_id ?? action.dataset.id, datasetId: action.dataset.id };

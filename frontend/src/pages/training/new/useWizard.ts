@@ -10,6 +10,7 @@ import {
   useDatasetVersionsForTraining,
   useEstimate,
   usePresets,
+  useJob,
   useReadyDatasets,
 } from "../../../api/training";
 import type { JobCreateInput, TrainingMethod } from "../../../api/types";
@@ -103,6 +104,17 @@ function useAutomaticChoices(state: WizardState, dispatch: (action: WizardAction
   }, [dataset, state.method, presets.data, dispatch]);
 }
 
+/** `?clone=<job id>`: once that job is loaded, take over all its choices (once). */
+function useClone(jobId: number, dispatch: (action: WizardAction) => void) {
+  const source = useJob(jobId, { enabled: jobId > 0 });
+  const done = useRef(false);
+  useEffect(() => {
+    if (done.current || !source.data) return;
+    done.current = true;
+    dispatch({ type: "clone", job: source.data });
+  }, [source.data, dispatch]);
+}
+
 /** The queries the wizard reads, and the records its ids point to. */
 function useWizardData(state: WizardState) {
   const models = useBaseModels();
@@ -145,6 +157,7 @@ export function useWizard() {
 
   useAutomaticChoices(state, dispatch, data);
   useFocusRequest(state, dispatch);
+  useClone(Number(params.get("clone")) || 0, dispatch);
 
   const check = checkWizard(state, refs);
   const body = buildRequest(state, refs);
