@@ -163,7 +163,7 @@ def create_api_token(user: User, *, name: str) -> CreatedToken:
     if not name:
         raise ServiceError("Give the token a name.", field="name")
     if user.api_tokens.count() >= 50:
-        raise ServiceError("You already have 50 API tokens; revoke some first.")
+        raise ServiceError("You already have 50 API tokens; revoke some first.", status_code=429)  # a quota
     key = ApiToken.generate_key()
     token = ApiToken.objects.create(user=user, name=name, prefix=key[:10], key_hash=hash_token_key(key))
     return CreatedToken(token=token, key=key)

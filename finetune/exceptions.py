@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from rest_framework import exceptions, status
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -25,6 +26,15 @@ class ServiceError(Exception):
         self.field = field
         if status_code is not None:
             self.status_code = status_code
+
+
+# Documentation of that shape for the OpenAPI schema (finetune.schema documents it on every operation).
+class ErrorSerializer(serializers.Serializer):
+    """The body of every API error."""
+
+    detail = serializers.CharField(help_text="What went wrong, in a sentence a user can act on.")
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   help_text="Messages by field name (empty when the error is not about a field).")
 
 
 def _flatten(data: Any) -> list[str]:
@@ -78,6 +88,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     return response
 
 
+@csrf_exempt  # a POST to no route is a 404 for everyone, not a CSRF failure
 def json_404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     """404 for URLs under /api/ that match no route."""
     return JsonResponse({"detail": "Not found.", "errors": {}}, status=404)

@@ -72,6 +72,23 @@ def _is_client_error(exc: Exception) -> bool:
     return isinstance(exc, (Http404, PermissionDenied, BadRequest, SuspiciousOperation))
 
 
+class RejectNulQueryMiddleware:
+    """400 for an /api/ request whose query string holds a NUL character (`%00`): PostgreSQL cannot compare text
+    with one, so a filter such as `?search=` would otherwise fail inside the query (a 500). JSON bodies:
+    finetune.serializers.StrictInputMixin."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if ("%00" in query or "\x00" in query) and request.path.startswith("/api/") and any(
+                "\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()):
+            return JsonResponse({"detail": "The query string contains a NUL character (%00), which no parameter "
+                                           "accepts.", "errors": {}}, status=400)
+        return self.get_response(request)
+
+
 class PageMessageMiddleware(MessageMiddleware):
     """Django's messages for the pages (admin, login); the API never shows any, so its requests skip setting up
     the message storage (a noticeable share of a small API request)."""

@@ -129,3 +129,59 @@ class FastReadMixin:
             check = attribute.pk if isinstance(attribute, relations.PKOnlyObject) else attribute
             out[name] = None if check is None else field.to_representation(attribute)
         return out
+
+
+def contains_nul(value: Any) -> bool:
+    """True when a string in `value` (parsed JSON: dicts, lists, strings), a key included, holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Field class -> (check, what the schema says it is), most specific first (a URLField is a CharField).
+_JSON_TYPES: list[tuple[type[f.Field], Callable[[Any], bool], str]] = [
+    (f.BooleanField, lambda v: isinstance(v, bool), "a boolean"),
+    (f.IntegerField, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    (f.FloatField, _is_number, "a number"),
+    (f.DecimalField, _is_number, "a number"),
+    (f.CharField, lambda v: isinstance(v, str), "a string"),
+    (f.ListField, lambda v: isinstance(v, list), "a list"),
+    (f.DictField, lambda v: isinstance(v, Mapping), "an object"),
+]
+
+
+class StrictInputMixin:
+    """For a serializer that reads a JSON body: a value of the wrong JSON type is refused (400), as the schema says,
+    instead of DRF's coercion (the number 12 accepted as the text "12", the text "true" or the number 1 as a
+    boolean, "5" as an integer); so is text with a NUL character anywhere in a field's value (PostgreSQL stores
+    none, in text or jsonb: it would fail inside a query). Form input (a QueryDict, all text) is left to DRF, whose
+    text fields refuse NUL characters too. Keys the serializer does not know are ignored, as DRF does."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        from django.http import QueryDict
+
+        if isinstance(data, Mapping) and not isinstance(data, QueryDict):
+            errors: dict[str, list[str]] = {}
+            for name, field in self.fields.items():  # type: ignore[attr-defined]
+                value = data.get(name)
+                if field.read_only or value is None:
+                    continue  # absent, or null (DRF checks allow_null)
+                if contains_nul(value):
+                    errors[name] = ["Text may not contain a NUL character (\\u0000)."]
+                    continue
+                for kind, check, label in _JSON_TYPES:
+                    if isinstance(field, kind):
+                        if not check(value):
+                            errors[name] = [f"Must be {label}."]
+                        break
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)  # type: ignore[misc]

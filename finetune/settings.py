@@ -14,53 +14,9 @@ from urllib.parse import unquote, urlparse
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from finetune.env import env_bool, env_int, env_list, env_str
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def _read_secret_file(path: str | None) -> str | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ImproperlyConfigured(f"cannot read secret file {path}: {exc}") from exc
-
-
-def env_str(name: str, default: str | None = None, *, required: bool = False) -> str | None:
-    """A string from the environment (or from the file named by NAME_FILE)."""
-    value = os.getenv(name)
-    if value is None or value == "":
-        value = _read_secret_file(os.getenv(f"{name}_FILE"))
-    if value is None and required and not DEBUG:
-        raise ImproperlyConfigured(f"{name} must be set when DEBUG is off")
-    return default if value is None else value
-
-
-def env_bool(name: str, default: bool) -> bool:
-    """A boolean from the environment: 1/true/yes/on are true."""
-    value = os.getenv(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    """An integer from the environment."""
-    value = os.getenv(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    """A comma-separated list from the environment."""
-    value = env_str(name)
-    if value is None:
-        return default
-    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 # No usage telemetry from the Hugging Face libraries (huggingface_hub, transformers, TRL) in any process that loads
@@ -110,6 +66,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "finetune.middleware.RejectNulQueryMiddleware",  # ?x=%00 under /api/: 400
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "finetune.middleware.PageMessageMiddleware",  # Django's MessageMiddleware, skipped under /api/
@@ -222,12 +179,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # redis-py 8 reads with a 5 s socket timeout by default, the same as channels-redis' 5 s BZPOPMIN: an idle
-        # websocket then dies with "Timeout reading from redis". Give reads more room than the blocking pop.
+        # Reads wait longer than channels-redis' 5 s BZPOPMIN (redis-py 8's 5 s default killed idle websockets). A Redis
+        # restart leaves pooled connections dead: a command retries once, at once, on a new one (Retry(NoBackoff(), 1)).
         "CONFIG": {
-            "hosts": [{"address": f"{_redis_base}/{REDIS_CHANNELS_DB}", "socket_timeout": 30}],
-            "capacity": 2000,
-            "expiry": 60,
+            "hosts": [{"address": f"{_redis_base}/{REDIS_CHANNELS_DB}", "socket_timeout": 30,
+                       "retry_on_error": [ConnectionError]}],
+            "capacity": 2000, "expiry": 60,
         },
     }
 }
@@ -439,7 +396,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "finetune.pagination.Pagination",
     "PAGE_SIZE": 25,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "finetune.schema.AutoSchema",  # every operation documents the API's errors
     "EXCEPTION_HANDLER": "finetune.exceptions.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["finetune.redaction.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG and not TESTING else []),
@@ -459,6 +416,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # The enums' hook (drf-spectacular's default), then: request strings take no NUL character (finetune/schema.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "finetune.schema.forbid_nul_in_request_strings"],
 }
 # --- Models from the Hub: the catalogue's and the model tasks' `status` choice sets get their own schema names.
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {

@@ -30,7 +30,7 @@ urlpatterns = [
     path("api/models/", include("models_app.api.urls")),
     path("api/internal/", include("training.api.internal_urls")),
     path("api/", include("dashboard.api.urls")),
-    re_path(r"^api/.*$", json_404),
+    re_path(r"^api/[\s\S]*$", json_404),  # any character, a newline included (`.` stops at one)
     # Client-side routes of the React app: a deep link reloads fine.
     re_path(r"^(?!static/|media/|ws/).*$", frontend_shell, name="frontend"),
 ]

@@ -26,6 +26,7 @@ from finetune.exceptions import ServiceError
 from finetune.redaction import hide_server_paths
 
 from . import inference
+from .artifacts import require_files
 from .catalogue import get_usable_base_model
 from .models import BaseModel, FineTunedModel
 
@@ -99,8 +100,10 @@ def check_request(payload: Any, target: Target) -> tuple[inference.GenerationReq
 def start_generation(owner: User, target: Target, payload: Any, *, reply_channel: str) -> str:
     """Check access and input, then queue a generation on the `inference` workers that streams its events to
     `reply_channel`; returns the request id (carried by every event, and the key to `cancel_generation`)."""
-    resolve_target(owner, target)
+    obj = resolve_target(owner, target)
     request, compare = check_request(payload, target)
+    if isinstance(obj, FineTunedModel):
+        require_files(obj, "used")  # answered now (409), not by a worker after the request waited in the queue
     request_id = uuid.uuid4().hex
     _enqueue({"request_id": request_id, "owner_id": owner.pk, "target": str(target), "request": request.to_dict(),
               "compare_with_base": compare, "reply_channel": reply_channel})

@@ -237,7 +237,7 @@ ROUTES: dict[str, Entry] = {
               "the second user's job's callback token on the owner's job"),
     )),
     # outside the API
-    "api/.*": Entry(NOT_FOUND, path="/api/no-such-route/{dataset}/"),
+    "api/[\\s\\S]*": Entry(NOT_FOUND, path="/api/no-such-route/{dataset}/"),
     "admin/": Entry(ADMIN, "the whole admin site (one include); probed on the owner's job's change page",
                     path="/admin/training/trainingjob/{job}/change/", methods=("get", "head", "post")),
     "admin/dashboard/auditlog/<rest>": Entry(REDIRECT, path="/admin/dashboard/auditlog/{job}/change/"),

@@ -8,9 +8,10 @@ from rest_framework import serializers
 
 from accounts import services
 from accounts.models import ApiToken, User
+from finetune.serializers import StrictInputMixin
 
 
-class RegisterSerializer(serializers.Serializer):
+class RegisterSerializer(StrictInputMixin, serializers.Serializer):
     username = serializers.RegexField(
         r"^[\w.@+-]+\Z",
         max_length=150,
@@ -21,7 +22,7 @@ class RegisterSerializer(serializers.Serializer):
     password = serializers.CharField(write_only=True, max_length=256, style={"input_type": "password"})
 
 
-class LoginSerializer(serializers.Serializer):
+class LoginSerializer(StrictInputMixin, serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(write_only=True, max_length=256, style={"input_type": "password"})
 
@@ -29,6 +30,7 @@ class LoginSerializer(serializers.Serializer):
 class UserSerializer(serializers.ModelSerializer):
     has_hf_token = serializers.BooleanField(read_only=True)
     has_webhook_secret = serializers.BooleanField(read_only=True)
+    webhook_url = serializers.CharField(read_only=True, help_text="The job notifications' webhook (empty: none).")
     quotas = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
 
@@ -59,7 +61,7 @@ class UserSerializer(serializers.ModelSerializer):
         return services.usage(obj)
 
 
-class ProfileUpdateSerializer(serializers.Serializer):
+class ProfileUpdateSerializer(StrictInputMixin, serializers.Serializer):
     display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     email = serializers.EmailField(max_length=254, required=False)
     # Notifications: the URL is checked by the service (http/https only); an empty value turns it off.
@@ -76,13 +78,15 @@ class QuotaSummarySerializer(serializers.Serializer):
     resets_at = serializers.DateTimeField()
 
 
-class ChangePasswordSerializer(serializers.Serializer):
+class ChangePasswordSerializer(StrictInputMixin, serializers.Serializer):
     old_password = serializers.CharField(max_length=256, style={"input_type": "password"})
     new_password = serializers.CharField(max_length=256, style={"input_type": "password"})
 
 
-class HfTokenInSerializer(serializers.Serializer):
-    token = serializers.CharField(max_length=512, write_only=True, trim_whitespace=True)
+class HfTokenInSerializer(StrictInputMixin, serializers.Serializer):
+    # Sent to the Hub in an HTTP header: printable ASCII, no spaces (anything else could never be a token).
+    token = serializers.RegexField(r"^[!-~]+$", max_length=512, write_only=True, trim_whitespace=True,
+                                   error_messages={"invalid": "A Hugging Face token is printable ASCII text."})
 
 
 class HfTokenStatusSerializer(serializers.Serializer):
@@ -97,7 +101,7 @@ class HfTokenSavedSerializer(serializers.Serializer):
     last4 = serializers.CharField()
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(StrictInputMixin, serializers.ModelSerializer):
     class Meta:
         model = ApiToken
         fields = ["id", "name", "prefix", "created", "last_used"]

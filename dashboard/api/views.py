@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -64,7 +63,8 @@ class AnalyticsView(APIView):
     final loss by method."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("days", OpenApiTypes.INT, description="Window in days, 1-365 (default 30).")],
+        parameters=[OpenApiParameter("days", {"type": "integer", "minimum": 1, "maximum": 365},
+                                     description="Window in days, 1-365 (default 30).")],
         responses=s.AnalyticsSerializer,
     )
     def get(self, request: Request) -> Response:

@@ -54,6 +54,8 @@ class StrictMultiPartParser(DrfMultiPartParser):
         try:
             parser = _StrictDjangoParser(meta, stream, request.upload_handlers, encoding)
             data, files = parser.parse()
+            if any("\x00" in key or any("\x00" in v for v in values) for key, values in data.lists()):
+                raise ParseError("The request contains a NUL character (\\u0000), which no field accepts.")
             return DataAndFiles(data, files)
         except TooManyFilesSent:
             raise ParseError(

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from datasets_app.models import Dataset, DatasetFile
 from datasets_app.versions import FILE_FIELDS
-from finetune.serializers import FastReadMixin
+from finetune.serializers import FastReadMixin, StrictInputMixin
 
 
 class DatasetFileSerializer(FastReadMixin, serializers.ModelSerializer):
@@ -23,6 +23,8 @@ _MISSING = object()
 
 class DatasetSerializer(FastReadMixin, serializers.ModelSerializer):
     files = serializers.SerializerMethodField()
+    verdict = serializers.ChoiceField(choices=Dataset.Verdict.choices, allow_blank=True, read_only=True,
+                                      help_text="Empty until the dataset is validated.")
     root_id = serializers.SerializerMethodField()
     is_latest = serializers.SerializerMethodField()
 
@@ -57,19 +59,20 @@ class DatasetSerializer(FastReadMixin, serializers.ModelSerializer):
 
 
 class DatasetUploadSerializer(serializers.Serializer):
-    file = serializers.ListField(child=serializers.FileField(), help_text="One or more files (repeat the field).")
+    file = serializers.ListField(child=serializers.FileField(), allow_empty=False,
+                                 help_text="One or more files (repeat the field).")
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     format = serializers.CharField(required=False, allow_blank=True, help_text="auto (default) or a format name")
     column_mapping = serializers.CharField(required=False, allow_blank=True, help_text="JSON object")
 
 
-class DatasetUpdateSerializer(serializers.Serializer):
+class DatasetUpdateSerializer(StrictInputMixin, serializers.Serializer):
     name = serializers.CharField(required=False, max_length=200)
     format = serializers.CharField(required=False, allow_blank=True)
     column_mapping = serializers.JSONField(required=False, allow_null=True)
 
 
-class ValidateSerializer(serializers.Serializer):
+class ValidateSerializer(StrictInputMixin, serializers.Serializer):
     base_model = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=2**63 - 1,
         help_text="An id from GET /api/models/base/ that you may use: its tokenizer measures the rows.")
@@ -78,11 +81,12 @@ class ValidateSerializer(serializers.Serializer):
     column_mapping = serializers.JSONField(required=False, allow_null=True)
 
 
-class PreprocessSerializer(serializers.Serializer):
+class PreprocessSerializer(StrictInputMixin, serializers.Serializer):
     steps = serializers.ListField(child=serializers.DictField(), allow_empty=False)
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
 
-class SplitSerializer(serializers.Serializer):
-    validation_ratio = serializers.FloatField(default=0.1)
+class SplitSerializer(StrictInputMixin, serializers.Serializer):
+    validation_ratio = serializers.FloatField(default=0.1, min_value=0.001, max_value=0.5,
+                                              help_text="The share of rows held out for validation.")
     seed = serializers.IntegerField(default=42)

@@ -89,9 +89,12 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        parameters=[OpenApiParameter("offset", int), OpenApiParameter("limit", int),
-                    OpenApiParameter("base_model", int, description="An id from GET /api/models/base/ that you may "
-                                     "use (default: the one chosen for validation, else the embedded model).")],
+        parameters=[OpenApiParameter("offset", {"type": "integer", "minimum": 0}, description="First row (default 0)"),
+                    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100},
+                                     description="Rows, 1-100 (default 20)"),
+                    OpenApiParameter("base_model", {"type": "integer", "minimum": 1},
+                                     description="An id from GET /api/models/base/ that you may use (default: the one "
+                                     "chosen for validation, else the embedded model).")],
         responses=OpenApiTypes.OBJECT,
     )
     @action(detail=True, methods=["get"])
@@ -130,7 +133,7 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return Response(s.DatasetSerializer(child).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses=s.DatasetSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request: Request, pk: str) -> Response:
         return Response(s.DatasetSerializer(versions.versions(self.get_object()), many=True).data)
 

@@ -23,17 +23,30 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finetune import artifacts
+from finetune.serializers import StrictInputMixin
 from models_app import exports, ollama
 from models_app.models import ModelExport, OllamaImport
 
 # --- serializers ------------------------------------------------------------------------------------------------------
 
 
-class ExportRequestSerializer(serializers.Serializer):
-    format = serializers.CharField(help_text="adapter | merged | gguf")
+class ExportRequestSerializer(StrictInputMixin, serializers.Serializer):
+    format = serializers.ChoiceField(
+        choices=exports.FORMATS, help_text="adapter | merged | gguf",
+        error_messages={"invalid_choice": f"Unknown export format '{{input}}'; choose one of: "
+                                          f"{', '.join(exports.FORMATS)}."})
     quantization = serializers.CharField(
-        required=False, allow_blank=True, default="", help_text="GGUF only: f16 | q8_0 (default q8_0)"
-    )
+        required=False, allow_blank=True, default="", max_length=16,
+        help_text="GGUF only: F16 | Q8_0 | Q6_K | Q5_K_M | Q4_K_M, any case (default Q8_0); empty for the other "
+                  "formats")
+
+    def validate_quantization(self, value: str) -> str:
+        quant = exports.normalize_quantization(value)
+        if quant and quant not in exports.QUANTIZATIONS:
+            raise serializers.ValidationError(
+                f"GGUF quantization '{value}' is not supported; choose one of: "
+                f"{', '.join(q.upper() for q in exports.QUANTIZATIONS)}.")
+        return quant
 
 
 class ModelExportSerializer(serializers.ModelSerializer):
@@ -89,8 +102,14 @@ class DownloadLinkSerializer(serializers.Serializer):
     sha256 = serializers.CharField()
 
 
-class OllamaImportRequestSerializer(serializers.Serializer):
+class OllamaImportRequestSerializer(StrictInputMixin, serializers.Serializer):
     name = serializers.CharField(max_length=200, help_text="Ollama model name, e.g. 'my-model' or 'my-model:v2'.")
+    quantization = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=16,
+        help_text="The GGUF Ollama runs: F16 | Q8_0 | Q6_K | Q5_K_M | Q4_K_M (default: the server's setting)")
+
+    def validate_quantization(self, value: str) -> str:
+        return ExportRequestSerializer().validate_quantization(value)
 
 
 class OllamaImportSerializer(serializers.ModelSerializer):
@@ -106,6 +125,7 @@ class OllamaImportSerializer(serializers.ModelSerializer):
             "model_name",
             "model_version",
             "ollama_name",
+            "quantization",
             "host",
             "status",
             "progress",
@@ -220,7 +240,8 @@ class OllamaImportCreateView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = OllamaImportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        row = ollama.request_ollama_import(request.user, pk, data.validated_data["name"])
+        row = ollama.request_ollama_import(request.user, pk, data.validated_data["name"],
+                                           quantization=data.validated_data.get("quantization") or None)
         return Response(OllamaImportSerializer(row).data, status=status.HTTP_202_ACCEPTED)
 
 

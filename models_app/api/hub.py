@@ -14,8 +14,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finetune.exceptions import ServiceError
+from finetune.serializers import StrictInputMixin
 from models_app import catalogue, hub
 from models_app.models import BaseModel, HubPush
+
+# A Hub repository id as check_repo_id accepts it (`namespace/name`; no `--` or `..`, no `.git` ending), as a
+# lookahead-free pattern: each name is alphanumeric runs joined by single `.`, `_` or `-`.
+_HUB_NAME = r"[A-Za-z0-9]+([._-][A-Za-z0-9]+)*"
+HUB_REPO_ID_PATTERN = rf"^{_HUB_NAME}/{_HUB_NAME}$"
 
 _error = inline_serializer("HubError", {"detail": serializers.CharField(), "errors": serializers.DictField()})
 
@@ -66,8 +72,9 @@ class HubBaseModelSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DownloadRequestSerializer(serializers.Serializer):
-    repo_id = serializers.CharField(max_length=200, help_text="A Hub model id, `namespace/name`.")
+class DownloadRequestSerializer(StrictInputMixin, serializers.Serializer):
+    repo_id = serializers.RegexField(HUB_REPO_ID_PATTERN, max_length=96 * 2 + 1,
+                                     help_text="A Hub model id, `namespace/name`.")
 
 
 class FitQuerySerializer(serializers.Serializer):
@@ -76,7 +83,7 @@ class FitQuerySerializer(serializers.Serializer):
     batch_size = serializers.IntegerField(default=1, min_value=1, max_value=1024)
 
 
-class PushRequestSerializer(serializers.Serializer):
+class PushRequestSerializer(StrictInputMixin, serializers.Serializer):
     repo_name = serializers.CharField(max_length=200, help_text="`name` (your namespace) or `namespace/name`.")
     private = serializers.BooleanField(default=True)
 
@@ -111,7 +118,8 @@ class HubSearchView(APIView):
 class HubInfoView(APIView):
     """Architecture, parameter count, license, gated, size and chat template of a Hub model."""
 
-    @extend_schema(parameters=[OpenApiParameter("repo_id", str, required=True)],
+    @extend_schema(parameters=[OpenApiParameter("repo_id", {"type": "string", "pattern": HUB_REPO_ID_PATTERN},
+                                                required=True, description="`namespace/name`")],
                    responses={200: HubModelDetailsSerializer, 400: _error, 403: _error, 404: _error, 502: _error})
     def get(self, request: Request) -> Response:
         details = hub.model_info(request.user, request.query_params.get("repo_id", ""))
@@ -136,7 +144,7 @@ class BaseModelFitView(APIView):
 
     @extend_schema(parameters=[FitQuerySerializer], responses={200: OpenApiTypes.OBJECT, 400: _error, 404: _error})
     def get(self, request: Request, pk: int) -> Response:
-        query = FitQuerySerializer(data=request.query_params)
+        query = FitQuerySerializer(data=request.query_params.dict())  # a plain dict: `?method=` is refused, not absent
         query.is_valid(raise_exception=True)
         base = catalogue.get_usable_base_model(request.user, pk)
         return Response(hub.fit_estimate(base, **query.validated_data))

@@ -10,18 +10,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from finetune.serializers import StrictInputMixin
 from models_app import playground
 
 
-class _Message(serializers.Serializer):
+class _Message(StrictInputMixin, serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "user", "assistant"])
     content = serializers.CharField()
 
 
-class GenerateRequestSerializer(serializers.Serializer):
+class GenerateRequestSerializer(StrictInputMixin, serializers.Serializer):
     """Documentation of the body; `models_app.inference.parse_request` checks it (for REST and websocket alike)."""
 
-    messages = _Message(many=True)
+    messages = _Message(many=True, allow_empty=False)
     system = serializers.CharField(required=False, allow_blank=True)
     max_new_tokens = serializers.IntegerField(required=False, min_value=1, max_value=1024, default=256)
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2, default=0.7)

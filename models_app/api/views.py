@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from finetune.exceptions import ServiceError
-from finetune.serializers import FastReadMixin
+from finetune.serializers import FastReadMixin, StrictInputMixin
 from models_app import catalogue, services
 from models_app.models import BaseModel, FineTunedModel
 
@@ -94,7 +94,7 @@ class FineTunedModelDetailSerializer(FineTunedModelSerializer):
         return services.loss_curve(obj)
 
 
-class FineTunedModelUpdateSerializer(serializers.Serializer):
+class FineTunedModelUpdateSerializer(StrictInputMixin, serializers.Serializer):
     name = serializers.CharField(required=False, max_length=200,
                                  help_text="Renames every version of this model (409 when the name is taken).")
     tag = serializers.CharField(required=False, allow_blank=True, max_length=100)
@@ -117,8 +117,17 @@ class BaseModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return catalogue.get_usable_base_model(self.request.user, self.kwargs["pk"])
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").lower() in ("1", "true", "yes", "on")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_MAX_ID = 2**63 - 1
+
+
+def _flag(value: str | None, name: str) -> bool:
+    """A boolean query parameter (absent: false); anything but true/false, 1/0, yes/no, on/off is refused."""
+    if value is None:
+        return False
+    if value.lower() not in _TRUE + _FALSE:
+        raise ServiceError(f"{name} must be true or false.", field=name)
+    return value.lower() in _TRUE
 
 
 class FineTunedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
@@ -144,7 +153,8 @@ class FineTunedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
     @extend_schema(parameters=[
         OpenApiParameter("name", str, description="Exact model name"),
         OpenApiParameter("search", str, description="Part of the name or tag"),
-        OpenApiParameter("base_model", int, description="Base model id"),
+        OpenApiParameter("base_model", {"type": "integer", "minimum": 0, "maximum": _MAX_ID},
+                         description="Base model id"),
         OpenApiParameter("latest", bool, description="Only the newest version of each name"),
     ])
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -155,10 +165,11 @@ class FineTunedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
             return queryset
         params = self.request.query_params
         base = params.get("base_model")
-        if base is not None and not base.isdigit():
+        if base is not None and not (base.isascii() and base.isdigit() and int(base) <= _MAX_ID):
             raise ServiceError("base_model must be a base model id.", field="base_model")
         return services.filter_models(queryset, name=params.get("name"), search=params.get("search"),
-                                      base_model=int(base) if base else None, latest_only=_flag(params.get("latest")))
+                                      base_model=int(base) if base else None,
+                                      latest_only=_flag(params.get("latest"), "latest"))
 
     @extend_schema(request=FineTunedModelUpdateSerializer, responses=FineTunedModelDetailSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -173,7 +184,7 @@ class FineTunedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses=FineTunedModelSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request: Request, pk: str) -> Response:
         """Every version of this model's name, newest first."""
         return Response(FineTunedModelSerializer(services.versions_of(self.get_object()), many=True).data)

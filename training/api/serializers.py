@@ -6,16 +6,17 @@ from typing import Any
 
 from rest_framework import serializers
 
-from finetune.serializers import FastReadMixin
+from finetune.serializers import FastReadMixin, StrictInputMixin
+from training.engine.spec import METHODS
 from training.models import LogLine, MetricPoint, TrainingJob
 
 
-class JobCreateSerializer(serializers.Serializer):
+class JobCreateSerializer(StrictInputMixin, serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     base_model = serializers.IntegerField(help_text="An id from GET /api/models/base/")
     dataset = serializers.IntegerField(help_text="A dataset id")
     dataset_version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    method = serializers.ChoiceField(choices=["sft", "dpo", "orpo"], default="sft")
+    method = serializers.ChoiceField(choices=list(METHODS), default="sft")
     weights = serializers.ChoiceField(choices=["full", "lora", "qlora"], default="lora")
     hyperparameters = serializers.DictField(required=False, default=dict)
     preset = serializers.CharField(required=False, allow_blank=True)
@@ -76,7 +77,18 @@ class LogLineSerializer(serializers.ModelSerializer):
         fields = ["seq", "level", "line", "time"]
 
 
-class ContinueSerializer(serializers.Serializer):
+class PresetSerializer(serializers.Serializer):
+    """A starting point for the wizard (documentation of training.presets.PRESETS)."""
+
+    id = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    method = serializers.ChoiceField(choices=list(METHODS))
+    weights = serializers.ChoiceField(choices=["full", "lora", "qlora"])
+    hyperparameters = serializers.DictField()
+
+
+class ContinueSerializer(StrictInputMixin, serializers.Serializer):
     extra_epochs = serializers.FloatField(min_value=0.01, max_value=100)
 
 

@@ -26,7 +26,7 @@ from . import serializers as s
 class PresetsView(APIView):
     """Good starting points for the wizard."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=s.PresetSerializer(many=True))
     def get(self, request: Request) -> Response:
         return Response(PRESETS)
 
@@ -114,7 +114,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("limit", int)],
                    responses=s.MetricPointSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def metrics(self, request: Request, pk: str) -> HttpResponse:
         """Ordered metric points after `after_seq` (for charts and for backfill after a reconnect), at most `limit`
         (default and cap: METRICS_PAGE_MAX, 5000); a full page means more may follow."""
@@ -124,7 +124,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("limit", int)],
                    responses=s.LogLineSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def logs(self, request: Request, pk: str) -> HttpResponse:
         job_id, _, log_seq = self._owned_job(pk)
         return _json(backfill.log_lines_json(job_id, after_seq=_int_param(request, "after_seq", 0),
@@ -146,7 +146,7 @@ def _json(text: str) -> HttpResponse:
 
 def _int_param(request: Request, name: str, default: int | None) -> Any:
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
     try:
         return int(raw)
