@@ -157,6 +157,7 @@ ROUTES: dict[str, Entry] = {
     "api/datasets/<pk>/versions/": Entry(DATASET),
     # training
     "api/training/presets/": Entry(NONE, "static presets, the same for everyone"),
+    "api/training/notifications/test-webhook/": Entry(SELF, "sends to the caller's own saved webhook; no id in it"),
     "api/training/estimate/": Entry(NONE, "the body names a dataset", body=_job_body, other=_REFUSED_IDS),
     "api/training/jobs/": Entry(NONE, "the body names a dataset", listed=JOB, body=_job_body, other=_REFUSED_IDS,
                                 query=lambda w: {"status": "succeeded"}),

@@ -184,7 +184,7 @@ def send_test_webhook(user: Any) -> dict[str, Any]:
     from finetune.exceptions import ServiceError
 
     if not user.webhook_url:
-        raise ServiceError("Set a webhook URL and save it first.", field="webhook_url")
+        raise ServiceError("Set a webhook URL and save it first.", field="webhook_url", status_code=409)
     if not cache.add(f"webhook-test:{user.pk}", 1, TEST_INTERVAL_S):
         raise ServiceError(f"A test was sent a moment ago; wait {TEST_INTERVAL_S} seconds.", status_code=429)
     host = urlsplit(user.webhook_url).netloc

@@ -316,7 +316,7 @@ def test_send_a_test_webhook_from_the_settings(auth_client, user, receiver, sett
     from django.core.cache import cache
 
     settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE = True
-    assert auth_client.post("/api/training/notifications/test-webhook/").status_code == 400  # no URL saved yet
+    assert auth_client.post("/api/training/notifications/test-webhook/").status_code == 409  # no URL saved yet
     _configure(user, auth_client, webhook_url=receiver.url, webhook_secret="s3cret-for-tests")
     before = len(receiver.requests)
     r = auth_client.post("/api/training/notifications/test-webhook/")
