@@ -47,3 +47,16 @@ def page(browser: Any) -> Iterator[Any]:
     pg.set_default_timeout(15000)
     yield pg
     context.close()
+
+
+def sign_up(page: Any, daphne_url: str, username: str, password: str = "Gradient-Descent-42") -> None:
+    """Create an account through the sign-up page and wait until the app shows the user signed in."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{daphne_url}/signup")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Email").fill(f"{username}@example.com")
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_label("Confirm password").fill(password)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_test_id("user-menu")).to_contain_text(username)

@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 from tests.datasets_dir import DATASETS as SHARED  # noqa: E402
+from tests.e2e.conftest import sign_up
 
 
 def test_drag_and_drop_upload_then_report_and_preview(page, daphne_url, celery_worker_process, artifacts_dir):
@@ -22,13 +23,7 @@ def test_drag_and_drop_upload_then_report_and_preview(page, daphne_url, celery_w
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(shots / name), full_page=True)
 
-    page.goto(f"{daphne_url}/signup")
-    page.get_by_label("Username").fill("dora")
-    page.get_by_label("Email").fill("dora@example.com")
-    page.get_by_label("Password", exact=True).fill("Data-Explorer-2026")
-    page.get_by_label("Confirm password").fill("Data-Explorer-2026")
-    page.get_by_role("button", name="Sign up").click()
-    expect(page.get_by_test_id("user-menu")).to_contain_text("dora")
+    sign_up(page, daphne_url, "dora", "Data-Explorer-2026")
 
     page.get_by_role("link", name="Datasets", exact=True).click()  # not the dashboard tile
     expect(page).to_have_url(re.compile(r"/datasets$"))

@@ -8,6 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.conftest import sign_up
 from tests.factories import make_ready_dataset
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -31,13 +32,7 @@ def test_wizard_launch_live_chart_and_reload(page, daphne_url, browser_training_
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(shots / name), full_page=True)
 
-    page.goto(f"{daphne_url}/signup")
-    page.get_by_label("Username").fill("tina")
-    page.get_by_label("Email").fill("tina@example.com")
-    page.get_by_label("Password", exact=True).fill("Gradient-Descent-42")
-    page.get_by_label("Confirm password").fill("Gradient-Descent-42")
-    page.get_by_role("button", name="Sign up").click()
-    expect(page.get_by_test_id("user-menu")).to_contain_text("tina")
+    sign_up(page, daphne_url, "tina")
 
     from accounts.models import User
 
@@ -103,13 +98,7 @@ def test_kto_job_from_the_wizard(page, daphne_url, browser_training_worker, arti
     the job trains to the end on the worker."""
     shots = artifacts_dir / "training"
     shots.mkdir(parents=True, exist_ok=True)
-    page.goto(f"{daphne_url}/signup")
-    page.get_by_label("Username").fill("kira")
-    page.get_by_label("Email").fill("kira@example.com")
-    page.get_by_label("Password", exact=True).fill("Gradient-Descent-42")
-    page.get_by_label("Confirm password").fill("Gradient-Descent-42")
-    page.get_by_role("button", name="Sign up").click()
-    expect(page.get_by_test_id("user-menu")).to_contain_text("kira")
+    sign_up(page, daphne_url, "kira")
 
     from accounts.models import User
 
@@ -153,13 +142,7 @@ def test_reproducibility_clone_and_delete_of_a_finished_job(page, daphne_url, ar
     from accounts.models import User
     from training.models import TrainingJob
 
-    page.goto(f"{daphne_url}/signup")
-    page.get_by_label("Username").fill("remy")
-    page.get_by_label("Email").fill("remy@example.com")
-    page.get_by_label("Password", exact=True).fill("Gradient-Descent-42")
-    page.get_by_label("Confirm password").fill("Gradient-Descent-42")
-    page.get_by_role("button", name="Sign up").click()
-    expect(page.get_by_test_id("user-menu")).to_contain_text("remy")
+    sign_up(page, daphne_url, "remy")
     user = User.objects.get(username="remy")
     ds = make_ready_dataset(user, name="tiny alpaca")
     from models_app.models import BaseModel
