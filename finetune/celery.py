@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "finetune.settings")
@@ -28,3 +28,14 @@ def _add_inference_routes(sender: Celery, **kwargs: object) -> None:
 
 
 app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def _use_django_logging(**kwargs: object) -> None:
+    """Workers log like the web processes (settings.LOGGING: LOG_FORMAT plain or json, with job_id and task_id)
+    instead of Celery's own root-logger setup."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)

@@ -159,6 +159,18 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
+def _fresh_metrics_dir() -> Path:
+    """An empty folder where the web processes keep their request metrics, so /metrics, answered by any one of them,
+    counts all of them (prometheus_client's multiprocess mode; emptied at each start)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / f"finetune-metrics-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -175,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     env.update({"WEB_THREADS": str(plan.threads), "DB_POOL_MAX_SIZE": str(plan.pool_size),
                 "FINETUNE_PROCESS": "web"})
     env.setdefault("DB_APPLICATION_NAME", "finetune-web")
+    if plan.workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_metrics_dir())
     env.setdefault("DB_STATEMENT_TIMEOUT_MS", "30000")
     daphne_args = ["-v", "1" if args.access_log else "0",
                    "--http-timeout", env.get("WEB_HTTP_TIMEOUT_S", "300"),

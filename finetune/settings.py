@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from finetune.env import env_bool, env_int, env_list, env_str
+from finetune.observability import init_sentry, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "channels",
     "storages",
+    "django_prometheus",
     "accounts",
     "datasets_app",
     "models_app",
@@ -62,6 +64,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # web request metrics for /metrics
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -71,6 +74,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "finetune.middleware.PageMessageMiddleware",  # Django's MessageMiddleware, skipped under /api/
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     "finetune.middleware.ApiErrorMiddleware",  # last: sees every view's exception first
 ]
 
@@ -449,11 +453,11 @@ NOTIFY_WEBHOOK_RETRY_DELAY_S = env_int("NOTIFY_WEBHOOK_RETRY_DELAY_S", 30)
 # and again at delivery, unless this is on (default: on only with DEBUG or in tests, where receivers run locally).
 NOTIFY_WEBHOOK_ALLOW_PRIVATE = env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", DEBUG or TESTING)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
-}
+# --- Logs (LOG_FORMAT plain | json, with job_id/user_id/task_id) and Sentry (SENTRY_DSN): finetune/observability.py
+LOGGING = logging_config(env_str("LOG_FORMAT", "plain"), env_str("LOG_LEVEL", "INFO"))
+SENTRY_ENABLED = init_sentry(env_str("SENTRY_DSN"), environment=env_str("SENTRY_ENVIRONMENT", "production"),
+                             traces_sample_rate=float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0")))
+# --- Prometheus at /metrics (dashboard/metrics.py): a scraper sends `Authorization: Bearer METRICS_TOKEN` or comes from
+# an address in METRICS_ALLOWED_IPS (addresses or CIDRs); with neither set, /metrics answers 403 to everyone.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])

@@ -7,6 +7,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from dashboard.metrics import metrics_view
 from dashboard.views import frontend_shell
 from finetune.exceptions import json_404
 
@@ -20,6 +21,7 @@ urlpatterns = [
     # The audit log moved from the dashboard app to accounts: old bookmarks still land on it.
     re_path(r"^admin/dashboard/auditlog/(?P<rest>.*)$", RedirectView.as_view(url="/admin/accounts/auditlog/%(rest)s")),
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="prometheus-metrics"),  # operators' scrape (token or allow-list)
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # GET only: the Swagger page's template renderer cannot answer OPTIONS.
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema", http_method_names=["get", "head"]),

@@ -9,6 +9,8 @@ import socket
 from celery import shared_task
 from django.conf import settings
 
+from finetune.observability import log_context
+
 from . import notifications, services
 
 logger = logging.getLogger(__name__)
@@ -18,14 +20,16 @@ logger = logging.getLogger(__name__)
 def run_training_job(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
     """Claim the job (a second delivery finds a live lease and exits) and run it on its backend."""
     worker_id = f"{self.request.hostname or socket.gethostname()}:{os.getpid()}:{self.request.id}"
-    if not services.claim_job(job_id, worker_id):
-        logger.info("job %s: not claimable by %s (running elsewhere, finished or cancelled)", job_id, worker_id)
-        return
-    from .models import TrainingJob
-    from .runners import get_runner
+    with log_context(job_id=job_id):
+        if not services.claim_job(job_id, worker_id):
+            logger.info("job %s: not claimable by %s (running elsewhere, finished or cancelled)", job_id, worker_id)
+            return
+        from .models import TrainingJob
+        from .runners import get_runner
 
-    job = TrainingJob.objects.select_related("dataset", "base_model", "init_from_job").get(pk=job_id)
-    get_runner(job.backend).run(job, worker_id)
+        job = TrainingJob.objects.select_related("dataset", "base_model", "init_from_job").get(pk=job_id)
+        with log_context(user_id=job.owner_id):
+            get_runner(job.backend).run(job, worker_id)
 
 
 @shared_task(name="training.tasks.recover_jobs")

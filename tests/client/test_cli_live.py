@@ -155,6 +155,14 @@ def test_upload_train_watch_export_push_and_download(
     code, out, err = run_cli(capsys, "jobs", "resume", job_id)
     assert code == EXIT_API and "Only a failed or cancelled job can be resumed" in err
 
+    # Operations telemetry: the worker logged the run as JSON lines carrying job_id, user_id and the task's id, and
+    # /metrics (with the scraper's token) counts the finished job and the export.
+    records = [json.loads(line) for line in platform_worker["log"].read_text().splitlines() if line.startswith("{")]
+    of_job = [r for r in records if r.get("job_id") == int(job_id)]
+    assert of_job and all(r["task_id"] and r["user_id"] for r in of_job), records[-5:]
+    assert any(r["logger"].startswith("training.engine") for r in of_job)
+    assert_metrics_count_the_job(int(job_id))
+
 
 def test_watch_exits_non_zero_when_the_job_fails(daphne_url, platform_worker, cli_env, capsys, monkeypatch):
     from accounts.services import create_api_token
@@ -202,3 +210,20 @@ def test_usage_auth_and_connection_errors_have_their_exit_codes(daphne_url, cli_
     assert code == EXIT_USAGE and "cannot read" in err
     code, out, err = run_cli(capsys, "whoami", "--url", f"http://127.0.0.1:{free_port()}", "--token", "x")
     assert code == EXIT_UNREACHABLE and "could not reach" in err
+
+
+def assert_metrics_count_the_job(job_id: int) -> None:
+    from django.test import Client as DjangoClient
+    from django.test import override_settings
+
+    from training.models import TrainingJob
+
+    job = TrainingJob.objects.get(pk=job_id)
+    succeeded = TrainingJob.objects.filter(status="succeeded", backend=job.backend).count()
+    with override_settings(METRICS_TOKEN="scrape-secret", METRICS_ALLOWED_IPS=[]):
+        browser = DjangoClient()
+        assert browser.get("/metrics").status_code == 403  # anonymous
+        body = browser.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").content.decode()
+    assert job.status == "succeeded" and succeeded >= 1
+    assert f'finetune_training_jobs{{backend="{job.backend}",state="succeeded"}} {float(succeeded)}' in body, body[:2000]
+    assert 'finetune_exports{status="succeeded"}' in body and "finetune_celery_queue_length" in body
