@@ -45,6 +45,7 @@ NOT_FOUND = "not-found"  # the API's catch-all: 404 for everyone
 ADMIN = "admin"  # the staff-only admin site: non-staff users are sent to its sign-in page
 REDIRECT = "redirect"  # a permanent bookmark redirect, the same for everyone
 SHELL = "shell"  # the React app's HTML shell for client-side paths: the same page for everyone, no data
+SCRAPER = "scraper"  # operators' Prometheus metrics: a scraper's token or an allowed address, never a user
 
 KINDS = {
     DATASET: "one of the owner's datasets (any version)",
@@ -66,6 +67,7 @@ KINDS = {
     ADMIN: "staff-only admin site: a non-staff user (owner or not) is redirected to the admin sign-in",
     REDIRECT: "bookmark redirect (no data)",
     SHELL: "the React app's shell (200, or 503 with an explanation when the build is missing): no data",
+    SCRAPER: "Prometheus metrics: 403 for every user and anonymous caller (only METRICS_TOKEN or METRICS_ALLOWED_IPS)",
 }
 
 MISSING = 987654321  # an id no row has: another user's id must answer exactly like it
@@ -242,6 +244,7 @@ ROUTES: dict[str, Entry] = {
     "admin/": Entry(ADMIN, "the whole admin site (one include); probed on the owner's job's change page",
                     path="/admin/training/trainingjob/{job}/change/", methods=("get", "head", "post")),
     "admin/dashboard/auditlog/<rest>": Entry(REDIRECT, path="/admin/dashboard/auditlog/{job}/change/"),
+    "metrics": Entry(SCRAPER, "platform and web metrics for Prometheus", path="/metrics", methods=("get",)),
     "(?!static/|media/|ws/).*": Entry(SHELL, path="/datasets/{dataset}"),
 }
 
@@ -545,7 +548,7 @@ def expected_for(entry: Entry, who: str, method: str) -> tuple[tuple[int, ...] |
     kind = entry.kind
     if kind == INTERNAL:
         return (403, 405), KINDS[INTERNAL]
-    fixed = {NOT_FOUND: (404,), ADMIN: (302,), REDIRECT: (301, 302), SHELL: (200, 503)}
+    fixed = {NOT_FOUND: (404,), ADMIN: (302,), REDIRECT: (301, 302), SHELL: (200, 503), SCRAPER: (403,)}
     if kind in fixed:
         return fixed[kind], KINDS[kind]
     if kind == PUBLIC:
