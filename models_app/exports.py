@@ -339,6 +339,7 @@ def _write_card(export: ModelExport, folder: Path) -> None:
     write_model_card(
         str(folder),
         base_model=model.base_model.public_id,
+        base_model_note=model.base_model.provenance_note,
         datasets=datasets,
         method=model.method,
         weights=model.weights,

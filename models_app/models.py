@@ -80,6 +80,14 @@ class BaseModel(models.Model):
         return self.source == self.Source.HUB and (self.private is not False or self.gated)
 
     @property
+    def provenance_note(self) -> str | None:
+        """What a model card must add about these weights when they are not the Hub repository's own (the embedded
+        model is dequantized from a GGUF); None for a model downloaded from the Hub as it is."""
+        from training.engine.embedded import EMBEDDED_PROVENANCE
+
+        return EMBEDDED_PROVENANCE if self.source == self.Source.EMBEDDED else None
+
+    @property
     def public_id(self) -> str:
         """The id on the Hub that model cards and adapter configs name (never a path on this server)."""
         return EMBEDDED_PUBLIC_ID if self.source == self.Source.EMBEDDED else self.repo_id

@@ -153,7 +153,8 @@ def prepare_push_folder(model: FineTunedModel, out_dir: Path, *, repo_id: str, n
     job = model.job
     datasets = [job.dataset.name] if job is not None and "/" in job.dataset.name else []
     card = Path(write_model_card(
-        str(folder), base_model=public_base, datasets=datasets, method=model.method, weights=model.weights,
+        str(folder), base_model=public_base, base_model_note=base.provenance_note, datasets=datasets,
+        method=model.method, weights=model.weights,
         hyperparameters=model.hyperparameters or {}, metrics=model.metrics or {}, license=base.license or "other",
         model_name=repo_id, extra={"tags": ["finetune"]}))
     tag = f", tag {model.tag}" if model.tag else ""

@@ -192,8 +192,9 @@ def test_adapter_export_reloads_on_the_base_with_peft_and_carries_the_model_card
         zf.extractall(tmp_path / "unzipped")
     folder = tmp_path / "unzipped" / root
     card = (folder / "README.md").read_text()
-    assert card.startswith("---\n") and 'base_model: "HuggingFaceTB/SmolLM2-135M-Instruct"' in card
-    assert 'library_name: "peft"' in card and "# tiny-alpaca" in card
+    assert card.startswith("---\n") and "\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\n" in card
+    assert "\nlibrary_name: peft\n" in card and "# tiny-alpaca" in card
+    assert "dequantized to fp32 from the Q4_1 GGUF" in card  # the embedded model's weights, said plainly
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -226,7 +227,7 @@ def test_merged_export_generates_like_the_verified_reference(gguf_f16, tmp_path)
     default_storage.delete(export.file_key)
     folder = tmp_path / "tiny-alpaca-v1-merged"
     card = (folder / "README.md").read_text()
-    assert 'library_name: "transformers"' in card
+    assert "\nlibrary_name: transformers\n" in card
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     text = tokenizer.apply_chat_template(

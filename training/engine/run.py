@@ -325,11 +325,15 @@ class Run:
             from .exporters import write_model_card
         except ImportError:
             return
+        from .embedded import EMBEDDED_PROVENANCE, EMBEDDED_PUBLIC_ID, is_embedded
+
         spec = self.spec
+        embedded = is_embedded(spec.base_model)
         try:
             write_model_card(
                 str(folder),
-                base_model=spec.base_model,
+                base_model=EMBEDDED_PUBLIC_ID if embedded else spec.base_model,
+                base_model_note=EMBEDDED_PROVENANCE if embedded else None,
                 datasets=list(self.data.files if self.data else ()),
                 method=spec.method,
                 weights=spec.weights,

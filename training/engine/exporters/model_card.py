@@ -1,4 +1,7 @@
-"""Hugging Face model card (``README.md`` with YAML front matter) for an exported model."""
+"""Hugging Face model card (``README.md`` with YAML front matter) for an exported model, written with
+``huggingface_hub``'s ``ModelCard`` / ``ModelCardData`` (the Hub's own metadata rules): ``base_model`` names the Hub
+repository of the weights the run started from (with a note when those were not the original weights, e.g. the
+embedded model dequantized from a GGUF), and ``model-index`` holds evaluation metrics only."""
 
 from __future__ import annotations
 
@@ -14,44 +17,6 @@ from .base import ADAPTER_CONFIG
 logger = logging.getLogger(__name__)
 
 _ADAPTER_WEIGHTS = ("lora", "qlora", "adapter")
-
-
-def _scalar(value: Any) -> str:
-    # JSON scalars are valid YAML scalars, and quoting every string avoids YAML's implicit typing surprises.
-    if isinstance(value, float) and not math.isfinite(value):
-        return json.dumps(str(value))
-    if value is None or isinstance(value, bool | int | float | str):
-        return json.dumps(value, ensure_ascii=False)
-    return json.dumps(str(value), ensure_ascii=False)
-
-
-def _yaml(value: Any, indent: int = 0) -> list[str]:
-    """Block-style YAML lines for nested dicts/lists of scalars."""
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(item, Mapping | list | tuple) and item:
-                lines.append(f"{pad}{key}:")
-                lines.extend(_yaml(item, indent + 2))
-            elif isinstance(item, Mapping | list | tuple):
-                lines.append(f"{pad}{key}: {'{}' if isinstance(item, Mapping) else '[]'}")
-            else:
-                lines.append(f"{pad}{key}: {_scalar(item)}")
-    elif isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, Mapping) and item:
-                sub = _yaml(item, indent + 2)
-                lines.append(f"{pad}- {sub[0].lstrip()}")
-                lines.extend(sub[1:])
-            elif isinstance(item, list | tuple) and item:
-                lines.append(f"{pad}-")
-                lines.extend(_yaml(item, indent + 2))
-            else:
-                lines.append(f"{pad}- {_scalar(item)}")
-    else:
-        lines.append(f"{pad}{_scalar(value)}")
-    return lines
 
 
 def _library_name(folder: Path, weights: str) -> str:
@@ -162,13 +127,18 @@ def write_model_card(
     license: str = "apache-2.0",
     model_name: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    base_model_note: str | None = None,
 ) -> str:
     """Write ``out_dir/README.md`` (front matter + training/eval/usage sections); return its path.
 
-    ``method`` is the training method (sft, dpo, orpo), ``weights`` how weights were trained (lora, qlora, full).
-    ``extra`` adds (or overrides) front-matter keys, e.g. ``{"language": ["en"]}``; its ``tags`` are appended.
-    Numeric ``metrics`` also go into a ``model-index`` block so the Hub shows them.
+    ``method`` is the training method (sft, dpo, orpo, kto), ``weights`` how weights were trained (lora, qlora,
+    full). ``extra`` adds (or overrides) front-matter keys, e.g. ``{"language": ["en"]}``; its ``tags`` are appended.
+    The evaluation metrics among ``metrics`` (``is_evaluation_metric``) also go into ``model-index`` so the Hub shows
+    them; training figures (losses while training, throughput, memory) stay in the card's tables only.
+    ``base_model_note`` says where the base weights really came from when they are not the repository's own.
     """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     name = model_name or folder.name
@@ -176,25 +146,31 @@ def write_model_card(
     ggufs = sorted(p.name for p in folder.rglob("*.gguf"))
     extra = dict(extra or {})
     tags = _tags(method, weights, library, bool(ggufs), extra.pop("tags", []))
-    front: dict[str, Any] = {
-        "base_model": base_model,
-        "datasets": [str(d) for d in datasets],
-        "license": license,
-        "library_name": library,
-        "pipeline_tag": "text-generation",
-        "tags": tags,
-    }
-    model_index = _model_index(name, datasets, metrics)
-    if model_index:
-        front["model-index"] = model_index
-    front.update(extra)
-    body = _body(name, base_model, datasets, method, weights, library, hyperparameters, metrics, ggufs)
+    dataset = str(datasets[0]) if datasets else "custom"
+    evaluation = {k: v for k, v in _numeric(metrics).items() if is_evaluation_metric(k)}
+    results = [EvalResult(task_type="text-generation", task_name="Text Generation", dataset_type=dataset,
+                          dataset_name=dataset, metric_type=key, metric_value=value, metric_name=key)
+               for key, value in evaluation.items()]
+    data = ModelCardData(base_model=base_model, datasets=[str(d) for d in datasets], license=license,
+                         library_name=library, pipeline_tag="text-generation", tags=tags, model_name=name,
+                         eval_results=results or None, **extra)
+    body = _body(name, base_model, datasets, method, weights, library, hyperparameters, metrics, ggufs,
+                 base_model_note)
     path = folder / "README.md"
     tmp = folder / ".README.md.tmp"
-    tmp.write_text("---\n" + "\n".join(_yaml(front)) + "\n---\n\n" + body, encoding="utf-8")
+    ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(tmp)
     tmp.replace(path)
     logger.info("wrote model card %s", path)
     return str(path)
+
+
+# Evaluation metrics (model-index) as the engine and the platform name them; anything else is a training figure.
+_EVALUATION_PREFIXES = ("eval_", "perplexity", "exact_match", "rouge", "bleu", "accuracy")
+
+
+def is_evaluation_metric(name: str) -> bool:
+    """True for metrics measured on held-out data (eval loss, perplexity, exact match, ROUGE, ...)."""
+    return str(name).lower().startswith(_EVALUATION_PREFIXES)
 
 
 def _tags(method: str, weights: str, library: str, has_gguf: bool, extra_tags: Sequence[Any]) -> list[str]:
@@ -208,26 +184,6 @@ def _tags(method: str, weights: str, library: str, has_gguf: bool, extra_tags: S
     return list(dict.fromkeys(t for t in tags if t))
 
 
-def _model_index(name: str, datasets: Sequence[str], metrics: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """The ``model-index`` block with the numeric metrics (None without any)."""
-    numeric = _numeric(metrics)
-    if not numeric:
-        return None
-    dataset = str(datasets[0]) if datasets else "custom"
-    return [
-        {
-            "name": name,
-            "results": [
-                {
-                    "task": {"type": "text-generation", "name": "Text Generation"},
-                    "dataset": {"name": dataset, "type": dataset},
-                    "metrics": [{"type": key, "value": value, "name": key} for key, value in numeric.items()],
-                }
-            ],
-        }
-    ]
-
-
 def _body(
     name: str,
     base_model: str,
@@ -238,6 +194,7 @@ def _body(
     hyperparameters: Mapping[str, Any],
     metrics: Mapping[str, Any],
     ggufs: list[str],
+    base_model_note: str | None = None,
 ) -> str:
     """The card's Markdown: what the model is, how it was trained, its evaluation and how to use it."""
     dataset_list = ", ".join(f"`{d}`" for d in datasets) or "a private dataset"
@@ -251,7 +208,7 @@ This is {kind} fine-tuned from {_base_link(base_model)} with **{method.upper()}*
 
 - Method: {method}
 - Weights: {weights}
-- Base model: `{base_model}`
+- Base model: `{base_model}`{f"; {base_model_note}" if base_model_note else ""}
 - Datasets: {dataset_list}
 
 ### Hyperparameters
