@@ -80,7 +80,7 @@ def test_keep_desirable_rows_makes_an_sft_version(auth_client, kto_dataset):
     assert child.format == "messages" and child.row_count == 10 and child.version == 2
     sft = auth_client.post("/api/training/jobs/", _job(child, "sft"), format="json")
     assert sft.status_code == 201, sft.content
-    wrong = auth_client.post("/api/datasets/{}/preprocess/".format(child.pk), {"steps": [{"op": "keep_desirable"}]},
+    wrong = auth_client.post(f"/api/datasets/{child.pk}/preprocess/", {"steps": [{"op": "keep_desirable"}]},
                              format="json")
     assert wrong.status_code == 202  # the step's fit to the data is checked when the version is made
     failed = _process(wrong.json()["id"])
