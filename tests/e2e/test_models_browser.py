@@ -132,6 +132,10 @@ def test_model_page_playground_push_and_ollama_import(page, models_servers, fake
     expect(page.get_by_test_id("model-name")).to_have_text("tiny-alpaca")
     expect(page.get_by_test_id("version-row")).to_have_count(2)
     expect(page.get_by_test_id("loss-chart")).to_have_attribute("data-points", "6")
+    # The model page shows how it was trained: its job's reproducibility record (config with the learning rate).
+    repro = page.get_by_test_id("reproducibility-card")
+    repro.get_by_text("Full configuration").click()
+    expect(repro.get_by_test_id("reproducibility-config")).to_contain_text('"learning_rate"')
     page.get_by_label("Notes").fill("Higher learning rate: lower loss after 6 steps.")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_test_id("tag-notes-saved")).to_be_visible()

@@ -2,6 +2,7 @@
 // configuration (every hyperparameter with the engine's defaults filled in, seed and chat template included) and the
 // package versions the run used. The config can be copied as JSON (the API's job body).
 import { useState } from "react";
+import { useJob } from "../../api/training";
 import type { TrainingJob } from "../../api/types";
 import { Button, Card } from "../ui";
 
@@ -17,6 +18,12 @@ export function reproducibleConfig(job: TrainingJob): Record<string, unknown> {
     ...(job.backend === "modal" ? { modal_gpu: job.modal_gpu } : {}),
     hyperparameters: job.hyperparameters,
   };
+}
+
+/** The card for a model: its training job's record (nothing when the model came from elsewhere). */
+export function ModelReproducibility({ jobId }: { jobId: number | null }) {
+  const job = useJob(jobId ?? 0, { enabled: !!jobId });
+  return job.data ? <ReproducibilityCard job={job.data} /> : null;
 }
 
 export function ReproducibilityCard({ job }: { job: TrainingJob }) {

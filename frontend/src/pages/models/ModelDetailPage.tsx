@@ -29,6 +29,7 @@ import { Banner, Button, Card, EmptyState, Field, Spinner } from "../../componen
 import { mergeLive, useTaskFeed, type LiveTask } from "../../hooks/useTaskFeed";
 import { formatDateTime, formatFloat, formatRelative } from "../../lib/format";
 import "../../styles/models.css";
+import { ModelReproducibility } from "../../components/training/ReproducibilityCard";
 
 
 function methodText(model: FineTunedModel): string {
@@ -370,6 +371,7 @@ export default function ModelDetailPage() {
           <ExportsCard model={data} live={feed.lookup} />
           <SharingCard model={data} live={feed.lookup} />
           <MetricsCard model={data} />
+          <ModelReproducibility jobId={data.job} />
         </div>
         <div className="md-detail-grid__side">
           <VersionsCard model={data} />
