@@ -112,3 +112,18 @@ def delete(key: str) -> None:
             default_storage.delete(key)
         except OSError as exc:
             logger.warning("could not delete %s: %s", key, exc)
+
+
+def delete_under(prefix: str) -> int:
+    """Remove every stored object directly under ``prefix`` (a job's checkpoint folder, say): what was recorded and
+    what a killed attempt uploaded but never got to record. Returns how many were removed."""
+    prefix = prefix.strip("/")
+    if not prefix.startswith("artifacts/"):  # only the server-made artifact keys, never a user's files
+        raise ValueError(f"refusing to delete under {prefix!r}")
+    try:
+        _dirs, files = default_storage.listdir(prefix)
+    except (OSError, FileNotFoundError):
+        return 0
+    for name in files:
+        delete(f"{prefix}/{name}")
+    return len(files)

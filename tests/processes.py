@@ -90,13 +90,19 @@ def start_celery_worker(
 
     from finetune.celery import app
 
-    pinger = Celery("ping", broker=broker_url) if broker_url else app  # (control's `connection=` misses replies)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"celery worker exited with {proc.returncode}; see {log_path}")
-        if pinger.control.ping(destination=[node], timeout=0.5):
-            return proc, node
+    # A pinger of its own for another broker (control's `connection=` misses replies). Never the current app: a
+    # Celery app made current here would send this process's later tasks to that broker, after it is gone.
+    pinger = Celery("ping", broker=broker_url, set_as_current=False) if broker_url else app
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited with {proc.returncode}; see {log_path}")
+            if pinger.control.ping(destination=[node], timeout=0.5):
+                return proc, node
+    finally:
+        if pinger is not app:
+            pinger.close()
     proc.kill()
     raise TimeoutError(f"celery worker {node} did not answer a ping in 90 s; see {log_path}")
 

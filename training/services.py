@@ -326,14 +326,19 @@ def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTun
         )
         job.progress = 1.0
         # The final model is stored: the checkpoints are no longer needed.
-        finished_checkpoints = (job.checkpoint_key, job.previous_checkpoint_key)
         job.checkpoint_key, job.checkpoint_sha256, job.checkpoint_size = "", "", 0
         job.previous_checkpoint_key, job.previous_checkpoint_sha256 = "", ""
         job.previous_checkpoint_size = job.previous_checkpoint_step = 0
         _finish(job, TrainingJob.Status.SUCCEEDED, "")
-        transaction.on_commit(lambda: [artifacts.delete(key) for key in finished_checkpoints])
+        # Every checkpoint object of the job goes: the recorded ones and any a killed attempt uploaded unrecorded.
+        transaction.on_commit(lambda: artifacts.delete_under(checkpoint_prefix(job_id)))
     events.publish(job_id, {"type": "status", "status": "succeeded", "model": model.pk, "error": ""})
     return model
+
+
+def checkpoint_prefix(job_id: int) -> str:
+    """Where a job's checkpoints are stored (training.workspace.store_checkpoint)."""
+    return f"artifacts/checkpoints/job-{job_id}"
 
 
 def record_checkpoint(job_id: int, worker_id: str, step: int, stored: artifacts.StoredArtifact) -> bool:
@@ -532,10 +537,11 @@ def delete_job(job: TrainingJob) -> None:
     """Delete a finished job and its metrics (a running one must be cancelled first)."""
     if job.status in TrainingJob.ACTIVE:
         raise ServiceError("Cancel the job before deleting it.", status_code=409)
-    checkpoints = (job.checkpoint_key, job.previous_checkpoint_key)
+    checkpoints, prefix = (job.checkpoint_key, job.previous_checkpoint_key), checkpoint_prefix(job.pk)
     job.delete()
     for key in checkpoints:
         artifacts.delete(key)
+    artifacts.delete_under(prefix)
 
 
 # --- operators (admin): requeue a stuck job ------------------------------------------------------------------------

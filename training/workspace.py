@@ -88,7 +88,7 @@ def fetch_checkpoint(job: TrainingJob, scratch: Path) -> int:
 
 
 def store_checkpoint(job_id: int, path: str) -> artifacts.StoredArtifact:
-    return artifacts.store_folder(path, f"artifacts/checkpoints/job-{job_id}")
+    return artifacts.store_folder(path, services.checkpoint_prefix(job_id))
 
 
 def store_final(job_id: int, result: dict[str, Any]) -> dict[str, Any]:

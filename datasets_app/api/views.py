@@ -137,7 +137,10 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def versions(self, request: Request, pk: str) -> Response:
         return Response(s.DatasetSerializer(versions.versions(self.get_object()), many=True).data)
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY,
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(
+                                  OpenApiTypes.BINARY, description="The version's one file, as uploaded"),
+                              (200, "application/zip"): OpenApiResponse(
+                                  OpenApiTypes.BINARY, description="A version of several files: a zip of them"),
                               302: OpenApiResponse(description="S3: a short-lived presigned URL of the file")})
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str) -> HttpResponseBase:
@@ -146,4 +149,6 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         if direct:  # S3: the bytes come from the bucket, not through the web tier
             return HttpResponseRedirect(direct)
         fh, filename = files.open_download(dataset)
-        return FileResponse(fh, as_attachment=True, filename=filename)
+        # The user's own bytes: never sniffed or rendered by a browser (a .json or .csv upload is not served as one).
+        kind = "application/zip" if dataset.files.count() > 1 else "application/octet-stream"
+        return FileResponse(fh, as_attachment=True, filename=filename, content_type=kind)

@@ -84,3 +84,21 @@ def test_deleting_a_job_removes_both_stored_checkpoints(django_capture_on_commit
     TrainingJob.objects.filter(pk=job.pk).update(status="cancelled", lease_owner="")
     services.delete_job(TrainingJob.objects.get(pk=job.pk))
     assert not default_storage.exists(four.key) and not default_storage.exists(six.key)
+
+
+def test_deleting_a_job_also_removes_a_checkpoint_a_killed_attempt_uploaded_but_never_recorded(
+        django_capture_on_commit_callbacks):
+    """A worker killed between uploading a checkpoint and recording it leaves an object nobody names: the job's
+    end removes everything under its checkpoint folder (and nothing of another job)."""
+    job, other = _running_job(), _running_job()
+    four = _stored(job, 4)
+    _record(job, 4, four, django_capture_on_commit_callbacks)
+    orphan, kept = _stored(job, 6, "-unrecorded"), _stored(other, 2)
+    TrainingJob.objects.filter(pk=job.pk).update(status="failed", lease_owner="")
+    services.delete_job(TrainingJob.objects.get(pk=job.pk))
+    assert not default_storage.exists(four.key) and not default_storage.exists(orphan.key)
+    assert default_storage.exists(kept.key)
+    with pytest.raises(ValueError, match="refusing to delete"):
+        from finetune import artifacts
+
+        artifacts.delete_under("datasets/1")
