@@ -164,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(models, "ollama-import", cmd_models_ollama_import, "import a model into the platform's Ollama")
     p.add_argument("id", type=int, metavar="MODEL_ID")
     p.add_argument("--name", required=True, help="Ollama model name, e.g. my-model or my-model:v2")
+    p.add_argument(
+        "--quantization",
+        default=None,
+        help="the GGUF Ollama runs: F16, Q8_0, Q6_K, Q5_K_M or Q4_K_M (default: the server's setting)",
+    )
     p.add_argument("--no-wait", action="store_true")
     return parser
 
@@ -504,7 +509,7 @@ def cmd_models_push_hub(args: argparse.Namespace) -> int:
 
 def cmd_models_ollama_import(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        row = client.models.ollama_import(args.id, args.name)
+        row = client.models.ollama_import(args.id, args.name, quantization=args.quantization)
         _err(f"Ollama import {row['id']} as {row.get('ollama_name') or args.name}: {row['status']}")
         if not args.no_wait:
             bar = ProgressBar()

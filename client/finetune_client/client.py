@@ -343,27 +343,38 @@ class Models(_Resource):
     def pushes(self, model_id: int) -> Rows:
         return list(self.client.paginate(f"/api/models/{model_id}/pushes/"))
 
-    def ollama_import(self, model_id: int, name: str) -> JSON:
-        """Start an import into the deployment's Ollama server; returns the import row."""
-        return dict(self.client.post(f"/api/models/{model_id}/ollama-import/", {"name": name}))
+    def ollama_import(self, model_id: int, name: str, *, quantization: str | None = None) -> JSON:
+        """Start an import into the deployment's Ollama server (its GGUF in ``quantization``, e.g. "Q4_K_M";
+        default: the server's setting); returns the import row."""
+        body = {"name": name, **({"quantization": quantization} if quantization else {})}
+        return dict(self.client.post(f"/api/models/{model_id}/ollama-import/", body))
 
 
-class Exports(_Resource):
-    """`/api/models/exports/<id>/`: status and verified download."""
+class _TaskResource(_Resource):
+    """A background task's rows (`path`/<id>/): read one, or poll it until it ends (`kind` names it in errors)."""
 
-    def get(self, export_id: int) -> JSON:
-        return dict(self.client.get(f"/api/models/exports/{export_id}/"))
+    path = ""
+    kind = ""
+
+    def get(self, task_id: int) -> JSON:
+        return dict(self.client.get(f"{self.path}{task_id}/"))
 
     def wait(
         self,
-        export_id: int,
+        task_id: int,
         *,
         timeout: float | None = None,
         interval: float = 1.0,
         on_update: Callable[[JSON], None] | None = None,
     ) -> JSON:
-        """Poll until the export succeeded (returned) or failed (TaskFailed)."""
-        return _wait_task("export", lambda: self.get(export_id), timeout, interval, on_update)
+        """Poll until the task succeeded (returned) or failed (TaskFailed)."""
+        return _wait_task(self.kind, lambda: self.get(task_id), timeout, interval, on_update)
+
+
+class Exports(_TaskResource):
+    """`/api/models/exports/<id>/`: status and verified download."""
+
+    path, kind = "/api/models/exports/", "export"
 
     def link(self, export_id: int) -> JSON:
         """A short-lived signed download link: `{url, expires_in, file_name, size_bytes, sha256}`."""
@@ -406,41 +417,19 @@ class Exports(_Resource):
         return target
 
 
-class Pushes(_Resource):
+class Pushes(_TaskResource):
     """`/api/models/push-hub/<id>/`: Hub push status and retry."""
 
-    def get(self, push_id: int) -> JSON:
-        return dict(self.client.get(f"/api/models/push-hub/{push_id}/"))
+    path, kind = "/api/models/push-hub/", "push"
 
     def retry(self, push_id: int) -> JSON:
         return dict(self.client.post(f"/api/models/push-hub/{push_id}/retry/"))
 
-    def wait(
-        self,
-        push_id: int,
-        *,
-        timeout: float | None = None,
-        interval: float = 1.0,
-        on_update: Callable[[JSON], None] | None = None,
-    ) -> JSON:
-        return _wait_task("push", lambda: self.get(push_id), timeout, interval, on_update)
 
-
-class OllamaImports(_Resource):
+class OllamaImports(_TaskResource):
     """`/api/models/ollama-imports/<id>/`: Ollama import status (the Modelfile, verification, `run_command`)."""
 
-    def get(self, import_id: int) -> JSON:
-        return dict(self.client.get(f"/api/models/ollama-imports/{import_id}/"))
-
-    def wait(
-        self,
-        import_id: int,
-        *,
-        timeout: float | None = None,
-        interval: float = 1.0,
-        on_update: Callable[[JSON], None] | None = None,
-    ) -> JSON:
-        return _wait_task("ollama-import", lambda: self.get(import_id), timeout, interval, on_update)
+    path, kind = "/api/models/ollama-imports/", "ollama-import"
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------
