@@ -58,6 +58,23 @@ def test_the_payload_names_objects_by_url_and_hash_never_a_host_path(modal_job, 
     assert payload["spec"]["base_model"] == "embedded/SmolLM2-135M-Instruct"  # from its package on every host
 
 
+def test_a_remote_resume_gets_the_previous_checkpoint_too(client, modal_job, tmp_path):
+    """The fallback a damaged newest checkpoint needs on Modal as well: both are offered, with their steps."""
+    prefix = f"artifacts/checkpoints/job-{modal_job.pk}"
+    four = artifacts.store_folder(_folder(tmp_path / "c4", "four"), prefix)
+    six = artifacts.store_folder(_folder(tmp_path / "c6", "six"), prefix)
+    TrainingJob.objects.filter(pk=modal_job.pk).update(
+        checkpoint_key=six.key, checkpoint_sha256=six.sha256, last_checkpoint_step=6,
+        previous_checkpoint_key=four.key, previous_checkpoint_sha256=four.sha256, previous_checkpoint_step=4)
+    objects = build_payload(TrainingJob.objects.get(pk=modal_job.pk))["objects"]
+    assert {role: (o["sha256"], o["step"]) for role, o in objects.items()} == {
+        "checkpoint": (six.sha256, 6), "previous_checkpoint": (four.sha256, 4)}
+    r = client.get(f"/api/internal/jobs/{modal_job.pk}/objects/previous_checkpoint/", **_auth(modal_job))
+    assert r.status_code == 200
+    with default_storage.open(four.key, "rb") as fh:
+        assert b"".join(r.streaming_content) == fh.read()
+
+
 def test_stored_objects_are_served_to_the_current_attempt_only(client, modal_job, tmp_path):
     stored = artifacts.store_folder(_folder(tmp_path / "ckpt", "c"), f"artifacts/checkpoints/job-{modal_job.pk}")
     TrainingJob.objects.filter(pk=modal_job.pk).update(checkpoint_key=stored.key, checkpoint_sha256=stored.sha256)

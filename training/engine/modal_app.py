@@ -73,7 +73,7 @@ def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
     back through the artifact endpoint."""
     import shutil
 
-    from .artifacts import MANIFEST, ArtifactCache, without_host_paths
+    from .artifacts import MANIFEST, ArtifactCache, ArtifactCorrupt, without_host_paths
     from .callbacks.http import HttpCallback
     from .checkpoints import PREFIX
     from .errors import EngineError
@@ -98,14 +98,23 @@ def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
     data["train_files"] = [local[n] for n in payload["train_names"]]
     data["eval_files"] = [local[n] for n in payload.get("eval_names", [])]
     cache = ArtifactCache(runs_root / "cache", int(float(os.environ.get("ARTIFACT_CACHE_MAX_GB", "50")) * (1 << 30)))
-    objects = payload.get("objects") or {}
+    objects = dict(payload.get("objects") or {})
+    checkpoints = {role: objects.pop(role) for role in ("checkpoint", "previous_checkpoint") if role in objects}
     try:
         with contextlib.ExitStack() as stack:
             paths = {role: str(stack.enter_context(cache.use(obj["sha256"], _opener(obj["url"], token), label=role)))
                      for role, obj in objects.items()}
-            if "checkpoint" in paths:
-                shutil.copytree(paths["checkpoint"], out / f"{PREFIX}{int(objects['checkpoint']['step'])}",
-                                ignore=shutil.ignore_patterns(MANIFEST))
+            # Both stored checkpoints go into the run folder; one that does not download whole (its hash differs) is
+            # left out, and the engine resumes from the newest that loads (checkpoints.py falls back by itself).
+            for role, obj in checkpoints.items():
+                try:
+                    folder = stack.enter_context(cache.use(obj["sha256"], _opener(obj["url"], token), label=role))
+                except ArtifactCorrupt as exc:
+                    callback.post({"events": [{"type": "log", "level": "warning",
+                                               "line": f"the stored {role.replace('_', ' ')} is damaged ({exc}); "
+                                                       "resuming from another one"}]})
+                    continue
+                shutil.copytree(folder, out / f"{PREFIX}{int(obj['step'])}", ignore=shutil.ignore_patterns(MANIFEST))
             spec = TrainingSpec.from_dict({
                 **spec_dict, "data": data, "output_dir": str(out),
                 "base_model": paths.get("base_model", spec_dict["base_model"]),

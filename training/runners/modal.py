@@ -55,7 +55,8 @@ def check_token(token: str, job_id: int) -> dict[str, Any]:
 
 def stored_objects(job: TrainingJob) -> dict[str, tuple[str, str]]:
     """The stored objects a remote run of the job needs, by role: (key, sha256) of the base model's snapshot (none
-    for the embedded model: it comes from its package), the model to continue from, the newest checkpoint.
+    for the embedded model: it comes from its package), the model to continue from, the newest checkpoint and the
+    one before it.
     ValueError when the job needs one that is not stored."""
     out: dict[str, tuple[str, str]] = {}
     base = job.base_model
@@ -70,6 +71,8 @@ def stored_objects(job: TrainingJob) -> dict[str, tuple[str, str]]:
         out["init_from"] = (produced.artifact_key, produced.artifact_sha256)
     if job.checkpoint_key:
         out["checkpoint"] = (job.checkpoint_key, job.checkpoint_sha256)
+    if job.previous_checkpoint_key:  # the fallback when the newest one turns out damaged
+        out["previous_checkpoint"] = (job.previous_checkpoint_key, job.previous_checkpoint_sha256)
     return out
 
 
@@ -81,8 +84,9 @@ def build_payload(job: TrainingJob) -> dict[str, Any]:
 
     site = settings.SITE_URL.rstrip("/")
     base = job.base_model
+    steps = {"checkpoint": job.last_checkpoint_step, "previous_checkpoint": job.previous_checkpoint_step}
     objects = {role: {"url": site + reverse("training-internal:object", args=[job.pk, role]), "sha256": sha256,
-                      **({"step": job.last_checkpoint_step} if role == "checkpoint" else {})}
+                      **({"step": steps[role]} if role in steps else {})}
                for role, (_key, sha256) in stored_objects(job).items()}
     spec = specs.build(job, Path("remote"), base_model=base.repo_id, remote=True).to_dict()
     token = callback_token(job)
