@@ -155,8 +155,8 @@ class UserAdmin(DjangoUserAdmin):
             "Sign-in protection",
             {
                 "fields": ("failed_login_count", "last_failed_login", "locked_until"),
-                "description": "Locks apply per (username, address): \"locked until\" is the latest lock from some "
-                "address, not a lock on the owner. \"Unlock selected accounts\" in the list lifts them all.",
+                "description": 'Locks apply per (username, address): "locked until" is the latest lock from some '
+                'address, not a lock on the owner. "Unlock selected accounts" in the list lifts them all.',
             },
         ),
         (
@@ -268,8 +268,11 @@ class UserAdmin(DjangoUserAdmin):
                 request.user,
                 "user.unlock",
                 user,
-                details={"locked_until": user.locked_until, "failed_login_count": user.failed_login_count,
-                         "pairs_cleared": pairs},
+                details={
+                    "locked_until": user.locked_until,
+                    "failed_login_count": user.failed_login_count,
+                    "pairs_cleared": pairs,
+                },
             )
         self.message_user(request, f"Unlocked {n} account(s).", messages.SUCCESS)
 

@@ -39,7 +39,9 @@ def whoami(token: str) -> HubIdentity:
         if code in (401, 403):
             raise HubTokenInvalid("The Hugging Face Hub rejected this token (it is invalid or revoked).") from None
         if code == 429:
-            raise HubUnavailable("The Hugging Face Hub is rate-limiting token checks; try again in a minute.") from None
+            raise HubUnavailable(
+                "The Hugging Face Hub is rate-limiting token checks; try again in a minute."
+            ) from None
         logger.warning("Hub whoami failed with HTTP %s at %s", code, settings.HF_ENDPOINT)
         raise HubUnavailable(f"The Hugging Face Hub answered with an error (HTTP {code}); try again later.") from None
     except Exception as exc:  # network errors from the HTTP client

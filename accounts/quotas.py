@@ -43,8 +43,16 @@ class QuotaExceeded(ServiceError):
 
     status_code = 429
 
-    def __init__(self, message: str, *, quota: str, used: float, limit: float, resets_at: datetime | None,
-                 status_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        quota: str,
+        used: float,
+        limit: float,
+        resets_at: datetime | None,
+        status_code: int | None = None,
+    ) -> None:
         super().__init__(message, status_code=status_code)
         self.quota, self.used, self.limit, self.resets_at = quota, used, limit, resets_at
 
@@ -85,7 +93,11 @@ def check_storage(limits: dict[str, Any], used_bytes: int, incoming_bytes: int, 
             f"This upload ({human_bytes(incoming_bytes)}) would take you past your storage quota: "
             f"{human_bytes(used_bytes)} of {human_bytes(quota)} used. Delete datasets you no longer need or ask an "
             "operator for more space.",
-            quota="storage_bytes", used=used_bytes, limit=quota, resets_at=None, status_code=413,
+            quota="storage_bytes",
+            used=used_bytes,
+            limit=quota,
+            resets_at=None,
+            status_code=413,
         )
 
 
@@ -96,12 +108,23 @@ def check_concurrent(limits: dict[str, Any], active_jobs: int) -> None:
         raise QuotaExceeded(
             f"Concurrent jobs quota reached: you already have {active_jobs} active training job(s) and your limit is "
             f"{limit}. Wait for one to finish or cancel it (ask an operator to raise the limit).",
-            quota="concurrent_jobs", used=active_jobs, limit=limit, resets_at=None,
+            quota="concurrent_jobs",
+            used=active_jobs,
+            limit=limit,
+            resets_at=None,
         )
 
 
-def check_budget(limits: dict[str, Any], backend: str, *, used_seconds: float, used_usd: float, need_s: float = 0.0,
-                 need_usd: float = 0.0, now: datetime | None = None) -> None:
+def check_budget(
+    limits: dict[str, Any],
+    backend: str,
+    *,
+    used_seconds: float,
+    used_usd: float,
+    need_s: float = 0.0,
+    need_usd: float = 0.0,
+    now: datetime | None = None,
+) -> None:
     """Refuse when this month's GPU minutes on ``backend`` (or, on Modal, the spend) are used up, or would be by
     ``need_s`` / ``need_usd`` more (an estimate; 0 when unknown)."""
     reset = next_reset(now)
@@ -115,7 +138,10 @@ def check_budget(limits: dict[str, Any], backend: str, *, used_seconds: float, u
         raise QuotaExceeded(
             f"{label} GPU minutes quota reached: {used_min:.1f} of {limit_min:g} minutes used this month{needs}. "
             f"The quota resets on {_fmt_reset(reset)}; ask an operator to raise it.",
-            quota=key, used=round(used_min, 2), limit=limit_min, resets_at=reset,
+            quota=key,
+            used=round(used_min, 2),
+            limit=limit_min,
+            resets_at=reset,
         )
     if backend != "modal":
         return
@@ -125,7 +151,10 @@ def check_budget(limits: dict[str, Any], backend: str, *, used_seconds: float, u
         raise QuotaExceeded(
             f"Modal spend quota reached: ${used_usd:.2f} of ${limit_usd:.2f} spent this month{needs}. "
             f"The quota resets on {_fmt_reset(reset)}; ask an operator to raise it.",
-            quota="modal_spend_usd_per_month", used=round(used_usd, 4), limit=limit_usd, resets_at=reset,
+            quota="modal_spend_usd_per_month",
+            used=round(used_usd, 4),
+            limit=limit_usd,
+            resets_at=reset,
         )
 
 
@@ -150,6 +179,9 @@ def summary(user: User, *, active: int | None = None) -> dict[str, Any]:
     """Quotas, usage and what is left, for the UI (``active``: see usage)."""
     limits = user.quotas()
     used = usage(user, active=active)
-    remaining = {k: round(max(0.0, float(limits[k]) - float(used[u])), 4)
-                 for k, u in USED_BY_LIMIT.items() if k in limits and u in used}
+    remaining = {
+        k: round(max(0.0, float(limits[k]) - float(used[u])), 4)
+        for k, u in USED_BY_LIMIT.items()
+        if k in limits and u in used
+    }
     return {"quotas": limits, "usage": used, "remaining": remaining, "resets_at": used["resets_at"]}

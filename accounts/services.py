@@ -44,8 +44,13 @@ def _validate_password(password: str, user: User, *, field: str) -> None:
 
 
 def update_profile(
-    user: User, *, display_name: str | None = None, email: str | None = None, notify_email: bool | None = None,
-    webhook_url: str | None = None, webhook_secret: str | None = None,
+    user: User,
+    *,
+    display_name: str | None = None,
+    email: str | None = None,
+    notify_email: bool | None = None,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
 ) -> User:
     """Change the display name, email and notification settings (webhook URL checked, its secret encrypted)."""
     fields = []
@@ -94,8 +99,9 @@ def validate_webhook_url(url: str) -> str:
     try:
         URLValidator(schemes=["http", "https"])(url)
     except DjangoValidationError:
-        raise ServiceError("The webhook URL is not a valid URL (e.g. https://example.com/hooks/finetune).",
-                           field="webhook_url") from None
+        raise ServiceError(
+            "The webhook URL is not a valid URL (e.g. https://example.com/hooks/finetune).", field="webhook_url"
+        ) from None
     if len(url) > 500:
         raise ServiceError("The webhook URL is too long (500 characters at most).", field="webhook_url")
     refusal = webhook_target_refusal(url)
@@ -270,7 +276,8 @@ def ensure_admin(*, username: str, email: str, password: str | None) -> tuple[Us
     try:
         password_validation.validate_password(password, User(username=username, email=email))
     except DjangoValidationError as exc:
-        raise ServiceError(f"The administrator password is too weak: {' '.join(exc.messages)}",
-                           field="password") from None
+        raise ServiceError(
+            f"The administrator password is too weak: {' '.join(exc.messages)}", field="password"
+        ) from None
     user = User.objects.create_superuser(username=username, email=email, password=password)
     return user, generated

@@ -117,15 +117,18 @@ def _note_failure(account: User, now: datetime, locked_until: datetime | None) -
     """Update the account's summary for operators (a queryset update: no signal, the auth epoch stays)."""
     window_start = now - timedelta(seconds=settings.LOGIN_LOCKOUT_SECONDS)
     with transaction.atomic():
-        row = User.objects.select_for_update().only("failed_login_count", "last_failed_login", "locked_until").get(
-            pk=account.pk
+        row = (
+            User.objects.select_for_update()
+            .only("failed_login_count", "last_failed_login", "locked_until")
+            .get(pk=account.pk)
         )
         recent = row.last_failed_login is not None and row.last_failed_login >= window_start
         latest_lock = row.locked_until
         if locked_until is not None and (latest_lock is None or latest_lock < locked_until):
             latest_lock = locked_until
         User.objects.filter(pk=account.pk).update(
-            failed_login_count=(row.failed_login_count if recent else 0) + 1, last_failed_login=now,
+            failed_login_count=(row.failed_login_count if recent else 0) + 1,
+            last_failed_login=now,
             locked_until=latest_lock,
         )
 

@@ -96,15 +96,23 @@ def route_url(route: str, user: LoadUser, i: int) -> str:
     return "/api/dashboard/stats/"
 
 
-async def _user_loop(base: str, user: LoadUser, deadline: float, think: float, results: Results,
-                     rng: random.Random, routes: tuple[str, ...] = ROUTES) -> None:
+async def _user_loop(
+    base: str,
+    user: LoadUser,
+    deadline: float,
+    think: float,
+    results: Results,
+    rng: random.Random,
+    routes: tuple[str, ...] = ROUTES,
+) -> None:
     import aiohttp
 
     headers = {"Authorization": f"Token {user.token}", "Accept": "application/json"}
     timeout = aiohttp.ClientTimeout(total=30)
     i = rng.randrange(len(routes))
-    async with aiohttp.ClientSession(base, headers=headers, timeout=timeout,
-                                     connector=aiohttp.TCPConnector(limit=1)) as session:
+    async with aiohttp.ClientSession(
+        base, headers=headers, timeout=timeout, connector=aiohttp.TCPConnector(limit=1)
+    ) as session:
         if think:
             await asyncio.sleep(rng.uniform(0, think))  # users do not all start in the same millisecond
         while time.monotonic() < deadline:
@@ -128,14 +136,16 @@ async def _user_loop(base: str, user: LoadUser, deadline: float, think: float, r
                 await asyncio.sleep(rng.uniform(0.5 * think, 1.5 * think))
 
 
-async def run_load(base: str, users: list[LoadUser], *, duration: float, think: float, seed: int = 0,
-                   routes: tuple[str, ...] = ROUTES) -> Results:
+async def run_load(
+    base: str, users: list[LoadUser], *, duration: float, think: float, seed: int = 0, routes: tuple[str, ...] = ROUTES
+) -> Results:
     """`len(users)` concurrent users for `duration` seconds against `base` (http://host:port)."""
     results = Results(started=time.monotonic())
     deadline = results.started + duration
     rng = random.Random(seed)
-    await asyncio.gather(*(_user_loop(base, u, deadline, think, results, random.Random(rng.random()), routes)
-                           for u in users))
+    await asyncio.gather(
+        *(_user_loop(base, u, deadline, think, results, random.Random(rng.random()), routes) for u in users)
+    )
     results.ended = time.monotonic()
     return results
 
@@ -153,13 +163,17 @@ def report(results: Results) -> list[str]:
         lat = results.latencies.get(route, [])
         statuses = results.statuses.get(route, Counter())
         other = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()) if s != "200") or "-"
-        lines.append(f"{route:<10} {sum(statuses.values()):>9} {len(lat):>7} {percentile(lat, 50) * 1000:>8.1f} "
-                     f"{percentile(lat, 95) * 1000:>8.1f} {percentile(lat, 99) * 1000:>8.1f} "
-                     f"{(max(lat) if lat else float('nan')) * 1000:>8.1f}  {other}")
+        lines.append(
+            f"{route:<10} {sum(statuses.values()):>9} {len(lat):>7} {percentile(lat, 50) * 1000:>8.1f} "
+            f"{percentile(lat, 95) * 1000:>8.1f} {percentile(lat, 99) * 1000:>8.1f} "
+            f"{(max(lat) if lat else float('nan')) * 1000:>8.1f}  {other}"
+        )
     seconds = max(1e-9, results.ended - results.started)
-    lines.append(f"total {results.total} requests in {seconds:.1f} s = {results.total / seconds:.1f} requests/s; "
-                 f"errors (5xx other than 503, failed connections): {results.server_errors}; "
-                 f"shed (503/429): {results.shed}")
+    lines.append(
+        f"total {results.total} requests in {seconds:.1f} s = {results.total / seconds:.1f} requests/s; "
+        f"errors (5xx other than 503, failed connections): {results.server_errors}; "
+        f"shed (503/429): {results.shed}"
+    )
     return lines
 
 
@@ -173,8 +187,14 @@ def ensure_database(name: str) -> None:
     from django.conf import settings
 
     db = settings.DATABASES["default"]
-    with psycopg.connect(dbname="postgres", user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
-                         port=db["PORT"] or None, autocommit=True) as conn:
+    with psycopg.connect(
+        dbname="postgres",
+        user=db["USER"],
+        password=db["PASSWORD"],
+        host=db["HOST"],
+        port=db["PORT"] or None,
+        autocommit=True,
+    ) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
     from django.core.management import call_command
@@ -217,19 +237,41 @@ def seed(users: int, jobs: int, points: int) -> None:
     statuses = ["succeeded"] * 7 + ["failed", "cancelled"]
     with transaction.atomic():
         user_rows = User.objects.bulk_create(
-            [User(username=f"loaduser{i:03d}", email=f"loaduser{i:03d}@example.com", password="!") for i in
-             range(users)])
+            [
+                User(username=f"loaduser{i:03d}", email=f"loaduser{i:03d}@example.com", password="!")
+                for i in range(users)
+            ]
+        )
         ApiToken.objects.bulk_create(
-            [ApiToken(user=u, name="load", prefix=token_for(i)[:10], key_hash=hash_token_key(token_for(i)))
-             for i, u in enumerate(user_rows)])
+            [
+                ApiToken(user=u, name="load", prefix=token_for(i)[:10], key_hash=hash_token_key(token_for(i)))
+                for i, u in enumerate(user_rows)
+            ]
+        )
         datasets = []
         for u in user_rows:
             for d in range(10):
-                datasets.append(Dataset(owner=u, name=f"dataset {d}", status="ready", format="alpaca", row_count=1000,
-                                        size_bytes=123456, verdict="ok", original_filename=f"data{d}.jsonl"))
+                datasets.append(
+                    Dataset(
+                        owner=u,
+                        name=f"dataset {d}",
+                        status="ready",
+                        format="alpaca",
+                        row_count=1000,
+                        size_bytes=123456,
+                        verdict="ok",
+                        original_filename=f"data{d}.jsonl",
+                    )
+                )
         datasets = Dataset.objects.bulk_create(datasets)
-        DatasetFile.objects.bulk_create([DatasetFile(dataset=d, file=f"datasets/{d.owner_id}/seed/{d.pk}.jsonl",
-                                                     kind="jsonl", size_bytes=123456) for d in datasets])
+        DatasetFile.objects.bulk_create(
+            [
+                DatasetFile(
+                    dataset=d, file=f"datasets/{d.owner_id}/seed/{d.pk}.jsonl", kind="jsonl", size_bytes=123456
+                )
+                for d in datasets
+            ]
+        )
         by_owner: dict[int, list[Dataset]] = defaultdict(list)
         for d in datasets:
             by_owner[d.owner_id].append(d)
@@ -238,21 +280,45 @@ def seed(users: int, jobs: int, points: int) -> None:
             for j in range(per_user):
                 status = ("running", "queued")[j] if j < 2 else statuses[j % len(statuses)]
                 created = now - timedelta(minutes=rng.randrange(60 * 24 * 60))
-                job_rows.append(TrainingJob(
-                    owner=u, name=f"job {j}", base_model=base, dataset=by_owner[u.pk][j % 10], method="sft",
-                    weights="lora", status=status, hyperparameters={"learning_rate": 2e-4, "max_steps": 100},
-                    current_step=100 if status == "succeeded" else 40, total_steps=100,
-                    progress=1.0 if status == "succeeded" else 0.4, created=created,
-                    started=created + timedelta(minutes=1),
-                    finished=created + timedelta(minutes=30) if status in ("succeeded", "failed", "cancelled") else None,
-                    compute_seconds=1800.0, result={"metrics": {"train_loss_last": 1.2 + rng.random()}}
-                    if status == "succeeded" else None))
+                job_rows.append(
+                    TrainingJob(
+                        owner=u,
+                        name=f"job {j}",
+                        base_model=base,
+                        dataset=by_owner[u.pk][j % 10],
+                        method="sft",
+                        weights="lora",
+                        status=status,
+                        hyperparameters={"learning_rate": 2e-4, "max_steps": 100},
+                        current_step=100 if status == "succeeded" else 40,
+                        total_steps=100,
+                        progress=1.0 if status == "succeeded" else 0.4,
+                        created=created,
+                        started=created + timedelta(minutes=1),
+                        finished=created + timedelta(minutes=30)
+                        if status in ("succeeded", "failed", "cancelled")
+                        else None,
+                        compute_seconds=1800.0,
+                        result={"metrics": {"train_loss_last": 1.2 + rng.random()}} if status == "succeeded" else None,
+                    )
+                )
         job_rows = TrainingJob.objects.bulk_create(job_rows)
         # bulk_create ignores auto_now_add's override? `created` has auto_now_add: set it afterwards in SQL.
-        FineTunedModel.objects.bulk_create([
-            FineTunedModel(owner_id=j.owner_id, name=f"model {j.pk}", base_model=base, job=j, method="sft",
-                           weights="lora", metrics={"train_loss_last": 1.3})
-            for j in job_rows if j.status == "succeeded" and j.pk % 5 == 0])
+        FineTunedModel.objects.bulk_create(
+            [
+                FineTunedModel(
+                    owner_id=j.owner_id,
+                    name=f"model {j.pk}",
+                    base_model=base,
+                    job=j,
+                    method="sft",
+                    weights="lora",
+                    metrics={"train_loss_last": 1.3},
+                )
+                for j in job_rows
+                if j.status == "succeeded" and j.pk % 5 == 0
+            ]
+        )
         big_ids = []
         jobs_by_owner: dict[int, list[TrainingJob]] = defaultdict(list)
         for j in job_rows:
@@ -266,22 +332,45 @@ def seed(users: int, jobs: int, points: int) -> None:
         for n, pk in enumerate(small_ids):
             counts[pk] = base_n + (1 if n < extra else 0)
         with connection.cursor() as cursor:
-            cursor.execute("UPDATE training_trainingjob SET created = started - interval '1 minute' "
-                           "WHERE owner_id IN (SELECT id FROM accounts_user WHERE username LIKE 'loaduser%%')")
+            cursor.execute(
+                "UPDATE training_trainingjob SET created = started - interval '1 minute' "
+                "WHERE owner_id IN (SELECT id FROM accounts_user WHERE username LIKE 'loaduser%%')"
+            )
             raw = cursor.connection
             with raw.cursor().copy(
-                    "COPY training_metricpoint (job_id, seq, kind, step, epoch, loss, learning_rate, grad_norm, "
-                    "memory_mb, tokens_per_s, eta_s, time, extra) FROM STDIN") as copy:
+                "COPY training_metricpoint (job_id, seq, kind, step, epoch, loss, learning_rate, grad_norm, "
+                "memory_mb, tokens_per_s, eta_s, time, extra) FROM STDIN"
+            ) as copy:
                 for pk, n in counts.items():
                     for seq in range(1, n + 1):
-                        copy.write_row((pk, seq, "metric", seq, seq / n, 2.0 / (1 + seq / 50), 2e-4, 1.0, 2048.0,
-                                        350.0, float(n - seq), now, "{}"))
-            cursor.execute("UPDATE training_trainingjob j SET metric_seq = c.n FROM "
-                           "(SELECT job_id, max(seq) AS n FROM training_metricpoint GROUP BY job_id) c "
-                           "WHERE c.job_id = j.id")
+                        copy.write_row(
+                            (
+                                pk,
+                                seq,
+                                "metric",
+                                seq,
+                                seq / n,
+                                2.0 / (1 + seq / 50),
+                                2e-4,
+                                1.0,
+                                2048.0,
+                                350.0,
+                                float(n - seq),
+                                now,
+                                "{}",
+                            )
+                        )
+            cursor.execute(
+                "UPDATE training_trainingjob j SET metric_seq = c.n FROM "
+                "(SELECT job_id, max(seq) AS n FROM training_metricpoint GROUP BY job_id) c "
+                "WHERE c.job_id = j.id"
+            )
             cursor.execute("ANALYZE")
-    print(f"seed: {users} users, {len(job_rows)} jobs, {sum(counts.values())} metric points in "
-          f"{time.monotonic() - t0:.0f} s", flush=True)
+    print(
+        f"seed: {users} users, {len(job_rows)} jobs, {sum(counts.values())} metric points in "
+        f"{time.monotonic() - t0:.0f} s",
+        flush=True,
+    )
 
 
 def load_users() -> list[LoadUser]:
@@ -291,8 +380,11 @@ def load_users() -> list[LoadUser]:
     out = []
     for i, user in enumerate(User.objects.filter(username__startswith="loaduser").order_by("username")):
         ids = list(TrainingJob.objects.filter(owner=user).order_by("id").values_list("id", flat=True))
-        big = list(TrainingJob.objects.filter(owner=user, metric_seq=BIG_JOB_POINTS).order_by("id").values_list(
-            "id", flat=True))
+        big = list(
+            TrainingJob.objects.filter(owner=user, metric_seq=BIG_JOB_POINTS)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
         out.append(LoadUser(token=token_for(i), job_ids=ids[:50], big_job_ids=big or ids[:1]))
     return out
 
@@ -309,10 +401,18 @@ class ConnectionSampler(threading.Thread):
         from django.conf import settings
 
         db = settings.DATABASES["default"]
-        with psycopg.connect(dbname="postgres", user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
-                             port=db["PORT"] or None, application_name="loadbench-sampler") as conn:
-            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
-                               "application_name NOT LIKE 'loadbench%%'", [self.dbname]).fetchone()
+        with psycopg.connect(
+            dbname="postgres",
+            user=db["USER"],
+            password=db["PASSWORD"],
+            host=db["HOST"],
+            port=db["PORT"] or None,
+            application_name="loadbench-sampler",
+        ) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name NOT LIKE 'loadbench%%'",
+                [self.dbname],
+            ).fetchone()
             return int(row[0]) if row else 0
 
     def run(self) -> None:
@@ -349,8 +449,9 @@ def start_server(args: argparse.Namespace, env: dict[str, str]) -> tuple[subproc
     else:
         cmd = [sys.executable, "-m", "finetune.serve", "--host", "127.0.0.1", "--port", str(port)]
     log = open(ROOT / "var" / "log" / "loadbench-web.log", "ab")
-    proc = subprocess.Popen(cmd, cwd=args.server_cwd or ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=args.server_cwd or ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     wait_for_port(port, proc, timeout=120)
     return proc, f"http://127.0.0.1:{port}"
 
@@ -403,9 +504,11 @@ def main() -> int:
             print("the web tier never reported the database up", flush=True)
             return 1
         asyncio.run(run_load(base, users[:5], duration=3, think=0))  # warm-up: imports, pools
-        print(f"load: {users_n} users for {duration:.0f} s, pause {think:g} s, against {base} "
-              f"({'finetune.serve' if not (args.url or args.server_cmd) else args.url or args.server_cmd})",
-              flush=True)
+        print(
+            f"load: {users_n} users for {duration:.0f} s, pause {think:g} s, against {base} "
+            f"({'finetune.serve' if not (args.url or args.server_cmd) else args.url or args.server_cmd})",
+            flush=True,
+        )
         sampler.start()
         routes = tuple(r.strip() for r in args.routes.split(",") if r.strip())
         results = asyncio.run(run_load(base, users, duration=duration, think=think, routes=routes))
@@ -418,10 +521,16 @@ def main() -> int:
         sampler.stop_flag.set()
         during = [s for s in sampler.samples if s >= 0]
         refused = sum(1 for s in sampler.samples if s < 0)
-        print(f"postgres connections to {args.db}: max {max(during, default=0)} during the load"
-              f"{f' ({refused} samples refused)' if refused else ''}, {after} five seconds after it", flush=True)
-        print("health after the load: " + (f"green after {healthy:.1f} s" if healthy is not None
-                                           else "NOT green within 120 s"), flush=True)
+        print(
+            f"postgres connections to {args.db}: max {max(during, default=0)} during the load"
+            f"{f' ({refused} samples refused)' if refused else ''}, {after} five seconds after it",
+            flush=True,
+        )
+        print(
+            "health after the load: "
+            + (f"green after {healthy:.1f} s" if healthy is not None else "NOT green within 120 s"),
+            flush=True,
+        )
         if results.bad_bodies:
             print("first non-200 answers:\n  " + "\n  ".join(results.bad_bodies[:5]), flush=True)
         return 0

@@ -55,12 +55,21 @@ def main() -> int:
 
     call_command("migrate", verbosity=0)
     suffix = str(int(time.time()))
-    user = User.objects.create_user(username=f"bench{suffix}", email=f"bench{suffix}@example.com",
-                                    password="x-Strong-pass-1")
+    user = User.objects.create_user(
+        username=f"bench{suffix}", email=f"bench{suffix}@example.com", password="x-Strong-pass-1"
+    )
     ds = Dataset.objects.create(owner=user, name="bench", status="ready", format="alpaca")
-    job = TrainingJob.objects.create(owner=user, name="latency", base_model=BaseModel.objects.ensure_embedded(), dataset=ds,
-                                     method="sft", weights="lora", hyperparameters={}, status="running",
-                                     lease_owner="bench")
+    job = TrainingJob.objects.create(
+        owner=user,
+        name="latency",
+        base_model=BaseModel.objects.ensure_embedded(),
+        dataset=ds,
+        method="sft",
+        weights="lora",
+        hyperparameters={},
+        status="running",
+        lease_owner="bench",
+    )
     client = Client()
     client.force_login(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}"
@@ -77,8 +86,9 @@ def main() -> int:
             first_seq = TrainingJob.objects.get(pk=job.pk).metric_seq + 1
 
             async def listen(ready: threading.Event, done: threading.Event) -> None:
-                async with websockets.connect(url, additional_headers={"Cookie": cookie},
-                                              origin=f"http://127.0.0.1:{port}") as ws:
+                async with websockets.connect(
+                    url, additional_headers={"Cookie": cookie}, origin=f"http://127.0.0.1:{port}"
+                ) as ws:
                     ready.set()
                     while len(received) < n:
                         try:
@@ -101,7 +111,8 @@ def main() -> int:
 
                 def naive_send(job_id: int, payload: dict, wait: bool = False) -> None:
                     async_to_sync(get_channel_layer().group_send)(
-                        events.job_group(job_id), {"type": "job.event", "payload": payload})
+                        events.job_group(job_id), {"type": "job.event", "payload": payload}
+                    )
 
                 original = events._send_now
                 events._send_now = naive_send  # type: ignore[assignment]
@@ -113,17 +124,35 @@ def main() -> int:
                 if delay > 0:
                     time.sleep(delay)
                 sent[first_seq + i] = time.perf_counter()
-                reporter.on_event({"type": "metric", "step": i + 1, "total_steps": n, "epoch": 0.0, "loss": 1.0,
-                                   "learning_rate": 1e-4, "grad_norm": 1.0, "memory_mb": 100.0,
-                                   "tokens_per_s": 100.0, "eta_s": 1.0})
+                reporter.on_event(
+                    {
+                        "type": "metric",
+                        "step": i + 1,
+                        "total_steps": n,
+                        "epoch": 0.0,
+                        "loss": 1.0,
+                        "learning_rate": 1e-4,
+                        "grad_norm": 1.0,
+                        "memory_mb": 100.0,
+                        "tokens_per_s": 100.0,
+                        "eta_s": 1.0,
+                    }
+                )
             done.wait(15)
             if mode == "baseline":
                 events._send_now = original  # type: ignore[assignment]
             lat = [(received[s] - sent[s]) * 1000 for s in sent if s in received]
             gaps = len(sent) - len(lat)
-            results[mode] = {"points": len(sent), "received": len(lat), "gaps": gaps,
-                             "p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99),
-                             "max": max(lat), "mean": statistics.mean(lat)}
+            results[mode] = {
+                "points": len(sent),
+                "received": len(lat),
+                "gaps": gaps,
+                "p50": percentile(lat, 50),
+                "p95": percentile(lat, 95),
+                "p99": percentile(lat, 99),
+                "max": max(lat),
+                "mean": statistics.mean(lat),
+            }
     finally:
         stop(proc)
         TrainingJob.objects.filter(pk=job.pk).delete()
@@ -132,14 +161,20 @@ def main() -> int:
         services  # noqa: B018 (imported for the reporter's services)
 
     print(f"metrics latency at {args.rate:g} points/s for {args.seconds:g} s (engine callback -> websocket client)")
-    print(f"{'path':<10} {'points':>7} {'recv':>6} {'gaps':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    print(
+        f"{'path':<10} {'points':>7} {'recv':>6} {'gaps':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    )
     for mode, r in results.items():
-        print(f"{mode:<10} {r['points']:>7} {r['received']:>6} {r['gaps']:>5} {r['p50']:>8.1f} {r['p95']:>8.1f} "
-              f"{r['p99']:>8.1f} {r['max']:>8.1f}")
+        print(
+            f"{mode:<10} {r['points']:>7} {r['received']:>6} {r['gaps']:>5} {r['p50']:>8.1f} {r['p95']:>8.1f} "
+            f"{r['p99']:>8.1f} {r['max']:>8.1f}"
+        )
     ours = results["platform"]
     ok = ours["p99"] <= 50 and ours["gaps"] == 0
-    print(f"target p99 <= 50 ms, no gaps: {'MET' if ok else 'NOT MET'} "
-          f"(p99 {ours['p99']:.1f} ms vs baseline {results['baseline']['p99']:.1f} ms)")
+    print(
+        f"target p99 <= 50 ms, no gaps: {'MET' if ok else 'NOT MET'} "
+        f"(p99 {ours['p99']:.1f} ms vs baseline {results['baseline']['p99']:.1f} ms)"
+    )
     return 0 if ok else 1
 
 

@@ -41,8 +41,9 @@ def ensure_database() -> None:
     try:
         psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]).close()
     except psycopg.OperationalError:
-        with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
 
 
@@ -52,8 +53,9 @@ def run_cli(spec: dict[str, Any]) -> dict[str, Any]:
         path = Path(tmp) / "spec.json"
         path.write_text(json.dumps(spec))
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "training.engine.cli", str(path)], cwd=ROOT,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "training.engine.cli", str(path)], cwd=ROOT, capture_output=True, text=True
+        )
         wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"the CLI failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -84,21 +86,44 @@ def main() -> int:
     from training.models import TrainingJob
 
     suffix = str(int(time.time()))
-    user = User.objects.create_user(username=f"bench{suffix}", email=f"bench{suffix}@example.com",
-                                    password="x-Strong-pass-1")
+    user = User.objects.create_user(
+        username=f"bench{suffix}", email=f"bench{suffix}@example.com", password="x-Strong-pass-1"
+    )
     rows = json.loads((SHARED / "alpaca_en_demo.json").read_text())[:200]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "alpaca.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        ds = Dataset.objects.create(owner=user, name="bench alpaca", status=Dataset.Status.READY, format="alpaca",
-                                    row_count=len(rows), verdict="ok", report={"rows": len(rows)})
-        df = DatasetFile(dataset=ds, role="source", kind="jsonl", original_filename=path.name,
-                         size_bytes=path.stat().st_size, sha256="0" * 64)
+        ds = Dataset.objects.create(
+            owner=user,
+            name="bench alpaca",
+            status=Dataset.Status.READY,
+            format="alpaca",
+            row_count=len(rows),
+            verdict="ok",
+            report={"rows": len(rows)},
+        )
+        df = DatasetFile(
+            dataset=ds,
+            role="source",
+            kind="jsonl",
+            original_filename=path.name,
+            size_bytes=path.stat().st_size,
+            sha256="0" * 64,
+        )
         with open(path, "rb") as fh:
             df.file.save("upload", File(fh), save=False)
         df.save()
-    hyper = {"max_steps": args.steps, "per_device_train_batch_size": 4, "max_length": 256, "learning_rate": 2e-4,
-             "logging_steps": 1, "save_steps": 10, "eval_steps": 10_000, "validation_split": 0.0, "seed": 42}
+    hyper = {
+        "max_steps": args.steps,
+        "per_device_train_batch_size": 4,
+        "max_length": 256,
+        "learning_rate": 2e-4,
+        "logging_steps": 1,
+        "save_steps": 10,
+        "eval_steps": 10_000,
+        "validation_split": 0.0,
+        "seed": 42,
+    }
     log = Path(tempfile.gettempdir()) / f"bench-overhead-worker-{suffix}.log"
     proc, node = start_celery_worker(dict(os.environ, PYTHONUNBUFFERED="1"), log, queues="training")
     base = BaseModel.objects.ensure_embedded()
@@ -107,8 +132,15 @@ def main() -> int:
     try:
         for i in range(args.repeat):
             t0 = time.perf_counter()
-            job = services.create_job(owner=user, name=f"overhead {i}", base_model_id=base.pk, dataset_id=ds.pk,
-                                      method="sft", weights="lora", hyperparameters=hyper)
+            job = services.create_job(
+                owner=user,
+                name=f"overhead {i}",
+                base_model_id=base.pk,
+                dataset_id=ds.pk,
+                method="sft",
+                weights="lora",
+                hyperparameters=hyper,
+            )
             while True:
                 job.refresh_from_db()
                 if job.status in ("succeeded", "failed", "cancelled"):
@@ -121,9 +153,12 @@ def main() -> int:
             platform.append({"wall_s": wall, "metrics": metrics, "points": job.metric_points.count()})
             with workspace.prepare(job) as ws:  # the same spec the worker built (a fresh scratch folder)
                 cli.append(run_cli(ws.spec.to_dict()))
-            print(f"  round {i + 1}: platform {platform[-1]['metrics'].get('train_runtime_s')} s training, "
-                  f"{wall:.1f} s end to end; CLI {cli[-1]['metrics'].get('train_runtime_s')} s training, "
-                  f"{cli[-1]['wall_s']:.1f} s wall", flush=True)
+            print(
+                f"  round {i + 1}: platform {platform[-1]['metrics'].get('train_runtime_s')} s training, "
+                f"{wall:.1f} s end to end; CLI {cli[-1]['metrics'].get('train_runtime_s')} s training, "
+                f"{cli[-1]['wall_s']:.1f} s wall",
+                flush=True,
+            )
     finally:
         stop(proc)
         TrainingJob.objects.filter(owner=user).delete()
@@ -138,14 +173,18 @@ def main() -> int:
     c_wall = statistics.median(x["wall_s"] for x in cli)
     train_over = (p_train / c_train - 1) * 100
     wall_over = (p_wall / c_wall - 1) * 100
-    print(f"platform overhead, LoRA SFT {args.steps} steps x {args.repeat} rounds (medians), load "
-          f"{os.getloadavg()[0]:.2f}; {platform[0]['points']} metric points stored and pushed per platform run")
+    print(
+        f"platform overhead, LoRA SFT {args.steps} steps x {args.repeat} rounds (medians), load "
+        f"{os.getloadavg()[0]:.2f}; {platform[0]['points']} metric points stored and pushed per platform run"
+    )
     print(f"{'':<12} {'training s':>11} {'tokens/s':>9} {'end-to-end s':>13}")
     print(f"{'platform':<12} {p_train:>11.1f} {p_tps:>9.1f} {p_wall:>13.1f}")
     print(f"{'engine CLI':<12} {c_train:>11.1f} {c_tps:>9.1f} {c_wall:>13.1f}")
     ok = train_over <= 3.0
-    print(f"training phase: platform {train_over:+.1f}% vs CLI (target <= +3%) -> {'MET' if ok else 'NOT MET'}; "
-          f"end to end (queue, worker claim, model load, result bookkeeping): {wall_over:+.1f}%")
+    print(
+        f"training phase: platform {train_over:+.1f}% vs CLI (target <= +3%) -> {'MET' if ok else 'NOT MET'}; "
+        f"end to end (queue, worker claim, model load, result bookkeeping): {wall_over:+.1f}%"
+    )
     return 0 if ok else 1
 
 

@@ -66,25 +66,49 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in _rows(args.rows)))
-        spec = TrainingSpec.from_dict({
-            "job_id": "bench-ours",
-            "base_model": "embedded/SmolLM2-135M-Instruct",
-            "method": "sft",
-            "weights": "lora",
-            "data": {"train_files": [str(data)], "format": "messages"},
-            "hyper": {"max_steps": args.steps, "per_device_train_batch_size": args.batch_size,
-                      "max_length": args.max_length, "learning_rate": args.lr, "lora_r": 16, "lora_alpha": 32,
-                      "lora_dropout": 0.0, "lora_target_modules": TARGETS, "logging_steps": 1,
-                      "save_steps": 10_000, "seed": 42, "warmup_ratio": 0.0},
-            "output_dir": str(Path(tmp) / "run"),
-        })
+        spec = TrainingSpec.from_dict(
+            {
+                "job_id": "bench-ours",
+                "base_model": "embedded/SmolLM2-135M-Instruct",
+                "method": "sft",
+                "weights": "lora",
+                "data": {"train_files": [str(data)], "format": "messages"},
+                "hyper": {
+                    "max_steps": args.steps,
+                    "per_device_train_batch_size": args.batch_size,
+                    "max_length": args.max_length,
+                    "learning_rate": args.lr,
+                    "lora_r": 16,
+                    "lora_alpha": 32,
+                    "lora_dropout": 0.0,
+                    "lora_target_modules": TARGETS,
+                    "logging_steps": 1,
+                    "save_steps": 10_000,
+                    "seed": 42,
+                    "warmup_ratio": 0.0,
+                },
+                "output_dir": str(Path(tmp) / "run"),
+            }
+        )
         cb = ListCallback()
         result = run_training(spec, callbacks=[cb])
     metrics = cb.metrics
-    steps = [{"step": m.step, "loss": m.loss, "tokens": m.tokens,
-              "busy_s": (m.tokens / m.tokens_per_s) if m.tokens_per_s else 0.0} for m in metrics]
-    return {"name": "ours", "steps": steps, "peak_rss_mb": _peak_rss_mb(), "device": result.device,
-            "status": result.status}
+    steps = [
+        {
+            "step": m.step,
+            "loss": m.loss,
+            "tokens": m.tokens,
+            "busy_s": (m.tokens / m.tokens_per_s) if m.tokens_per_s else 0.0,
+        }
+        for m in metrics
+    ]
+    return {
+        "name": "ours",
+        "steps": steps,
+        "peak_rss_mb": _peak_rss_mb(),
+        "device": result.device,
+        "status": result.status,
+    }
 
 
 def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
@@ -112,8 +136,14 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
             self._tokens = counted["tokens"]
 
         def on_step_end(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.steps.append({"step": state.global_step, "busy_s": time.perf_counter() - self._t,
-                               "tokens": counted["tokens"] - self._tokens, "loss": None})
+            self.steps.append(
+                {
+                    "step": state.global_step,
+                    "busy_s": time.perf_counter() - self._t,
+                    "tokens": counted["tokens"] - self._tokens,
+                    "loss": None,
+                }
+            )
 
         def on_log(self, a: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
             if logs and "loss" in logs and self.steps:
@@ -121,13 +151,28 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
 
     # TRL's defaults, except what must match ours: batch size, steps, max length, LR, LoRA, seed, logging every step.
     # (use_cpu: TRL's default bf16=True refuses to start on a machine without a GPU otherwise.)
-    config = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-                       max_length=args.max_length, learning_rate=args.lr, logging_steps=1, save_strategy="no",
-                       report_to=[], seed=42, use_cpu=not torch.cuda.is_available())
+    config = SFTConfig(
+        output_dir=tempfile.mkdtemp(),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch_size,
+        max_length=args.max_length,
+        learning_rate=args.lr,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=42,
+        use_cpu=not torch.cuda.is_available(),
+    )
     peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
     timer = Timer()
-    trainer = SFTTrainer(model=str(path), args=config, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[timer])
+    trainer = SFTTrainer(
+        model=str(path),
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[timer],
+    )
     step = trainer.training_step
 
     def counting(model: Any, inputs: Any, *a: Any, **kw: Any) -> Any:
@@ -137,9 +182,16 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
 
     trainer.training_step = counting  # type: ignore[method-assign]
     trainer.train()
-    return {"name": "trl", "steps": timer.steps, "peak_rss_mb": _peak_rss_mb(),
-            "device": {"bf16": config.bf16, "gradient_checkpointing": config.gradient_checkpointing,
-                       "padding_free": config.padding_free}}
+    return {
+        "name": "trl",
+        "steps": timer.steps,
+        "peak_rss_mb": _peak_rss_mb(),
+        "device": {
+            "bf16": config.bf16,
+            "gradient_checkpointing": config.gradient_checkpointing,
+            "padding_free": config.padding_free,
+        },
+    }
 
 
 # --- the parent: roofline, both workers, comparison ---------------------------------------------------------------
@@ -174,13 +226,27 @@ def lora_flops_per_token() -> float:
 
 
 def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps), "--batch-size",
-           str(args.batch_size), "--max-length", str(args.max_length), "--rows", str(args.rows), "--lr", str(args.lr)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--max-length",
+        str(args.max_length),
+        "--rows",
+        str(args.rows),
+        "--lr",
+        str(args.lr),
+    ]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise SystemExit(f"{name} worker failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
 
 
@@ -188,8 +254,13 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
     timed = [s for s in r["steps"] if s["step"] > 1]
     tokens = sum(s["tokens"] for s in timed)
     busy = sum(s["busy_s"] for s in timed)
-    return {"tokens": tokens, "busy_s": busy, "tokens_per_s": tokens / busy if busy else 0.0,
-            "losses": [s["loss"] for s in r["steps"]], "peak_rss_mb": r["peak_rss_mb"]}
+    return {
+        "tokens": tokens,
+        "busy_s": busy,
+        "tokens_per_s": tokens / busy if busy else 0.0,
+        "losses": [s["loss"] for s in r["steps"]],
+        "peak_rss_mb": r["peak_rss_mb"],
+    }
 
 
 def main() -> None:
@@ -213,9 +284,11 @@ def main() -> None:
 
     import torch
 
-    print(f"bench/train_throughput.py: SmolLM2-135M-Instruct LoRA SFT, {args.steps} steps, batch {args.batch_size}, "
-          f"max_length {args.max_length}, lr {args.lr}, {torch.get_num_threads()} threads, load "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"bench/train_throughput.py: SmolLM2-135M-Instruct LoRA SFT, {args.steps} steps, batch {args.batch_size}, "
+        f"max_length {args.max_length}, lr {args.lr}, {torch.get_num_threads()} threads, load "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     roof = {"bf16": matmul_gflops("bfloat16"), "fp32": matmul_gflops("float32")}
     print(f"matmul roofline (2048^3, measured): bf16 {roof['bf16']:.1f} GFLOP/s, fp32 {roof['fp32']:.1f} GFLOP/s")
     results = {}
@@ -224,8 +297,10 @@ def main() -> None:
         raw = run_worker(name, args)
         results[name] = {**summarize(raw), "device": raw.get("device"), "wall_s": time.perf_counter() - t0}
         s = results[name]
-        print(f"  {name:5s} {s['tokens_per_s']:8.1f} real tokens/s  ({s['tokens']} tokens in {s['busy_s']:.1f} s, steps "
-              f"2..{args.steps})  peak RSS {s['peak_rss_mb']:.0f} MB  process wall {s['wall_s']:.0f} s")
+        print(
+            f"  {name:5s} {s['tokens_per_s']:8.1f} real tokens/s  ({s['tokens']} tokens in {s['busy_s']:.1f} s, steps "
+            f"2..{args.steps})  peak RSS {s['peak_rss_mb']:.0f} MB  process wall {s['wall_s']:.0f} s"
+        )
         print(f"        loss: {' '.join(f'{x:.3f}' if x is not None else '-' for x in s['losses'])}")
         print(f"        setup: {s['device']}")
     ours, base = results["ours"], results["trl"]
@@ -239,16 +314,31 @@ def main() -> None:
     achieved = ours["tokens_per_s"] * flops / 1e9
     print(f"speed-up: {speedup:.2f}x real tokens/s (target >= 2.0x)  -> {'MET' if speedup >= 2 else 'NOT MET'}")
     print(f"peak RSS: ours/baseline = {mem_ratio:.2f} (target <= 1.00)  -> {'MET' if mem_ratio <= 1.0 else 'NOT MET'}")
-    print(f"loss curve: mean over the epoch ours {lo_mean:.3f} vs baseline {lb_mean:.3f} "
-          f"({rel * 100:.1f}% apart; equivalent if <= 10%)  -> {'MET' if rel <= 0.10 else 'NOT MET'}")
+    print(
+        f"loss curve: mean over the epoch ours {lo_mean:.3f} vs baseline {lb_mean:.3f} "
+        f"({rel * 100:.1f}% apart; equivalent if <= 10%)  -> {'MET' if rel <= 0.10 else 'NOT MET'}"
+    )
     share_bf16 = achieved / roof["bf16"]
-    print(f"roofline: ours does {achieved:.1f} GFLOP/s of model FLOPs ({flops / 1e9:.3f} GFLOP/token) = "
-          f"{share_bf16 * 100:.0f}% of the bf16 matmul roofline (target >= 35%)  -> "
-          f"{'MET' if share_bf16 >= 0.35 else 'NOT MET'}; {achieved / roof['fp32'] * 100:.0f}% of the fp32 one")
+    print(
+        f"roofline: ours does {achieved:.1f} GFLOP/s of model FLOPs ({flops / 1e9:.3f} GFLOP/token) = "
+        f"{share_bf16 * 100:.0f}% of the bf16 matmul roofline (target >= 35%)  -> "
+        f"{'MET' if share_bf16 >= 0.35 else 'NOT MET'}; {achieved / roof['fp32'] * 100:.0f}% of the fp32 one"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "roofline_gflops": roof,
-                                         "results": results, "speedup": speedup, "rss_ratio": mem_ratio,
-                                         "loss_rel_diff": rel, "roofline_share_bf16": share_bf16}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": vars(args) | {"json": str(args.json)},
+                    "roofline_gflops": roof,
+                    "results": results,
+                    "speedup": speedup,
+                    "rss_ratio": mem_ratio,
+                    "loss_rel_diff": rel,
+                    "roofline_share_bf16": share_bf16,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

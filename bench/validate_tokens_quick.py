@@ -24,7 +24,10 @@ from training.engine.data import DatasetFormat, detect_format, iter_records, to_
 from training.engine.data import tokenize as tokenize_module  # noqa: E402
 
 # Public datasets: FINETUNE_DATASETS_DIR, as the tests take them.
-SOURCE = Path(os.environ.get("FINETUNE_DATASETS_DIR", Path(__file__).resolve().parents[2] / "shared" / "datasets")) / "alpaca_en_demo.json"
+SOURCE = (
+    Path(os.environ.get("FINETUNE_DATASETS_DIR", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+    / "alpaca_en_demo.json"
+)
 
 
 def _vary(text: str, rng: random.Random, k: int) -> str:

@@ -55,33 +55,46 @@ class PlatformCollector:
     """The platform's state, computed when scraped."""
 
     def collect(self) -> Iterator[Metric]:
-        jobs = GaugeMetricFamily("finetune_training_jobs", "Training jobs by state and backend",
-                                 labels=["state", "backend"])
-        counts = {(s, b): n for s, b, n in TrainingJob.objects.values_list("status", "backend").annotate(n=Count("id"))}
+        jobs = GaugeMetricFamily(
+            "finetune_training_jobs", "Training jobs by state and backend", labels=["state", "backend"]
+        )
+        counts = {
+            (s, b): n for s, b, n in TrainingJob.objects.values_list("status", "backend").annotate(n=Count("id"))
+        }
         for state in TrainingJob.Status.values:
             for backend in TrainingJob.Backend.values:
                 jobs.add_metric([state, backend], counts.get((state, backend), 0))
         yield jobs
 
-        waiting = GaugeMetricFamily("finetune_celery_queue_length", "Messages waiting in each Celery queue",
-                                    labels=["queue"])
+        waiting = GaugeMetricFamily(
+            "finetune_celery_queue_length", "Messages waiting in each Celery queue", labels=["queue"]
+        )
         for queue, length in queue_lengths().items():
             if length is not None:
                 waiting.add_metric([queue], length)
         yield waiting
 
         latest = MetricPoint.objects.filter(job=OuterRef("pk"), kind="metric", tokens_per_s__isnull=False)
-        running = TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING).annotate(
-            tps=Subquery(latest.order_by("-seq").values("tokens_per_s")[:1])).values_list("pk", "backend", "tps")
-        speed = GaugeMetricFamily("finetune_training_job_tokens_per_second",
-                                  "Latest training throughput of each running job", labels=["job_id", "backend"])
+        running = (
+            TrainingJob.objects.filter(status=TrainingJob.Status.RUNNING)
+            .annotate(tps=Subquery(latest.order_by("-seq").values("tokens_per_s")[:1]))
+            .values_list("pk", "backend", "tps")
+        )
+        speed = GaugeMetricFamily(
+            "finetune_training_job_tokens_per_second",
+            "Latest training throughput of each running job",
+            labels=["job_id", "backend"],
+        )
         for pk, backend, tps in running:
             if tps is not None:
                 speed.add_metric([str(pk), backend], float(tps))
         yield speed
 
-        for model, name, what in ((ModelExport, "exports", "Model exports"), (HubPush, "hub_pushes", "Hub pushes"),
-                                  (OllamaImport, "ollama_imports", "Ollama imports")):
+        for model, name, what in (
+            (ModelExport, "exports", "Model exports"),
+            (HubPush, "hub_pushes", "Hub pushes"),
+            (OllamaImport, "ollama_imports", "Ollama imports"),
+        ):
             family = GaugeMetricFamily(f"finetune_{name}", f"{what} by status", labels=["status"])
             by_status = dict(model.objects.values_list("status").annotate(n=Count("id")))
             for status in TaskStatus.values:
@@ -118,8 +131,12 @@ def _process_registry() -> Any:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """`GET /metrics` in Prometheus' text format; 403 without the token or an allowed address."""
     if not _allowed(request):
-        return HttpResponse("Forbidden: send Authorization: Bearer <METRICS_TOKEN>, or scrape from an address in "
-                            "METRICS_ALLOWED_IPS.\n", status=403, content_type="text/plain")
+        return HttpResponse(
+            "Forbidden: send Authorization: Bearer <METRICS_TOKEN>, or scrape from an address in "
+            "METRICS_ALLOWED_IPS.\n",
+            status=403,
+            content_type="text/plain",
+        )
     platform = CollectorRegistry(auto_describe=False)
     platform.register(PlatformCollector())
     body = generate_latest(platform) + generate_latest(_process_registry())

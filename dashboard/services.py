@@ -52,17 +52,43 @@ def _final_loss(result: dict[str, Any] | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-JOB_ROW_FIELDS = ("name", "status", "phase", "method", "weights", "backend", "progress", "current_step", "total_steps",
-                  "eta_s", "created", "started", "finished", "result", "error")
+JOB_ROW_FIELDS = (
+    "name",
+    "status",
+    "phase",
+    "method",
+    "weights",
+    "backend",
+    "progress",
+    "current_step",
+    "total_steps",
+    "eta_s",
+    "created",
+    "started",
+    "finished",
+    "result",
+    "error",
+)
 
 
 def _job_row(job: Any) -> dict[str, Any]:
     return {
-        "id": job.pk, "name": job.name, "status": job.status, "phase": job.phase, "method": job.method,
-        "weights": job.weights, "backend": job.backend, "progress": round(float(job.progress), 4),
-        "current_step": job.current_step, "total_steps": job.total_steps, "eta_s": job.eta_s,
-        "created": job.created, "started": job.started, "finished": job.finished,
-        "final_loss": _final_loss(job.result), "error": job.error,
+        "id": job.pk,
+        "name": job.name,
+        "status": job.status,
+        "phase": job.phase,
+        "method": job.method,
+        "weights": job.weights,
+        "backend": job.backend,
+        "progress": round(float(job.progress), 4),
+        "current_step": job.current_step,
+        "total_steps": job.total_steps,
+        "eta_s": job.eta_s,
+        "created": job.created,
+        "started": job.started,
+        "finished": job.finished,
+        "final_loss": _final_loss(job.result),
+        "error": job.error,
     }
 
 
@@ -81,8 +107,9 @@ def stats(user: User) -> dict[str, Any]:
     by_status = {s: 0 for s in TrainingJob.Status.values}
     for row in jobs.values("status").annotate(n=Count("id")):
         by_status[row["status"]] = row["n"]
-    datasets = Dataset.objects.filter(owner=user).aggregate(lineages=Count("lineage", distinct=True),
-                                                            versions=Count("id"))
+    datasets = Dataset.objects.filter(owner=user).aggregate(
+        lineages=Count("lineage", distinct=True), versions=Count("id")
+    )
     rows = jobs.only(*JOB_ROW_FIELDS)
     running = rows.filter(status__in=TrainingJob.ACTIVE).order_by("created", "id")
     return {
@@ -123,22 +150,29 @@ def analytics(user: User, *, days: int = 30) -> dict[str, Any]:
     dates = [first + timedelta(days=i) for i in range(days)]
 
     created: dict[date, dict[str, int]] = {d: {"count": 0, "succeeded": 0, "failed": 0} for d in dates}
-    per_day = (jobs.filter(created__gte=since).annotate(day=TruncDate("created", tzinfo=UTC))
-               .values("day").annotate(n=Count("id"), ok=Count("id", filter=Q(status="succeeded")),
-                                       bad=Count("id", filter=Q(status="failed"))))
+    per_day = (
+        jobs.filter(created__gte=since)
+        .annotate(day=TruncDate("created", tzinfo=UTC))
+        .values("day")
+        .annotate(
+            n=Count("id"), ok=Count("id", filter=Q(status="succeeded")), bad=Count("id", filter=Q(status="failed"))
+        )
+    )
     for row in per_day:
         if row["day"] in created:
             created[row["day"]] = {"count": row["n"], "succeeded": row["ok"], "failed": row["bad"]}
 
     finished = jobs.filter(finished__gte=since, status__in=TrainingJob.FINISHED)
     seconds: dict[date, float] = {d: 0.0 for d in dates}
-    for row in (finished.annotate(day=TruncDate("finished", tzinfo=UTC)).values("day")
-                .annotate(s=Sum("compute_seconds"))):
+    for row in (
+        finished.annotate(day=TruncDate("finished", tzinfo=UTC)).values("day").annotate(s=Sum("compute_seconds"))
+    ):
         if row["day"] in seconds:
             seconds[row["day"]] = float(row["s"] or 0.0)
 
-    outcome = finished.aggregate(ok=Count("id", filter=Q(status="succeeded")),
-                                 bad=Count("id", filter=Q(status="failed")))
+    outcome = finished.aggregate(
+        ok=Count("id", filter=Q(status="succeeded")), bad=Count("id", filter=Q(status="failed"))
+    )
     by_method: dict[str, dict[str, list[float]]] = {}
     for method, result in finished.filter(status="succeeded").values_list("method", "result"):
         metrics = (result or {}).get("metrics") or {}
@@ -162,8 +196,12 @@ def analytics(user: User, *, days: int = 30) -> dict[str, Any]:
         "training_hours": round(sum(seconds.values()) / 3600.0, 4),
         "success_rate": _rate(outcome["ok"], outcome["bad"]),
         "final_loss_by_method": [
-            {"method": m, "jobs": len(v["n"]), "mean_final_train_loss": mean(v["train"]),
-             "mean_final_eval_loss": mean(v["eval"])}
+            {
+                "method": m,
+                "jobs": len(v["n"]),
+                "mean_final_train_loss": mean(v["train"]),
+                "mean_final_eval_loss": mean(v["eval"]),
+            }
             for m, v in sorted(by_method.items())
         ],
     }

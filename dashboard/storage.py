@@ -45,18 +45,27 @@ def storage_usage() -> dict[str, Any]:
         row(r["owner_id"])["exports_bytes"] = int(r["n"] or 0)
     # Runs: what jobs keep in the artifact store (the newest checkpoint of each unfinished job and the one before it,
     # the models they produced); counted from the recorded sizes, no folder walked.
-    for r in TrainingJob.objects.exclude(checkpoint_key="").values("owner_id").annotate(
-            n=Sum(F("checkpoint_size") + F("previous_checkpoint_size")), c=Count("id")):
+    for r in (
+        TrainingJob.objects.exclude(checkpoint_key="")
+        .values("owner_id")
+        .annotate(n=Sum(F("checkpoint_size") + F("previous_checkpoint_size")), c=Count("id"))
+    ):
         row(r["owner_id"]).update(runs_bytes=int(r["n"] or 0), runs=int(r["c"] or 0))
-    for r in FineTunedModel.objects.exclude(artifact_key="").values("owner_id").annotate(
-            n=Sum("artifact_size"), c=Count("id")):
+    for r in (
+        FineTunedModel.objects.exclude(artifact_key="")
+        .values("owner_id")
+        .annotate(n=Sum("artifact_size"), c=Count("id"))
+    ):
         target = row(r["owner_id"])
         target["runs_bytes"] += int(r["n"] or 0)
         target["runs"] += int(r["c"] or 0)
     # Base models: the Hub snapshots stored in the artifact store (the embedded default ships with the code).
     orphaned = {"base_models_bytes": 0, "base_models": 0}
-    for r in BaseModel.objects.exclude(artifact_key="").values("added_by_id").annotate(
-            n=Sum("artifact_size"), c=Count("id")):
+    for r in (
+        BaseModel.objects.exclude(artifact_key="")
+        .values("added_by_id")
+        .annotate(n=Sum("artifact_size"), c=Count("id"))
+    ):
         target = row(r["added_by_id"]) if r["added_by_id"] is not None else orphaned
         target.update(base_models_bytes=int(r["n"] or 0), base_models=int(r["c"] or 0))
     names = dict(User.objects.filter(pk__in=rows).values_list("pk", "username"))
@@ -71,8 +80,17 @@ def storage_usage() -> dict[str, Any]:
     users.sort(key=lambda r: r["total_bytes"], reverse=True)
     totals = {
         k: sum(r[k] for r in users)
-        for k in ("datasets_bytes", "exports_bytes", "runs_bytes", "total_bytes", "datasets", "runs", "runs_unknown",
-                  "base_models_bytes", "base_models")
+        for k in (
+            "datasets_bytes",
+            "exports_bytes",
+            "runs_bytes",
+            "total_bytes",
+            "datasets",
+            "runs",
+            "runs_unknown",
+            "base_models_bytes",
+            "base_models",
+        )
     }
     for k in ("base_models_bytes", "base_models"):
         totals[k] += orphaned[k]

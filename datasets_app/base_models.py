@@ -49,8 +49,9 @@ def parse_base_model(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdecimal() and len(value.strip()) <= 19:
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
-        raise ServiceError("base_model must be the id of a base model from the catalogue (GET /api/models/base/).",
-                           field=FIELD)
+        raise ServiceError(
+            "base_model must be the id of a base model from the catalogue (GET /api/models/base/).", field=FIELD
+        )
     return value
 
 
@@ -62,8 +63,11 @@ def check_base_model(user_id: int, value: Any) -> int | None:
     """The catalogue id ``value`` names when the user may use it (None when absent), else a 400 naming the field."""
     base_model_id = parse_base_model(value)
     if base_model_id is not None and _lookup(user_id, base_model_id) is None:
-        raise ServiceError(f"Base model {base_model_id} is not in the catalogue or is not available to you; choose "
-                           "one from GET /api/models/base/.", field=FIELD)
+        raise ServiceError(
+            f"Base model {base_model_id} is not in the catalogue or is not available to you; choose "
+            "one from GET /api/models/base/.",
+            field=FIELD,
+        )
     return base_model_id
 
 
@@ -84,8 +88,11 @@ def chosen_tokenizer(user_id: int, base_model_id: Any) -> Iterator[Tokenizer]:
     found = _lookup(user_id, chosen) if chosen is not None else None
     if found is None:
         which = f" ({chosen})" if chosen is not None else ""
-        raise ServiceError(f"The base model chosen for this dataset{which} is no longer available to you; re-validate "
-                           "with another one from GET /api/models/base/.", field=FIELD)
+        raise ServiceError(
+            f"The base model chosen for this dataset{which} is no longer available to you; re-validate "
+            "with another one from GET /api/models/base/.",
+            field=FIELD,
+        )
     name, folder = found
     with folder as path:
         yield Tokenizer(str(path), name)

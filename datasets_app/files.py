@@ -24,8 +24,15 @@ from .uploads import CheckedFile
 
 def store_file(dataset: Dataset, c: CheckedFile, role: str) -> DatasetFile:
     """Save a checked file as one of the version's files (under a server-made storage key)."""
-    df = DatasetFile(dataset=dataset, role=role, kind=c.kind, compressed=c.compressed,
-                     original_filename=c.original_filename[:255], size_bytes=c.size_bytes, sha256=c.sha256)
+    df = DatasetFile(
+        dataset=dataset,
+        role=role,
+        kind=c.kind,
+        compressed=c.compressed,
+        original_filename=c.original_filename[:255],
+        size_bytes=c.size_bytes,
+        sha256=c.sha256,
+    )
     with open(c.path, "rb") as fh:
         df.file.save("upload", File(fh), save=False)  # the key comes from dataset_file_key
     df.save()
@@ -97,5 +104,6 @@ def delete_dataset(dataset: Dataset) -> None:
     except ProtectedError as exc:
         users = sorted({f"{obj._meta.verbose_name} #{obj.pk}" for obj in exc.protected_objects})
         listed = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
-        raise ServiceError(f"This dataset version is still used ({listed}); delete those first, or keep the "
-                           "version.", status_code=409) from None
+        raise ServiceError(
+            f"This dataset version is still used ({listed}); delete those first, or keep the version.", status_code=409
+        ) from None

@@ -56,8 +56,9 @@ def _progress_reporter(dataset: Dataset) -> Callable[[float], None]:
             return
         last[0] = now
         Dataset.objects.filter(pk=dataset.pk).update(progress=max(0.0, min(1.0, fraction)))
-        events.publish_task_progress(dataset.owner_id, kind="dataset", task_id=dataset.pk, progress=fraction,
-                                     status=Dataset.Status.PROCESSING)
+        events.publish_task_progress(
+            dataset.owner_id, kind="dataset", task_id=dataset.pk, progress=fraction, status=Dataset.Status.PROCESSING
+        )
 
     return report
 
@@ -71,8 +72,9 @@ def process_dataset(dataset_id: int, run_token: str) -> None:
         logger.info("dataset %s: run %s is stale or done, skipping", dataset_id, run_token)
         return
     dataset = Dataset.objects.select_related("owner").get(pk=dataset_id)
-    events.publish_task_progress(dataset.owner_id, kind="dataset", task_id=dataset.pk, progress=0.0,
-                                 status=Dataset.Status.PROCESSING)
+    events.publish_task_progress(
+        dataset.owner_id, kind="dataset", task_id=dataset.pk, progress=0.0, status=Dataset.Status.PROCESSING
+    )
     report, error = _validate(dataset)
     row = _save_outcome(dataset_id, run_token, report, error)
     if row is not None:
@@ -87,10 +89,15 @@ def _validate(dataset: Dataset) -> tuple[dict[str, Any] | None, str]:
     try:
         if dataset.operation.get("type") in ("preprocess", "split") and not dataset.files.exists():
             _materialize_version(dataset)
-        with (local_paths(dataset) as paths, read_limits(),
-              chosen_tokenizer(dataset.owner_id, opts.get("base_model")) as tokenizer):
+        with (
+            local_paths(dataset) as paths,
+            read_limits(),
+            chosen_tokenizer(dataset.owner_id, opts.get("base_model")) as tokenizer,
+        ):
             report = validate_files(
-                paths, fmt=dataset.format_override or None, column_mapping=dataset.column_mapping,
+                paths,
+                fmt=dataset.format_override or None,
+                column_mapping=dataset.column_mapping,
                 tokenizer_path=tokenizer.folder,
                 max_length=int(opts.get("max_length") or settings.DATASET_DEFAULT_MAX_LENGTH),
                 progress=_progress_reporter(dataset),
@@ -163,10 +170,22 @@ def _materialize_version(dataset: Dataset) -> None:
             for path, role in outputs:
                 size = Path(path).stat().st_size
                 total += size
-                store_file(dataset, CheckedFile(path=path, original_filename=f"{role}.jsonl", kind="jsonl",
-                                                compressed=False, size_bytes=size, sha256=sha256_of(path)), role)
+                store_file(
+                    dataset,
+                    CheckedFile(
+                        path=path,
+                        original_filename=f"{role}.jsonl",
+                        kind="jsonl",
+                        compressed=False,
+                        size_bytes=size,
+                        sha256=sha256_of(path),
+                    ),
+                    role,
+                )
             Dataset.objects.filter(pk=dataset.pk).update(
-                size_bytes=total, column_mapping=None, format_override="",
+                size_bytes=total,
+                column_mapping=None,
+                format_override="",
                 operation={**op, "result": result},
             )
         dataset.refresh_from_db()
@@ -185,11 +204,23 @@ def _build_from_parent(parent: Dataset, op: dict[str, Any], tmp: str) -> tuple[d
         if op["type"] == "preprocess":
             out = os.path.join(tmp, "data.jsonl")
             with chosen_tokenizer(parent.owner_id, (parent.validation_settings or {}).get("base_model")) as tokenizer:
-                result = run_preprocess(paths, fmt=fmt, column_mapping=parent.column_mapping, steps=op["steps"],
-                                        out_path=out, tokenizer_path=tokenizer.folder)
+                result = run_preprocess(
+                    paths,
+                    fmt=fmt,
+                    column_mapping=parent.column_mapping,
+                    steps=op["steps"],
+                    out_path=out,
+                    tokenizer_path=tokenizer.folder,
+                )
             return result, [(out, DatasetFile.Role.SOURCE)]
         train, val = os.path.join(tmp, "train.jsonl"), os.path.join(tmp, "validation.jsonl")
-        result = run_split(paths, fmt=fmt, column_mapping=parent.column_mapping,
-                           validation_ratio=float(op["validation_ratio"]), seed=int(op["seed"]),
-                           train_out=train, validation_out=val)
+        result = run_split(
+            paths,
+            fmt=fmt,
+            column_mapping=parent.column_mapping,
+            validation_ratio=float(op["validation_ratio"]),
+            seed=int(op["seed"]),
+            train_out=train,
+            validation_out=val,
+        )
         return result, [(train, DatasetFile.Role.TRAIN), (val, DatasetFile.Role.VALIDATION)]

@@ -82,11 +82,14 @@ def parse_column_mapping(raw: Any) -> dict[str, str] | None:
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ServiceError(f"column_mapping is not valid JSON: {exc.msg} at column {exc.colno}.",
-                               field="column_mapping") from None
+            raise ServiceError(
+                f"column_mapping is not valid JSON: {exc.msg} at column {exc.colno}.", field="column_mapping"
+            ) from None
     if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
-        raise ServiceError('column_mapping must map field names to source columns, e.g. {"instruction": "question"}.',
-                           field="column_mapping")
+        raise ServiceError(
+            'column_mapping must map field names to source columns, e.g. {"instruction": "question"}.',
+            field="column_mapping",
+        )
     return raw or None
 
 
@@ -100,15 +103,21 @@ def _default_name(filename: str) -> str:
 
 # --- upload -----------------------------------------------------------------------------------------------------
 def create_dataset(
-    *, owner: User, uploads: Sequence[Any], name: str | None = None, fmt: str | None = None,
+    *,
+    owner: User,
+    uploads: Sequence[Any],
+    name: str | None = None,
+    fmt: str | None = None,
     column_mapping: Any = None,
 ) -> Dataset:
     """Check and store uploaded files as a new dataset (version 1) and queue its processing."""
     if not uploads:
         raise ServiceError("Choose a file to upload (field `file`).", field="file")
     if len(uploads) > settings.DATASET_MAX_FILES:
-        raise ServiceError(f"Too many files at once: {len(uploads)}; upload at most {settings.DATASET_MAX_FILES} "
-                           "per dataset.", field="file")
+        raise ServiceError(
+            f"Too many files at once: {len(uploads)}; upload at most {settings.DATASET_MAX_FILES} per dataset.",
+            field="file",
+        )
     fmt = parse_format(fmt)
     mapping = parse_column_mapping(column_mapping)
     checked = [check_uploaded_file(u.temporary_file_path(), u.name) for u in uploads]
@@ -120,9 +129,14 @@ def create_dataset(
             quotas.lock_user(owner.pk)
             quotas.check_storage(owner.quotas(), storage_used(owner), total)
             dataset = Dataset.objects.create(
-                owner=owner, name=(name or "").strip()[:200] or _default_name(checked[0].original_filename),
-                format_override=fmt, format=fmt, column_mapping=mapping, size_bytes=total,
-                original_filename=checked[0].original_filename, operation={"type": "upload"},
+                owner=owner,
+                name=(name or "").strip()[:200] or _default_name(checked[0].original_filename),
+                format_override=fmt,
+                format=fmt,
+                column_mapping=mapping,
+                size_bytes=total,
+                original_filename=checked[0].original_filename,
+                operation={"type": "upload"},
             )
             for c in checked:
                 stored.append(store_file(dataset, c, DatasetFile.Role.SOURCE).file.name)
@@ -137,8 +151,15 @@ def create_dataset(
 
 
 # --- re-validation and edits ------------------------------------------------------------------------------------
-def revalidate(dataset: Dataset, *, base_model: Any = None, max_length: int | None = None,
-               fmt: str | None = None, column_mapping: Any = None, mapping_given: bool = False) -> Dataset:
+def revalidate(
+    dataset: Dataset,
+    *,
+    base_model: Any = None,
+    max_length: int | None = None,
+    fmt: str | None = None,
+    column_mapping: Any = None,
+    mapping_given: bool = False,
+) -> Dataset:
     """Run processing again, optionally with another base model's tokenizer (a catalogue id the owner may use), max
     length, format or column mapping."""
     if dataset.status == Dataset.Status.PROCESSING and dataset.progress < 1.0 and not dataset.files.exists():
@@ -166,8 +187,14 @@ def revalidate(dataset: Dataset, *, base_model: Any = None, max_length: int | No
     return row
 
 
-def update_dataset(dataset: Dataset, *, name: str | None = None, fmt: str | None = None,
-                   column_mapping: Any = None, mapping_given: bool = False) -> Dataset:
+def update_dataset(
+    dataset: Dataset,
+    *,
+    name: str | None = None,
+    fmt: str | None = None,
+    column_mapping: Any = None,
+    mapping_given: bool = False,
+) -> Dataset:
     """Rename; a new format or column mapping re-runs validation."""
     if name is not None:
         if not name.strip():
@@ -217,8 +244,13 @@ def get_preview(dataset: Dataset, *, offset: int, limit: int, base_model: Any = 
 
     opts = dataset.validation_settings or {}
     chosen = base_model_id if base_model_id is not None else opts.get("base_model")
-    with (local_paths(dataset) as paths, read_limits(),
-          chosen_tokenizer(dataset.owner_id, chosen) as tokenizer):
-        return preview(paths, fmt=dataset.format or dataset.format_override or None,
-                       column_mapping=dataset.column_mapping, tokenizer_path=tokenizer.folder,
-                       offset=offset, limit=limit, max_length=opts.get("max_length"))
+    with local_paths(dataset) as paths, read_limits(), chosen_tokenizer(dataset.owner_id, chosen) as tokenizer:
+        return preview(
+            paths,
+            fmt=dataset.format or dataset.format_override or None,
+            column_mapping=dataset.column_mapping,
+            tokenizer_path=tokenizer.folder,
+            offset=offset,
+            limit=limit,
+            max_length=opts.get("max_length"),
+        )

@@ -36,7 +36,9 @@ class SizeLimitUploadHandler(FileUploadHandler):
         super().__init__(request)
         self.total = 0
 
-    def handle_raw_input(self, input_data: Any, META: Any, content_length: int, boundary: Any, encoding: Any = None) -> None:
+    def handle_raw_input(
+        self, input_data: Any, META: Any, content_length: int, boundary: Any, encoding: Any = None
+    ) -> None:
         limit = settings.DATASET_MAX_UPLOAD_BYTES
         if content_length and content_length > limit + 64 * 1024:
             raise PayloadTooLarge(too_large_message(content_length))
@@ -132,8 +134,11 @@ class _LineCheck:
 
 def _too_much_content(filename: str) -> ServiceError:
     limit = settings.DATASET_MAX_DECOMPRESSED_BYTES
-    return ServiceError(f"{filename}: the file decompresses to more than {human_bytes(limit)}, the most a dataset "
-                        "file may hold once decompressed. Split it into smaller files.", field="file")
+    return ServiceError(
+        f"{filename}: the file decompresses to more than {human_bytes(limit)}, the most a dataset "
+        "file may hold once decompressed. Split it into smaller files.",
+        field="file",
+    )
 
 
 def _scan(path: str, filename: str, *, compressed: bool, check_lines: bool) -> str:
@@ -178,8 +183,10 @@ def _check_parquet_size(path: str, filename: str) -> None:
         meta = pq.read_metadata(path)
     except (pa.ArrowException, OSError) as exc:
         raise ServiceError(f"{filename}: not a valid Parquet file ({exc}).", field="file") from None
-    if sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) \
-            > settings.DATASET_MAX_DECOMPRESSED_BYTES:
+    if (
+        sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        > settings.DATASET_MAX_DECOMPRESSED_BYTES
+    ):
         raise _too_much_content(filename)
 
 
@@ -208,13 +215,16 @@ def _check_json_head(path: str, compressed: bool, kind: str, filename: str) -> N
             except json.JSONDecodeError as exc:
                 raise ServiceError(
                     f"{filename} line {number}: invalid JSON ({exc.msg} at column {exc.colno}). Fix that line and "
-                    "upload again.", field="file") from None
+                    "upload again.",
+                    field="file",
+                ) from None
     elif kind == "json" and complete:
         try:
             json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ServiceError(f"{filename} line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno}).",
-                               field="file") from None
+            raise ServiceError(
+                f"{filename} line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno}).", field="file"
+            ) from None
 
 
 def check_uploaded_file(path: str, filename: str) -> CheckedFile:
@@ -237,5 +247,6 @@ def check_uploaded_file(path: str, filename: str) -> CheckedFile:
         _check_json_head(path, compressed, real, filename)
     if real == "parquet" and not compressed:
         _check_parquet_size(path, filename)
-    return CheckedFile(path=path, original_filename=filename, kind=real, compressed=compressed, size_bytes=size,
-                       sha256=sha256)
+    return CheckedFile(
+        path=path, original_filename=filename, kind=real, compressed=compressed, size_bytes=size, sha256=sha256
+    )

@@ -30,8 +30,11 @@ def with_lineage_info(qs: QuerySet[Dataset]) -> QuerySet[Dataset]:
     instance per file. The subqueries are fixed SQL (`_lineage_sql`): building them with the ORM cost more CPU per
     request than the whole rest of the dataset list."""
     sql = _lineage_sql()
-    return qs.annotate(root_pk=RawSQL(sql["root_pk"], ()), newest_version=RawSQL(sql["newest_version"], ()),
-                       files_json=RawSQL(sql["files_json"], (), output_field=JSONField()))
+    return qs.annotate(
+        root_pk=RawSQL(sql["root_pk"], ()),
+        newest_version=RawSQL(sql["newest_version"], ()),
+        files_json=RawSQL(sql["files_json"], (), output_field=JSONField()),
+    )
 
 
 @functools.cache
@@ -46,7 +49,7 @@ def _lineage_sql() -> dict[str, str]:
         "newest_version": f"SELECT MAX(v.version) FROM {d} v WHERE v.lineage = {d}.lineage",
         # As text: JSONField decodes it (psycopg would decode a json value itself, which JSONField refuses).
         "files_json": f"SELECT COALESCE(json_agg(json_build_object({fields}) ORDER BY f.id), '[]'::json)::text "
-                      f"FROM {f} f WHERE f.dataset_id = {d}.id",
+        f"FROM {f} f WHERE f.dataset_id = {d}.id",
     }
 
 
@@ -57,8 +60,11 @@ def owned_datasets(owner: User) -> QuerySet[Dataset]:
 
 def versions(dataset: Dataset) -> list[Dataset]:
     """Every version of the dataset's lineage, oldest first."""
-    return list(with_lineage_info(Dataset.objects.filter(owner_id=dataset.owner_id, lineage=dataset.lineage))
-                .order_by("version"))
+    return list(
+        with_lineage_info(Dataset.objects.filter(owner_id=dataset.owner_id, lineage=dataset.lineage)).order_by(
+            "version"
+        )
+    )
 
 
 # --- new versions -----------------------------------------------------------------------------------------------
@@ -76,8 +82,9 @@ def split(dataset: Dataset, *, validation_ratio: float, seed: int) -> Dataset:
         raise ServiceError("validation_ratio must be > 0 and <= 0.5.", field="validation_ratio")
     if dataset.files.filter(role=DatasetFile.Role.VALIDATION).exists():
         raise ServiceError("This version is already split; split its parent instead.", status_code=409)
-    return _new_version(dataset, name=None,
-                        operation={"type": "split", "validation_ratio": validation_ratio, "seed": seed})
+    return _new_version(
+        dataset, name=None, operation={"type": "split", "validation_ratio": validation_ratio, "seed": seed}
+    )
 
 
 def _check_steps(steps: list[Any]) -> None:
@@ -93,16 +100,16 @@ def _check_steps(steps: list[Any]) -> None:
         if op == "chunk":
             mt, ov = step.get("max_tokens", 512), step.get("overlap", 0)
             if not isinstance(mt, int) or not isinstance(ov, int) or mt < 16 or not 0 <= ov < mt:
-                raise ServiceError(f"Step {i} (chunk): need 16 <= max_tokens and 0 <= overlap < max_tokens.",
-                                   field="steps")
+                raise ServiceError(
+                    f"Step {i} (chunk): need 16 <= max_tokens and 0 <= overlap < max_tokens.", field="steps"
+                )
 
 
 def _require_ready(dataset: Dataset) -> None:
     # An "invalid" version with some good rows may still be cleaned: preprocessing drops the rows that fail.
     usable = dataset.status == Dataset.Status.INVALID and int((dataset.report or {}).get("rows_valid") or 0) > 0
     if dataset.status != Dataset.Status.READY and not usable:
-        raise ServiceError("Only a validated dataset with usable rows can be preprocessed or split.",
-                           status_code=409)
+        raise ServiceError("Only a validated dataset with usable rows can be preprocessed or split.", status_code=409)
 
 
 def _new_version(dataset: Dataset, *, name: str | None, operation: dict[str, Any]) -> Dataset:
@@ -113,9 +120,15 @@ def _new_version(dataset: Dataset, *, name: str | None, operation: dict[str, Any
         quotas.check_storage(dataset.owner.quotas(), storage_used(dataset.owner), dataset.size_bytes)
         top = Dataset.objects.filter(lineage=dataset.lineage).aggregate(v=Max("version"))["v"] or 0
         child = Dataset.objects.create(
-            owner_id=dataset.owner_id, name=(name or dataset.name).strip()[:200], lineage=dataset.lineage,
-            version=top + 1, parent=dataset, operation=operation, status=Dataset.Status.UPLOADED,
-            validation_settings=dataset.validation_settings, original_filename=dataset.original_filename,
+            owner_id=dataset.owner_id,
+            name=(name or dataset.name).strip()[:200],
+            lineage=dataset.lineage,
+            version=top + 1,
+            parent=dataset,
+            operation=operation,
+            status=Dataset.Status.UPLOADED,
+            validation_settings=dataset.validation_settings,
+            original_filename=dataset.original_filename,
         )
         enqueue_processing(child)
     return child

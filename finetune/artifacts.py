@@ -101,8 +101,13 @@ def presigned_download_url(key: str, filename: str, expire_s: int | None = None)
     if settings.STORAGE_BACKEND != "s3":
         return None
     safe = "".join(c if c.isalnum() or c in "-_. " else "_" for c in filename) or "download"
-    return str(default_storage.url(key, parameters={"ResponseContentDisposition": f'attachment; filename="{safe}"'},
-                                   expire=expire_s or int(settings.AWS_QUERYSTRING_EXPIRE)))
+    return str(
+        default_storage.url(
+            key,
+            parameters={"ResponseContentDisposition": f'attachment; filename="{safe}"'},
+            expire=expire_s or int(settings.AWS_QUERYSTRING_EXPIRE),
+        )
+    )
 
 
 def delete(key: str) -> None:

@@ -33,8 +33,10 @@ class ErrorSerializer(serializers.Serializer):
     """The body of every API error."""
 
     detail = serializers.CharField(help_text="What went wrong, in a sentence a user can act on.")
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
-                                   help_text="Messages by field name (empty when the error is not about a field).")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Messages by field name (empty when the error is not about a field).",
+    )
 
 
 def _flatten(data: Any) -> list[str]:
@@ -117,7 +119,12 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
         return default_bad_request(request, exception)  # type: ignore[arg-type]
     if isinstance(exception, RequestDataTooBig):
         limit_mb = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / 1024**2
-        return JsonResponse({"detail": f"The request body is larger than the {limit_mb:g} MB this endpoint accepts "
-                                       "(dataset files go to the upload endpoint as multipart).", "errors": {}},
-                            status=413)
+        return JsonResponse(
+            {
+                "detail": f"The request body is larger than the {limit_mb:g} MB this endpoint accepts "
+                "(dataset files go to the upload endpoint as multipart).",
+                "errors": {},
+            },
+            status=413,
+        )
     return JsonResponse({"detail": "Bad request.", "errors": {}}, status=400)

@@ -40,8 +40,9 @@ def api_error_response(exc: BaseException) -> JsonResponse:
     if message is not None:
         logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
         return busy_response(message, retry_after_s=5)
-    return JsonResponse({"detail": "Internal server error. The error was logged; try again later.", "errors": {}},
-                        status=500)
+    return JsonResponse(
+        {"detail": "Internal server error. The error was logged; try again later.", "errors": {}}, status=500
+    )
 
 
 class ApiErrorMiddleware:
@@ -82,10 +83,18 @@ class RejectNulQueryMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         query = request.META.get("QUERY_STRING", "")
-        if ("%00" in query or "\x00" in query) and request.path.startswith("/api/") and any(
-                "\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()):
-            return JsonResponse({"detail": "The query string contains a NUL character (%00), which no parameter "
-                                           "accepts.", "errors": {}}, status=400)
+        if (
+            ("%00" in query or "\x00" in query)
+            and request.path.startswith("/api/")
+            and any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists())
+        ):
+            return JsonResponse(
+                {
+                    "detail": "The query string contains a NUL character (%00), which no parameter accepts.",
+                    "errors": {},
+                },
+                status=400,
+            )
         return self.get_response(request)
 
 

@@ -44,8 +44,9 @@ class Pagination(PageNumberPagination):
         except ValueError:
             size = 0
         if not 1 <= size <= self.max_page_size:
-            raise ValidationError({self.page_size_query_param: [
-                f"page_size must be an integer from 1 to {self.max_page_size}."]})
+            raise ValidationError(
+                {self.page_size_query_param: [f"page_size must be an integer from 1 to {self.max_page_size}."]}
+            )
         return size
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:

@@ -21,8 +21,26 @@ from django.conf import settings
 from rest_framework import renderers
 
 # Roots of a typical Unix host; a path under one of them is a server path whatever the settings say.
-_SYSTEM_ROOTS = ("/tmp", "/var", "/usr", "/opt", "/srv", "/home", "/root", "/etc", "/work", "/app", "/mnt", "/data",
-                 "/proc", "/dev", "/run", "/lib", "/nix", "/private")
+_SYSTEM_ROOTS = (
+    "/tmp",
+    "/var",
+    "/usr",
+    "/opt",
+    "/srv",
+    "/home",
+    "/root",
+    "/etc",
+    "/work",
+    "/app",
+    "/mnt",
+    "/data",
+    "/proc",
+    "/dev",
+    "/run",
+    "/lib",
+    "/nix",
+    "/private",
+)
 _PATH_CHARS = r"[^\s'\"`<>|,;()\[\]{}]*"
 ELLIPSIS = "…/"
 
@@ -61,8 +79,22 @@ def hide_server_paths(text: str) -> str:
 
 # Keys whose strings are the platform's own words (errors, log lines, progress stages), never a user's data: a
 # dataset preview, a generated answer or a chat message keep every character they have, paths included.
-MESSAGE_KEYS = frozenset({"detail", "error", "errors", "message", "line", "stage", "warning", "warnings",
-                          "reason", "hint", "last_error", "error_message"})
+MESSAGE_KEYS = frozenset(
+    {
+        "detail",
+        "error",
+        "errors",
+        "message",
+        "line",
+        "stage",
+        "warning",
+        "warnings",
+        "reason",
+        "hint",
+        "last_error",
+        "error_message",
+    }
+)
 
 
 def hide_in(value: Any, *, inside: bool = False) -> Any:

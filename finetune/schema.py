@@ -30,14 +30,17 @@ def _forbid_nul(schema: Any) -> None:
         return
     kind = schema.get("type")
     if (kind == "string" or (isinstance(kind, list) and "string" in kind)) and not (
-            {"format", "enum", "pattern", "const"} & schema.keys()):
+        {"format", "enum", "pattern", "const"} & schema.keys()
+    ):
         schema["pattern"] = NUL_FREE
     for value in schema.values():
         if isinstance(value, (dict, list)):
             _forbid_nul(value)
 
 
-def forbid_nul_in_request_strings(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+def forbid_nul_in_request_strings(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: request strings (parameters, bodies, the `...Request` components) say
     that they take no NUL character, as the API enforces (400)."""
     for methods in result.get("paths", {}).values():
@@ -60,8 +63,10 @@ class AutoSchema(SpectacularAutoSchema):
     def error_statuses(self) -> dict[str, str]:
         """Status -> description of the errors this operation can answer whatever the view does."""
         view: Any = self.view
-        statuses = {"400": "Invalid request: a field, a query parameter or the body is refused (NUL bytes "
-                           "included), or a rule of the service says no (`errors` names the fields)."}
+        statuses = {
+            "400": "Invalid request: a field, a query parameter or the body is refused (NUL bytes "
+            "included), or a rule of the service says no (`errors` names the fields)."
+        }
         if view.get_authenticators():
             statuses["401"] = "Not signed in, or the API token is unknown or revoked."
             statuses["403"] = "Not allowed: a missing or wrong CSRF token (session sign-in), or no permission."
@@ -94,5 +99,6 @@ class AutoSchema(SpectacularAutoSchema):
         for code, description in self.error_statuses().items():
             if code not in responses:
                 responses[code] = self._get_response_for_code(
-                    OpenApiResponse(ErrorSerializer, description=description), code, direction=direction)
+                    OpenApiResponse(ErrorSerializer, description=description), code, direction=direction
+                )
         return responses

@@ -71,8 +71,12 @@ def _plan_field(name: str, field: f.Field) -> Getter | None:
         return None
     if isinstance(field, serializers.ListSerializer) and isinstance(field.child, FastReadMixin):
         child: Any = type(field.child)()
-        return _none_or(lambda items: [child.to_representation(x) for x in
-                                       (items.all() if isinstance(items, BaseManager) else items)], _chain(attrs))
+        return _none_or(
+            lambda items: [
+                child.to_representation(x) for x in (items.all() if isinstance(items, BaseManager) else items)
+            ],
+            _chain(attrs),
+        )
     if isinstance(field, FastReadMixin):
         nested: Any = type(field)()
         return _none_or(nested.to_representation, _chain(attrs))
@@ -85,15 +89,16 @@ def _plan_field(name: str, field: f.Field) -> Getter | None:
     if isinstance(field, f.DateField) and getattr(field, "format", api_settings.DATE_FORMAT) == f.ISO_8601:
         return _none_or(date.isoformat, read)
     if isinstance(field, f.BooleanField):
-        return lambda _, obj: (v if (v := read(obj)) is None or isinstance(v, bool) else field.to_representation(v))
+        return lambda _, obj: v if (v := read(obj)) is None or isinstance(v, bool) else field.to_representation(v)
     if isinstance(field, f.IntegerField):
         return _none_or(int, read)
     if isinstance(field, f.FloatField):
         return _none_or(float, read)
     if isinstance(field, f.UUIDField):
         return _none_or(str, read)
-    if isinstance(field, (f.JSONField, f.ReadOnlyField)) or (isinstance(field, f.ChoiceField)
-                                                            and not field.allow_blank):
+    if isinstance(field, (f.JSONField, f.ReadOnlyField)) or (
+        isinstance(field, f.ChoiceField) and not field.allow_blank
+    ):
         return _plain(read)
     if isinstance(field, f.CharField) or type(field) is f.ChoiceField:
         return _none_or(str, read)
@@ -110,8 +115,7 @@ class FastReadMixin:
         plan = FastReadMixin._fast_plans.get(cls)
         if plan is None:
             prototype: Any = cls()
-            plan = [(field.field_name, _plan_field(field.field_name, field))
-                    for field in prototype._readable_fields]
+            plan = [(field.field_name, _plan_field(field.field_name, field)) for field in prototype._readable_fields]
             FastReadMixin._fast_plans[cls] = plan
         return plan
 

@@ -76,19 +76,29 @@ def check_connection_budget(plan: Plan, env: dict[str, str]) -> str:
         from finetune import settings
 
         db = settings.DATABASES["default"]
-        with psycopg.connect(dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
-                             port=db["PORT"] or None, connect_timeout=5) as conn:
+        with psycopg.connect(
+            dbname=db["NAME"],
+            user=db["USER"],
+            password=db["PASSWORD"],
+            host=db["HOST"],
+            port=db["PORT"] or None,
+            connect_timeout=5,
+        ) as conn:
             row = conn.execute("SHOW max_connections").fetchone()
             reserved = conn.execute("SHOW superuser_reserved_connections").fetchone()
         limit = int(row[0]) - int(reserved[0]) if row and reserved else 0
     except Exception as exc:  # the database may come up later; the pool retries then
         return f"database connection budget not checked ({exc.__class__.__name__}: {exc})"
     need = plan.max_connections + OTHER_PROCESSES_CONNECTIONS
-    line = (f"database connections: web {plan.workers} x {plan.pool_size} = {plan.max_connections}, "
-            f"other processes ~{OTHER_PROCESSES_CONNECTIONS}, PostgreSQL allows {limit}")
+    line = (
+        f"database connections: web {plan.workers} x {plan.pool_size} = {plan.max_connections}, "
+        f"other processes ~{OTHER_PROCESSES_CONNECTIONS}, PostgreSQL allows {limit}"
+    )
     if need > limit:
-        sys.exit(f"{line}: too many. Lower WEB_WORKERS or DB_POOL_MAX_SIZE, raise max_connections, or put PgBouncer "
-                 "in front of PostgreSQL (README: Serving many users).")
+        sys.exit(
+            f"{line}: too many. Lower WEB_WORKERS or DB_POOL_MAX_SIZE, raise max_connections, or put PgBouncer "
+            "in front of PostgreSQL (README: Serving many users)."
+        )
     return line
 
 
@@ -102,8 +112,15 @@ class Supervisor:
         self.restarts: list[float] = []
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "daphne", "--fd", str(self.sock.fileno()), *self.daphne_args,
-                "finetune.asgi:application"]
+        return [
+            sys.executable,
+            "-m",
+            "daphne",
+            "--fd",
+            str(self.sock.fileno()),
+            *self.daphne_args,
+            "finetune.asgi:application",
+        ]
 
     def spawn(self) -> None:
         proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, pass_fds=[self.sock.fileno()])
@@ -129,8 +146,11 @@ class Supervisor:
                     print("finetune.serve: web workers keep dying; giving up", file=sys.stderr, flush=True)
                     self.stopping = True
                     break
-                print(f"finetune.serve: web worker {pid} exited with {proc.returncode}; starting another",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"finetune.serve: web worker {pid} exited with {proc.returncode}; starting another",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 self.spawn()
         return self.shutdown()
 
@@ -176,23 +196,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=_env_int("PORT", 8000))
     parser.add_argument("--workers", type=int, default=None, help="web processes (WEB_WORKERS; default: one per core)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="requests each process runs at once (WEB_THREADS; default 6)")
-    parser.add_argument("--access-log", default=os.environ.get("WEB_ACCESS_LOG", ""),
-                        help="file for the access log, - for stdout (WEB_ACCESS_LOG; default: none)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="requests each process runs at once (WEB_THREADS; default 6)"
+    )
+    parser.add_argument(
+        "--access-log",
+        default=os.environ.get("WEB_ACCESS_LOG", ""),
+        help="file for the access log, - for stdout (WEB_ACCESS_LOG; default: none)",
+    )
     args = parser.parse_args(argv)
 
     plan = make_plan(args.workers, args.threads)
     env = dict(os.environ)
-    env.update({"WEB_THREADS": str(plan.threads), "DB_POOL_MAX_SIZE": str(plan.pool_size),
-                "FINETUNE_PROCESS": "web"})
+    env.update({"WEB_THREADS": str(plan.threads), "DB_POOL_MAX_SIZE": str(plan.pool_size), "FINETUNE_PROCESS": "web"})
     env.setdefault("DB_APPLICATION_NAME", "finetune-web")
     if plan.workers > 1 and not env.get("PROMETHEUS_MULTIPROC_DIR"):
         env["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_metrics_dir())
     env.setdefault("DB_STATEMENT_TIMEOUT_MS", "30000")
-    daphne_args = ["-v", "1" if args.access_log else "0",
-                   "--http-timeout", env.get("WEB_HTTP_TIMEOUT_S", "300"),
-                   "--application-close-timeout", "10"]
+    daphne_args = [
+        "-v",
+        "1" if args.access_log else "0",
+        "--http-timeout",
+        env.get("WEB_HTTP_TIMEOUT_S", "300"),
+        "--application-close-timeout",
+        "10",
+    ]
     if args.access_log:
         daphne_args += ["--access-log", args.access_log]
     if env.get("BEHIND_PROXY", "").lower() in ("1", "true", "yes", "on"):
@@ -200,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
 
     budget = check_connection_budget(plan, env)
     sock = listen(args.host, args.port)
-    print(f"finetune.serve: http://{args.host}:{args.port}/ with {plan.workers} daphne workers x {plan.threads} "
-          f"requests at once; {budget}", flush=True)
+    print(
+        f"finetune.serve: http://{args.host}:{args.port}/ with {plan.workers} daphne workers x {plan.threads} "
+        f"requests at once; {budget}",
+        flush=True,
+    )
     return Supervisor(sock, plan, env, daphne_args).run()
 
 

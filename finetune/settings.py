@@ -28,7 +28,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 TESTING = env_bool("FINETUNE_TESTING", False) or "pytest" in sys.modules
 
 DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-secret-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz", required=True)
+SECRET_KEY = env_str(
+    "SECRET_KEY", "dev-insecure-secret-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz", required=True
+)
 if not DEBUG and SECRET_KEY.startswith("dev-insecure"):
     raise ImproperlyConfigured("SECRET_KEY must be set to a real secret when DEBUG is off")
 # The placeholders of .env.example are refused: a copied example file must not run with a published secret.
@@ -36,8 +38,9 @@ EXAMPLE_VALUES = {"SECRET_KEY": "change-me-to-a-long-random-string", "FINETUNE_A
 for _name, _example in EXAMPLE_VALUES.items():
     if (SECRET_KEY if _name == "SECRET_KEY" else os.environ.get(_name)) == _example:
         raise ImproperlyConfigured(
-            f"{_name} still has the example value from .env.example; set a real one (e.g. python -c \"import "
-            f"secrets; print(secrets.token_urlsafe(50))\"), or remove the line to use the default.")
+            f'{_name} still has the example value from .env.example; set a real one (e.g. python -c "import '
+            f'secrets; print(secrets.token_urlsafe(50))"), or remove the line to use the default.'
+        )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
@@ -186,9 +189,15 @@ CHANNEL_LAYERS = {
         # Reads wait longer than channels-redis' 5 s BZPOPMIN (redis-py 8's 5 s default killed idle websockets). A Redis
         # restart leaves pooled connections dead: a command retries once, at once, on a new one (Retry(NoBackoff(), 1)).
         "CONFIG": {
-            "hosts": [{"address": f"{_redis_base}/{REDIS_CHANNELS_DB}", "socket_timeout": 30,
-                       "retry_on_error": [ConnectionError]}],
-            "capacity": 2000, "expiry": 60,
+            "hosts": [
+                {
+                    "address": f"{_redis_base}/{REDIS_CHANNELS_DB}",
+                    "socket_timeout": 30,
+                    "retry_on_error": [ConnectionError],
+                }
+            ],
+            "capacity": 2000,
+            "expiry": 60,
         },
     }
 }
@@ -266,8 +275,9 @@ DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 100)
 # --- Artifacts (checkpoints, final models, Hub snapshots): stored through STORAGES["default"] under server-made keys;
 # every host that needs one fetches it into its own size-bounded cache (finetune/artifacts.py). A training worker
 # trains in a scratch folder under TRAINING_RUNS_DIR and removes it when the attempt ends.
-ARTIFACT_CACHE_DIR = Path(env_str("ARTIFACT_CACHE_DIR",
-                                  str(BASE_DIR / "var" / ("test-artifact-cache" if TESTING else "artifact-cache"))))
+ARTIFACT_CACHE_DIR = Path(
+    env_str("ARTIFACT_CACHE_DIR", str(BASE_DIR / "var" / ("test-artifact-cache" if TESTING else "artifact-cache")))
+)
 ARTIFACT_CACHE_MAX_BYTES = int(float(env_str("ARTIFACT_CACHE_MAX_GB", "20")) * (1 << 30))
 
 # --- Training jobs
@@ -278,8 +288,14 @@ TRAINING_MAX_ATTEMPTS = env_int("TRAINING_MAX_ATTEMPTS", 3)
 TRAINING_DEVICE_MEMORY_GB = env_int("TRAINING_DEVICE_MEMORY_GB", 0)  # 0: this host's RAM (CPU training)
 TRAINING_RECOVERY_INTERVAL_SECONDS = env_int("TRAINING_RECOVERY_INTERVAL_SECONDS", 30)
 # Modal GPU prices (USD per hour; a settings table operators keep current) and relative speed vs an A10G.
-MODAL_GPU_PRICES_USD_PER_HOUR = {"T4": 0.59, "L4": 0.80, "A10G": 1.10, "A100-40GB": 2.10, "A100-80GB": 2.50,
-                                 "H100": 3.95}
+MODAL_GPU_PRICES_USD_PER_HOUR = {
+    "T4": 0.59,
+    "L4": 0.80,
+    "A10G": 1.10,
+    "A100-40GB": 2.10,
+    "A100-80GB": 2.50,
+    "H100": 3.95,
+}
 MODAL_GPU_MEMORY_GB = {"T4": 16, "L4": 24, "A10G": 24, "A100-40GB": 40, "A100-80GB": 80, "H100": 80}
 MODAL_CLIENT = env_str("MODAL_CLIENT", "training.runners.modal.ModalClient")  # dotted path; tests swap it
 MODAL_CALLBACK_TOKEN_MAX_AGE = env_int("MODAL_CALLBACK_TOKEN_MAX_AGE", 7 * 24 * 3600)
@@ -343,7 +359,7 @@ for _position, _key in enumerate(SECRET_ENCRYPTION_KEYS, start=1):  # checked no
     except (ValueError, TypeError):
         raise ImproperlyConfigured(
             f"FINETUNE_ENCRYPTION_KEYS: key {_position} is not a Fernet key (32 url-safe base64-encoded bytes); make "
-            "one with: python -c \"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\"",
+            'one with: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"',
         ) from None
 
 # --- Hugging Face Hub (models_app/hub/), and the shared model cache Hub downloads land in (huggingface_hub's cache
@@ -421,8 +437,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     # The enums' hook (drf-spectacular's default), then: request strings take no NUL character (finetune/schema.py).
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "finetune.schema.forbid_nul_in_request_strings"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "finetune.schema.forbid_nul_in_request_strings",
+    ],
 }
 # --- Models from the Hub: the catalogue's and the model tasks' `status` choice sets get their own schema names.
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
@@ -455,8 +473,11 @@ NOTIFY_WEBHOOK_ALLOW_PRIVATE = env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", DEBUG or
 
 # --- Logs (LOG_FORMAT plain | json, with job_id/user_id/task_id) and Sentry (SENTRY_DSN): finetune/observability.py
 LOGGING = logging_config(env_str("LOG_FORMAT", "plain"), env_str("LOG_LEVEL", "INFO"))
-SENTRY_ENABLED = init_sentry(env_str("SENTRY_DSN"), environment=env_str("SENTRY_ENVIRONMENT", "production"),
-                             traces_sample_rate=float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0")))
+SENTRY_ENABLED = init_sentry(
+    env_str("SENTRY_DSN"),
+    environment=env_str("SENTRY_ENVIRONMENT", "production"),
+    traces_sample_rate=float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0")),
+)
 # --- Prometheus at /metrics (dashboard/metrics.py): a scraper sends `Authorization: Bearer METRICS_TOKEN` or comes from
 # an address in METRICS_ALLOWED_IPS (addresses or CIDRs); with neither set, /metrics answers 403 to everyone.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")

@@ -24,8 +24,11 @@ urlpatterns = [
     path("metrics", metrics_view, name="prometheus-metrics"),  # operators' scrape (token or allow-list)
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # GET only: the Swagger page's template renderer cannot answer OPTIONS.
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema", http_method_names=["get", "head"]),
-         name="api-docs"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="api-schema", http_method_names=["get", "head"]),
+        name="api-docs",
+    ),
     path("api/auth/", include("accounts.api.urls")),
     path("api/datasets/", include("datasets_app.api.urls")),
     path("api/training/", include("training.api.urls")),

@@ -64,8 +64,9 @@ class BoundedASGIHandler(ASGIHandler):
         self.load_middleware(is_async=False)
         self.threads = max(1, int(settings.WEB_THREADS))
         self.queue_timeout = float(settings.WEB_QUEUE_TIMEOUT_S)
-        self.executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"request-{i}")
-                          for i in range(self.threads)]
+        self.executors = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"request-{i}") for i in range(self.threads)
+        ]
         self._free: asyncio.Queue[ThreadPoolExecutor] | None = None
 
     def _free_executors(self) -> asyncio.Queue[ThreadPoolExecutor]:
@@ -92,8 +93,7 @@ class BoundedASGIHandler(ASGIHandler):
             executor = await asyncio.wait_for(free.get(), self.queue_timeout)
         except TimeoutError:
             body_file.close()
-            await self.send_response(busy_response("The server is busy right now; try again in a few seconds."),
-                                     send)
+            await self.send_response(busy_response("The server is busy right now; try again in a few seconds."), send)
             return
         try:
             async with ThreadSensitiveContext(executor=executor):

@@ -20,8 +20,21 @@ class FineTunedModelAdmin(admin.ModelAdmin):
     list_filter = ["method", "weights", "created"]
     search_fields = ["name", "owner__username", "tag"]
     list_select_related = ["owner", "base_model"]
-    readonly_fields = ["owner", "job", "base_model", "method", "weights", "artifact_key", "artifact_sha256", "artifact_size", "is_adapter", "metrics", "hyperparameters",
-                       "version", "created"]
+    readonly_fields = [
+        "owner",
+        "job",
+        "base_model",
+        "method",
+        "weights",
+        "artifact_key",
+        "artifact_sha256",
+        "artifact_size",
+        "is_adapter",
+        "metrics",
+        "hyperparameters",
+        "version",
+        "created",
+    ]
 
 
 # --- Hub pushes (read-mostly: a failed push can be retried; no token is ever stored on a push)
@@ -38,8 +51,23 @@ class HubPushAdmin(admin.ModelAdmin):
     list_filter = ["status", "private", "retryable", "created"]
     search_fields = ["repo_id", "owner__username", "model__name"]
     list_select_related = ["owner", "model"]
-    readonly_fields = ["owner", "model", "repo_id", "private", "repo_url", "commit_sha", "status", "progress", "stage",
-                       "error", "retryable", "run_token", "created", "started", "finished"]
+    readonly_fields = [
+        "owner",
+        "model",
+        "repo_id",
+        "private",
+        "repo_url",
+        "commit_sha",
+        "status",
+        "progress",
+        "stage",
+        "error",
+        "retryable",
+        "run_token",
+        "created",
+        "started",
+        "finished",
+    ]
     actions = ["retry_failed"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -71,8 +99,24 @@ class ModelExportAdmin(admin.ModelAdmin):
     list_filter = ["format", "quantization", "status", "created"]
     search_fields = ["model__name", "owner__username", "sha256"]
     list_select_related = ["model", "owner"]
-    readonly_fields = ["owner", "model", "format", "quantization", "status", "progress", "stage", "error", "run_token",
-                       "file_key", "size_bytes", "sha256", "verification", "created", "started", "finished"]
+    readonly_fields = [
+        "owner",
+        "model",
+        "format",
+        "quantization",
+        "status",
+        "progress",
+        "stage",
+        "error",
+        "run_token",
+        "file_key",
+        "size_bytes",
+        "sha256",
+        "verification",
+        "created",
+        "started",
+        "finished",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -84,8 +128,22 @@ class OllamaImportAdmin(admin.ModelAdmin):
     list_filter = ["status", "created"]
     search_fields = ["model__name", "owner__username", "ollama_name"]
     list_select_related = ["model", "owner"]
-    readonly_fields = ["owner", "model", "ollama_name", "host", "status", "progress", "stage", "error", "run_token",
-                       "modelfile", "verification", "created", "started", "finished"]
+    readonly_fields = [
+        "owner",
+        "model",
+        "ollama_name",
+        "host",
+        "status",
+        "progress",
+        "stage",
+        "error",
+        "run_token",
+        "modelfile",
+        "verification",
+        "created",
+        "started",
+        "finished",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -53,5 +53,9 @@ def store_model_folder(folder: str | Path, prefix: str) -> dict[str, object]:
     from training.engine.exporters.base import is_adapter_dir
 
     stored = artifacts.store_folder(folder, prefix)
-    return {"artifact_key": stored.key, "artifact_sha256": stored.sha256, "artifact_size": stored.size,
-            "is_adapter": is_adapter_dir(folder)}
+    return {
+        "artifact_key": stored.key,
+        "artifact_sha256": stored.sha256,
+        "artifact_size": stored.size,
+        "is_adapter": is_adapter_dir(folder),
+    }

@@ -80,12 +80,12 @@ def _hub_allows(token: str, base: BaseModel) -> bool | None:
         code = exc.response.status_code if exc.response is not None else None
         if code in (401, 403, 404):
             return False
-        logger.warning("base model %s: the Hub did not say whether a user may read %s (HTTP %s)", base.pk,
-                       base.repo_id, code)
+        logger.warning(
+            "base model %s: the Hub did not say whether a user may read %s (HTTP %s)", base.pk, base.repo_id, code
+        )
         return None
     except Exception as exc:  # network and the like: deny for now, ask again soon
-        logger.warning("base model %s: could not ask the Hub about %s (%s)", base.pk, base.repo_id,
-                       type(exc).__name__)
+        logger.warning("base model %s: could not ask the Hub about %s (%s)", base.pk, base.repo_id, type(exc).__name__)
         return None
     return True
 

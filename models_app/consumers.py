@@ -71,13 +71,19 @@ class GenerateConsumer(AsyncJsonWebsocketConsumer):
                 await database_sync_to_async(playground.cancel_generation)(self.request_id)
             return
         if self.request_id:
-            await self.send_json({"type": "error", "detail": "A generation is already running on this socket: wait "
-                                  "for it to finish or send {\"type\": \"stop\"}."})
+            await self.send_json(
+                {
+                    "type": "error",
+                    "detail": "A generation is already running on this socket: wait "
+                    'for it to finish or send {"type": "stop"}.',
+                }
+            )
             return
         assert self.target is not None
         try:
             self.request_id = await database_sync_to_async(playground.start_generation)(
-                self.scope["user"], self.target, content, reply_channel=self.channel_name)
+                self.scope["user"], self.target, content, reply_channel=self.channel_name
+            )
         except ServiceError as exc:
             await self.send_json({"type": "error", "detail": exc.message, "field": exc.field})
             return
@@ -95,9 +101,16 @@ class GenerateConsumer(AsyncJsonWebsocketConsumer):
             if request_id and time.monotonic() - self.last_event > limit:
                 self.request_id = None
                 await database_sync_to_async(playground.cancel_generation)(request_id)
-                await self.send_json({"type": "error", "request_id": request_id, "detail": (
-                    f"No answer from the inference worker for {limit:.0f} s. Is a Celery worker running on the "
-                    "`inference` queue?")})
+                await self.send_json(
+                    {
+                        "type": "error",
+                        "request_id": request_id,
+                        "detail": (
+                            f"No answer from the inference worker for {limit:.0f} s. Is a Celery worker running on the "
+                            "`inference` queue?"
+                        ),
+                    }
+                )
 
     async def playground_event(self, event: dict[str, Any]) -> None:
         payload = event["payload"]

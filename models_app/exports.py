@@ -271,8 +271,9 @@ def _run(export: ModelExport, on_progress: ProgressCallback | None) -> None:
         Path(settings.EXPORT_WORK_DIR).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"export-{export.pk}-", dir=settings.EXPORT_WORK_DIR) as tmp:
         with model_folder(model) as folder, base_model_folder(model.base_model) as base_path:
-            artifact = export_artifact(name, model_dir=str(folder), base_model_path=base_path,
-                                       out_dir=str(Path(tmp) / "out"), **options)
+            artifact = export_artifact(
+                name, model_dir=str(folder), base_model_path=base_path, out_dir=str(Path(tmp) / "out"), **options
+            )
         timings["export_s"] = round(time.perf_counter() - started, 2)
         verification: dict[str, Any] = {}
         if export.format == ModelExport.Format.GGUF:
@@ -440,4 +441,3 @@ def resolve_download(export_id: int, token: str) -> ModelExport:
     if str(export_id) != pk or export is None or not export.sha256.startswith(digest) or not is_available(export):
         raise ServiceError("This download link is not valid for this file.", status_code=403)
     return export
-

@@ -57,8 +57,12 @@ class GenerationRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (what travels to the worker); `parse_request` reads it back."""
-        return {"messages": self.chat(), "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
-                "top_p": self.top_p}
+        return {
+            "messages": self.chat(),
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+        }
 
 
 def _number(data: Mapping[str, Any], name: str, *, integer: bool = False) -> float:
@@ -89,8 +93,10 @@ def parse_request(data: Any) -> GenerationRequest:
         raise InvalidRequest("system must be a string.", "system")
     if system and system.strip():
         if len(system) > MAX_MESSAGE_CHARS:
-            raise InvalidRequest(f"The system prompt is too long ({len(system)} characters; the limit is "
-                                 f"{MAX_MESSAGE_CHARS}).", "system")
+            raise InvalidRequest(
+                f"The system prompt is too long ({len(system)} characters; the limit is {MAX_MESSAGE_CHARS}).",
+                "system",
+            )
         messages.append(("system", system.strip()))
     for i, item in enumerate(raw):
         if not isinstance(item, Mapping):
@@ -101,11 +107,11 @@ def parse_request(data: Any) -> GenerationRequest:
         if not isinstance(content, str):
             raise InvalidRequest(f"messages[{i}].content must be a string.", "messages")
         if len(content) > MAX_MESSAGE_CHARS:
-            raise InvalidRequest(f"messages[{i}] is too long ({len(content)} characters; the limit is "
-                                 f"{MAX_MESSAGE_CHARS}).", "messages")
+            raise InvalidRequest(
+                f"messages[{i}] is too long ({len(content)} characters; the limit is {MAX_MESSAGE_CHARS}).", "messages"
+            )
         if role == "system" and (i > 0 or messages):
-            raise InvalidRequest("A system message may only come first (or use the `system` field alone).",
-                                 "messages")
+            raise InvalidRequest("A system message may only come first (or use the `system` field alone).", "messages")
         if role != "system" and not content.strip():
             raise InvalidRequest(f"messages[{i}] is empty.", "messages")
         messages.append((role, content))
@@ -123,8 +129,9 @@ def parse_request(data: Any) -> GenerationRequest:
     top_p = _number(data, "top_p")
     if not 0 < top_p <= 1:
         raise InvalidRequest("top_p must be greater than 0 and at most 1.", "top_p")
-    return GenerationRequest(messages=tuple(messages), max_new_tokens=int(max_new_tokens), temperature=temperature,
-                             top_p=top_p)
+    return GenerationRequest(
+        messages=tuple(messages), max_new_tokens=int(max_new_tokens), temperature=temperature, top_p=top_p
+    )
 
 
 # --- loading -----------------------------------------------------------------------------------------------------
@@ -206,8 +213,15 @@ class Generation:
 
     `generate()` runs in a thread and feeds a `TextIteratorStreamer`; closing the iterator early stops it."""
 
-    def __init__(self, loaded: LoadedModel, request: GenerationRequest, *, use_adapter: bool = True,
-                 should_stop: Callable[[], bool] | None = None, max_prompt_tokens: int = 4096) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        request: GenerationRequest,
+        *,
+        use_adapter: bool = True,
+        should_stop: Callable[[], bool] | None = None,
+        max_prompt_tokens: int = 4096,
+    ) -> None:
         self.loaded = loaded
         self.request = request
         self.use_adapter = use_adapter
@@ -235,8 +249,11 @@ class Generation:
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
         self.prompt_tokens = int(ids.shape[1])
         if self.prompt_tokens > self.max_prompt_tokens:
-            raise InvalidRequest(f"The conversation is {self.prompt_tokens} tokens long; the limit is "
-                                 f"{self.max_prompt_tokens}. Remove earlier messages.", "messages")
+            raise InvalidRequest(
+                f"The conversation is {self.prompt_tokens} tokens long; the limit is "
+                f"{self.max_prompt_tokens}. Remove earlier messages.",
+                "messages",
+            )
         device = next(loaded.model.parameters()).device
         ids = ids.to(device)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -258,8 +275,12 @@ class Generation:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         sampling = request.temperature > 0
         kwargs: dict[str, Any] = {
-            "input_ids": ids, "attention_mask": torch.ones_like(ids), "max_new_tokens": request.max_new_tokens,
-            "do_sample": sampling, "pad_token_id": pad, "streamer": streamer,
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "max_new_tokens": request.max_new_tokens,
+            "do_sample": sampling,
+            "pad_token_id": pad,
+            "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList([_Stop()]),
         }
         if sampling:
@@ -342,9 +363,16 @@ class ModelCache:
     is above `max_rss_mb` (0 = no ceiling) or the machine has less than `min_free_mb` available. The model being
     used is never evicted."""
 
-    def __init__(self, *, max_models: int = 2, min_free_mb: float = 1024, max_rss_mb: float = 0,
-                 loader: Callable[[ModelRef], LoadedModel] = load_model,
-                 available: Callable[[], float] = available_mb, rss: Callable[[], float] = rss_mb) -> None:
+    def __init__(
+        self,
+        *,
+        max_models: int = 2,
+        min_free_mb: float = 1024,
+        max_rss_mb: float = 0,
+        loader: Callable[[ModelRef], LoadedModel] = load_model,
+        available: Callable[[], float] = available_mb,
+        rss: Callable[[], float] = rss_mb,
+    ) -> None:
         self.max_models = max(1, max_models)
         self.min_free_mb = min_free_mb
         self.max_rss_mb = max_rss_mb

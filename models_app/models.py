@@ -64,8 +64,9 @@ class BaseModel(models.Model):
     private = models.BooleanField(null=True, default=None)
     download_progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True, default="")
-    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                 related_name="+")
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -100,8 +101,9 @@ class FineTunedModel(models.Model):
     name = models.CharField(max_length=200)
     version = models.PositiveIntegerField(default=1)
     base_model = models.ForeignKey(BaseModel, on_delete=models.PROTECT, related_name="finetunes")
-    job = models.OneToOneField("training.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL,
-                               related_name="produced_model")
+    job = models.OneToOneField(
+        "training.TrainingJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="produced_model"
+    )
     method = models.CharField(max_length=16)
     weights = models.CharField(max_length=16)
     # The adapter folder (lora/qlora) or the full model folder, in the artifact store (finetune/artifacts.py).

@@ -238,8 +238,11 @@ def validate_name(name: str, user: User) -> str:
     namespace = namespace_of(user)
     given_namespace, slash, bare = name.rpartition("/")
     if slash and given_namespace != namespace:
-        raise ServiceError(f"Ollama names of yours live in your namespace {namespace!r}: name the model "
-                           f"'{namespace}/{bare}' or just '{bare}'.", field="name")
+        raise ServiceError(
+            f"Ollama names of yours live in your namespace {namespace!r}: name the model "
+            f"'{namespace}/{bare}' or just '{bare}'.",
+            field="name",
+        )
     if not NAME_RE.match(bare):
         raise ServiceError(f"Invalid Ollama model name {name!r}: {NAME_RULES}.", field="name")
     return f"{namespace}/{bare}"
@@ -249,11 +252,15 @@ def check_name_free(name: str, user: User, host: str) -> None:
     """Refuse (409) a name another user's import holds on this Ollama server (two usernames can share a namespace,
     e.g. 'Ann' and 'ann')."""
     wanted = _full_name(name)
-    held = (OllamaImport.objects.filter(host=host, status__in=HOLDING).exclude(owner=user)
-            .values_list("ollama_name", flat=True))
+    held = (
+        OllamaImport.objects.filter(host=host, status__in=HOLDING)
+        .exclude(owner=user)
+        .values_list("ollama_name", flat=True)
+    )
     if any(_full_name(other) == wanted for other in held):
-        raise ServiceError(f"The Ollama name {name!r} belongs to another user; choose another name.", field="name",
-                           status_code=409)
+        raise ServiceError(
+            f"The Ollama name {name!r} belongs to another user; choose another name.", field="name", status_code=409
+        )
 
 
 def request_ollama_import(user: User, model_id: int, name: str, *, quantization: str | None = None) -> OllamaImport:
@@ -263,8 +270,11 @@ def request_ollama_import(user: User, model_id: int, name: str, *, quantization:
 
     quant = normalize_quantization(quantization or settings.OLLAMA_QUANTIZATION)
     if quant not in QUANTIZATIONS:
-        raise ServiceError(f"GGUF quantization {quantization!r} is not supported; choose one of: "
-                           f"{', '.join(q.upper() for q in QUANTIZATIONS)}.", field="quantization")
+        raise ServiceError(
+            f"GGUF quantization {quantization!r} is not supported; choose one of: "
+            f"{', '.join(q.upper() for q in QUANTIZATIONS)}.",
+            field="quantization",
+        )
 
     model = get_owned_model(user, model_id)
     name = validate_name(name, user)

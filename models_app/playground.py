@@ -92,8 +92,9 @@ def check_request(payload: Any, target: Target) -> tuple[inference.GenerationReq
     if not isinstance(compare, bool):
         raise ServiceError("compare_with_base must be true or false.", field="compare_with_base")
     if compare and target.kind == "base":
-        raise ServiceError("compare_with_base needs a fine-tuned model; this is a base model.",
-                           field="compare_with_base")
+        raise ServiceError(
+            "compare_with_base needs a fine-tuned model; this is a base model.", field="compare_with_base"
+        )
     return request, compare
 
 
@@ -105,8 +106,16 @@ def start_generation(owner: User, target: Target, payload: Any, *, reply_channel
     if isinstance(obj, FineTunedModel):
         require_files(obj, "used")  # answered now (409), not by a worker after the request waited in the queue
     request_id = uuid.uuid4().hex
-    _enqueue({"request_id": request_id, "owner_id": owner.pk, "target": str(target), "request": request.to_dict(),
-              "compare_with_base": compare, "reply_channel": reply_channel})
+    _enqueue(
+        {
+            "request_id": request_id,
+            "owner_id": owner.pk,
+            "target": str(target),
+            "request": request.to_dict(),
+            "compare_with_base": compare,
+            "reply_channel": reply_channel,
+        }
+    )
     logger.info("playground %s: queued for user %s on %s", request_id, owner.pk, target)
     return request_id
 
@@ -144,8 +153,9 @@ def model_ref(obj: FineTunedModel | BaseModel) -> Iterator[inference.ModelRef]:
             yield inference.ModelRef(key=f"base-{obj.pk}:{obj.artifact_sha256 or path}", base_path=path)
         return
     if not has_files(obj):
-        raise ServiceError("This model's files are missing from the artifact store; it cannot answer.",
-                           status_code=410)
+        raise ServiceError(
+            "This model's files are missing from the artifact store; it cannot answer.", status_code=410
+        )
     with base_model_folder(obj.base_model) as base_path, model_folder(obj) as folder:
         key = f"model-{obj.pk}:{obj.artifact_sha256}"
         if obj.is_adapter:
@@ -156,10 +166,12 @@ def model_ref(obj: FineTunedModel | BaseModel) -> Iterator[inference.ModelRef]:
 
 def worker_cache() -> inference.ModelCache:
     """This worker process' model cache, with the limits from settings."""
-    return inference.process_cache(max_models=settings.PLAYGROUND_CACHE_MAX_MODELS,
-                                   min_free_mb=settings.PLAYGROUND_MIN_FREE_MB,
-                                   max_rss_mb=settings.PLAYGROUND_MAX_RSS_MB,
-                                   threads=settings.PLAYGROUND_TORCH_THREADS)
+    return inference.process_cache(
+        max_models=settings.PLAYGROUND_CACHE_MAX_MODELS,
+        min_free_mb=settings.PLAYGROUND_MIN_FREE_MB,
+        max_rss_mb=settings.PLAYGROUND_MAX_RSS_MB,
+        threads=settings.PLAYGROUND_TORCH_THREADS,
+    )
 
 
 class _ClientGone(Exception):
@@ -195,20 +207,29 @@ async def _stream_generation(job: dict[str, Any], request_id: str, reply: str) -
 
     # All model work happens on one thread: a generation holds its model's lock from start to end.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="playground") as pool:
+
         def call(fn: Any, *args: Any) -> Any:
             return loop.run_in_executor(pool, fn, *args)
 
         started = time.perf_counter()
         try:
             plan = await call(_prepare, job)
-            await send({"type": "start", "sources": [s for s, _, _ in plan], "load_s": round(
-                time.perf_counter() - started, 3)})
+            await send(
+                {
+                    "type": "start",
+                    "sources": [s for s, _, _ in plan],
+                    "load_s": round(time.perf_counter() - started, 3),
+                }
+            )
             results: dict[str, dict[str, Any]] = {}
             for source, loaded, use_adapter in plan:
                 generation = inference.Generation(
-                    loaded, inference.parse_request(job["request"]), use_adapter=use_adapter,
+                    loaded,
+                    inference.parse_request(job["request"]),
+                    use_adapter=use_adapter,
                     should_stop=lambda: gone or is_cancelled(request_id),
-                    max_prompt_tokens=settings.PLAYGROUND_MAX_PROMPT_TOKENS)
+                    max_prompt_tokens=settings.PLAYGROUND_MAX_PROMPT_TOKENS,
+                )
                 pieces = iter(generation)
                 await send({"type": "source", "source": source})
                 try:
@@ -219,15 +240,27 @@ async def _stream_generation(job: dict[str, Any], request_id: str, reply: str) -
                         await send({"type": "token", "text": piece, "source": source})
                 finally:
                     await call(pieces.close)
-                results[source] = {"text": generation.text, "tokens": generation.tokens,
-                                   "prompt_tokens": generation.prompt_tokens,
-                                   "duration_s": round(generation.duration_s, 3), "stopped": generation.stopped}
+                results[source] = {
+                    "text": generation.text,
+                    "tokens": generation.tokens,
+                    "prompt_tokens": generation.prompt_tokens,
+                    "duration_s": round(generation.duration_s, 3),
+                    "stopped": generation.stopped,
+                }
             first = results[plan[0][0]]
-            await send({"type": "done", "tokens": sum(r["tokens"] for r in results.values()),
-                        "duration_s": round(time.perf_counter() - started, 3), "text": first["text"],
-                        "stopped": any(r["stopped"] for r in results.values()), "results": results})
-            logger.info("playground %s: done, %s", request_id,
-                        {s: (r["tokens"], r["duration_s"]) for s, r in results.items()})
+            await send(
+                {
+                    "type": "done",
+                    "tokens": sum(r["tokens"] for r in results.values()),
+                    "duration_s": round(time.perf_counter() - started, 3),
+                    "text": first["text"],
+                    "stopped": any(r["stopped"] for r in results.values()),
+                    "results": results,
+                }
+            )
+            logger.info(
+                "playground %s: done, %s", request_id, {s: (r["tokens"], r["duration_s"]) for s, r in results.items()}
+            )
         except _ClientGone:
             logger.info("playground %s: client gone, stopped", request_id)
         except (ServiceError, inference.InvalidRequest) as exc:
@@ -294,8 +327,12 @@ def generate_now(owner: User, target: Target, payload: Any) -> dict[str, Any]:
         raise ServiceError(done["detail"], field=done.get("field"), status_code=int(done.get("status") or 500))
     results = done["results"]
     main = results.get("model") or results.get("base") or {}
-    answer: dict[str, Any] = {"text": main.get("text", ""), "tokens": main.get("tokens", 0),
-                              "duration_s": main.get("duration_s", 0.0), "prompt_tokens": main.get("prompt_tokens")}
+    answer: dict[str, Any] = {
+        "text": main.get("text", ""),
+        "tokens": main.get("tokens", 0),
+        "duration_s": main.get("duration_s", 0.0),
+        "prompt_tokens": main.get("prompt_tokens"),
+    }
     if "model" in results and "base" in results:
         answer["base"] = results["base"]
     return answer
@@ -308,8 +345,11 @@ async def _collect(layer: Any, channel: str, request_id: str) -> dict[str, Any]:
             message = await asyncio.wait_for(layer.receive(channel), limit)
         except TimeoutError:
             await asyncio.to_thread(cancel_generation, request_id)
-            raise ServiceError(f"No answer from the inference worker for {limit} s. Is a Celery worker running on "
-                               "the `inference` queue?", status_code=504) from None
+            raise ServiceError(
+                f"No answer from the inference worker for {limit} s. Is a Celery worker running on "
+                "the `inference` queue?",
+                status_code=504,
+            ) from None
         payload = message.get("payload") or {}
         if payload.get("request_id") == request_id and payload.get("type") in ("done", "error"):
             return dict(payload)

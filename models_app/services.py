@@ -29,16 +29,27 @@ LOSS_CURVE_MAX_POINTS = 2000
 
 def owned_models(owner: User | int) -> QuerySet[FineTunedModel]:
     """The owner's fine-tuned models, annotated with `latest_version` (of their name) and `exports_count`."""
-    latest = (FineTunedModel.objects.filter(owner=OuterRef("owner"), name=OuterRef("name"))
-              .order_by("-version").values("version")[:1])
-    return (FineTunedModel.objects.filter(owner=owner)
-            .select_related("base_model", "job", "job__dataset")
-            .annotate(latest_version=Subquery(latest), exports_count=Count("exports", distinct=True))
-            .order_by("-created", "-id"))
+    latest = (
+        FineTunedModel.objects.filter(owner=OuterRef("owner"), name=OuterRef("name"))
+        .order_by("-version")
+        .values("version")[:1]
+    )
+    return (
+        FineTunedModel.objects.filter(owner=owner)
+        .select_related("base_model", "job", "job__dataset")
+        .annotate(latest_version=Subquery(latest), exports_count=Count("exports", distinct=True))
+        .order_by("-created", "-id")
+    )
 
 
-def filter_models(qs: QuerySet[FineTunedModel], *, name: str | None = None, search: str | None = None,
-                  base_model: int | None = None, latest_only: bool = False) -> QuerySet[FineTunedModel]:
+def filter_models(
+    qs: QuerySet[FineTunedModel],
+    *,
+    name: str | None = None,
+    search: str | None = None,
+    base_model: int | None = None,
+    latest_only: bool = False,
+) -> QuerySet[FineTunedModel]:
     """Narrow `owned_models`: exact name, name/tag search, base model id, only the newest version of each name."""
     if name:
         qs = qs.filter(name=name)
@@ -55,8 +66,12 @@ def is_latest(model: FineTunedModel) -> bool:
     """True when no other model of the same owner and name has a higher version."""
     latest = getattr(model, "latest_version", None)
     if latest is None:
-        latest = (FineTunedModel.objects.filter(owner_id=model.owner_id, name=model.name)
-                  .order_by("-version").values_list("version", flat=True).first())
+        latest = (
+            FineTunedModel.objects.filter(owner_id=model.owner_id, name=model.name)
+            .order_by("-version")
+            .values_list("version", flat=True)
+            .first()
+        )
     return latest is None or model.version >= latest
 
 
@@ -65,8 +80,9 @@ def versions_of(model: FineTunedModel) -> QuerySet[FineTunedModel]:
     return owned_models(model.owner_id).filter(name=model.name).order_by("-version", "-id")
 
 
-def update_model(model: FineTunedModel, *, name: str | None = None, tag: str | None = None,
-                 notes: str | None = None) -> FineTunedModel:
+def update_model(
+    model: FineTunedModel, *, name: str | None = None, tag: str | None = None, notes: str | None = None
+) -> FineTunedModel:
     """Change tag and notes of one version; a new `name` renames every version of the model together, so version
     numbers stay unique and gap-free under the new name (refused with 409 when the owner already uses that name)."""
     with transaction.atomic():
@@ -81,13 +97,16 @@ def update_model(model: FineTunedModel, *, name: str | None = None, tag: str | N
                     raise ServiceError(
                         f"You already have a model named '{name}'. Renaming moves every version of "
                         f"'{model.name}' to the new name, so choose a name you do not use yet.",
-                        field="name", status_code=409)
+                        field="name",
+                        status_code=409,
+                    )
                 try:
                     with transaction.atomic():
                         FineTunedModel.objects.filter(owner_id=model.owner_id, name=model.name).update(name=name)
                 except IntegrityError as exc:  # a concurrent rename took the name first
-                    raise ServiceError(f"You already have a model named '{name}'.", field="name",
-                                       status_code=409) from exc
+                    raise ServiceError(
+                        f"You already have a model named '{name}'.", field="name", status_code=409
+                    ) from exc
                 model.name = name
         fields = []
         if tag is not None:
@@ -113,12 +132,19 @@ class DeletedArtifacts:
 def delete_model(model: FineTunedModel) -> DeletedArtifacts:
     """Delete a fine-tuned model with its artifacts: its stored folder and the stored files of its exports. Refused (409) while an export, push or import of it is running."""
     busy_states = (TaskStatus.QUEUED, TaskStatus.RUNNING)
-    busy = [label for label, rel in (("an export", model.exports), ("a push to the Hub", model.hub_pushes),
-                                     ("an Ollama import", model.ollama_imports))
-            if rel.filter(status__in=busy_states).exists()]
+    busy = [
+        label
+        for label, rel in (
+            ("an export", model.exports),
+            ("a push to the Hub", model.hub_pushes),
+            ("an Ollama import", model.ollama_imports),
+        )
+        if rel.filter(status__in=busy_states).exists()
+    ]
     if busy:
-        raise ServiceError(f"Wait for {' and '.join(busy)} of this model to finish before deleting it.",
-                           status_code=409)
+        raise ServiceError(
+            f"Wait for {' and '.join(busy)} of this model to finish before deleting it.", status_code=409
+        )
     keys = tuple(k for k in model.exports.exclude(file_key="").values_list("file_key", flat=True))
     model_key = model.artifact_key
     # Another row naming the same stored object (same bytes) keeps it.
@@ -147,8 +173,11 @@ def loss_curve(model: FineTunedModel) -> list[dict[str, Any]]:
     LOSS_CURVE_MAX_POINTS), read through the job's relation (models_app does not import training)."""
     if model.job_id is None:
         return []
-    rows = list(model.job.metric_points.filter(Q(loss__isnull=False) | Q(eval_loss__isnull=False))
-                .order_by("seq").values("seq", "kind", "step", "epoch", "loss", "eval_loss", "learning_rate"))
+    rows = list(
+        model.job.metric_points.filter(Q(loss__isnull=False) | Q(eval_loss__isnull=False))
+        .order_by("seq")
+        .values("seq", "kind", "step", "epoch", "loss", "eval_loss", "learning_rate")
+    )
     if len(rows) > LOSS_CURVE_MAX_POINTS:
         stride = -(-len(rows) // LOSS_CURVE_MAX_POINTS)
         rows = [r for i, r in enumerate(rows) if i % stride == 0 or r["kind"] == "eval" or i == len(rows) - 1]
@@ -161,8 +190,14 @@ def dataset_info(model: FineTunedModel) -> dict[str, Any] | None:
     if job is None:
         return None
     ds = job.dataset
-    return {"id": ds.pk, "name": ds.name, "version": ds.version, "format": ds.format, "rows": ds.row_count,
-            "sha256": job.dataset_sha256}
+    return {
+        "id": ds.pk,
+        "name": ds.name,
+        "version": ds.version,
+        "format": ds.format,
+        "rows": ds.row_count,
+        "sha256": job.dataset_sha256,
+    }
 
 
 def eval_report(model: FineTunedModel) -> dict[str, Any] | None:
@@ -191,17 +226,27 @@ def _rows(a: dict[str, Any], b: dict[str, Any], *, numeric_delta: bool = False) 
 
 def _setup(model: FineTunedModel) -> dict[str, Any]:
     job = model.job
-    return {"base_model": model.base_model.repo_id, "method": model.method, "weights": model.weights,
-            "backend": job.backend if job else None}
+    return {
+        "base_model": model.base_model.repo_id,
+        "method": model.method,
+        "weights": model.weights,
+        "backend": job.backend if job else None,
+    }
 
 
 def compare_models(a: FineTunedModel, b: FineTunedModel) -> dict[str, Any]:
     """Side by side: per-model dataset, metrics, eval report and loss curve (to overlay), plus rows of setup,
     hyperparameter and metric differences (`a`, `b`, `changed`, and `delta` = b - a for numbers)."""
+
     def side(m: FineTunedModel) -> dict[str, Any]:
-        return {"dataset": dataset_info(m), "metrics": m.metrics or {}, "hyperparameters": m.hyperparameters or {},
-                "eval_report": eval_report(m), "loss_curve": loss_curve(m),
-                "job": {"id": m.job_id, "status": m.job.status, "finished": m.job.finished} if m.job else None}
+        return {
+            "dataset": dataset_info(m),
+            "metrics": m.metrics or {},
+            "hyperparameters": m.hyperparameters or {},
+            "eval_report": eval_report(m),
+            "loss_curve": loss_curve(m),
+            "job": {"id": m.job_id, "status": m.job.status, "finished": m.job.finished} if m.job else None,
+        }
 
     da, db = dataset_info(a), dataset_info(b)
     return {

@@ -158,12 +158,16 @@ def main() -> int:
     for line in upward:
         print(f"  {line}")
     groups = module_cycles()
-    print(f"import cycles between modules (groups that import each other): {len(groups)}"
-          + "".join(f"\n  {' <-> '.join(g)}" for g in groups))
+    print(
+        f"import cycles between modules (groups that import each other): {len(groups)}"
+        + "".join(f"\n  {' <-> '.join(g)}" for g in groups)
+    )
     app_cycles = cycles(module_edges)
     pairs = sorted({tuple(sorted(c)) for c in app_cycles if len(c) == 2})
-    print(f"cycles between apps (engine and shared infrastructure left out): {len(app_cycles)}, of them two-app "
-          f"cycles: {len(pairs)}" + "".join(f"\n  {' <-> '.join(c)}" for c in pairs))
+    print(
+        f"cycles between apps (engine and shared infrastructure left out): {len(app_cycles)}, of them two-app "
+        f"cycles: {len(pairs)}" + "".join(f"\n  {' <-> '.join(c)}" for c in pairs)
+    )
     print("largest modules (lines):")
     for n, name in sorted(sizes, reverse=True)[:5]:
         print(f"  {n:5d} {name}")
@@ -179,7 +183,10 @@ def main() -> int:
     for n, name in sorted(over + long_funcs, reverse=True):
         print(f"  {n:5d} {name}")
     big = [c for c in react_components() if c[0] > 250]
-    print(f"React components over 250 lines: {len(big)}" + "".join(f"\n  {n:5d} {name}" for n, name in sorted(big, reverse=True)))
+    print(
+        f"React components over 250 lines: {len(big)}"
+        + "".join(f"\n  {n:5d} {name}" for n, name in sorted(big, reverse=True))
+    )
     return 0
 
 

@@ -14,17 +14,20 @@ def register_session(daphne_url, username):
     """A requests session signed up (and so signed in) as ``username`` on the daphne at ``daphne_url``."""
     s = requests.Session()
     s.get(f"{daphne_url}/api/auth/csrf/").raise_for_status()
-    r = s.post(f"{daphne_url}/api/auth/register/", json={"username": username, "email": f"{username}@example.com",
-               "password": "x-Strong-pass-1"}, headers={"X-CSRFToken": s.cookies["csrftoken"],
-                                                         "Referer": daphne_url + "/"})
+    r = s.post(
+        f"{daphne_url}/api/auth/register/",
+        json={"username": username, "email": f"{username}@example.com", "password": "x-Strong-pass-1"},
+        headers={"X-CSRFToken": s.cookies["csrftoken"], "Referer": daphne_url + "/"},
+    )
     assert r.status_code == 201, r.text
     return s
 
 
 def post_json(s, daphne_url, path, body):
     """POST JSON with the session's CSRF token, as the web app does."""
-    return s.post(f"{daphne_url}{path}", json=body, headers={"X-CSRFToken": s.cookies["csrftoken"],
-                                                             "Referer": daphne_url + "/"})
+    return s.post(
+        f"{daphne_url}{path}", json=body, headers={"X-CSRFToken": s.cookies["csrftoken"], "Referer": daphne_url + "/"}
+    )
 
 
 def wait_for_status(job_id, statuses, timeout):

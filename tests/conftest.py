@@ -150,8 +150,7 @@ def celery_worker_process(test_db_name: str, fake_hub_server: FakeHub, tmp_path_
     """A real `celery worker` process on the `default` queue, test broker and database; yields its node name.
     (Training tests start their own `training` workers, so they can kill them.)"""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    proc, node = start_celery_worker(server_env(test_db_name, HF_ENDPOINT=fake_hub_server.url), log,
-                                     queues="default")
+    proc, node = start_celery_worker(server_env(test_db_name, HF_ENDPOINT=fake_hub_server.url), log, queues="default")
     yield node
     stop(proc)
 

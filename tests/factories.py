@@ -36,9 +36,20 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 # --- data, models and jobs ------------------------------------------------------------------------------------------
 # A few real steps on CPU: short sequences, LoRA r=8, a checkpoint every 2 steps and an evaluation at step 3.
-TINY_HYPER = {"max_steps": 6, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 128,
-              "learning_rate": 1e-3, "logging_steps": 1, "save_steps": 2, "eval_steps": 3, "lora_r": 8,
-              "lora_alpha": 16, "warmup_ratio": 0.0, "seed": 7}
+TINY_HYPER = {
+    "max_steps": 6,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "max_length": 128,
+    "learning_rate": 1e-3,
+    "logging_steps": 1,
+    "save_steps": 2,
+    "eval_steps": 3,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "warmup_ratio": 0.0,
+    "seed": 7,
+}
 
 
 def alpaca_rows(n: int = 4) -> list[dict]:
@@ -81,8 +92,14 @@ class DatasetFactory(factory.django.DjangoModelFactory):
             return
         data = alpaca_rows() if extracted is None else extracted
         body = "".join(json.dumps(r) + "\n" for r in data).encode()
-        df = DatasetFile(dataset=obj, role="source", kind="jsonl", original_filename=f"{obj.name.replace(' ', '_')}.jsonl",
-                         size_bytes=len(body), sha256="0" * 64)
+        df = DatasetFile(
+            dataset=obj,
+            role="source",
+            kind="jsonl",
+            original_filename=f"{obj.name.replace(' ', '_')}.jsonl",
+            size_bytes=len(body),
+            sha256="0" * 64,
+        )
         df.file.save("upload", ContentFile(body), save=False)
         df.save()
 
@@ -111,8 +128,12 @@ class TrainingJobFactory(factory.django.DjangoModelFactory):
     status = "queued"
     started = factory.LazyAttribute(lambda o: o.running_since)
     attempt_history = factory.LazyAttribute(
-        lambda o: [] if o.running_since is None
-        else [{"attempt": 1, "worker": o.attempt_worker, "started": o.running_since.isoformat()}])
+        lambda o: (
+            []
+            if o.running_since is None
+            else [{"attempt": 1, "worker": o.attempt_worker, "started": o.running_since.isoformat()}]
+        )
+    )
     finished = factory.LazyAttribute(lambda o: timezone.now() if o.status in TrainingJob.FINISHED else None)
 
     @factory.post_generation
@@ -122,8 +143,9 @@ class TrainingJobFactory(factory.django.DjangoModelFactory):
             obj.refresh_from_db()
 
 
-def make_ready_dataset(owner: User, *, rows: list[dict] | None = None, fmt: str = "alpaca",
-                       name: str = "tiny alpaca") -> Dataset:
+def make_ready_dataset(
+    owner: User, *, rows: list[dict] | None = None, fmt: str = "alpaca", name: str = "tiny alpaca"
+) -> Dataset:
     """A ready dataset whose source file (``rows``, default four real Alpaca rows) is stored like an upload's."""
     data = alpaca_rows() if rows is None else rows
     return DatasetFactory(owner=owner, rows=data, row_count=len(data), format=fmt, name=name)
@@ -143,8 +165,9 @@ class FineTunedModelFactory(factory.django.DjangoModelFactory):
 
     owner = factory.SubFactory(UserFactory)
     name = "tiny-alpaca"
-    version = factory.LazyAttribute(lambda o: 1 + (FineTunedModel.objects.filter(owner=o.owner, name=o.name)
-                                                   .aggregate(v=Max("version"))["v"] or 0))
+    version = factory.LazyAttribute(
+        lambda o: 1 + (FineTunedModel.objects.filter(owner=o.owner, name=o.name).aggregate(v=Max("version"))["v"] or 0)
+    )
     base_model = factory.SubFactory(BaseModelFactory)
     job = None
     method = "sft"

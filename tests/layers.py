@@ -14,9 +14,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = "training.engine"
 # The parts of `finetune` every app may use (they import no app themselves, the engine aside).
-INFRASTRUCTURE = ("finetune.exceptions", "finetune.serializers", "finetune.db", "finetune.cache", "finetune.artifacts",
-                  "finetune.pagination", "finetune.web", "finetune.formatting", "finetune.middleware",
-                  "finetune.redaction", "finetune.observability")
+INFRASTRUCTURE = (
+    "finetune.exceptions",
+    "finetune.serializers",
+    "finetune.db",
+    "finetune.cache",
+    "finetune.artifacts",
+    "finetune.pagination",
+    "finetune.web",
+    "finetune.formatting",
+    "finetune.middleware",
+    "finetune.redaction",
+    "finetune.observability",
+)
 LAYERS = [ENGINE, "infrastructure", "accounts", "datasets_app", "models_app", "training", "dashboard", "wiring"]
 PROJECT = ("finetune", "accounts", "datasets_app", "models_app", "training", "dashboard")
 

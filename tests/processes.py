@@ -66,25 +66,51 @@ def can_isolate_hosts() -> bool:
 def as_separate_host(cmd: list[str], private_dirs: list[Path]) -> list[str]:
     """`cmd` run in its own mount namespace with an empty tmpfs over each of `private_dirs`: it sees none of the
     files other processes (other "hosts") keep there, and they see none of its own."""
-    mounts = " && ".join(f"mkdir -p {shlex.quote(str(d))} && mount -t tmpfs tmpfs {shlex.quote(str(d))}"
-                         for d in private_dirs)
+    mounts = " && ".join(
+        f"mkdir -p {shlex.quote(str(d))} && mount -t tmpfs tmpfs {shlex.quote(str(d))}" for d in private_dirs
+    )
     return ["unshare", "-m", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$@"', "host", *cmd]
 
 
 def start_celery_worker(
-    env: dict[str, str], log_path: Path, *, queues: str = "default,training", name: str | None = None,
-    private_dirs: list[Path] | None = None, broker_url: str | None = None,
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    queues: str = "default,training",
+    name: str | None = None,
+    private_dirs: list[Path] | None = None,
+    broker_url: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `celery worker` and wait until it answers a ping; returns (process, node name). With `private_dirs`
     the worker runs as a separate host (as_separate_host); `broker_url`: the broker it uses when `env` names
     another one than this process's (the ping goes there)."""
     node = name or f"test-{uuid.uuid4().hex[:8]}@localhost"
     log = open(log_path, "ab")
-    cmd = [sys.executable, "-m", "celery", "-A", "finetune", "worker", "-Q", queues, "-c", "1", "-n", node,
-           "--without-mingle", "--without-gossip", "-l", "INFO"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "finetune",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        "1",
+        "-n",
+        node,
+        "--without-mingle",
+        "--without-gossip",
+        "-l",
+        "INFO",
+    ]
     proc = subprocess.Popen(
         as_separate_host(cmd, private_dirs) if private_dirs else cmd,
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     from celery import Celery
 
@@ -107,16 +133,31 @@ def start_celery_worker(
     raise TimeoutError(f"celery worker {node} did not answer a ping in 90 s; see {log_path}")
 
 
-def start_daphne(env: dict[str, str], log_path: Path, *, workers: int = 1,
-                 extra_args: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], int]:
+def start_daphne(
+    env: dict[str, str], log_path: Path, *, workers: int = 1, extra_args: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], int]:
     """Start the web tier the way `make run` does (`python -m finetune.serve`: daphne workers on one socket) on a
     free port and wait until it answers HTTP; returns (supervisor process, port)."""
     port = free_port()
     log = open(log_path, "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "finetune.serve", "--host", "127.0.0.1", "--port", str(port), "--workers",
-         str(workers), *extra_args],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "finetune.serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            *extra_args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     wait_for_port(port, proc)
     wait_for_http(f"http://127.0.0.1:{port}/api/health/", proc)

@@ -26,8 +26,12 @@ def writable_methods(callback) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def row_counts() -> dict[str, int]:
-    return {m._meta.label: m.objects.count() for m in apps.get_models() if m._meta.app_label in
-            ("accounts", "datasets_app", "models_app", "training") and m._meta.model_name != "loginlock"}
+    return {
+        m._meta.label: m.objects.count()
+        for m in apps.get_models()
+        if m._meta.app_label in ("accounts", "datasets_app", "models_app", "training")
+        and m._meta.model_name != "loginlock"
+    }
 
 
 def test_ten_megabyte_json_bodies_are_refused_plainly_everywhere(auth_client, user):
@@ -52,5 +56,7 @@ def test_ten_megabyte_json_bodies_are_refused_plainly_everywhere(auth_client, us
                 assert r["Content-Type"].startswith("application/json") and "detail" in r.json(), where
     assert calls >= 25, statuses  # every write route was tried (27 today)
     assert row_counts() == before  # nothing created or changed in size
-    print(f"\n10 MB JSON bodies: {calls} calls, statuses {sorted(set(statuses.values()))}; 2xx: "
-          f"{[k for k, v in statuses.items() if v < 300]}")
+    print(
+        f"\n10 MB JSON bodies: {calls} calls, statuses {sorted(set(statuses.values()))}; 2xx: "
+        f"{[k for k, v in statuses.items() if v < 300]}"
+    )

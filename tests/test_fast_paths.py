@@ -28,16 +28,36 @@ def _rows(user: Any) -> dict[str, Any]:
     from training.models import TrainingJob
 
     base = BaseModel.objects.ensure_embedded()
-    ds = Dataset.objects.create(owner=user, name="d", status="ready", format="alpaca", column_mapping={"a": "b"},
-                                validation_settings={"max_length": 512}, verdict="ok", row_count=3)
+    ds = Dataset.objects.create(
+        owner=user,
+        name="d",
+        status="ready",
+        format="alpaca",
+        column_mapping={"a": "b"},
+        validation_settings={"max_length": 512},
+        verdict="ok",
+        row_count=3,
+    )
     Dataset.objects.create(owner=user, name="d", lineage=ds.lineage, version=2, parent=ds, status="processing")
     DatasetFile.objects.create(dataset=ds, file=f"datasets/{user.pk}/x/a.jsonl", kind="jsonl", compressed=True)
-    job = TrainingJob.objects.create(owner=user, name="j", base_model=base, dataset=ds, method="sft", weights="lora",
-                                     hyperparameters={"lr": 1e-4}, status="succeeded", progress=1.0, eta_s=None,
-                                     started=datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC),
-                                     finished=datetime(2026, 1, 2, 4, 0, tzinfo=UTC), result={"metrics": {}})
-    model = FineTunedModel.objects.create(owner=user, name="m", base_model=base, job=job, method="sft",
-                                          weights="lora", metrics={"eval_loss_after": 1.5})
+    job = TrainingJob.objects.create(
+        owner=user,
+        name="j",
+        base_model=base,
+        dataset=ds,
+        method="sft",
+        weights="lora",
+        hyperparameters={"lr": 1e-4},
+        status="succeeded",
+        progress=1.0,
+        eta_s=None,
+        started=datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC),
+        finished=datetime(2026, 1, 2, 4, 0, tzinfo=UTC),
+        result={"metrics": {}},
+    )
+    model = FineTunedModel.objects.create(
+        owner=user, name="m", base_model=base, job=job, method="sft", weights="lora", metrics={"eval_loss_after": 1.5}
+    )
     ModelExport.objects.create(owner=user, model=model, format="adapter")
     return {"base": base, "dataset": ds, "job": job, "model": model}
 
@@ -135,8 +155,9 @@ def test_an_unexpected_error_under_api_is_json_not_a_debug_page(user: Any, monke
     assert b"kaboom" not in r.content and b"Traceback" not in r.content
 
 
-def test_dashboard_stats_are_cached_per_user_for_their_ttl(auth_client: Any, user: Any, other_user: Any,
-                                                           settings: Any) -> None:
+def test_dashboard_stats_are_cached_per_user_for_their_ttl(
+    auth_client: Any, user: Any, other_user: Any, settings: Any
+) -> None:
     from datasets_app.models import Dataset
 
     settings.DASHBOARD_STATS_CACHE_S = 10

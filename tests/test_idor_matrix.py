@@ -56,12 +56,12 @@ KINDS = {
     PUSH: "one of the owner's Hub pushes",
     TOKEN: "one of the owner's API tokens",
     BASE: "a base model: a shared catalogue, public entries are visible to every signed-in user by design (private "
-          "or gated Hub entries are issue 13 item 1, tested with that fix)",
+    "or gated Hub entries are issue 13 item 1, tested with that fix)",
     INTERNAL: "internal endpoints for remote runs: a per-job signed Bearer token; a session or an API token (the "
-              "owner's included) gets 403, wrong methods 405",
+    "owner's included) gets 403, wrong methods 405",
     SELF: "the caller's own account, quotas, tokens, Hub token or dashboard: a 2xx shows the caller's data only",
     NONE: "no object in the path; lists show only the caller's rows, ids of another user's objects in the body or "
-          "query string are refused (400/404) with nothing created",
+    "query string are refused (400/404) with nothing created",
     PUBLIC: "public: no user data in any answer",
     NOT_FOUND: "no such API route: 404 for everyone",
     ADMIN: "staff-only admin site: a non-staff user (owner or not) is redirected to the admin sign-in",
@@ -131,23 +131,38 @@ ROUTES: dict[str, Entry] = {
     "api/auth/me/quotas/": Entry(SELF),
     "api/auth/change-password/": Entry(SELF, "empty body: 400"),
     "api/auth/hf-token/": Entry(SELF, "GET shows the caller's last 4 characters only; empty POST: 400"),
-    "api/auth/tokens/": Entry(SELF, "lists/creates the caller's tokens; a `user` field naming the owner is ignored",
-                              listed=TOKEN, body=lambda w: {"name": "probe", "user": w.owner.pk}),
+    "api/auth/tokens/": Entry(
+        SELF,
+        "lists/creates the caller's tokens; a `user` field naming the owner is ignored",
+        listed=TOKEN,
+        body=lambda w: {"name": "probe", "user": w.owner.pk},
+    ),
     "api/auth/tokens/<pk>/": Entry(TOKEN, "revoke (DELETE only)"),
     "api/notifications/test/": Entry(SELF, "a test notification to the caller's own sockets"),
     "api/dashboard/stats/": Entry(SELF),
     "api/dashboard/analytics/": Entry(SELF, query=lambda w: {"days": 30}),
-    "api/models/hub/search/": Entry(SELF, "Hub search with the caller's own Hub token (none here: 400)",
-                                    query=lambda w: {"q": "smol"}),
-    "api/models/hub/info/": Entry(SELF, "Hub model info with the caller's own Hub token (none here: 400)",
-                                  query=lambda w: {"repo_id": "someone/some-model"}),
-    "api/models/hub/download/": Entry(SELF, "adds a Hub repo to the shared catalogue with the caller's own token "
-                                      "(none here: 400)", body=lambda w: {"repo_id": "someone/some-model"}),
+    "api/models/hub/search/": Entry(
+        SELF, "Hub search with the caller's own Hub token (none here: 400)", query=lambda w: {"q": "smol"}
+    ),
+    "api/models/hub/info/": Entry(
+        SELF,
+        "Hub model info with the caller's own Hub token (none here: 400)",
+        query=lambda w: {"repo_id": "someone/some-model"},
+    ),
+    "api/models/hub/download/": Entry(
+        SELF,
+        "adds a Hub repo to the shared catalogue with the caller's own token (none here: 400)",
+        body=lambda w: {"repo_id": "someone/some-model"},
+    ),
     # datasets
-    "api/datasets/": Entry(NONE, "upload (a JSON body without files: 400)", listed=DATASET,
-                           query=lambda w: {"search": w.dataset.name},
-                           body=lambda w: {"name": "probe", "dataset": w.dataset.pk},
-                           other={"post": ((400,), "no file uploaded; the owner's dataset id in the body is ignored")}),
+    "api/datasets/": Entry(
+        NONE,
+        "upload (a JSON body without files: 400)",
+        listed=DATASET,
+        query=lambda w: {"search": w.dataset.name},
+        body=lambda w: {"name": "probe", "dataset": w.dataset.pk},
+        other={"post": ((400,), "no file uploaded; the owner's dataset id in the body is ignored")},
+    ),
     "api/datasets/<pk>/": Entry(DATASET, body=lambda w: {"name": "taken-over"}),
     "api/datasets/<pk>/download/": Entry(DATASET),
     "api/datasets/<pk>/preprocess/": Entry(DATASET, body=lambda w: {"steps": [{"op": "dedupe"}], "name": "taken"}),
@@ -161,8 +176,14 @@ ROUTES: dict[str, Entry] = {
     "api/training/presets/": Entry(NONE, "static presets, the same for everyone"),
     "api/training/notifications/test-webhook/": Entry(SELF, "sends to the caller's own saved webhook; no id in it"),
     "api/training/estimate/": Entry(NONE, "the body names a dataset", body=_job_body, other=_REFUSED_IDS),
-    "api/training/jobs/": Entry(NONE, "the body names a dataset", listed=JOB, body=_job_body, other=_REFUSED_IDS,
-                                query=lambda w: {"status": "succeeded"}),
+    "api/training/jobs/": Entry(
+        NONE,
+        "the body names a dataset",
+        listed=JOB,
+        body=_job_body,
+        other=_REFUSED_IDS,
+        query=lambda w: {"status": "succeeded"},
+    ),
     "api/training/jobs/<pk>/": Entry(JOB),
     "api/training/jobs/<pk>/cancel/": Entry(JOB),
     "api/training/jobs/<pk>/continue/": Entry(JOB, body=lambda w: {"extra_epochs": 1}),
@@ -170,37 +191,86 @@ ROUTES: dict[str, Entry] = {
     "api/training/jobs/<pk>/metrics/": Entry(JOB, query=lambda w: {"after_seq": 0}),
     "api/training/jobs/<pk>/resume/": Entry(JOB),
     # models: registry, exports, Ollama, Hub pushes, playground
-    "api/models/": Entry(NONE, "filters name/search/base_model", listed=MODEL,
-                         query=lambda w: {"name": w.model.name, "base_model": w.base.pk}),
+    "api/models/": Entry(
+        NONE,
+        "filters name/search/base_model",
+        listed=MODEL,
+        query=lambda w: {"name": w.model.name, "base_model": w.base.pk},
+    ),
     "api/models/<pk>/": Entry(MODEL, body=lambda w: {"name": "taken-over"}, other=_NOT_SERVED_PUT),
-    "api/models/<pk>/compare/": Entry(MODEL, "`?other=` is checked too", query=lambda w: {"other": w.model2.pk},
-                                      probes=(
-        Probe("get", "/api/models/{other_model}/compare/", "other", (404,),
-              "the second user's own model compared with the owner's (?other=): 404",
-              query=lambda w: {"other": w.model.pk}),
-        Probe("get", "/api/models/{model}/compare/", "owner", (200,), "the owner compares two own versions",
-              query=lambda w: {"other": w.model2.pk}),
-    )),
+    "api/models/<pk>/compare/": Entry(
+        MODEL,
+        "`?other=` is checked too",
+        query=lambda w: {"other": w.model2.pk},
+        probes=(
+            Probe(
+                "get",
+                "/api/models/{other_model}/compare/",
+                "other",
+                (404,),
+                "the second user's own model compared with the owner's (?other=): 404",
+                query=lambda w: {"other": w.model.pk},
+            ),
+            Probe(
+                "get",
+                "/api/models/{model}/compare/",
+                "owner",
+                (200,),
+                "the owner compares two own versions",
+                query=lambda w: {"other": w.model2.pk},
+            ),
+        ),
+    ),
     "api/models/<pk>/versions/": Entry(MODEL),
     "api/models/<pk>/export/": Entry(MODEL, body=lambda w: {"format": "adapter"}),
     "api/models/<pk>/exports/": Entry(MODEL, "the exports of one model"),
     "api/models/exports/<export_id>/": Entry(EXPORT),
     "api/models/exports/<export_id>/download/": Entry(
-        EXPORT, "the owner gets a signed link; a signed link (?sig=) is a bearer capability for its own export only",
+        EXPORT,
+        "the owner gets a signed link; a signed link (?sig=) is a bearer capability for its own export only",
         probes=(
-            Probe("get", "/api/models/exports/{export}/download/", "other", (403,),
-                  "the second user's valid link for their own export, on the owner's export id",
-                  query=lambda w: {"sig": w.other_sig}),
-            Probe("get", "/api/models/exports/{export}/download/", "anon", (403,),
-                  "same, anonymously", query=lambda w: {"sig": w.other_sig}),
-            Probe("get", "/api/models/exports/{other_export}/download/", "anon", (403,),
-                  "the owner's link on another export id", query=lambda w: {"sig": w.owner_sig}),
-            Probe("get", "/api/models/exports/{export}/download/", "anon", (403,),
-                  "a forged signature", query=lambda w: {"sig": f"{w.export.pk}.forged:AAAA"}),
-            Probe("get", "/api/models/exports/{export}/download/", "anon", (200, 302),
-                  "by design: the owner's own signed link works without a session until it expires",
-                  query=lambda w: {"sig": w.owner_sig}),
-        )),
+            Probe(
+                "get",
+                "/api/models/exports/{export}/download/",
+                "other",
+                (403,),
+                "the second user's valid link for their own export, on the owner's export id",
+                query=lambda w: {"sig": w.other_sig},
+            ),
+            Probe(
+                "get",
+                "/api/models/exports/{export}/download/",
+                "anon",
+                (403,),
+                "same, anonymously",
+                query=lambda w: {"sig": w.other_sig},
+            ),
+            Probe(
+                "get",
+                "/api/models/exports/{other_export}/download/",
+                "anon",
+                (403,),
+                "the owner's link on another export id",
+                query=lambda w: {"sig": w.owner_sig},
+            ),
+            Probe(
+                "get",
+                "/api/models/exports/{export}/download/",
+                "anon",
+                (403,),
+                "a forged signature",
+                query=lambda w: {"sig": f"{w.export.pk}.forged:AAAA"},
+            ),
+            Probe(
+                "get",
+                "/api/models/exports/{export}/download/",
+                "anon",
+                (200, 302),
+                "by design: the owner's own signed link works without a session until it expires",
+                query=lambda w: {"sig": w.owner_sig},
+            ),
+        ),
+    ),
     "api/models/<pk>/ollama-import/": Entry(MODEL, body=lambda w: {"name": "taken-over"}),
     "api/models/<pk>/ollama-imports/": Entry(MODEL, "the Ollama imports of one model"),
     "api/models/ollama-imports/<import_id>/": Entry(OLLAMA),
@@ -208,41 +278,98 @@ ROUTES: dict[str, Entry] = {
     "api/models/<pk>/pushes/": Entry(MODEL, "the Hub pushes of one model"),
     "api/models/push-hub/<pk>/": Entry(PUSH),
     "api/models/push-hub/<pk>/retry/": Entry(PUSH),
-    "api/models/<pk>/generate/": Entry(MODEL, "playground, one full answer", body=lambda w: VALID_CHAT,
-                                       owner_body=lambda w: INVALID_CHAT),
+    "api/models/<pk>/generate/": Entry(
+        MODEL, "playground, one full answer", body=lambda w: VALID_CHAT, owner_body=lambda w: INVALID_CHAT
+    ),
     "api/models/base/": Entry(BASE, "the catalogue list"),
     "api/models/base/<pk>/": Entry(BASE),
     "api/models/base/<pk>/fit/": Entry(BASE, query=lambda w: {"method": "lora"}),
     "api/models/base/<pk>/generate/": Entry(BASE, body=lambda w: INVALID_CHAT, other=_BASE_GENERATE),
     # internal callbacks of remote runs
-    "api/internal/jobs/<job_id>/events/": Entry(INTERNAL, params={"job_id": JOB}, body=lambda w: {"events": []},
-                                                probes=(
-        Probe("post", "/api/internal/jobs/{job}/events/", "bearer_other_job", (403,),
-              "the second user's job's valid callback token on the owner's job", body=lambda w: {"events": []}),
-        Probe("post", "/api/internal/jobs/{job}/events/", "bearer_forged", (403,), "a forged callback token",
-              body=lambda w: {"events": []}),
-    )),
-    "api/internal/jobs/<job_id>/events/artifact/": Entry(INTERNAL, params={"job_id": JOB}, probes=(
-        Probe("post", "/api/internal/jobs/{job}/events/artifact/", "bearer_other_job", (403,),
-              "the second user's job's callback token on the owner's job"),
-    )),
-    "api/internal/jobs/<job_id>/files/<file_id>/": Entry(INTERNAL, params={"job_id": JOB, "file_id": FILE}, probes=(
-        Probe("get", "/api/internal/jobs/{job}/files/{file}/", "bearer_other_job", (403,),
-              "the second user's job's callback token on the owner's job"),
-        Probe("get", "/api/internal/jobs/{other_job}/files/{file}/", "bearer_other_job", (404,),
-              "the second user's job with its valid token, asking for the owner's dataset file"),
-        Probe("get", "/api/internal/jobs/{job}/files/{file}/", "bearer_owner_job", (200,),
-              "the owner's job's own callback token gets its dataset file: the 403s above are the token check"),
-    )),
-    "api/internal/jobs/<job_id>/objects/<name>/": Entry(INTERNAL, params={"job_id": JOB, "name": "=base_model"},
-                                                         probes=(
-        Probe("get", "/api/internal/jobs/{job}/objects/base_model/", "bearer_other_job", (403,),
-              "the second user's job's callback token on the owner's job"),
-    )),
+    "api/internal/jobs/<job_id>/events/": Entry(
+        INTERNAL,
+        params={"job_id": JOB},
+        body=lambda w: {"events": []},
+        probes=(
+            Probe(
+                "post",
+                "/api/internal/jobs/{job}/events/",
+                "bearer_other_job",
+                (403,),
+                "the second user's job's valid callback token on the owner's job",
+                body=lambda w: {"events": []},
+            ),
+            Probe(
+                "post",
+                "/api/internal/jobs/{job}/events/",
+                "bearer_forged",
+                (403,),
+                "a forged callback token",
+                body=lambda w: {"events": []},
+            ),
+        ),
+    ),
+    "api/internal/jobs/<job_id>/events/artifact/": Entry(
+        INTERNAL,
+        params={"job_id": JOB},
+        probes=(
+            Probe(
+                "post",
+                "/api/internal/jobs/{job}/events/artifact/",
+                "bearer_other_job",
+                (403,),
+                "the second user's job's callback token on the owner's job",
+            ),
+        ),
+    ),
+    "api/internal/jobs/<job_id>/files/<file_id>/": Entry(
+        INTERNAL,
+        params={"job_id": JOB, "file_id": FILE},
+        probes=(
+            Probe(
+                "get",
+                "/api/internal/jobs/{job}/files/{file}/",
+                "bearer_other_job",
+                (403,),
+                "the second user's job's callback token on the owner's job",
+            ),
+            Probe(
+                "get",
+                "/api/internal/jobs/{other_job}/files/{file}/",
+                "bearer_other_job",
+                (404,),
+                "the second user's job with its valid token, asking for the owner's dataset file",
+            ),
+            Probe(
+                "get",
+                "/api/internal/jobs/{job}/files/{file}/",
+                "bearer_owner_job",
+                (200,),
+                "the owner's job's own callback token gets its dataset file: the 403s above are the token check",
+            ),
+        ),
+    ),
+    "api/internal/jobs/<job_id>/objects/<name>/": Entry(
+        INTERNAL,
+        params={"job_id": JOB, "name": "=base_model"},
+        probes=(
+            Probe(
+                "get",
+                "/api/internal/jobs/{job}/objects/base_model/",
+                "bearer_other_job",
+                (403,),
+                "the second user's job's callback token on the owner's job",
+            ),
+        ),
+    ),
     # outside the API
     "api/[\\s\\S]*": Entry(NOT_FOUND, path="/api/no-such-route/{dataset}/"),
-    "admin/": Entry(ADMIN, "the whole admin site (one include); probed on the owner's job's change page",
-                    path="/admin/training/trainingjob/{job}/change/", methods=("get", "head", "post")),
+    "admin/": Entry(
+        ADMIN,
+        "the whole admin site (one include); probed on the owner's job's change page",
+        path="/admin/training/trainingjob/{job}/change/",
+        methods=("get", "head", "post"),
+    ),
     "admin/dashboard/auditlog/<rest>": Entry(REDIRECT, path="/admin/dashboard/auditlog/{job}/change/"),
     "metrics": Entry(SCRAPER, "platform and web metrics for Prometheus", path="/metrics", methods=("get",)),
     "(?!static/|media/|ws/).*": Entry(SHELL, path="/datasets/{dataset}"),
@@ -267,24 +394,41 @@ class WsEntry:
 
 
 WS_ROUTES: dict[str, WsEntry] = {
-    "ws/notifications/": WsEntry(SELF, "the caller's own group (no id in the path): hello names the caller", (
-        WsProbe("/ws/notifications/", "anon", False, "anonymous: 4401"),
-        WsProbe("/ws/notifications/", "other", True, "the second user's own group"),
-        WsProbe("/ws/notifications/", "owner", True, "the owner's own group"),
-    )),
-    "ws/training/<job_id>/": WsEntry(JOB, "live metrics and logs of one job, its owner only", (
-        WsProbe("/ws/training/{job}/", "other", False, "the owner's job", same_as="/ws/training/{missing}/"),
-        WsProbe("/ws/training/{job}/", "anon", False, "anonymous"),
-        WsProbe("/ws/training/{job}/", "owner", True, "the owner"),
-    )),
-    "ws/models/<target>/generate/": WsEntry(MODEL, "<model id>: its owner only; base-<id>: the shared catalogue", (
-        WsProbe("/ws/models/{model}/generate/", "other", False, "the owner's model",
-                same_as="/ws/models/{missing}/generate/"),
-        WsProbe("/ws/models/{model}/generate/", "anon", False, "anonymous"),
-        WsProbe("/ws/models/{model}/generate/", "owner", True, "the owner"),
-        WsProbe("/ws/models/base-{base}/generate/", "other", True, "a base model: shared by design"),
-        WsProbe("/ws/models/base-{base}/generate/", "anon", False, "anonymous, base model"),
-    )),
+    "ws/notifications/": WsEntry(
+        SELF,
+        "the caller's own group (no id in the path): hello names the caller",
+        (
+            WsProbe("/ws/notifications/", "anon", False, "anonymous: 4401"),
+            WsProbe("/ws/notifications/", "other", True, "the second user's own group"),
+            WsProbe("/ws/notifications/", "owner", True, "the owner's own group"),
+        ),
+    ),
+    "ws/training/<job_id>/": WsEntry(
+        JOB,
+        "live metrics and logs of one job, its owner only",
+        (
+            WsProbe("/ws/training/{job}/", "other", False, "the owner's job", same_as="/ws/training/{missing}/"),
+            WsProbe("/ws/training/{job}/", "anon", False, "anonymous"),
+            WsProbe("/ws/training/{job}/", "owner", True, "the owner"),
+        ),
+    ),
+    "ws/models/<target>/generate/": WsEntry(
+        MODEL,
+        "<model id>: its owner only; base-<id>: the shared catalogue",
+        (
+            WsProbe(
+                "/ws/models/{model}/generate/",
+                "other",
+                False,
+                "the owner's model",
+                same_as="/ws/models/{missing}/generate/",
+            ),
+            WsProbe("/ws/models/{model}/generate/", "anon", False, "anonymous"),
+            WsProbe("/ws/models/{model}/generate/", "owner", True, "the owner"),
+            WsProbe("/ws/models/base-{base}/generate/", "other", True, "a base model: shared by design"),
+            WsProbe("/ws/models/base-{base}/generate/", "anon", False, "anonymous, base model"),
+        ),
+    ),
 }
 
 
@@ -311,8 +455,12 @@ def methods_of(callback: Any, entry: Entry) -> tuple[str, ...]:
 
 def table_problems() -> list[str]:
     served, ws = http_routes(), ws_routes()
-    problems = [f"route {r!r} has no entry in ROUTES (tests/test_idor_matrix.py): say what fills its path "
-                "parameters and who may call it" for r in served if r not in ROUTES]
+    problems = [
+        f"route {r!r} has no entry in ROUTES (tests/test_idor_matrix.py): say what fills its path "
+        "parameters and who may call it"
+        for r in served
+        if r not in ROUTES
+    ]
     problems += [f"ROUTES entry {r!r} matches no route any more" for r in ROUTES if r not in served]
     problems += [f"websocket route {r!r} has no entry in WS_ROUTES" for r in ws if r not in WS_ROUTES]
     problems += [f"WS_ROUTES entry {r!r} matches no websocket route any more" for r in WS_ROUTES if r not in ws]
@@ -359,11 +507,23 @@ class World:
     secrets: tuple[str, ...]
 
     def ids(self) -> dict[str, Any]:
-        return {DATASET: self.dataset.pk, JOB: self.job.pk, MODEL: self.model.pk, "model2": self.model2.pk,
-                EXPORT: self.export.pk, OLLAMA: self.ollama.pk, PUSH: self.push.pk, TOKEN: self.token.pk,
-                BASE: self.base.pk, FILE: self.file.pk, "other_dataset": self.other_dataset.pk,
-                "other_job": self.other_job.pk, "other_model": self.other_model.pk,
-                "other_export": self.other_export.pk, "missing": MISSING}
+        return {
+            DATASET: self.dataset.pk,
+            JOB: self.job.pk,
+            MODEL: self.model.pk,
+            "model2": self.model2.pk,
+            EXPORT: self.export.pk,
+            OLLAMA: self.ollama.pk,
+            PUSH: self.push.pk,
+            TOKEN: self.token.pk,
+            BASE: self.base.pk,
+            FILE: self.file.pk,
+            "other_dataset": self.other_dataset.pk,
+            "other_job": self.other_job.pk,
+            "other_model": self.other_model.pk,
+            "other_export": self.other_export.pk,
+            "missing": MISSING,
+        }
 
 
 def make_world() -> World:
@@ -386,21 +546,25 @@ def make_world() -> World:
     other = UserFactory(username="prober_x9")
     base = BaseModelFactory()
     dataset = DatasetFactory(owner=owner, name="owner-secret-dataset-q7")
-    job = TrainingJobFactory(owner=owner, name="owner-secret-job-q7", dataset=dataset, base_model=base,
-                             status="succeeded")
+    job = TrainingJobFactory(
+        owner=owner, name="owner-secret-job-q7", dataset=dataset, base_model=base, status="succeeded"
+    )
     model = FineTunedModelFactory(owner=owner, name="owner-secret-model-q7", base_model=base, job=job)
     model2 = FineTunedModelFactory(owner=owner, name="owner-secret-model-q7", base_model=base)
 
     def export_of(m: Any, who: Any, sha: str) -> Any:
         key = default_storage.save(f"exports/idor-{who.username}.zip", ContentFile(b"PK\x05\x06" + b"\0" * 18))
-        return ModelExport.objects.create(owner=who, model=m, format="adapter", status="succeeded", file_key=key,
-                                          sha256=sha, size_bytes=22)
+        return ModelExport.objects.create(
+            owner=who, model=m, format="adapter", status="succeeded", file_key=key, sha256=sha, size_bytes=22
+        )
 
     export = export_of(model, owner, "5ec7e7" * 10 + "abcd")
-    ollama = OllamaImport.objects.create(owner=owner, model=model, ollama_name="owner-secret-ollama-q7",
-                                         host="http://127.0.0.1:11434", status="failed")
-    push = HubPush.objects.create(owner=owner, model=model, repo_id="owner-secret-hf/owner-secret-push-q7",
-                                  status="failed", retryable=True)
+    ollama = OllamaImport.objects.create(
+        owner=owner, model=model, ollama_name="owner-secret-ollama-q7", host="http://127.0.0.1:11434", status="failed"
+    )
+    push = HubPush.objects.create(
+        owner=owner, model=model, repo_id="owner-secret-hf/owner-secret-push-q7", status="failed", retryable=True
+    )
     created = accounts.create_api_token(owner, name="owner-secret-token-q7")
     other_dataset = DatasetFactory(owner=other, name="prober dataset", rows=False)
     other_job = TrainingJobFactory(owner=other, name="prober job", dataset=other_dataset, base_model=base)
@@ -408,12 +572,39 @@ def make_world() -> World:
     other_export = export_of(other_model, other, "0ddba11" * 9 + "f")
     other_key = accounts.create_api_token(other, name="prober token").key
     return World(
-        owner=owner, other=other, base=base, dataset=dataset, file=dataset.files.get(), job=job, model=model,
-        model2=model2, export=export, ollama=ollama, push=push, token=created.token, owner_key=created.key,
-        other_dataset=other_dataset, other_job=other_job, other_model=other_model, other_export=other_export,
-        other_key=other_key, owner_sig=exports.download_token(export), other_sig=exports.download_token(other_export),
-        secrets=(owner.username, owner.email, dataset.name, job.name, model.name, ollama.ollama_name, push.repo_id,
-                 created.token.name, created.token.prefix, export.sha256, alpaca_rows()[0]["instruction"]),
+        owner=owner,
+        other=other,
+        base=base,
+        dataset=dataset,
+        file=dataset.files.get(),
+        job=job,
+        model=model,
+        model2=model2,
+        export=export,
+        ollama=ollama,
+        push=push,
+        token=created.token,
+        owner_key=created.key,
+        other_dataset=other_dataset,
+        other_job=other_job,
+        other_model=other_model,
+        other_export=other_export,
+        other_key=other_key,
+        owner_sig=exports.download_token(export),
+        other_sig=exports.download_token(other_export),
+        secrets=(
+            owner.username,
+            owner.email,
+            dataset.name,
+            job.name,
+            model.name,
+            ollama.ollama_name,
+            push.repo_id,
+            created.token.name,
+            created.token.prefix,
+            export.sha256,
+            alpaca_rows()[0]["instruction"],
+        ),
     )
 
 
@@ -429,16 +620,27 @@ def snapshot_sql() -> str:
 
     q = connection.ops.quote_name
     owned = "x.owner_id = %(owner)s"
-    tables = [("user", User, "x.id = %(owner)s"), ("api tokens", ApiToken, "x.user_id = %(owner)s"),
-              ("datasets", Dataset, owned),
-              ("dataset files", DatasetFile,
-               f"x.dataset_id IN (SELECT id FROM {q(Dataset._meta.db_table)} WHERE owner_id = %(owner)s)"),
-              ("jobs", TrainingJob, owned), ("models", FineTunedModel, owned), ("exports", ModelExport, owned),
-              ("ollama imports", OllamaImport, owned), ("pushes", HubPush, owned), ("base models", BaseModel, "TRUE")]
+    tables = [
+        ("user", User, "x.id = %(owner)s"),
+        ("api tokens", ApiToken, "x.user_id = %(owner)s"),
+        ("datasets", Dataset, owned),
+        (
+            "dataset files",
+            DatasetFile,
+            f"x.dataset_id IN (SELECT id FROM {q(Dataset._meta.db_table)} WHERE owner_id = %(owner)s)",
+        ),
+        ("jobs", TrainingJob, owned),
+        ("models", FineTunedModel, owned),
+        ("exports", ModelExport, owned),
+        ("ollama imports", OllamaImport, owned),
+        ("pushes", HubPush, owned),
+        ("base models", BaseModel, "TRUE"),
+    ]
     return " UNION ALL ".join(
         f"SELECT '{name}', (SELECT count(*) FROM {q(m._meta.db_table)}), (SELECT md5(coalesce(string_agg("
         f"x::text, '|' ORDER BY x.id), '')) FROM {q(m._meta.db_table)} x WHERE {where})"
-        for name, m, where in tables)
+        for name, m, where in tables
+    )
 
 
 def snapshot(sql: str, owner_id: int) -> dict[str, tuple[int, str]]:
@@ -477,16 +679,27 @@ class Matrix:
         self.calls: dict[str, int] = {}  # by identity
         self.sql = snapshot_sql()
         self.cookie_name = settings.SESSION_COOKIE_NAME
-        headers = {"anon": {}, "other": {}, "owner": {}, "other_token": {"authorization": f"Token {w.other_key}"},
-                   "owner_token": {"authorization": f"Token {w.owner_key}"},
-                   "bearer_other_job": {"authorization": f"Bearer {callback_token(w.other_job)}"},
-                   "bearer_owner_job": {"authorization": f"Bearer {callback_token(w.job)}"},
-                   "bearer_forged": {"authorization": "Bearer eyJqb2IiOjF9:forged:signature"}}
+        headers = {
+            "anon": {},
+            "other": {},
+            "owner": {},
+            "other_token": {"authorization": f"Token {w.other_key}"},
+            "owner_token": {"authorization": f"Token {w.owner_key}"},
+            "bearer_other_job": {"authorization": f"Bearer {callback_token(w.other_job)}"},
+            "bearer_owner_job": {"authorization": f"Bearer {callback_token(w.job)}"},
+            "bearer_forged": {"authorization": "Bearer eyJqb2IiOjF9:forged:signature"},
+        }
         self.clients = {who: Client(raise_request_exception=False, headers=h) for who, h in headers.items()}
         self.users = {"other": w.other, "owner": w.owner}
 
-    def send(self, who: str, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
-             ) -> tuple[Reply, bool, str]:
+    def send(
+        self,
+        who: str,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+    ) -> tuple[Reply, bool, str]:
         """One call, rolled back; (reply, whether the owner's rows are unchanged, what changed)."""
         client = self.clients[who]
         if who in self.SESSION:  # a logout (or a password change) ended the session: sign in again
@@ -502,8 +715,9 @@ class Matrix:
             if method in ("get", "head", "options"):
                 r = getattr(client, method)(url)
             else:
-                r = getattr(client, method)(url, data=json.dumps(body) if body is not None else "",
-                                            content_type="application/json")
+                r = getattr(client, method)(
+                    url, data=json.dumps(body) if body is not None else "", content_type="application/json"
+                )
             # (the test client closes the response, streamed or not, with the connection-closing signal muted)
             content = b"".join(r.streaming_content) if r.streaming else r.content
             if before is not None:
@@ -513,8 +727,11 @@ class Matrix:
                     after = {"database error after the call": (0, str(exc))}
                 changed = ", ".join(f"the owner's {k}" for k, v in after.items() if before.get(k, v)[1] != v[1])
                 if r.status_code >= 300:  # a refused call creates nothing at all
-                    changed += "".join(f" {k}: {before.get(k, v)[0]} -> {v[0]} rows" for k, v in after.items()
-                                       if before.get(k, v)[0] != v[0])
+                    changed += "".join(
+                        f" {k}: {before.get(k, v)[0]} -> {v[0]} rows"
+                        for k, v in after.items()
+                        if before.get(k, v)[0] != v[0]
+                    )
                 unchanged = not changed
             transaction.set_rollback(True)
         return Reply(r.status_code, content, r.get("Location", "")), unchanged, changed
@@ -610,12 +827,19 @@ def run_route(m: Matrix, route: str, entry: Entry, callback: Any) -> int:
                 missing, _, _ = m.send(who, method, url_of(route, entry, w, {entry.kind: MISSING}), query, body)
                 mine = reply.body.replace(str(w.ids()[entry.kind]).encode(), str(MISSING).encode())
                 if missing.status != reply.status or missing.body not in (reply.body, mine):
-                    m.fail(f"{where}: {reply.status} {reply.body[:120]!r} but a missing id gives {missing.status} "
-                           f"{missing.body[:120]!r}: the answer tells the object exists")
+                    m.fail(
+                        f"{where}: {reply.status} {reply.body[:120]!r} but a missing id gives {missing.status} "
+                        f"{missing.body[:120]!r}: the answer tells the object exists"
+                    )
     for probe in entry.probes:
         path = _fill(probe.path, w)
-        reply, unchanged, changed = m.send(probe.who, probe.method, path, probe.query(w) if probe.query else None,
-                                           probe.body(w) if probe.body else None)
+        reply, unchanged, changed = m.send(
+            probe.who,
+            probe.method,
+            path,
+            probe.query(w) if probe.query else None,
+            probe.body(w) if probe.body else None,
+        )
         where = f"{probe.method.upper()} {path} as {probe.who} ({probe.why})"
         if reply.status not in probe.expect:
             m.fail(f"{where}: {reply.status}, expected {probe.expect}: {reply.body[:200]!r}")
@@ -671,8 +895,10 @@ def test_idor_matrix_http(idor_settings: Any) -> None:
     for route, callback in served.items():
         if route in ROUTES:
             n_methods += run_route(m, route, ROUTES[route], callback)
-    size = (f"IDOR matrix (HTTP): {len(served)} routes ({sum(r.startswith('api/') for r in served)} under api/), "
-            f"{n_methods} route x method pairs, {sum(m.calls.values())} calls {m.calls}")
+    size = (
+        f"IDOR matrix (HTTP): {len(served)} routes ({sum(r.startswith('api/') for r in served)} under api/), "
+        f"{n_methods} route x method pairs, {sum(m.calls.values())} calls {m.calls}"
+    )
     if m.notes:
         size += f"; server errors that are not isolation failures (owner's calls, routes without user data): {m.notes}"
     print(size)
@@ -698,15 +924,18 @@ def test_idor_matrix_websockets(idor_settings: Any) -> None:
 
     owner, other = UserFactory(username="ws_owner_s3cr3t"), UserFactory(username="ws_prober")
     base = BaseModelFactory()
-    job = TrainingJobFactory(owner=owner, name="ws-owner-secret-job", dataset=DatasetFactory(owner=owner, rows=False),
-                             base_model=base)
+    job = TrainingJobFactory(
+        owner=owner, name="ws-owner-secret-job", dataset=DatasetFactory(owner=owner, rows=False), base_model=base
+    )
     model = FineTunedModelFactory(owner=owner, name="ws-owner-secret-model", base_model=base, job=job)
     ids = {"job": job.pk, "model": model.pk, "base": base.pk, "missing": MISSING}
 
     def cookie(user: Any) -> bytes:
         client = Client()
         client.force_login(user)
-        return f"{idor_settings.SESSION_COOKIE_NAME}={client.cookies[idor_settings.SESSION_COOKIE_NAME].value}".encode()
+        return (
+            f"{idor_settings.SESSION_COOKIE_NAME}={client.cookies[idor_settings.SESSION_COOKIE_NAME].value}".encode()
+        )
 
     cookies = {"owner": cookie(owner), "other": cookie(other), "anon": None}
 
@@ -735,8 +964,10 @@ def test_idor_matrix_websockets(idor_settings: Any) -> None:
     for _route, probe, (connected, code, first), same in results:
         where = f"{probe.path.format(**ids)} as {probe.who} ({probe.why})"
         if connected != probe.accepted:
-            failures.append(f"{where}: {'accepted' if connected else f'refused ({code})'}, expected "
-                            f"{'accepted' if probe.accepted else 'refused'}")
+            failures.append(
+                f"{where}: {'accepted' if connected else f'refused ({code})'}, expected "
+                f"{'accepted' if probe.accepted else 'refused'}"
+            )
         if not connected and code is not None and not 4000 <= code < 5000:
             failures.append(f"{where}: closed with {code}, not a 4xxx code")
         if same is not None and (same[0], same[1]) != (connected, code):

@@ -13,13 +13,25 @@ def test_no_import_points_up_the_layers():
 
 
 def test_the_engine_imports_no_django():
-    offenders = [f"{name}:{line} imports {m}" for name, path in project_modules() if name.startswith(ENGINE + ".")
-                 for m, line, _ in project_imports(path) if m.split(".")[0] in ("django", "rest_framework", "channels")]
+    offenders = [
+        f"{name}:{line} imports {m}"
+        for name, path in project_modules()
+        if name.startswith(ENGINE + ".")
+        for m, line, _ in project_imports(path)
+        if m.split(".")[0] in ("django", "rest_framework", "channels")
+    ]
     assert offenders == []
 
 
-@pytest.mark.parametrize(("module", "layer"), [("training.engine.run", ENGINE), ("finetune.exceptions", "infrastructure"),
-                                               ("finetune.urls", "wiring"), ("dashboard.admin", "dashboard")])
+@pytest.mark.parametrize(
+    ("module", "layer"),
+    [
+        ("training.engine.run", ENGINE),
+        ("finetune.exceptions", "infrastructure"),
+        ("finetune.urls", "wiring"),
+        ("dashboard.admin", "dashboard"),
+    ],
+)
 def test_layer_of(module, layer):
     assert layer_of(module) == layer
 

@@ -22,9 +22,15 @@ echo "$DEBUG|$SECRET_KEY|$FINETUNE_ENCRYPTION_KEYS"
 def load(file: Path, **env: str) -> tuple[str, str]:
     """SECRET_KEY and FINETUNE_ENCRYPTION_KEYS after `make run`'s loading step (scripts/load_secrets.sh)."""
     base = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "FINETUNE_ENCRYPTION_KEYS", "DEBUG")}
-    out = subprocess.run(["bash", "-c", SOURCE], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-                         env={**base, "PY": sys.executable, "ROOT": str(ROOT), "FINETUNE_SECRETS_FILE": str(file),
-                              **env})
+    out = subprocess.run(
+        ["bash", "-c", SOURCE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**base, "PY": sys.executable, "ROOT": str(ROOT), "FINETUNE_SECRETS_FILE": str(file), **env},
+    )
     debug, secret, keys = out.stdout.strip().split("|")
     assert debug == "0"  # production settings unless DEBUG=1
     return secret, keys
@@ -41,4 +47,7 @@ def test_secrets_are_generated_once_private_and_reused(tmp_path):
 def test_the_environment_wins_over_the_file(tmp_path):
     file = tmp_path / "secrets.env"
     generated = load(file)
-    assert load(file, SECRET_KEY="set-by-the-operator-" + "x" * 40) == ("set-by-the-operator-" + "x" * 40, generated[1])
+    assert load(file, SECRET_KEY="set-by-the-operator-" + "x" * 40) == (
+        "set-by-the-operator-" + "x" * 40,
+        generated[1],
+    )

@@ -22,8 +22,13 @@ def _client(user: Any) -> APIClient:
 
 
 def _server_roots() -> list[str]:
-    return [str(settings.BASE_DIR), str(settings.MEDIA_ROOT), str(settings.ARTIFACT_CACHE_DIR),
-            str(settings.TRAINING_RUNS_DIR), "/tmp/"]
+    return [
+        str(settings.BASE_DIR),
+        str(settings.MEDIA_ROOT),
+        str(settings.ARTIFACT_CACHE_DIR),
+        str(settings.TRAINING_RUNS_DIR),
+        "/tmp/",
+    ]
 
 
 def assert_no_server_path(text: str) -> None:
@@ -34,10 +39,14 @@ def assert_no_server_path(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "shown"),
     [
-        (f"No such file or directory: '{settings.MEDIA_ROOT}/datasets/7/train.jsonl'",
-         "No such file or directory: '…/train.jsonl'"),
-        (f"Cannot read {settings.TRAINING_RUNS_DIR}/job-3-a1/checkpoint-5/model.safetensors.",
-         "Cannot read …/model.safetensors."),
+        (
+            f"No such file or directory: '{settings.MEDIA_ROOT}/datasets/7/train.jsonl'",
+            "No such file or directory: '…/train.jsonl'",
+        ),
+        (
+            f"Cannot read {settings.TRAINING_RUNS_DIR}/job-3-a1/checkpoint-5/model.safetensors.",
+            "Cannot read …/model.safetensors.",
+        ),
         ("llama.cpp failed on /tmp/tmpab12/merged (exit 1)", "llama.cpp failed on …/merged (exit 1)"),
         ("see https://huggingface.co/api/models/x and POST /api/training/jobs/", None),
         ("a /variable named /usr2 and ~/notes", None),
@@ -48,8 +57,12 @@ def test_server_paths_become_their_last_part_and_urls_stay(text, shown):
 
 
 def test_only_the_platforms_messages_are_rewritten_never_user_data():
-    data = {"detail": "Cannot open /var/lib/x/file.bin", "rows": [{"instruction": "cd /var/log && ls"}],
-            "errors": {"file": ["bad file /tmp/a/b.jsonl"]}, "text": "/usr/bin/python"}
+    data = {
+        "detail": "Cannot open /var/lib/x/file.bin",
+        "rows": [{"instruction": "cd /var/log && ls"}],
+        "errors": {"file": ["bad file /tmp/a/b.jsonl"]},
+        "text": "/usr/bin/python",
+    }
     shown = hide_in(data)
     assert shown["detail"] == "Cannot open …/file.bin" and shown["errors"]["file"] == ["bad file …/b.jsonl"]
     assert shown["rows"] == data["rows"] and shown["text"] == "/usr/bin/python"

@@ -18,13 +18,33 @@ pytestmark = pytest.mark.django_db
 # Queries per request (authentication is forced, so these are the view's own). A change that adds a per-row query
 # fails the equality check below; one that adds a fixed query fails here, on purpose: say why in the budget.
 BUDGETS: dict[str, int] = {
-    "me": 5, "me_quotas": 5, "tokens": 2, "hf_token": 0,  # me: the user's usage (jobs, storage, monthly minutes)
-    "datasets": 3, "dataset": 2, "dataset_versions": 4, "dataset_report": 2,  # lists: count, rows, files
-    "base_models": 3, "base_model": 2,  # the embedded model's catalogue row is made if missing
-    "models": 2, "model": 2, "model_versions": 2, "model_compare": 4,
-    "exports": 3, "export": 1, "pushes": 2, "push": 1, "ollama_imports": 3, "ollama_import": 1,
-    "jobs": 2, "job": 1, "job_metrics": 2, "job_logs": 2, "presets": 0,
-    "stats": 8, "analytics": 4,  # both cached per user for a few seconds outside tests
+    "me": 5,
+    "me_quotas": 5,
+    "tokens": 2,
+    "hf_token": 0,  # me: the user's usage (jobs, storage, monthly minutes)
+    "datasets": 3,
+    "dataset": 2,
+    "dataset_versions": 4,
+    "dataset_report": 2,  # lists: count, rows, files
+    "base_models": 3,
+    "base_model": 2,  # the embedded model's catalogue row is made if missing
+    "models": 2,
+    "model": 2,
+    "model_versions": 2,
+    "model_compare": 4,
+    "exports": 3,
+    "export": 1,
+    "pushes": 2,
+    "push": 1,
+    "ollama_imports": 3,
+    "ollama_import": 1,
+    "jobs": 2,
+    "job": 1,
+    "job_metrics": 2,
+    "job_logs": 2,
+    "presets": 0,
+    "stats": 8,
+    "analytics": 4,  # both cached per user for a few seconds outside tests
 }
 
 
@@ -41,26 +61,60 @@ def _grow(user: Any, n: int, state: dict[str, Any]) -> None:
     lineage = state.setdefault("lineage", uuid.uuid4())
     start = Dataset.objects.filter(lineage=lineage).count()
     for i in range(n):
-        ds = Dataset.objects.create(owner=user, name="data", lineage=lineage, version=start + i + 1, status="ready",
-                                    format="alpaca", report={"verdict": "ok"}, verdict="ok", row_count=10)
+        ds = Dataset.objects.create(
+            owner=user,
+            name="data",
+            lineage=lineage,
+            version=start + i + 1,
+            status="ready",
+            format="alpaca",
+            report={"verdict": "ok"},
+            verdict="ok",
+            row_count=10,
+        )
         DatasetFile.objects.create(dataset=ds, file=f"datasets/{user.pk}/x/{ds.pk}.jsonl", kind="jsonl")
-        DatasetFile.objects.create(dataset=ds, role="validation", file=f"datasets/{user.pk}/x/{ds.pk}v.jsonl",
-                                   kind="jsonl")
+        DatasetFile.objects.create(
+            dataset=ds, role="validation", file=f"datasets/{user.pk}/x/{ds.pk}v.jsonl", kind="jsonl"
+        )
         state.setdefault("dataset", ds)
-        job = TrainingJob.objects.create(owner=user, name=f"job {i}", base_model=base, dataset=ds, method="sft",
-                                         weights="lora", status="succeeded", metric_seq=n, log_seq=n,
-                                         result={"metrics": {"train_loss_last": 1.0}}, finished=now)
+        job = TrainingJob.objects.create(
+            owner=user,
+            name=f"job {i}",
+            base_model=base,
+            dataset=ds,
+            method="sft",
+            weights="lora",
+            status="succeeded",
+            metric_seq=n,
+            log_seq=n,
+            result={"metrics": {"train_loss_last": 1.0}},
+            finished=now,
+        )
         state.setdefault("job", job)
-        MetricPoint.objects.bulk_create([MetricPoint(job=state["job"], seq=state.get("seq", 0) + k + 1, step=k,
-                                                     loss=1.0, time=now, extra={"mfu": 0.1}) for k in range(n)])
-        LogLine.objects.bulk_create([LogLine(job=state["job"], seq=state.get("seq", 0) + k + 1, line="x", time=now)
-                                     for k in range(n)])
+        MetricPoint.objects.bulk_create(
+            [
+                MetricPoint(
+                    job=state["job"], seq=state.get("seq", 0) + k + 1, step=k, loss=1.0, time=now, extra={"mfu": 0.1}
+                )
+                for k in range(n)
+            ]
+        )
+        LogLine.objects.bulk_create(
+            [LogLine(job=state["job"], seq=state.get("seq", 0) + k + 1, line="x", time=now) for k in range(n)]
+        )
         state["seq"] = state.get("seq", 0) + n
         TrainingJob.objects.filter(pk=state["job"].pk).update(metric_seq=state["seq"], log_seq=state["seq"])
         version = FineTunedModel.objects.filter(owner=user, name="m").count() + 1
-        model = FineTunedModel.objects.create(owner=user, name="m", version=version, base_model=base, job=job,
-                                              method="sft", weights="lora",
-                                              metrics={"eval_loss_after": 1.0})
+        model = FineTunedModel.objects.create(
+            owner=user,
+            name="m",
+            version=version,
+            base_model=base,
+            job=job,
+            method="sft",
+            weights="lora",
+            metrics={"eval_loss_after": 1.0},
+        )
         state.setdefault("model", model)
         state["other_model"] = model
         for target in (state["model"], model):
@@ -122,8 +176,9 @@ def test_every_list_and_detail_endpoint_has_a_bounded_query_count(auth_client: A
         if n_large != n_small:
             problems.append(f"{name}: {n_small} queries with little data, {n_large} with more (a per-row query)")
         elif n_large > BUDGETS[name]:
-            problems.append(f"{name}: {n_large} queries, budget {BUDGETS[name]}: "
-                            + " | ".join(q["sql"][:80] for q in queries))
+            problems.append(
+                f"{name}: {n_large} queries, budget {BUDGETS[name]}: " + " | ".join(q["sql"][:80] for q in queries)
+            )
     assert not problems, "\n".join(problems) + f"\nall: { {k: v[0] for k, v in large.items()} }"
 
 

@@ -56,16 +56,16 @@ RULES_OUTSIDE_THE_SCHEMA = {
     "PATCH /api/auth/me/": "a webhook URL must be a full http(s) URL (Django's URLValidator)",
     "PATCH /api/datasets/{id}/": "`format` must be a known format and `column_mapping` map that format's fields",
     "POST /api/datasets/{id}/validate/": "`format` and `column_mapping` as above; `base_model` a catalogue id the "
-                                         "user may use",
+    "user may use",
     "POST /api/datasets/": "the files must hold a readable dataset of their claimed type",
     "POST /api/datasets/{id}/preprocess/": "each step must be a known step with its own parameters",
     "POST /api/models/{id}/export/": "a quantization only for GGUF; an adapter export only for a LoRA model",
     "POST /api/models/{id}/ollama-import/": "Ollama's name rules, within the user's own namespace",
     "POST /api/models/{id}/generate/": "conversation rules: the last message the user's, a system message first, "
-                                       "no blank message",
+    "no blank message",
     "POST /api/models/base/{id}/generate/": "the same conversation rules",
     "POST /api/training/estimate/": "the dataset and base model must be ones the user may train on; the "
-                                    "hyperparameters pass the engine's checks; a Modal GPU for the Modal backend",
+    "hyperparameters pass the engine's checks; a Modal GPU for the Modal backend",
     "POST /api/training/jobs/": "the same as the estimate",
     "POST /api/training/jobs/{id}/continue/": "the job's dataset must be ready and its settings still valid",
 }
@@ -122,8 +122,24 @@ def test_every_operation_conforms_to_the_schema(test_db_name, fake_hub_server, t
     # SCHEMATHESIS_STRICT=1: without RULES_OUTSIDE_THE_SCHEMA, to see what they cover.
     config.write_text(CONFIG + ("" if os.environ.get("SCHEMATHESIS_STRICT") else ALLOWANCES))
     report_path = tmp_path / "report.json"
-    cmd = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(config), "--no-color", "run",
-           f"http://127.0.0.1:{port}/api/schema/", "-H", f"Authorization: Token {key}", "--workers", "1", "--report", "json", "--report-json-path", str(report_path), "--request-timeout", "30"]
+    cmd = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(config),
+        "--no-color",
+        "run",
+        f"http://127.0.0.1:{port}/api/schema/",
+        "-H",
+        f"Authorization: Token {key}",
+        "--workers",
+        "1",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report_path),
+        "--request-timeout",
+        "30",
+    ]
     started = time.monotonic()
     try:
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
@@ -136,7 +152,9 @@ def test_every_operation_conforms_to_the_schema(test_db_name, fake_hub_server, t
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     lines, kinds = _summary(report)
     operations, cases = report.get("operations", {}), report.get("test_cases", {})
-    print(f"\nschemathesis: {operations.get('tested')}/{operations.get('total')} operations, "
-          f"{cases.get('generated')} cases, {elapsed:.0f} s, failures {dict(kinds) or 0}")
+    print(
+        f"\nschemathesis: {operations.get('tested')}/{operations.get('total')} operations, "
+        f"{cases.get('generated')} cases, {elapsed:.0f} s, failures {dict(kinds) or 0}"
+    )
     assert run.returncode == 0 and not lines, "\n".join([run.stdout[-20000:], run.stderr[-3000:], *lines])
     assert operations["tested"] == operations["total"] >= 60, operations  # every operation of the schema

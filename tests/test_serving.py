@@ -42,11 +42,16 @@ def _jobs(user: Any, n: int, points: int = 0) -> list[int]:
 
     base = BaseModel.objects.ensure_embedded()
     ds = Dataset.objects.create(owner=user, name="d", status="ready", format="alpaca")
-    jobs = TrainingJob.objects.bulk_create([TrainingJob(owner=user, name=f"j{i}", base_model=base, dataset=ds,
-                                                        method="sft", weights="lora") for i in range(n)])
+    jobs = TrainingJob.objects.bulk_create(
+        [
+            TrainingJob(owner=user, name=f"j{i}", base_model=base, dataset=ds, method="sft", weights="lora")
+            for i in range(n)
+        ]
+    )
     now = datetime.now(UTC)
-    MetricPoint.objects.bulk_create([MetricPoint(job=jobs[0], seq=k + 1, step=k, loss=1.0, time=now)
-                                     for k in range(points)])
+    MetricPoint.objects.bulk_create(
+        [MetricPoint(job=jobs[0], seq=k + 1, step=k, loss=1.0, time=now) for k in range(points)]
+    )
     return [j.pk for j in jobs]
 
 
@@ -84,8 +89,13 @@ def test_an_exhausted_pool_answers_503_json_and_the_tier_recovers(test_db_name: 
     _jobs(user, 3)
     app_name = f"ft-pooltest-{uuid.uuid4().hex[:8]}"
     workers, pool = 2, 2
-    env = server_env(test_db_name, DB_POOL_MAX_SIZE=str(pool), DB_POOL_TIMEOUT_S="1", DB_APPLICATION_NAME=app_name,
-                     WEB_QUEUE_TIMEOUT_S="30")
+    env = server_env(
+        test_db_name,
+        DB_POOL_MAX_SIZE=str(pool),
+        DB_POOL_TIMEOUT_S="1",
+        DB_APPLICATION_NAME=app_name,
+        WEB_QUEUE_TIMEOUT_S="30",
+    )
     proc, port = start_daphne(env, tmp_path / "web.log", workers=workers, extra_args=("--threads", "8"))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -129,7 +139,8 @@ def test_twenty_users_for_fifteen_seconds_get_no_server_error(daphne_url: str) -
 
 
 def test_a_request_that_waits_too_long_for_a_thread_gets_503_and_a_dead_worker_is_replaced(
-        test_db_name: str, tmp_path: Any) -> None:
+    test_db_name: str, tmp_path: Any
+) -> None:
     import os
     import signal
 

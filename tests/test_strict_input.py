@@ -18,18 +18,29 @@ def _refused(response, needle: str = "") -> dict:  # type: ignore[no-untyped-def
     return body
 
 
-@pytest.mark.parametrize("path", ["/api/models/?search=a%00b", "/api/datasets/?page=1&x%00=1",
-                                  "/api/training/jobs/?status=%00"])
+@pytest.mark.parametrize(
+    "path", ["/api/models/?search=a%00b", "/api/datasets/?page=1&x%00=1", "/api/training/jobs/?status=%00"]
+)
 def test_a_nul_character_in_the_query_string_is_refused(auth_client, path):
     _refused(auth_client.get(path), "NUL")
 
 
 def test_a_nul_character_anywhere_in_a_json_field_is_refused(auth_client, user):
     dataset = DatasetFactory(owner=user, rows=False)
-    _refused(auth_client.patch(f"/api/datasets/{dataset.pk}/", {"column_mapping": {"instruction": "q\u0000"}},
-                               format="json"), "NUL")
-    _refused(auth_client.post("/api/training/estimate/", {"dataset": dataset.pk, "base_model": 1,
-                                                          "hyperparameters": {"lr\u0000": 1}}, format="json"), "NUL")
+    _refused(
+        auth_client.patch(
+            f"/api/datasets/{dataset.pk}/", {"column_mapping": {"instruction": "q\u0000"}}, format="json"
+        ),
+        "NUL",
+    )
+    _refused(
+        auth_client.post(
+            "/api/training/estimate/",
+            {"dataset": dataset.pk, "base_model": 1, "hyperparameters": {"lr\u0000": 1}},
+            format="json",
+        ),
+        "NUL",
+    )
     _refused(auth_client.patch("/api/auth/me/", {"display_name": "a\u0000b"}, format="json"))
 
 
@@ -43,8 +54,18 @@ def test_json_values_of_the_wrong_type_are_refused_not_coerced(auth_client, user
     assert model.notes == "" and model.tag == ""
 
 
-@pytest.mark.parametrize("query", ["page_size=abc", "page_size=0", "page_size=201", "page_size=", "latest=maybe",
-                                   "base_model=-1", "base_model=99999999999999999999"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page_size=abc",
+        "page_size=0",
+        "page_size=201",
+        "page_size=",
+        "latest=maybe",
+        "base_model=-1",
+        "base_model=99999999999999999999",
+    ],
+)
 def test_malformed_paging_and_filter_parameters_are_refused(auth_client, query):
     _refused(auth_client.get(f"/api/models/?{query}"))
 

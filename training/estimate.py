@@ -40,25 +40,42 @@ def _steps_and_tokens(rows: int, per_row: float, hyper: dict[str, Any]) -> tuple
     return steps, int(samples * per_row)
 
 
-def _memory(shape: memory.ModelShape, *, method: str, hyper: dict[str, Any],
-            device_type: str) -> dict[str, memory.MemoryEstimate]:
+def _memory(
+    shape: memory.ModelShape, *, method: str, hyper: dict[str, Any], device_type: str
+) -> dict[str, memory.MemoryEstimate]:
     """The memory model's step estimate for full / LoRA / QLoRA on a device type."""
     precision = memory.default_precision(device_type, str(hyper.get("precision") or "auto"))
-    return memory.estimates_by_weights(shape, method=method, batch_size=int(hyper["per_device_train_batch_size"]),
-                                       max_length=int(hyper["max_length"]), precision=precision,
-                                       device_type=device_type)
+    return memory.estimates_by_weights(
+        shape,
+        method=method,
+        batch_size=int(hyper["per_device_train_batch_size"]),
+        max_length=int(hyper["max_length"]),
+        precision=precision,
+        device_type=device_type,
+    )
 
 
-def _modal(shape: memory.ModelShape, *, method: str, weights: str, hyper: dict[str, Any], tokens: int,
-           scale: float, pref: float) -> dict[str, dict[str, Any]]:
+def _modal(
+    shape: memory.ModelShape,
+    *,
+    method: str,
+    weights: str,
+    hyper: dict[str, Any],
+    tokens: int,
+    scale: float,
+    pref: float,
+) -> dict[str, dict[str, Any]]:
     """Duration, cost and fit on each Modal GPU."""
     on_gpu = _memory(shape, method=method, hyper=hyper, device_type="cuda")[weights]
     modal = {}
     for gpu in pricing.modal_gpus():
         tps = GPU_TOKENS_PER_S_135M_A10G[weights] * settings.MODAL_GPU_SPEED[gpu] * scale / pref
         secs = tokens / max(tps, 1e-9) + MODAL_START_S
-        modal[gpu] = {"duration_s": round(secs), "cost_usd": round(pricing.modal_cost_usd(gpu, secs), 4),
-                      "fits": on_gpu.fits(settings.MODAL_GPU_MEMORY_GB[gpu] * 1024)}
+        modal[gpu] = {
+            "duration_s": round(secs),
+            "cost_usd": round(pricing.modal_cost_usd(gpu, secs), 4),
+            "fits": on_gpu.fits(settings.MODAL_GPU_MEMORY_GB[gpu] * 1024),
+        }
     return modal
 
 
@@ -66,17 +83,28 @@ def _fit_notes(step: memory.MemoryEstimate, *, weights: str, available_gb: float
     """What the user should know about memory on the local device."""
     every = step.checkpointing_for(available_gb * 1024 - memory.RUNTIME_MB)
     if every is None:
-        return [f"Will not fit: about {step.device_gb(1)} GB needed for {weights} even with gradient checkpointing, "
-                f"this machine has {available_gb:.0f} GB. Try qlora, a smaller max_length or batch size, or a Modal "
-                "GPU."]
+        return [
+            f"Will not fit: about {step.device_gb(1)} GB needed for {weights} even with gradient checkpointing, "
+            f"this machine has {available_gb:.0f} GB. Try qlora, a smaller max_length or batch size, or a Modal "
+            "GPU."
+        ]
     if every:
-        return [f"Fits with gradient checkpointing ({memory.checkpointing_label(every)}, about "
-                f"{step.device_gb(every)} GB); training is slower."]
+        return [
+            f"Fits with gradient checkpointing ({memory.checkpointing_label(every)}, about "
+            f"{step.device_gb(every)} GB); training is slower."
+        ]
     return []
 
 
-def estimate(*, dataset: Dataset, base_model: BaseModel, method: str, weights: str, hyper: dict[str, Any],
-             backend: str = "local") -> dict[str, Any]:
+def estimate(
+    *,
+    dataset: Dataset,
+    base_model: BaseModel,
+    method: str,
+    weights: str,
+    hyper: dict[str, Any],
+    backend: str = "local",
+) -> dict[str, Any]:
     """The numbers the wizard shows before launch."""
     report = dataset.report or {}
     rows = int(report.get("rows_valid") or dataset.row_count or 0)
@@ -104,11 +132,16 @@ def estimate(*, dataset: Dataset, base_model: BaseModel, method: str, weights: s
     duration = tokens / max(cpu_tps, 1e-9) + overhead_s if backend == "local" else None
     notes = _fit_notes(steps_memory[weights], weights=weights, available_gb=local_gb) if backend == "local" else []
     return {
-        "rows": rows, "steps": steps, "tokens": tokens, "mean_tokens_per_row": round(per_row, 1),
+        "rows": rows,
+        "steps": steps,
+        "tokens": tokens,
+        "mean_tokens_per_row": round(per_row, 1),
         "duration_s": round(duration) if duration is not None else modal.get("A10G", {}).get("duration_s"),
-        "peak_memory_gb_by_method": by_weights, "peak_memory_gb": by_weights[weights],
+        "peak_memory_gb_by_method": by_weights,
+        "peak_memory_gb": by_weights[weights],
         "fits": fits_local if backend == "local" else all(v["fits"] for v in modal.values()),
         "memory_available_gb": round(local_gb, 1),
         "modal_cost_usd_by_gpu": {g: v["cost_usd"] for g, v in modal.items()},
-        "modal": modal, "notes": notes,
+        "modal": modal,
+        "notes": notes,
     }

@@ -34,8 +34,9 @@ class TrainingJob(models.Model):
     hyperparameters = models.JSONField(default=dict)  # validated by the engine's HyperParams
     backend = models.CharField(max_length=8, choices=Backend.choices, default=Backend.LOCAL)
     modal_gpu = models.CharField(max_length=16, blank=True, default="")
-    init_from_job = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
-                                      related_name="continuations")
+    init_from_job = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="continuations"
+    )
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     phase = models.CharField(max_length=32, blank=True, default="")  # engine status (loading_model, training...)

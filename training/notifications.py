@@ -53,8 +53,11 @@ def verify(secret: str, body: bytes, signature: str) -> bool:
 
 
 def _load(job_id: int) -> TrainingJob | None:
-    job = TrainingJob.objects.select_related("owner", "base_model", "dataset", "produced_model").filter(
-        pk=job_id).first()
+    job = (
+        TrainingJob.objects.select_related("owner", "base_model", "dataset", "produced_model")
+        .filter(pk=job_id)
+        .first()
+    )
     if job is None or job.status not in (TrainingJob.Status.SUCCEEDED, TrainingJob.Status.FAILED):
         return None
     return job
@@ -67,13 +70,23 @@ def payload(job: TrainingJob) -> dict[str, Any]:
     return {
         "event": f"job.{job.status}",
         "job": {
-            "id": job.pk, "name": job.name, "status": job.status, "method": job.method, "weights": job.weights,
-            "backend": job.backend, "base_model": job.base_model.name, "dataset": job.dataset.name,
-            "created": job.created.isoformat(), "started": job.started.isoformat() if job.started else None,
-            "finished": job.finished.isoformat() if job.finished else None, "error": job.error,
-            "error_kind": job.error_kind, "final_step": result.get("final_step", job.current_step),
+            "id": job.pk,
+            "name": job.name,
+            "status": job.status,
+            "method": job.method,
+            "weights": job.weights,
+            "backend": job.backend,
+            "base_model": job.base_model.name,
+            "dataset": job.dataset.name,
+            "created": job.created.isoformat(),
+            "started": job.started.isoformat() if job.started else None,
+            "finished": job.finished.isoformat() if job.finished else None,
+            "error": job.error,
+            "error_kind": job.error_kind,
+            "final_step": result.get("final_step", job.current_step),
             "total_steps": result.get("total_steps", job.total_steps),
-            "compute_seconds": job.compute_seconds, "cost_usd": job.cost_usd,
+            "compute_seconds": job.compute_seconds,
+            "cost_usd": job.cost_usd,
         },
         "metrics": result.get("metrics") or {},
         "model": {"id": model.pk, "name": model.name, "version": model.version} if model is not None else None,
@@ -99,17 +112,24 @@ def email_text(job: TrainingJob) -> tuple[str, str]:
     lines = [f"Your training job '{job.name}' (#{job.pk}) {verb}.", ""]
     if job.status == TrainingJob.Status.FAILED:
         lines += [f"Error: {job.error or 'unknown'}", ""]
-    lines += [f"Base model: {job.base_model.name}", f"Dataset: {job.dataset.name}",
-              f"Method: {job.method} ({job.weights}), backend {job.backend}",
-              f"Steps: {data['job']['final_step']} of {data['job']['total_steps']}",
-              f"Compute: {job.compute_seconds / 60:.1f} min" + (f", ${job.cost_usd:.2f}" if job.cost_usd else "")]
+    lines += [
+        f"Base model: {job.base_model.name}",
+        f"Dataset: {job.dataset.name}",
+        f"Method: {job.method} ({job.weights}), backend {job.backend}",
+        f"Steps: {data['job']['final_step']} of {data['job']['total_steps']}",
+        f"Compute: {job.compute_seconds / 60:.1f} min" + (f", ${job.cost_usd:.2f}" if job.cost_usd else ""),
+    ]
     if data["model"]:
         lines.append(f"Model: {data['model']['name']} v{data['model']['version']}")
     metrics = {k: v for k, v in data["metrics"].items() if v is not None and not isinstance(v, (dict, list))}
     if metrics:
         lines += ["", "Final metrics:"] + [f"  {k}: {_fmt(v)}" for k, v in sorted(metrics.items())]
-    lines += ["", f"Open the job: {data['url']}", "",
-              "You get this email because notifications are on in your profile; turn them off there."]
+    lines += [
+        "",
+        f"Open the job: {data['url']}",
+        "",
+        "You get this email because notifications are on in your profile; turn them off there.",
+    ]
     return subject, "\n".join(lines)
 
 
@@ -147,20 +167,33 @@ def deliver_webhook(job_id: int) -> bool:
         record_webhook_failure(job_id, f"not sent: {refusal}", 0)
         return False
     body = json.dumps(payload(job), default=str).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "finetune-webhook/1",
-               "X-Finetune-Event": f"job.{job.status}", "X-Finetune-Delivery": uuid.uuid4().hex}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "finetune-webhook/1",
+        "X-Finetune-Event": f"job.{job.status}",
+        "X-Finetune-Delivery": uuid.uuid4().hex,
+    }
     if job.owner.webhook_secret_encrypted:
         headers[SIGNATURE_HEADER] = sign(crypto.decrypt(job.owner.webhook_secret_encrypted), body)
     try:
-        response = requests.post(job.owner.webhook_url, data=body, headers=headers,
-                                 timeout=settings.NOTIFY_WEBHOOK_TIMEOUT_S, allow_redirects=False)
+        response = requests.post(
+            job.owner.webhook_url,
+            data=body,
+            headers=headers,
+            timeout=settings.NOTIFY_WEBHOOK_TIMEOUT_S,
+            allow_redirects=False,
+        )
     except requests.RequestException as exc:
         raise WebhookFailed(f"{type(exc).__name__}: {exc}") from None
     if not 200 <= response.status_code < 300:
         raise WebhookFailed(f"HTTP {response.status_code}")
     cache.set(key, "delivered", MARKER_TTL_S)
-    logger.info("job %s: webhook delivered to %s (HTTP %s)", job_id, urlsplit(job.owner.webhook_url).netloc,
-                response.status_code)
+    logger.info(
+        "job %s: webhook delivered to %s (HTTP %s)",
+        job_id,
+        urlsplit(job.owner.webhook_url).netloc,
+        response.status_code,
+    )
     return True
 
 
@@ -171,8 +204,9 @@ def record_webhook_failure(job_id: int, reason: str, attempts: int) -> None:
     what = f"failed after {attempts} attempt(s)" if attempts else "refused"
     logger.warning("job %s: webhook to %s %s: %s", job_id, host, what, reason)
     if job is not None:
-        services.record_event(job_id, {"type": "log", "level": "warning",
-                                                "line": f"webhook to {host} {what}: {reason}"})
+        services.record_event(
+            job_id, {"type": "log", "level": "warning", "line": f"webhook to {host} {what}: {reason}"}
+        )
 
 
 TEST_INTERVAL_S = 10  # one test delivery per user this often (it runs in the web request)
@@ -191,21 +225,39 @@ def send_test_webhook(user: Any) -> dict[str, Any]:
     refusal = webhook_target_refusal(user.webhook_url)
     if refusal:
         return {"delivered": False, "status_code": None, "detail": f"Not sent: {refusal}"}
-    body = json.dumps({"event": "test", "message": "A test from finetune: job notifications reach this URL.",
-                       "user": user.username, "sent": timezone.now().isoformat()}).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "finetune-webhook/1", "X-Finetune-Event": "test",
-               "X-Finetune-Delivery": uuid.uuid4().hex}
+    body = json.dumps(
+        {
+            "event": "test",
+            "message": "A test from finetune: job notifications reach this URL.",
+            "user": user.username,
+            "sent": timezone.now().isoformat(),
+        }
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "finetune-webhook/1",
+        "X-Finetune-Event": "test",
+        "X-Finetune-Delivery": uuid.uuid4().hex,
+    }
     if user.webhook_secret_encrypted:
         headers[SIGNATURE_HEADER] = sign(crypto.decrypt(user.webhook_secret_encrypted), body)
     try:
-        response = requests.post(user.webhook_url, data=body, headers=headers, allow_redirects=False,
-                                 timeout=min(float(settings.NOTIFY_WEBHOOK_TIMEOUT_S), 10.0))
+        response = requests.post(
+            user.webhook_url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=min(float(settings.NOTIFY_WEBHOOK_TIMEOUT_S), 10.0),
+        )
     except requests.Timeout:
         return {"delivered": False, "status_code": None, "detail": f"{host} did not answer in time."}
     except requests.RequestException as exc:
         return {"delivered": False, "status_code": None, "detail": f"Could not reach {host} ({type(exc).__name__})."}
     ok = 200 <= response.status_code < 300
     signed = " (signed)" if SIGNATURE_HEADER in headers else ""
-    detail = (f"Delivered{signed}: {host} answered HTTP {response.status_code}." if ok
-              else f"{host} answered HTTP {response.status_code}; job notifications would be retried, then dropped.")
+    detail = (
+        f"Delivered{signed}: {host} answered HTTP {response.status_code}."
+        if ok
+        else f"{host} answered HTTP {response.status_code}; job notifications would be retried, then dropped."
+    )
     return {"delivered": ok, "status_code": response.status_code, "detail": detail}

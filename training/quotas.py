@@ -97,8 +97,14 @@ def usage(user_id: int, now: datetime, known: dict[str, Any]) -> dict[str, Any]:
 def estimated_cost(job: TrainingJob) -> tuple[float, float]:
     """(seconds, USD) the whole job is expected to take, from training.estimate (0, 0 when it cannot tell)."""
     try:
-        est = estimate.estimate(dataset=job.dataset, base_model=job.base_model, method=job.method,
-                                weights=job.weights, hyper=job.hyperparameters, backend=job.backend)
+        est = estimate.estimate(
+            dataset=job.dataset,
+            base_model=job.base_model,
+            method=job.method,
+            weights=job.weights,
+            hyper=job.hyperparameters,
+            backend=job.backend,
+        )
     except Exception as exc:  # an estimate is advisory: never block a job because it failed
         logger.warning("job %s: no estimate for the quota check: %s", job.pk, exc)
         return 0.0, 0.0
@@ -114,8 +120,13 @@ def running_over_quota(job: TrainingJob) -> quotas.QuotaExceeded | None:
     now = timezone.now()
     totals = monthly_totals(job.owner_id, now)
     try:
-        quotas.check_budget(quotas.limits_of(job.owner_id), job.backend, used_seconds=totals.seconds[job.backend],
-                            used_usd=totals.cost_usd, now=now)
+        quotas.check_budget(
+            quotas.limits_of(job.owner_id),
+            job.backend,
+            used_seconds=totals.seconds[job.backend],
+            used_usd=totals.cost_usd,
+            now=now,
+        )
     except quotas.QuotaExceeded as exc:
         return exc
     return None
@@ -128,8 +139,15 @@ def check_can_create_job(user: User, backend: str, *, estimate_s: float = 0.0, e
     now = timezone.now()
     quotas.check_concurrent(limits, active_jobs(user.pk))
     totals = monthly_totals(user.pk, now, reserve=True)
-    quotas.check_budget(limits, backend, used_seconds=totals.seconds.get(backend, 0.0), used_usd=totals.cost_usd,
-                        need_s=estimate_s, need_usd=estimate_usd, now=now)
+    quotas.check_budget(
+        limits,
+        backend,
+        used_seconds=totals.seconds.get(backend, 0.0),
+        used_usd=totals.cost_usd,
+        need_s=estimate_s,
+        need_usd=estimate_usd,
+        now=now,
+    )
 
 
 def check_can_start(job: TrainingJob) -> float:
@@ -145,6 +163,7 @@ def check_can_start(job: TrainingJob) -> float:
     totals = monthly_totals(job.owner_id, now, exclude_job=job.pk, reserve=True)
     used_s = totals.seconds.get(job.backend, 0.0) + float(job.compute_seconds)
     used_usd = totals.cost_usd + (float(job.cost_usd) if job.backend == "modal" else 0.0)
-    quotas.check_budget(limits, job.backend, used_seconds=used_s, used_usd=used_usd, need_s=need_s,
-                        need_usd=need_usd, now=now)
+    quotas.check_budget(
+        limits, job.backend, used_seconds=used_s, used_usd=used_usd, need_s=need_s, need_usd=need_usd, now=now
+    )
     return need_s

@@ -82,8 +82,11 @@ class DjangoReporter:
             stored = workspace.store_checkpoint(self.job_id, path)
         except Exception as exc:  # storage down: training goes on; a resume starts from the previous stored one
             logger.exception("job %s: could not store the checkpoint of step %s", self.job_id, step)
-            retry_on_lost_connection(services.record_event, self.job_id, {
-                "type": "log", "level": "warning", "line": f"checkpoint of step {step} not stored: {_plain(exc)}"})
+            retry_on_lost_connection(
+                services.record_event,
+                self.job_id,
+                {"type": "log", "level": "warning", "line": f"checkpoint of step {step} not stored: {_plain(exc)}"},
+            )
             return
         retry_on_lost_connection(services.record_checkpoint, self.job_id, self.worker_id, step, stored)
 

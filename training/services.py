@@ -63,40 +63,67 @@ def resolve_dataset(owner: User, dataset_id: int, version: int | None) -> Datase
         if ds is None:
             raise ServiceError(f"This dataset has no version {version}.", field="dataset_version")
     if ds.status != Dataset.Status.READY:
-        raise ServiceError(f"Dataset '{ds.name}' v{ds.version} is {ds.status}, not ready: wait for validation or "
-                           "fix its errors.", field="dataset")
+        raise ServiceError(
+            f"Dataset '{ds.name}' v{ds.version} is {ds.status}, not ready: wait for validation or fix its errors.",
+            field="dataset",
+        )
     return ds
 
 
 def _check_method_fits_data(method: str, ds: Dataset) -> None:
     is_pref, is_kto = ds.format in PREFERENCE_FORMATS, ds.format in UNPAIRED_FORMATS
     if method in ("dpo", "orpo") and is_kto:
-        raise ServiceError(f"{method.upper()} needs chosen/rejected pairs; '{ds.name}' is KTO data (single answers "
-                           "labelled desirable or undesirable). Train it with KTO.", field="method")
+        raise ServiceError(
+            f"{method.upper()} needs chosen/rejected pairs; '{ds.name}' is KTO data (single answers "
+            "labelled desirable or undesirable). Train it with KTO.",
+            field="method",
+        )
     if method in ("dpo", "orpo") and not is_pref:
-        raise ServiceError(f"{method.upper()} needs preference data (prompt/chosen/rejected); '{ds.name}' is "
-                           f"{ds.format or 'not preference'} data. Use SFT, or upload preference pairs.", field="method")
+        raise ServiceError(
+            f"{method.upper()} needs preference data (prompt/chosen/rejected); '{ds.name}' is "
+            f"{ds.format or 'not preference'} data. Use SFT, or upload preference pairs.",
+            field="method",
+        )
     if method == "kto" and not is_kto:
-        raise ServiceError(f"KTO needs rows labelled desirable or undesirable (a 'label' column); '{ds.name}' is "
-                           f"{ds.format or 'unlabelled'} data." + (" Train pairs with DPO or ORPO." if is_pref else
-                                                                   " Use SFT for it."), field="method")
+        raise ServiceError(
+            f"KTO needs rows labelled desirable or undesirable (a 'label' column); '{ds.name}' is "
+            f"{ds.format or 'unlabelled'} data."
+            + (" Train pairs with DPO or ORPO." if is_pref else " Use SFT for it."),
+            field="method",
+        )
     if method == "sft" and is_pref:
-        raise ServiceError(f"'{ds.name}' holds preference pairs ({ds.format}); train it with DPO or ORPO.",
-                           field="method")
+        raise ServiceError(
+            f"'{ds.name}' holds preference pairs ({ds.format}); train it with DPO or ORPO.", field="method"
+        )
     if method == "sft" and is_kto:
         labels = ((ds.report or {}).get("statistics") or {}).get("labels") or {}
-        undesirable = f" ({labels['undesirable']} of {labels['desirable'] + labels['undesirable']} rows are " \
-                      "undesirable)" if {"desirable", "undesirable"} <= labels.keys() else ""
-        raise ServiceError(f"'{ds.name}' is KTO data: its 'label' column marks answers desirable or not{undesirable}, "
-                           "and SFT would teach the model the undesirable ones too. Train it with KTO, or make a "
-                           "version with the preprocessing step 'Keep only desirable rows' (keep_desirable) and "
-                           "train SFT on that.", field="method")
+        undesirable = (
+            f" ({labels['undesirable']} of {labels['desirable'] + labels['undesirable']} rows are undesirable)"
+            if {"desirable", "undesirable"} <= labels.keys()
+            else ""
+        )
+        raise ServiceError(
+            f"'{ds.name}' is KTO data: its 'label' column marks answers desirable or not{undesirable}, "
+            "and SFT would teach the model the undesirable ones too. Train it with KTO, or make a "
+            "version with the preprocessing step 'Keep only desirable rows' (keep_desirable) and "
+            "train SFT on that.",
+            field="method",
+        )
 
 
 def create_job(
-    *, owner: User, name: str, base_model_id: int, dataset_id: int, dataset_version: int | None = None,
-    method: str = "sft", weights: str = "lora", hyperparameters: dict[str, Any] | None = None,
-    backend: str = "local", modal_gpu: str = "", init_from_job: TrainingJob | None = None,
+    *,
+    owner: User,
+    name: str,
+    base_model_id: int,
+    dataset_id: int,
+    dataset_version: int | None = None,
+    method: str = "sft",
+    weights: str = "lora",
+    hyperparameters: dict[str, Any] | None = None,
+    backend: str = "local",
+    modal_gpu: str = "",
+    init_from_job: TrainingJob | None = None,
 ) -> TrainingJob:
     """Validate and queue a training job (enqueued once the transaction commits)."""
     if method not in METHODS:
@@ -107,8 +134,7 @@ def create_job(
         raise ServiceError("backend must be 'local' or 'modal'.", field="backend")
     if backend == "modal":
         if modal_gpu not in pricing.modal_gpus():
-            raise ServiceError(f"modal_gpu must be one of {', '.join(pricing.modal_gpus())}.",
-                               field="modal_gpu")
+            raise ServiceError(f"modal_gpu must be one of {', '.join(pricing.modal_gpus())}.", field="modal_gpu")
     base = find_usable_base_model(owner, base_model_id, available=True)  # private/gated: the owner's token reads it
     if base is None:
         raise ServiceError("Base model not found or not downloaded yet.", field="base_model")
@@ -116,19 +142,38 @@ def create_job(
     _check_method_fits_data(method, ds)
     hyper = validate_hyperparameters(hyperparameters or {}, method)
     if base.context_length and hyper["max_length"] > base.context_length:
-        raise ServiceError(f"max_length {hyper['max_length']} is above {base.name}'s context length "
-                           f"{base.context_length}.", field="hyperparameters.max_length")
+        raise ServiceError(
+            f"max_length {hyper['max_length']} is above {base.name}'s context length {base.context_length}.",
+            field="hyperparameters.max_length",
+        )
     # Quotas: the estimate is taken outside the lock; the checks run under the user's row lock.
-    est_s, est_usd = job_quotas.estimated_cost(TrainingJob(
-        owner=owner, base_model=base, dataset=ds, method=method, weights=weights, hyperparameters=hyper,
-        backend=backend, modal_gpu=modal_gpu))
+    est_s, est_usd = job_quotas.estimated_cost(
+        TrainingJob(
+            owner=owner,
+            base_model=base,
+            dataset=ds,
+            method=method,
+            weights=weights,
+            hyperparameters=hyper,
+            backend=backend,
+            modal_gpu=modal_gpu,
+        )
+    )
     with transaction.atomic():
         quotas.lock_user(owner.pk)  # serializes parallel creates: the counts below include every committed job
         job_quotas.check_can_create_job(owner, backend, estimate_s=est_s, estimate_usd=est_usd)
         job = TrainingJob.objects.create(
-            owner=owner, name=(name or f"{base.name} on {ds.name}").strip()[:200], base_model=base, dataset=ds,
-            method=method, weights=weights, hyperparameters=hyper, backend=backend, modal_gpu=modal_gpu,
-            init_from_job=init_from_job, dataset_sha256=(ds.files.first().sha256 if ds.files.exists() else ""),
+            owner=owner,
+            name=(name or f"{base.name} on {ds.name}").strip()[:200],
+            base_model=base,
+            dataset=ds,
+            method=method,
+            weights=weights,
+            hyperparameters=hyper,
+            backend=backend,
+            modal_gpu=modal_gpu,
+            init_from_job=init_from_job,
+            dataset_sha256=(ds.files.first().sha256 if ds.files.exists() else ""),
         )
         enqueue(job)
     logger.info("job %s created by user %s", job.pk, owner.pk)
@@ -150,8 +195,12 @@ def claim_job(job_id: int, worker_id: str) -> bool:
         # Quotas: the owner's row lock first (same order as create_job), so parallel starts of one user's
         # jobs count each other's reservations.
         quotas.lock_user(owner_id)
-        job = TrainingJob.objects.select_for_update(of=("self",)).select_related("dataset", "base_model").filter(
-            pk=job_id).first()
+        job = (
+            TrainingJob.objects.select_for_update(of=("self",))
+            .select_related("dataset", "base_model")
+            .filter(pk=job_id)
+            .first()
+        )
         now = timezone.now()
         lease = now + timedelta(seconds=settings.TRAINING_LEASE_SECONDS)
         if job is None or job.status not in (TrainingJob.Status.QUEUED, TrainingJob.Status.RECOVERING):
@@ -170,9 +219,15 @@ def claim_job(job_id: int, worker_id: str) -> bool:
         job.status = TrainingJob.Status.STARTING
         job.lease_owner, job.lease_expires, job.heartbeat_at = worker_id, lease, now
         job.attempts += 1
-        job.attempt_history = [*job.attempt_history, {"attempt": job.attempts, "worker": worker_id,
-                                                      "started": now.isoformat(),
-                                                      "reserved_s": round(reserved_s, 1)}]
+        job.attempt_history = [
+            *job.attempt_history,
+            {
+                "attempt": job.attempts,
+                "worker": worker_id,
+                "started": now.isoformat(),
+                "reserved_s": round(reserved_s, 1),
+            },
+        ]
         job.started = job.started or now
         job.save()
     events.publish_status(job_id, TrainingJob.Status.STARTING, attempts=job.attempts)
@@ -183,15 +238,20 @@ def renew_lease(job_id: int, worker_id: str) -> bool:
     """Heartbeat: extend the lease; False means the job is no longer ours (it must stop)."""
     now = timezone.now()
     n = TrainingJob.objects.filter(pk=job_id, lease_owner=worker_id, status__in=TrainingJob.ACTIVE).update(
-        lease_expires=now + timedelta(seconds=settings.TRAINING_LEASE_SECONDS), heartbeat_at=now)
+        lease_expires=now + timedelta(seconds=settings.TRAINING_LEASE_SECONDS), heartbeat_at=now
+    )
     return n == 1
 
 
 def should_stop(job_id: int, worker_id: str) -> bool:
     """True when the user asked to cancel or the lease was lost."""
     row = TrainingJob.objects.filter(pk=job_id).values("cancel_requested", "lease_owner", "status").first()
-    return row is None or row["cancel_requested"] or row["lease_owner"] != worker_id or (
-        row["status"] not in TrainingJob.ACTIVE)
+    return (
+        row is None
+        or row["cancel_requested"]
+        or row["lease_owner"] != worker_id
+        or (row["status"] not in TrainingJob.ACTIVE)
+    )
 
 
 def enforce_running_quota(job_id: int) -> bool:
@@ -203,10 +263,13 @@ def enforce_running_quota(job_id: int) -> bool:
     exceeded = job_quotas.running_over_quota(job)
     if exceeded is None:
         return False
-    message = (f"Stopped by quota: {exceeded.message} A checkpoint was saved at the last step; resume the job once "
-               "the quota allows it.")
+    message = (
+        f"Stopped by quota: {exceeded.message} A checkpoint was saved at the last step; resume the job once "
+        "the quota allows it."
+    )
     asked = TrainingJob.objects.filter(pk=job_id, status__in=TrainingJob.ACTIVE, cancel_requested=False).update(
-        cancel_requested=True, error=message, error_kind="quota")
+        cancel_requested=True, error=message, error_kind="quota"
+    )
     if asked:
         logger.info("job %s: stopping, quota %s reached mid-run", job_id, exceeded.quota)
         record_event(job_id, {"type": "log", "level": "warning", "line": message})
@@ -217,8 +280,10 @@ def enforce_running_quota(job_id: int) -> bool:
 def _next_seq(job_id: int, column: str, **updates: Any) -> int:
     sets = ", ".join([f"{column} = {column} + 1", *[f"{k} = %s" for k in updates], "updated = now()"])
     with connection.cursor() as cur:
-        cur.execute(f"UPDATE training_trainingjob SET {sets} WHERE id = %s RETURNING {column}",  # noqa: S608
-                    [*updates.values(), job_id])
+        cur.execute(
+            f"UPDATE training_trainingjob SET {sets} WHERE id = %s RETURNING {column}",  # noqa: S608
+            [*updates.values(), job_id],
+        )
         row = cur.fetchone()
     if row is None:
         raise TrainingJob.DoesNotExist(job_id)
@@ -226,9 +291,21 @@ def _next_seq(job_id: int, column: str, **updates: Any) -> int:
 
 
 def metric_payload(p: MetricPoint) -> dict[str, Any]:
-    return {"seq": p.seq, "kind": p.kind, "step": p.step, "epoch": p.epoch, "loss": p.loss, "eval_loss": p.eval_loss,
-            "learning_rate": p.learning_rate, "grad_norm": p.grad_norm, "memory_mb": p.memory_mb,
-            "tokens_per_s": p.tokens_per_s, "eta_s": p.eta_s, "time": p.time.isoformat(), **(p.extra or {})}
+    return {
+        "seq": p.seq,
+        "kind": p.kind,
+        "step": p.step,
+        "epoch": p.epoch,
+        "loss": p.loss,
+        "eval_loss": p.eval_loss,
+        "learning_rate": p.learning_rate,
+        "grad_norm": p.grad_norm,
+        "memory_mb": p.memory_mb,
+        "tokens_per_s": p.tokens_per_s,
+        "eta_s": p.eta_s,
+        "time": p.time.isoformat(),
+        **(p.extra or {}),
+    }
 
 
 def record_event(job_id: int, event: dict[str, Any]) -> None:
@@ -241,31 +318,45 @@ def record_event(job_id: int, event: dict[str, Any]) -> None:
         updates: dict[str, Any] = {"current_step": step}
         if kind == "metric":
             updates.update(total_steps=total, progress=(step / total) if total else 0.0, eta_s=event.get("eta_s"))
-        extra = {k: event[k] for k in ("total_steps", "samples_per_s", "tokens", "elapsed_s", "perplexity", "phase",
-                                        "memory") if k in event}
+        extra = {
+            k: event[k]
+            for k in ("total_steps", "samples_per_s", "tokens", "elapsed_s", "perplexity", "phase", "memory")
+            if k in event
+        }
         with transaction.atomic():  # a seq and its point commit together: a lost connection leaves no hole
             seq = _next_seq(job_id, "metric_seq", **updates)
             point = MetricPoint.objects.create(
-                job_id=job_id, seq=seq, kind=kind, step=step, epoch=event.get("epoch"),
+                job_id=job_id,
+                seq=seq,
+                kind=kind,
+                step=step,
+                epoch=event.get("epoch"),
                 loss=event.get("loss") if kind == "metric" else None,
-                eval_loss=event.get("eval_loss"), learning_rate=event.get("learning_rate"),
-                grad_norm=event.get("grad_norm"), memory_mb=event.get("memory_mb"),
-                tokens_per_s=event.get("tokens_per_s"), eta_s=event.get("eta_s"), time=now, extra=extra,
+                eval_loss=event.get("eval_loss"),
+                learning_rate=event.get("learning_rate"),
+                grad_norm=event.get("grad_norm"),
+                memory_mb=event.get("memory_mb"),
+                tokens_per_s=event.get("tokens_per_s"),
+                eta_s=event.get("eta_s"),
+                time=now,
+                extra=extra,
             )
         events.publish(job_id, {"type": "metric", **metric_payload(point)})
     elif kind == "log":
         line = hide_server_paths(str(event.get("line") or event.get("message") or ""))[:10000]
         with transaction.atomic():
             seq = _next_seq(job_id, "log_seq")
-            LogLine.objects.create(job_id=job_id, seq=seq, level=str(event.get("level") or "info")[:8], line=line,
-                                   time=now)
+            LogLine.objects.create(
+                job_id=job_id, seq=seq, level=str(event.get("level") or "info")[:8], line=line, time=now
+            )
         events.publish(job_id, {"type": "log", "seq": seq, "level": event.get("level", "info"), "line": line})
     elif kind == "status":
         phase = str(event.get("status") or "")
         updates_status: dict[str, Any] = {"phase": phase}
         if phase == "training":
             TrainingJob.objects.filter(pk=job_id, status=TrainingJob.Status.STARTING).update(
-                status=TrainingJob.Status.RUNNING)
+                status=TrainingJob.Status.RUNNING
+            )
         TrainingJob.objects.filter(pk=job_id).update(**updates_status)
         job = TrainingJob.objects.only("status").get(pk=job_id)
         events.publish_status(job_id, job.status, phase=phase, message=str(event.get("message") or ""))
@@ -312,17 +403,31 @@ def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTun
         job.result = result
         job.versions = result.get("versions") or {}
         if result.get("status") == "cancelled":
-            stopped_by_quota = job.error_kind == "quota"  # enforce_running_quota said why; a user's cancel needs no words
-            _finish(job, TrainingJob.Status.CANCELLED, job.error if stopped_by_quota else "",
-                    "quota" if stopped_by_quota else "")
+            stopped_by_quota = (
+                job.error_kind == "quota"
+            )  # enforce_running_quota said why; a user's cancel needs no words
+            _finish(
+                job,
+                TrainingJob.Status.CANCELLED,
+                job.error if stopped_by_quota else "",
+                "quota" if stopped_by_quota else "",
+            )
             return None
         stored = result.get("artifact") or {}
         model = FineTunedModel.objects.create(
-            owner_id=job.owner_id, name=job.name, version=_next_model_version(job.owner_id, job.name),
-            base_model=job.base_model, job=job, method=job.method, weights=job.weights,
-            artifact_key=str(stored.get("artifact_key") or ""), artifact_sha256=str(stored.get("artifact_sha256") or ""),
-            artifact_size=int(stored.get("artifact_size") or 0), is_adapter=bool(stored.get("is_adapter", True)),
-            metrics=result.get("metrics") or {}, hyperparameters=job.hyperparameters,
+            owner_id=job.owner_id,
+            name=job.name,
+            version=_next_model_version(job.owner_id, job.name),
+            base_model=job.base_model,
+            job=job,
+            method=job.method,
+            weights=job.weights,
+            artifact_key=str(stored.get("artifact_key") or ""),
+            artifact_sha256=str(stored.get("artifact_sha256") or ""),
+            artifact_size=int(stored.get("artifact_size") or 0),
+            is_adapter=bool(stored.get("is_adapter", True)),
+            metrics=result.get("metrics") or {},
+            hyperparameters=job.hyperparameters,
         )
         job.progress = 1.0
         # The final model is stored: the checkpoints are no longer needed.
@@ -346,18 +451,36 @@ def record_checkpoint(job_id: int, worker_id: str, step: int, stored: artifacts.
     The newest stored one before it (by step) is kept as the previous checkpoint, for a resume whose newest turns out
     damaged; any other one is deleted from the store. False (and the upload removed) when the attempt lost its job."""
     with transaction.atomic():
-        job = TrainingJob.objects.select_for_update().only(
-            "lease_owner", "status", "checkpoint_key", "checkpoint_sha256", "checkpoint_size", "last_checkpoint_step",
-            "previous_checkpoint_key", "previous_checkpoint_sha256", "previous_checkpoint_size",
-            "previous_checkpoint_step").get(pk=job_id)
+        job = (
+            TrainingJob.objects.select_for_update()
+            .only(
+                "lease_owner",
+                "status",
+                "checkpoint_key",
+                "checkpoint_sha256",
+                "checkpoint_size",
+                "last_checkpoint_step",
+                "previous_checkpoint_key",
+                "previous_checkpoint_sha256",
+                "previous_checkpoint_size",
+                "previous_checkpoint_step",
+            )
+            .get(pk=job_id)
+        )
         if job.lease_owner != worker_id or job.status not in TrainingJob.ACTIVE:
             if stored.key not in (job.checkpoint_key, job.previous_checkpoint_key):
                 transaction.on_commit(lambda: artifacts.delete(stored.key))
             logger.warning("job %s: checkpoint of step %s from %s dropped (lease lost)", job_id, step, worker_id)
             return False
-        held = [(job.last_checkpoint_step, job.checkpoint_key, job.checkpoint_sha256, job.checkpoint_size),
-                (job.previous_checkpoint_step, job.previous_checkpoint_key, job.previous_checkpoint_sha256,
-                 job.previous_checkpoint_size)]
+        held = [
+            (job.last_checkpoint_step, job.checkpoint_key, job.checkpoint_sha256, job.checkpoint_size),
+            (
+                job.previous_checkpoint_step,
+                job.previous_checkpoint_key,
+                job.previous_checkpoint_sha256,
+                job.previous_checkpoint_size,
+            ),
+        ]
         held = [h for h in held if h[1] and h[1] != stored.key]
         # A resumed run that went back to an earlier checkpoint saves steps at or below a newer stored one: that
         # newer one (damaged, or from the abandoned path) is dropped, never kept as "previous".
@@ -365,9 +488,15 @@ def record_checkpoint(job_id: int, worker_id: str, step: int, stored: artifacts.
         previous = max(older, default=(0, "", "", 0))
         dropped = [h[1] for h in held if h[1] != previous[1]]
         TrainingJob.objects.filter(pk=job_id).update(
-            checkpoint_key=stored.key, checkpoint_sha256=stored.sha256, checkpoint_size=stored.size,
-            last_checkpoint_step=step, previous_checkpoint_step=previous[0], previous_checkpoint_key=previous[1],
-            previous_checkpoint_sha256=previous[2], previous_checkpoint_size=previous[3])
+            checkpoint_key=stored.key,
+            checkpoint_sha256=stored.sha256,
+            checkpoint_size=stored.size,
+            last_checkpoint_step=step,
+            previous_checkpoint_step=previous[0],
+            previous_checkpoint_key=previous[1],
+            previous_checkpoint_sha256=previous[2],
+            previous_checkpoint_size=previous[3],
+        )
         transaction.on_commit(lambda: [artifacts.delete(key) for key in dropped])
     events.publish(job_id, {"type": "checkpoint", "step": step})
     return True
@@ -378,24 +507,47 @@ def drop_damaged_checkpoint(job_id: int, key: str, reason: str) -> int | None:
     load): the previous one becomes the newest, the damaged object is deleted and the job's log says so. Returns the
     step resumed from instead, or None when there is no previous checkpoint (the job starts over)."""
     with transaction.atomic():
-        job = TrainingJob.objects.select_for_update().only(
-            "checkpoint_key", "last_checkpoint_step", "previous_checkpoint_key", "previous_checkpoint_sha256",
-            "previous_checkpoint_size", "previous_checkpoint_step").get(pk=job_id)
+        job = (
+            TrainingJob.objects.select_for_update()
+            .only(
+                "checkpoint_key",
+                "last_checkpoint_step",
+                "previous_checkpoint_key",
+                "previous_checkpoint_sha256",
+                "previous_checkpoint_size",
+                "previous_checkpoint_step",
+            )
+            .get(pk=job_id)
+        )
         if job.checkpoint_key != key:
             return None
         damaged_step = job.last_checkpoint_step
         fallback = job.previous_checkpoint_step if job.previous_checkpoint_key else None
         TrainingJob.objects.filter(pk=job_id).update(
-            checkpoint_key=job.previous_checkpoint_key, checkpoint_sha256=job.previous_checkpoint_sha256,
-            checkpoint_size=job.previous_checkpoint_size, last_checkpoint_step=job.previous_checkpoint_step,
-            previous_checkpoint_key="", previous_checkpoint_sha256="", previous_checkpoint_size=0,
-            previous_checkpoint_step=0)
+            checkpoint_key=job.previous_checkpoint_key,
+            checkpoint_sha256=job.previous_checkpoint_sha256,
+            checkpoint_size=job.previous_checkpoint_size,
+            last_checkpoint_step=job.previous_checkpoint_step,
+            previous_checkpoint_key="",
+            previous_checkpoint_sha256="",
+            previous_checkpoint_size=0,
+            previous_checkpoint_step=0,
+        )
         transaction.on_commit(lambda: artifacts.delete(key))
     logger.warning("job %s: stored checkpoint %s of step %s is damaged: %s", job_id, key, damaged_step, reason)
-    then = (f"resuming from the checkpoint before it, step {fallback}" if fallback is not None
-            else "no earlier checkpoint is stored: training starts from the beginning")
-    record_event(job_id, {"type": "log", "level": "warning",
-                          "line": f"the stored checkpoint of step {damaged_step} is damaged ({reason}); {then}"})
+    then = (
+        f"resuming from the checkpoint before it, step {fallback}"
+        if fallback is not None
+        else "no earlier checkpoint is stored: training starts from the beginning"
+    )
+    record_event(
+        job_id,
+        {
+            "type": "log",
+            "level": "warning",
+            "line": f"the stored checkpoint of step {damaged_step} is damaged ({reason}); {then}",
+        },
+    )
     return fallback
 
 
@@ -427,8 +579,13 @@ def release_for_retry(job_id: int, worker_id: str, reason: str) -> None:
 
 def _requeue_or_fail(job: TrainingJob, reason: str) -> None:
     if job.attempts >= settings.TRAINING_MAX_ATTEMPTS:
-        _finish(job, TrainingJob.Status.FAILED, f"The job was interrupted {job.attempts} times ({reason}); giving "
-                "up. Resume it to try again from its last checkpoint.", "infrastructure")
+        _finish(
+            job,
+            TrainingJob.Status.FAILED,
+            f"The job was interrupted {job.attempts} times ({reason}); giving "
+            "up. Resume it to try again from its last checkpoint.",
+            "infrastructure",
+        )
         return
     job.status = TrainingJob.Status.RECOVERING
     job.lease_owner, job.lease_expires = "", None
@@ -444,9 +601,13 @@ def recover_expired_leases() -> int:
     """Beat: jobs whose worker stopped renewing the lease are re-queued (within the retry budget)."""
     now = timezone.now()
     count = 0
-    ids = list(TrainingJob.objects.filter(status__in=[TrainingJob.Status.STARTING, TrainingJob.Status.RUNNING],
-                                          backend=TrainingJob.Backend.LOCAL,
-                                          lease_expires__lt=now).values_list("pk", flat=True))
+    ids = list(
+        TrainingJob.objects.filter(
+            status__in=[TrainingJob.Status.STARTING, TrainingJob.Status.RUNNING],
+            backend=TrainingJob.Backend.LOCAL,
+            lease_expires__lt=now,
+        ).values_list("pk", flat=True)
+    )
     for pk in ids:
         with transaction.atomic():
             job = TrainingJob.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
@@ -466,8 +627,11 @@ def _recover_silent_modal_runs(now: Any) -> int:
     """Modal runs hold no local lease: a run that stopped calling back (container lost, app stopped) for longer than
     MODAL_HEARTBEAT_TIMEOUT_S is re-queued like a lost worker (it resumes from its last checkpoint on the volume)."""
     limit = now - timedelta(seconds=settings.MODAL_HEARTBEAT_TIMEOUT_S)
-    stale = TrainingJob.objects.filter(status__in=[TrainingJob.Status.STARTING, TrainingJob.Status.RUNNING],
-                                       backend=TrainingJob.Backend.MODAL, lease_owner__startswith="modal:")
+    stale = TrainingJob.objects.filter(
+        status__in=[TrainingJob.Status.STARTING, TrainingJob.Status.RUNNING],
+        backend=TrainingJob.Backend.MODAL,
+        lease_owner__startswith="modal:",
+    )
     stale = stale.filter(models.Q(heartbeat_at__lt=limit) | models.Q(heartbeat_at__isnull=True, started__lt=limit))
     count = 0
     for pk in list(stale.values_list("pk", flat=True)):
@@ -505,8 +669,9 @@ def resume_job(job: TrainingJob) -> TrainingJob:
         quotas.lock_user(job.owner_id)
         job = TrainingJob.objects.select_for_update().get(pk=job.pk)
         if job.status not in (TrainingJob.Status.FAILED, TrainingJob.Status.CANCELLED):
-            raise ServiceError(f"Only a failed or cancelled job can be resumed; this one is {job.status}.",
-                               status_code=409)
+            raise ServiceError(
+                f"Only a failed or cancelled job can be resumed; this one is {job.status}.", status_code=409
+            )
         job_quotas.check_can_create_job(job.owner, job.backend)
         if job.error_kind == "infrastructure":
             job.attempts = 0  # a fresh retry budget after the user looked at it
@@ -528,9 +693,18 @@ def continue_job(job: TrainingJob, *, extra_epochs: float) -> TrainingJob:
     # The new version goes under the produced model's current name (it may have been renamed since).
     produced = FineTunedModel.objects.filter(job=job).first()
     name = produced.name if produced is not None else job.name
-    return create_job(owner=job.owner, name=name, base_model_id=job.base_model_id, dataset_id=job.dataset_id,
-                      method=job.method, weights=job.weights, hyperparameters=hyper, backend=job.backend,
-                      modal_gpu=job.modal_gpu, init_from_job=job)
+    return create_job(
+        owner=job.owner,
+        name=name,
+        base_model_id=job.base_model_id,
+        dataset_id=job.dataset_id,
+        method=job.method,
+        weights=job.weights,
+        hyperparameters=hyper,
+        backend=job.backend,
+        modal_gpu=job.modal_gpu,
+        init_from_job=job,
+    )
 
 
 def delete_job(job: TrainingJob) -> None:

@@ -39,8 +39,9 @@ def remote_file_name(f: DatasetFile) -> str:
     return f"{f.pk}-{f.role}.{f.kind}" + (".gz" if f.compressed else "")
 
 
-def build(job: TrainingJob, out: Path, *, base_model: str, init_from: str | None = None,
-          remote: bool = False) -> TrainingSpec:
+def build(
+    job: TrainingJob, out: Path, *, base_model: str, init_from: str | None = None, remote: bool = False
+) -> TrainingSpec:
     """The engine spec for a job, with paths local to the machine that runs it: `out` its scratch folder,
     `base_model` what the engine loads (a folder here, or an id it resolves), `init_from` the model to continue.
     `remote=True` names the data files as a remote run will after downloading them (relative to its data folder)."""
@@ -48,9 +49,20 @@ def build(job: TrainingJob, out: Path, *, base_model: str, init_from: str | None
     place = remote_file_name if remote else (lambda f: _local_path(f, out / "data"))
     train = [place(f) for f in files if f.role in (DatasetFile.Role.SOURCE, DatasetFile.Role.TRAIN)]
     evals = [place(f) for f in files if f.role == DatasetFile.Role.VALIDATION]
-    data = DataSpec(train_files=tuple(train), format=job.dataset.format or None,
-                    column_mapping=job.dataset.column_mapping, eval_files=tuple(evals))
+    data = DataSpec(
+        train_files=tuple(train),
+        format=job.dataset.format or None,
+        column_mapping=job.dataset.column_mapping,
+        eval_files=tuple(evals),
+    )
     return TrainingSpec(
-        job_id=str(job.pk), base_model=base_model, data=data, output_dir=str(out), method=job.method,
-        weights=job.weights, hyper=HyperParams.from_dict(job.hyperparameters), resume=True, init_from=init_from,
+        job_id=str(job.pk),
+        base_model=base_model,
+        data=data,
+        output_dir=str(out),
+        method=job.method,
+        weights=job.weights,
+        hyper=HyperParams.from_dict(job.hyperparameters),
+        resume=True,
+        init_from=init_from,
     )

@@ -57,6 +57,8 @@ def deliver_job_webhook(self, job_id: int) -> None:  # type: ignore[no-untyped-d
         retries = self.request.retries
         if retries < settings.NOTIFY_WEBHOOK_RETRIES:
             logger.info("job %s: webhook failed (%s), retry %s", job_id, exc, retries + 1)
-            raise self.retry(countdown=settings.NOTIFY_WEBHOOK_RETRY_DELAY_S * (2**retries),
-                             max_retries=settings.NOTIFY_WEBHOOK_RETRIES) from None
+            raise self.retry(
+                countdown=settings.NOTIFY_WEBHOOK_RETRY_DELAY_S * (2**retries),
+                max_retries=settings.NOTIFY_WEBHOOK_RETRIES,
+            ) from None
         notifications.record_webhook_failure(job_id, str(exc), retries + 1)

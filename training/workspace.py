@@ -29,6 +29,7 @@ from training.models import TrainingJob
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class Workspace:
     scratch: Path

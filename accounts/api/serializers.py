@@ -67,8 +67,13 @@ class ProfileUpdateSerializer(StrictInputMixin, serializers.Serializer):
     # Notifications: the URL is checked by the service (http/https only); an empty value turns it off.
     notify_email = serializers.BooleanField(required=False)
     webhook_url = serializers.CharField(max_length=2000, required=False, allow_blank=True)
-    webhook_secret = serializers.CharField(max_length=256, required=False, allow_blank=True, write_only=True,
-                                           help_text="HMAC-SHA256 key for X-Finetune-Signature; never returned.")
+    webhook_secret = serializers.CharField(
+        max_length=256,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        help_text="HMAC-SHA256 key for X-Finetune-Signature; never returned.",
+    )
 
 
 class QuotaSummarySerializer(serializers.Serializer):
@@ -85,8 +90,13 @@ class ChangePasswordSerializer(StrictInputMixin, serializers.Serializer):
 
 class HfTokenInSerializer(StrictInputMixin, serializers.Serializer):
     # Sent to the Hub in an HTTP header: printable ASCII, no spaces (anything else could never be a token).
-    token = serializers.RegexField(r"^[!-~]+$", max_length=512, write_only=True, trim_whitespace=True,
-                                   error_messages={"invalid": "A Hugging Face token is printable ASCII text."})
+    token = serializers.RegexField(
+        r"^[!-~]+$",
+        max_length=512,
+        write_only=True,
+        trim_whitespace=True,
+        error_messages={"invalid": "A Hugging Face token is printable ASCII text."},
+    )
 
 
 class HfTokenStatusSerializer(serializers.Serializer):

@@ -54,8 +54,14 @@ class StatsView(APIView):
     @extend_schema(responses=s.StatsSerializer)
     def get(self, request: Request) -> Response:
         user = request.user
-        return Response(services.cached_for_user("stats", user.pk, settings.DASHBOARD_STATS_CACHE_S,
-                                                 lambda: s.StatsSerializer(services.stats(user)).data))
+        return Response(
+            services.cached_for_user(
+                "stats",
+                user.pk,
+                settings.DASHBOARD_STATS_CACHE_S,
+                lambda: s.StatsSerializer(services.stats(user)).data,
+            )
+        )
 
 
 class AnalyticsView(APIView):
@@ -63,12 +69,23 @@ class AnalyticsView(APIView):
     final loss by method."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("days", {"type": "integer", "minimum": 1, "maximum": 365},
-                                     description="Window in days, 1-365 (default 30).")],
+        parameters=[
+            OpenApiParameter(
+                "days",
+                {"type": "integer", "minimum": 1, "maximum": 365},
+                description="Window in days, 1-365 (default 30).",
+            )
+        ],
         responses=s.AnalyticsSerializer,
     )
     def get(self, request: Request) -> Response:
         days = services.parse_days(request.query_params.get("days"))
         user = request.user
-        return Response(services.cached_for_user(f"analytics:{days}", user.pk, settings.DASHBOARD_ANALYTICS_CACHE_S,
-                                                 lambda: s.AnalyticsSerializer(services.analytics(user, days=days)).data))
+        return Response(
+            services.cached_for_user(
+                f"analytics:{days}",
+                user.pk,
+                settings.DASHBOARD_ANALYTICS_CACHE_S,
+                lambda: s.AnalyticsSerializer(services.analytics(user, days=days)).data,
+            )
+        )

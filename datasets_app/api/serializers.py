@@ -23,17 +23,39 @@ _MISSING = object()
 
 class DatasetSerializer(FastReadMixin, serializers.ModelSerializer):
     files = serializers.SerializerMethodField()
-    verdict = serializers.ChoiceField(choices=Dataset.Verdict.choices, allow_blank=True, read_only=True,
-                                      help_text="Empty until the dataset is validated.")
+    verdict = serializers.ChoiceField(
+        choices=Dataset.Verdict.choices,
+        allow_blank=True,
+        read_only=True,
+        help_text="Empty until the dataset is validated.",
+    )
     root_id = serializers.SerializerMethodField()
     is_latest = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
         fields = [
-            "id", "name", "status", "progress", "format", "format_override", "column_mapping", "version", "root_id",
-            "parent_id", "is_latest", "row_count", "size_bytes", "original_filename", "verdict", "error", "files",
-            "operation", "validation_settings", "created", "updated",
+            "id",
+            "name",
+            "status",
+            "progress",
+            "format",
+            "format_override",
+            "column_mapping",
+            "version",
+            "root_id",
+            "parent_id",
+            "is_latest",
+            "row_count",
+            "size_bytes",
+            "original_filename",
+            "verdict",
+            "error",
+            "files",
+            "operation",
+            "validation_settings",
+            "created",
+            "updated",
         ]
         read_only_fields = fields
 
@@ -59,8 +81,9 @@ class DatasetSerializer(FastReadMixin, serializers.ModelSerializer):
 
 
 class DatasetUploadSerializer(serializers.Serializer):
-    file = serializers.ListField(child=serializers.FileField(), allow_empty=False,
-                                 help_text="One or more files (repeat the field).")
+    file = serializers.ListField(
+        child=serializers.FileField(), allow_empty=False, help_text="One or more files (repeat the field)."
+    )
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     format = serializers.CharField(required=False, allow_blank=True, help_text="auto (default) or a format name")
     column_mapping = serializers.CharField(required=False, allow_blank=True, help_text="JSON object")
@@ -74,8 +97,12 @@ class DatasetUpdateSerializer(StrictInputMixin, serializers.Serializer):
 
 class ValidateSerializer(StrictInputMixin, serializers.Serializer):
     base_model = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=2**63 - 1,
-        help_text="An id from GET /api/models/base/ that you may use: its tokenizer measures the rows.")
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="An id from GET /api/models/base/ that you may use: its tokenizer measures the rows.",
+    )
     max_length = serializers.IntegerField(required=False, min_value=16, max_value=131072)
     format = serializers.CharField(required=False, allow_blank=True)
     column_mapping = serializers.JSONField(required=False, allow_null=True)
@@ -87,6 +114,7 @@ class PreprocessSerializer(StrictInputMixin, serializers.Serializer):
 
 
 class SplitSerializer(StrictInputMixin, serializers.Serializer):
-    validation_ratio = serializers.FloatField(default=0.1, min_value=0.001, max_value=0.5,
-                                              help_text="The share of rows held out for validation.")
+    validation_ratio = serializers.FloatField(
+        default=0.1, min_value=0.001, max_value=0.5, help_text="The share of rows held out for validation."
+    )
     seed = serializers.IntegerField(default=42)

@@ -50,7 +50,10 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def create(self, request: Request) -> Response:
         uploads = request.FILES.getlist("file")
         dataset = services.create_dataset(
-            owner=request.user, uploads=uploads, name=request.data.get("name"), fmt=request.data.get("format"),
+            owner=request.user,
+            uploads=uploads,
+            name=request.data.get("name"),
+            fmt=request.data.get("format"),
             column_mapping=request.data.get("column_mapping"),
         )
         return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
@@ -60,9 +63,13 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         data = s.DatasetUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        dataset = services.update_dataset(self.get_object(), name=v.get("name"), fmt=v.get("format"),
-                                          column_mapping=v.get("column_mapping"),
-                                          mapping_given="column_mapping" in v)
+        dataset = services.update_dataset(
+            self.get_object(),
+            name=v.get("name"),
+            fmt=v.get("format"),
+            column_mapping=v.get("column_mapping"),
+            mapping_given="column_mapping" in v,
+        )
         return Response(s.DatasetSerializer(dataset).data)
 
     @extend_schema(responses={204: None})
@@ -83,18 +90,29 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         data = s.ValidateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        dataset = services.revalidate(self.get_object(), base_model=v.get("base_model"),
-                                      max_length=v.get("max_length"), fmt=v.get("format"),
-                                      column_mapping=v.get("column_mapping"), mapping_given="column_mapping" in v)
+        dataset = services.revalidate(
+            self.get_object(),
+            base_model=v.get("base_model"),
+            max_length=v.get("max_length"),
+            fmt=v.get("format"),
+            column_mapping=v.get("column_mapping"),
+            mapping_given="column_mapping" in v,
+        )
         return Response(s.DatasetSerializer(dataset).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        parameters=[OpenApiParameter("offset", {"type": "integer", "minimum": 0}, description="First row (default 0)"),
-                    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100},
-                                     description="Rows, 1-100 (default 20)"),
-                    OpenApiParameter("base_model", {"type": "integer", "minimum": 1},
-                                     description="An id from GET /api/models/base/ that you may use (default: the one "
-                                     "chosen for validation, else the embedded model).")],
+        parameters=[
+            OpenApiParameter("offset", {"type": "integer", "minimum": 0}, description="First row (default 0)"),
+            OpenApiParameter(
+                "limit", {"type": "integer", "minimum": 1, "maximum": 100}, description="Rows, 1-100 (default 20)"
+            ),
+            OpenApiParameter(
+                "base_model",
+                {"type": "integer", "minimum": 1},
+                description="An id from GET /api/models/base/ that you may use (default: the one "
+                "chosen for validation, else the embedded model).",
+            ),
+        ],
         responses=OpenApiTypes.OBJECT,
     )
     @action(detail=True, methods=["get"])
@@ -105,8 +123,14 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             limit = int(request.query_params.get("limit", 20))
         except ValueError:
             return Response({"detail": "offset and limit must be integers.", "errors": {}}, status=400)
-        return Response(services.get_preview(self.get_object(), offset=offset, limit=limit,
-                                             base_model=request.query_params.get("base_model") or None))
+        return Response(
+            services.get_preview(
+                self.get_object(),
+                offset=offset,
+                limit=limit,
+                base_model=request.query_params.get("base_model") or None,
+            )
+        )
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
@@ -119,8 +143,9 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """Make a new version by applying preprocessing steps (the original is kept)."""
         data = s.PreprocessSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        child = versions.preprocess(self.get_object(), steps=data.validated_data["steps"],
-                                    name=data.validated_data.get("name") or None)
+        child = versions.preprocess(
+            self.get_object(), steps=data.validated_data["steps"], name=data.validated_data.get("name") or None
+        )
         return Response(s.DatasetSerializer(child).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=s.SplitSerializer, responses={202: s.DatasetSerializer})
@@ -137,11 +162,17 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def versions(self, request: Request, pk: str) -> Response:
         return Response(s.DatasetSerializer(versions.versions(self.get_object()), many=True).data)
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(
-                                  OpenApiTypes.BINARY, description="The version's one file, as uploaded"),
-                              (200, "application/zip"): OpenApiResponse(
-                                  OpenApiTypes.BINARY, description="A version of several files: a zip of them"),
-                              302: OpenApiResponse(description="S3: a short-lived presigned URL of the file")})
+    @extend_schema(
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The version's one file, as uploaded"
+            ),
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="A version of several files: a zip of them"
+            ),
+            302: OpenApiResponse(description="S3: a short-lived presigned URL of the file"),
+        }
+    )
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str) -> HttpResponseBase:
         dataset = self.get_object()

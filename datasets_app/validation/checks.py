@@ -152,8 +152,9 @@ class RowChecks:
         self.valid_files.append(fid)
         self.valid_lines.append(line)
 
-    def _check_duplicates(self, file: str, line: int, key: int, roles: tuple[str, ...], text: str,
-                          lower: bytes) -> None:
+    def _check_duplicates(
+        self, file: str, line: int, key: int, roles: tuple[str, ...], text: str, lower: bytes
+    ) -> None:
         """Exact content first; rows that are not exact copies are compared after normalisation."""
         index = len(self.valid_lines)
         first = self._exact_seen.get(key)

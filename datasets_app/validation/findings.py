@@ -63,7 +63,9 @@ def content_warnings(checks: RowChecks, multi: bool) -> list[dict[str, Any]]:
         if checks.pii[kind].count
     ]
     if checks.exact.count:
-        warnings.append(_row_warning("duplicates_exact", checks.exact, "are exact duplicates of an earlier row", multi))
+        warnings.append(
+            _row_warning("duplicates_exact", checks.exact, "are exact duplicates of an earlier row", multi)
+        )
     if checks.normalized.count:
         plural = "are duplicates of an earlier row once case, whitespace and punctuation are ignored"
         warnings.append(_row_warning("duplicates_normalized", checks.normalized, plural, multi))

@@ -146,8 +146,9 @@ def validate_files(
     """
     started = time.perf_counter()
     paths = [str(p) for p in paths]
-    stream = RowStream(paths, fmt=fmt, column_mapping=column_mapping, max_bytes=max_bytes,
-                       max_line_bytes=max_line_bytes)
+    stream = RowStream(
+        paths, fmt=fmt, column_mapping=column_mapping, max_bytes=max_bytes, max_line_bytes=max_line_bytes
+    )
     checks = RowChecks(stream, ProgressEstimator(paths, progress))
     warnings: list[dict[str, Any]] = []
     tokenizer, renderer = _load_renderer(tokenizer_path, chat_template, warnings)
@@ -159,8 +160,14 @@ def validate_files(
     warnings += content_warnings(checks, multi)
     tokens = None
     if lengths is not None:
-        tokens, over_warning = tokens_section(lengths, checks, multi=multi, tokenizer_path=tokenizer_path,
-                                              chat_template=chat_template, max_length=max_length)
+        tokens, over_warning = tokens_section(
+            lengths,
+            checks,
+            multi=multi,
+            tokenizer_path=tokenizer_path,
+            chat_template=chat_template,
+            max_length=max_length,
+        )
         if wants_packing("auto", stream.format):
             # Raw text trains packed (documents joined with EOS, cut into max_length blocks): nothing is truncated.
             tokens["packing"] = True

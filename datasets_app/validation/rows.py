@@ -45,8 +45,7 @@ class ReadLimits(NamedTuple):
 
 
 _DEFAULT_LIMITS = ReadLimits()
-_LIMITS: contextvars.ContextVar[ReadLimits] = contextvars.ContextVar("dataset_read_limits",
-                                                                     default=_DEFAULT_LIMITS)
+_LIMITS: contextvars.ContextVar[ReadLimits] = contextvars.ContextVar("dataset_read_limits", default=_DEFAULT_LIMITS)
 
 
 @contextlib.contextmanager
@@ -54,8 +53,10 @@ def read_limits(*, max_bytes: int | None = None, max_line_bytes: int | None = No
     """Within the block, every ``RowStream`` that is not given limits of its own (validation, preview, statistics,
     preprocessing, split) reads with these (a limit left out keeps the current one)."""
     current = _LIMITS.get()
-    limits = ReadLimits(max_bytes if max_bytes is not None else current.max_bytes,
-                        max_line_bytes if max_line_bytes is not None else current.max_line_bytes)
+    limits = ReadLimits(
+        max_bytes if max_bytes is not None else current.max_bytes,
+        max_line_bytes if max_line_bytes is not None else current.max_line_bytes,
+    )
     token = _LIMITS.set(limits)
     try:
         yield limits
@@ -190,8 +191,10 @@ class RowStream:
     def __post_init__(self) -> None:
         self.paths = [os.fspath(p) for p in self.paths]
         current = _LIMITS.get()
-        self.limits = ReadLimits(self.max_bytes if self.max_bytes is not None else current.max_bytes,
-                                 self.max_line_bytes if self.max_line_bytes is not None else current.max_line_bytes)
+        self.limits = ReadLimits(
+            self.max_bytes if self.max_bytes is not None else current.max_bytes,
+            self.max_line_bytes if self.max_line_bytes is not None else current.max_line_bytes,
+        )
         if not self.paths:
             self.issues.append(Issue("No dataset files were given."))
             self._usable = False
@@ -217,8 +220,9 @@ class RowStream:
             last = 0
             tail: Iterator[tuple[int, dict[str, Any] | str]] | None = None
             try:
-                for line, record in iter_records(path, max_bytes=self.limits.max_bytes,
-                                                 max_line_bytes=self.limits.max_line_bytes):
+                for line, record in iter_records(
+                    path, max_bytes=self.limits.max_bytes, max_line_bytes=self.limits.max_line_bytes
+                ):
                     last = line
                     info["rows"] += 1
                     yield self._map(name, line, record, mapping)

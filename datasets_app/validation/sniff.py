@@ -78,9 +78,7 @@ def _gunzip_head(path: str, size: int, max_decompressed: int) -> bytes:
     if not out:
         raise ContentMismatch("The file is empty once decompressed.")
     if len(out) > max_decompressed:  # counted, whatever the trailer says
-        raise ContentMismatch(
-            f"The gzip file expands to more than {_human(max_decompressed)}, the most allowed."
-        )
+        raise ContentMismatch(f"The gzip file expands to more than {_human(max_decompressed)}, the most allowed.")
     if len(out) > SAMPLE_BYTES:
         ratio = len(out) / max(gunzip.consumed, 1)
         estimate = ratio * size

@@ -135,8 +135,11 @@ class StatsAccumulator:
         """KTO: desirable and undesirable rows and the desirable share (the balance the trainer weights)."""
         undesirable, desirable = self.labels
         total = desirable + undesirable
-        return {"desirable": desirable, "undesirable": undesirable,
-                "desirable_share": round(desirable / total, 4) if total else 0.0}
+        return {
+            "desirable": desirable,
+            "undesirable": undesirable,
+            "desirable_share": round(desirable / total, 4) if total else 0.0,
+        }
 
 
 def statistics(

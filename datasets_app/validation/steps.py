@@ -201,8 +201,10 @@ class ApplyTemplate(Step):
         if kind == "preference":
             raise self.fail("preference pairs cannot be turned into plain text; train them with DPO/ORPO as they are.")
         if kind == "kto":
-            raise self.fail("labelled KTO rows cannot be turned into plain text; train them with KTO, or put a "
-                            "keep_desirable step first.")
+            raise self.fail(
+                "labelled KTO rows cannot be turned into plain text; train them with KTO, or put a "
+                "keep_desirable step first."
+            )
         return "text"
 
     def apply(self, rows: Rows) -> Rows:
@@ -323,8 +325,9 @@ class KeepDesirable(Step):
 
     def output_kind(self, kind: str) -> str:
         if kind != "kto":
-            raise self.fail(f"keeping desirable rows needs KTO data (rows with a boolean 'label'), but the rows are "
-                            f"{kind}.")
+            raise self.fail(
+                f"keeping desirable rows needs KTO data (rows with a boolean 'label'), but the rows are {kind}."
+            )
         return "messages"
 
     def apply(self, rows: Rows) -> Rows:

@@ -32,20 +32,28 @@ from models_app.models import ModelExport, OllamaImport
 
 class ExportRequestSerializer(StrictInputMixin, serializers.Serializer):
     format = serializers.ChoiceField(
-        choices=exports.FORMATS, help_text="adapter | merged | gguf",
-        error_messages={"invalid_choice": f"Unknown export format '{{input}}'; choose one of: "
-                                          f"{', '.join(exports.FORMATS)}."})
+        choices=exports.FORMATS,
+        help_text="adapter | merged | gguf",
+        error_messages={
+            "invalid_choice": f"Unknown export format '{{input}}'; choose one of: {', '.join(exports.FORMATS)}."
+        },
+    )
     quantization = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=16,
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=16,
         help_text="GGUF only: F16 | Q8_0 | Q6_K | Q5_K_M | Q4_K_M, any case (default Q8_0); empty for the other "
-                  "formats")
+        "formats",
+    )
 
     def validate_quantization(self, value: str) -> str:
         quant = exports.normalize_quantization(value)
         if quant and quant not in exports.QUANTIZATIONS:
             raise serializers.ValidationError(
                 f"GGUF quantization '{value}' is not supported; choose one of: "
-                f"{', '.join(q.upper() for q in exports.QUANTIZATIONS)}.")
+                f"{', '.join(q.upper() for q in exports.QUANTIZATIONS)}."
+            )
         return quant
 
 
@@ -105,8 +113,12 @@ class DownloadLinkSerializer(serializers.Serializer):
 class OllamaImportRequestSerializer(StrictInputMixin, serializers.Serializer):
     name = serializers.CharField(max_length=200, help_text="Ollama model name, e.g. 'my-model' or 'my-model:v2'.")
     quantization = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=16,
-        help_text="The GGUF Ollama runs: F16 | Q8_0 | Q6_K | Q5_K_M | Q4_K_M (default: the server's setting)")
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=16,
+        help_text="The GGUF Ollama runs: F16 | Q8_0 | Q6_K | Q5_K_M | Q4_K_M (default: the server's setting)",
+    )
 
     def validate_quantization(self, value: str) -> str:
         return ExportRequestSerializer().validate_quantization(value)
@@ -213,8 +225,9 @@ class ExportDownloadView(APIView):
         token = request.query_params.get("sig")
         if token:
             export = exports.resolve_download(export_id, token)
-            direct = artifacts.presigned_download_url(export.file_key, exports.export_file_name(export),
-                                                      int(settings.EXPORT_LINK_TTL_S))
+            direct = artifacts.presigned_download_url(
+                export.file_key, exports.export_file_name(export), int(settings.EXPORT_LINK_TTL_S)
+            )
             if direct:  # S3: the bytes come from the bucket, not through the web tier
                 return HttpResponseRedirect(direct)
             response = FileResponse(
@@ -240,8 +253,9 @@ class OllamaImportCreateView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         data = OllamaImportRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        row = ollama.request_ollama_import(request.user, pk, data.validated_data["name"],
-                                           quantization=data.validated_data.get("quantization") or None)
+        row = ollama.request_ollama_import(
+            request.user, pk, data.validated_data["name"], quantization=data.validated_data.get("quantization") or None
+        )
         return Response(OllamaImportSerializer(row).data, status=status.HTTP_202_ACCEPTED)
 
 

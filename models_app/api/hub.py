@@ -67,14 +67,30 @@ class HubBaseModelSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = BaseModel
-        fields = ["id", "name", "source", "repo_id", "architecture", "parameters", "context_length", "license",
-                  "has_chat_template", "size_bytes", "status", "description", "gated", "download_progress", "error"]
+        fields = [
+            "id",
+            "name",
+            "source",
+            "repo_id",
+            "architecture",
+            "parameters",
+            "context_length",
+            "license",
+            "has_chat_template",
+            "size_bytes",
+            "status",
+            "description",
+            "gated",
+            "download_progress",
+            "error",
+        ]
         read_only_fields = fields
 
 
 class DownloadRequestSerializer(StrictInputMixin, serializers.Serializer):
-    repo_id = serializers.RegexField(HUB_REPO_ID_PATTERN, max_length=96 * 2 + 1,
-                                     help_text="A Hub model id, `namespace/name`.")
+    repo_id = serializers.RegexField(
+        HUB_REPO_ID_PATTERN, max_length=96 * 2 + 1, help_text="A Hub model id, `namespace/name`."
+    )
 
 
 class FitQuerySerializer(serializers.Serializer):
@@ -94,8 +110,24 @@ class HubPushSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = HubPush
-        fields = ["id", "model", "model_name", "model_version", "repo_id", "private", "repo_url", "commit_sha",
-                  "status", "progress", "stage", "error", "retryable", "created", "started", "finished"]
+        fields = [
+            "id",
+            "model",
+            "model_name",
+            "model_version",
+            "repo_id",
+            "private",
+            "repo_url",
+            "commit_sha",
+            "status",
+            "progress",
+            "stage",
+            "error",
+            "retryable",
+            "created",
+            "started",
+            "finished",
+        ]
         read_only_fields = fields
 
 
@@ -103,9 +135,12 @@ class HubSearchView(APIView):
     """Search text-generation models on the Hugging Face Hub (with your own token)."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("q", str, description="Text the model id contains."),
-                    OpenApiParameter("limit", int, description="At most this many results (default 20).")],
-        responses={200: HubModelSummarySerializer(many=True), 400: _error, 429: _error, 502: _error})
+        parameters=[
+            OpenApiParameter("q", str, description="Text the model id contains."),
+            OpenApiParameter("limit", int, description="At most this many results (default 20)."),
+        ],
+        responses={200: HubModelSummarySerializer(many=True), 400: _error, 429: _error, 502: _error},
+    )
     def get(self, request: Request) -> Response:
         try:
             limit = int(request.query_params.get("limit") or 20)
@@ -118,9 +153,17 @@ class HubSearchView(APIView):
 class HubInfoView(APIView):
     """Architecture, parameter count, license, gated, size and chat template of a Hub model."""
 
-    @extend_schema(parameters=[OpenApiParameter("repo_id", {"type": "string", "pattern": HUB_REPO_ID_PATTERN},
-                                                required=True, description="`namespace/name`")],
-                   responses={200: HubModelDetailsSerializer, 400: _error, 403: _error, 404: _error, 502: _error})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "repo_id",
+                {"type": "string", "pattern": HUB_REPO_ID_PATTERN},
+                required=True,
+                description="`namespace/name`",
+            )
+        ],
+        responses={200: HubModelDetailsSerializer, 400: _error, 403: _error, 404: _error, 502: _error},
+    )
     def get(self, request: Request) -> Response:
         details = hub.model_info(request.user, request.query_params.get("repo_id", ""))
         return Response(HubModelDetailsSerializer({**asdict(details), "downloadable": details.downloadable}).data)
@@ -129,8 +172,10 @@ class HubInfoView(APIView):
 class HubDownloadView(APIView):
     """Add a Hub model to the catalogue and download it into the shared model cache (a background task)."""
 
-    @extend_schema(request=DownloadRequestSerializer,
-                   responses={202: HubBaseModelSerializer, 200: HubBaseModelSerializer, 400: _error, 404: _error})
+    @extend_schema(
+        request=DownloadRequestSerializer,
+        responses={202: HubBaseModelSerializer, 200: HubBaseModelSerializer, 400: _error, 404: _error},
+    )
     def post(self, request: Request) -> Response:
         data = DownloadRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)

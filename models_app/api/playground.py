@@ -30,10 +30,16 @@ class GenerateRequestSerializer(StrictInputMixin, serializers.Serializer):
     compare_with_base = serializers.BooleanField(required=False, default=False)
 
 
-_ANSWER = inline_serializer("GenerateAnswer", {
-    "text": serializers.CharField(), "tokens": serializers.IntegerField(), "duration_s": serializers.FloatField(),
-    "prompt_tokens": serializers.IntegerField(), "base": serializers.DictField(required=False),
-})
+_ANSWER = inline_serializer(
+    "GenerateAnswer",
+    {
+        "text": serializers.CharField(),
+        "tokens": serializers.IntegerField(),
+        "duration_s": serializers.FloatField(),
+        "prompt_tokens": serializers.IntegerField(),
+        "base": serializers.DictField(required=False),
+    },
+)
 
 
 class _GenerateView(APIView):

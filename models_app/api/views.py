@@ -23,8 +23,20 @@ from models_app.models import BaseModel, FineTunedModel
 class BaseModelSerializer(FastReadMixin, serializers.ModelSerializer):
     class Meta:
         model = BaseModel
-        fields = ["id", "name", "source", "repo_id", "architecture", "parameters", "context_length", "license",
-                  "has_chat_template", "size_bytes", "status", "description"]
+        fields = [
+            "id",
+            "name",
+            "source",
+            "repo_id",
+            "architecture",
+            "parameters",
+            "context_length",
+            "license",
+            "has_chat_template",
+            "size_bytes",
+            "status",
+            "description",
+        ]
 
 
 class FineTunedModelSerializer(FastReadMixin, serializers.ModelSerializer):
@@ -42,10 +54,31 @@ class FineTunedModelSerializer(FastReadMixin, serializers.ModelSerializer):
 
     class Meta:
         model = FineTunedModel
-        fields = ["id", "name", "version", "latest", "latest_version", "base_model", "base_model_name",
-                  "base_model_repo_id", "job", "job_status", "dataset", "dataset_name", "dataset_version",
-                  "dataset_sha256", "method", "weights", "is_adapter", "metrics", "hyperparameters", "tag", "notes",
-                  "exports_count", "created"]
+        fields = [
+            "id",
+            "name",
+            "version",
+            "latest",
+            "latest_version",
+            "base_model",
+            "base_model_name",
+            "base_model_repo_id",
+            "job",
+            "job_status",
+            "dataset",
+            "dataset_name",
+            "dataset_version",
+            "dataset_sha256",
+            "method",
+            "weights",
+            "is_adapter",
+            "metrics",
+            "hyperparameters",
+            "tag",
+            "notes",
+            "exports_count",
+            "created",
+        ]
         read_only_fields = fields
 
     def get_latest(self, obj: FineTunedModel) -> bool:
@@ -95,8 +128,9 @@ class FineTunedModelDetailSerializer(FineTunedModelSerializer):
 
 
 class FineTunedModelUpdateSerializer(StrictInputMixin, serializers.Serializer):
-    name = serializers.CharField(required=False, max_length=200,
-                                 help_text="Renames every version of this model (409 when the name is taken).")
+    name = serializers.CharField(
+        required=False, max_length=200, help_text="Renames every version of this model (409 when the name is taken)."
+    )
     tag = serializers.CharField(required=False, allow_blank=True, max_length=100)
     notes = serializers.CharField(required=False, allow_blank=True, max_length=20_000, trim_whitespace=False)
 
@@ -130,8 +164,13 @@ def _flag(value: str | None, name: str) -> bool:
     return value.lower() in _TRUE
 
 
-class FineTunedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
-                            mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class FineTunedModelViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
     """The user's fine-tuned models: list (filters `name`, `search`, `base_model`, `latest`), detail, PATCH
     (name, tag, notes), DELETE (with artifacts), versions of the same name, and compare two models."""
 
@@ -150,13 +189,16 @@ class FineTunedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
             return FineTunedModelUpdateSerializer
         return FineTunedModelSerializer
 
-    @extend_schema(parameters=[
-        OpenApiParameter("name", str, description="Exact model name"),
-        OpenApiParameter("search", str, description="Part of the name or tag"),
-        OpenApiParameter("base_model", {"type": "integer", "minimum": 0, "maximum": _MAX_ID},
-                         description="Base model id"),
-        OpenApiParameter("latest", bool, description="Only the newest version of each name"),
-    ])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("name", str, description="Exact model name"),
+            OpenApiParameter("search", str, description="Part of the name or tag"),
+            OpenApiParameter(
+                "base_model", {"type": "integer", "minimum": 0, "maximum": _MAX_ID}, description="Base model id"
+            ),
+            OpenApiParameter("latest", bool, description="Only the newest version of each name"),
+        ]
+    )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -167,9 +209,13 @@ class FineTunedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         base = params.get("base_model")
         if base is not None and not (base.isascii() and base.isdigit() and int(base) <= _MAX_ID):
             raise ServiceError("base_model must be a base model id.", field="base_model")
-        return services.filter_models(queryset, name=params.get("name"), search=params.get("search"),
-                                      base_model=int(base) if base else None,
-                                      latest_only=_flag(params.get("latest"), "latest"))
+        return services.filter_models(
+            queryset,
+            name=params.get("name"),
+            search=params.get("search"),
+            base_model=int(base) if base else None,
+            latest_only=_flag(params.get("latest"), "latest"),
+        )
 
     @extend_schema(request=FineTunedModelUpdateSerializer, responses=FineTunedModelDetailSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -189,8 +235,10 @@ class FineTunedModelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         """Every version of this model's name, newest first."""
         return Response(FineTunedModelSerializer(services.versions_of(self.get_object()), many=True).data)
 
-    @extend_schema(parameters=[OpenApiParameter("other", int, required=True, description="The model to compare with")],
-                   responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        parameters=[OpenApiParameter("other", int, required=True, description="The model to compare with")],
+        responses=OpenApiTypes.OBJECT,
+    )
     @action(detail=True, methods=["get"])
     def compare(self, request: Request, pk: str) -> Response:
         """This model (`a`) and `other` (`b`) side by side: setup, hyperparameter and metric rows, dataset, eval

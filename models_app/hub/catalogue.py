@@ -28,12 +28,38 @@ from .client import NO_TOKEN_MESSAGE, check_repo_id, describe_hub_error, hub_cli
 logger = logging.getLogger(__name__)
 
 # What a base-model download fetches: configs, tokenizer, chat template and safetensors weights (never pickles).
-DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "tokenizer.model", "*.tiktoken", "merges.txt",
-                     "vocab.txt", "spiece.model"]
+DOWNLOAD_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "*.jinja",
+    "tokenizer.model",
+    "*.tiktoken",
+    "merges.txt",
+    "vocab.txt",
+    "spiece.model",
+]
 DOWNLOAD_IGNORE = ["original/*", "onnx/*", "*.onnx_data", "checkpoint-*/*"]
 FIT_METHODS = ("full", "lora", "qlora")
-_GATED_MODEL_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
-                      "gemma3", "gemma3_text", "phi3", "olmo", "olmo2", "granite", "smollm3", "cohere", "deepseek_v2"}
+_GATED_MODEL_TYPES = {
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3_text",
+    "phi3",
+    "olmo",
+    "olmo2",
+    "granite",
+    "smollm3",
+    "cohere",
+    "deepseek_v2",
+}
 
 
 # --- search and model info ----------------------------------------------------------------------------------------
@@ -59,16 +85,28 @@ def search_models(user: User, q: str, limit: int = 20) -> list[HubModelSummary]:
     limit = max(1, min(int(limit), settings.HF_SEARCH_MAX_RESULTS))
     api = hub_client(user_token(user))
     try:
-        found = list(api.list_models(search=q or None, pipeline_tag="text-generation", sort="downloads", limit=limit,
-                                     expand=["downloads", "likes", "gated", "pipeline_tag", "library_name",
-                                             "lastModified"]))
+        found = list(
+            api.list_models(
+                search=q or None,
+                pipeline_tag="text-generation",
+                sort="downloads",
+                limit=limit,
+                expand=["downloads", "likes", "gated", "pipeline_tag", "library_name", "lastModified"],
+            )
+        )
     except Exception as exc:
         raise service_error(exc) from None
     return [
-        HubModelSummary(repo_id=m.id, downloads=int(m.downloads or 0), likes=int(m.likes or 0),
-                        gated=bool(m.gated), gated_mode=str(m.gated or ""), pipeline_tag=str(m.pipeline_tag or ""),
-                        library_name=str(m.library_name or ""),
-                        last_modified=m.last_modified.isoformat() if m.last_modified else None)
+        HubModelSummary(
+            repo_id=m.id,
+            downloads=int(m.downloads or 0),
+            likes=int(m.likes or 0),
+            gated=bool(m.gated),
+            gated_mode=str(m.gated or ""),
+            pipeline_tag=str(m.pipeline_tag or ""),
+            library_name=str(m.library_name or ""),
+            last_modified=m.last_modified.isoformat() if m.last_modified else None,
+        )
         for m in found
     ]
 
@@ -113,8 +151,9 @@ def _wanted(path: str) -> bool:
 def _hub_json(api: Any, repo_id: str, sha: str, filename: str) -> dict[str, Any] | None:
     """A small JSON file of the repo read through the Hub (None when it cannot be read)."""
     try:
-        path = api.hf_hub_download(repo_id, filename, revision=sha or None,
-                                   cache_dir=str(settings.FINETUNE_MODEL_CACHE))
+        path = api.hf_hub_download(
+            repo_id, filename, revision=sha or None, cache_dir=str(settings.FINETUNE_MODEL_CACHE)
+        )
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except Exception as exc:  # gated without access, not found, unreadable: the field stays unknown
         logger.info("could not read %s from %s: %s", filename, repo_id, type(exc).__name__)
@@ -183,8 +222,11 @@ def model_info(user: User, repo_id: str) -> HubModelDetails:
     files = sorted(sizes)
     sha = str(info.sha or "")
     cfg = (_hub_json(api, info.id, sha, "config.json") if "config.json" in sizes else None) or {}
-    tokenizer_config = _hub_json(api, info.id, sha, "tokenizer_config.json") if "tokenizer_config.json" in sizes else (
-        {} if files else None)
+    tokenizer_config = (
+        _hub_json(api, info.id, sha, "tokenizer_config.json")
+        if "tokenizer_config.json" in sizes
+        else ({} if files else None)
+    )
     hub_config = info.config or {}
     if not cfg and hub_config:
         cfg = {k: v for k, v in hub_config.items() if k in ("architectures", "model_type")}
@@ -204,24 +246,44 @@ def model_info(user: User, repo_id: str) -> HubModelDetails:
     architecture = _architecture(cfg)
     problems = []
     if not has_safetensors:
-        problems.append(f"{repo_id} has no safetensors weights; finetune only loads safetensors (pickled .bin "
-                        "files are not trusted).")
-    if architecture and not architecture.endswith(("ForCausalLM", "ForConditionalGeneration")) and (
-            info.pipeline_tag not in (None, "text-generation")):
+        problems.append(
+            f"{repo_id} has no safetensors weights; finetune only loads safetensors (pickled .bin "
+            "files are not trusted)."
+        )
+    if (
+        architecture
+        and not architecture.endswith(("ForCausalLM", "ForConditionalGeneration"))
+        and (info.pipeline_tag not in (None, "text-generation"))
+    ):
         problems.append(f"{repo_id} is not a text-generation model ({architecture}, {info.pipeline_tag}).")
     size_bytes = sum(size for name, size in sizes.items() if _wanted(name))
     if settings.HF_DOWNLOAD_MAX_BYTES and size_bytes > settings.HF_DOWNLOAD_MAX_BYTES:
-        problems.append(f"{repo_id} is {_size(size_bytes)} to download ({size_bytes} bytes), above this server's "
-                        f"limit of {_size(settings.HF_DOWNLOAD_MAX_BYTES)} ({settings.HF_DOWNLOAD_MAX_BYTES} bytes, "
-                        "HF_DOWNLOAD_MAX_BYTES); choose a smaller model or ask an operator.")
+        problems.append(
+            f"{repo_id} is {_size(size_bytes)} to download ({size_bytes} bytes), above this server's "
+            f"limit of {_size(settings.HF_DOWNLOAD_MAX_BYTES)} ({settings.HF_DOWNLOAD_MAX_BYTES} bytes, "
+            "HF_DOWNLOAD_MAX_BYTES); choose a smaller model or ask an operator."
+        )
     return HubModelDetails(
-        repo_id=info.id, sha=sha, architecture=architecture, model_type=str(cfg.get("model_type") or ""),
-        parameters=parameters, parameters_source=source, context_length=_context_length(cfg) if cfg else None,
-        license=license_, gated=bool(info.gated), gated_mode=str(info.gated or ""), size_bytes=size_bytes,
+        repo_id=info.id,
+        sha=sha,
+        architecture=architecture,
+        model_type=str(cfg.get("model_type") or ""),
+        parameters=parameters,
+        parameters_source=source,
+        context_length=_context_length(cfg) if cfg else None,
+        license=license_,
+        gated=bool(info.gated),
+        gated_mode=str(info.gated or ""),
+        size_bytes=size_bytes,
         total_size_bytes=sum(sizes.values()) or int(info.used_storage or 0),
-        has_chat_template=_has_chat_template(tokenizer_config, files), has_safetensors=has_safetensors,
-        pipeline_tag=str(info.pipeline_tag or ""), library_name=str(info.library_name or ""),
-        downloads=int(info.downloads or 0), likes=int(info.likes or 0), files=files, problems=problems,
+        has_chat_template=_has_chat_template(tokenizer_config, files),
+        has_safetensors=has_safetensors,
+        pipeline_tag=str(info.pipeline_tag or ""),
+        library_name=str(info.library_name or ""),
+        downloads=int(info.downloads or 0),
+        likes=int(info.likes or 0),
+        files=files,
+        problems=problems,
         private=bool(info.private),
     )
 
@@ -242,20 +304,34 @@ def request_download(user: User, repo_id: str) -> BaseModel:
     if not details.downloadable:
         raise ServiceError(" ".join(details.problems), field="repo_id")
     fields = {
-        "name": details.repo_id, "architecture": details.architecture[:100], "parameters": details.parameters or 0,
-        "context_length": details.context_length or 0, "license": details.license[:100],
-        "has_chat_template": bool(details.has_chat_template), "size_bytes": details.size_bytes,
-        "gated": details.gated, "private": details.private, "description": f"From the Hugging Face Hub ({details.pipeline_tag or 'model'}).",
+        "name": details.repo_id,
+        "architecture": details.architecture[:100],
+        "parameters": details.parameters or 0,
+        "context_length": details.context_length or 0,
+        "license": details.license[:100],
+        "has_chat_template": bool(details.has_chat_template),
+        "size_bytes": details.size_bytes,
+        "gated": details.gated,
+        "private": details.private,
+        "description": f"From the Hugging Face Hub ({details.pipeline_tag or 'model'}).",
     }
     with transaction.atomic():
         row, created = BaseModel.objects.select_for_update().get_or_create(
             repo_id=details.repo_id,
-            defaults={**fields, "source": BaseModel.Source.HUB, "status": BaseModel.Status.DOWNLOADING,
-                      "added_by": user})
+            defaults={
+                **fields,
+                "source": BaseModel.Source.HUB,
+                "status": BaseModel.Status.DOWNLOADING,
+                "added_by": user,
+            },
+        )
         if not created:
             if not can_use(user, row):  # someone else's download of a repo this user's token cannot read
-                raise ServiceError(f"{details.repo_id} is a gated or private model your token cannot read: request "
-                                   "access on its Hub page with the account your token belongs to.", status_code=403)
+                raise ServiceError(
+                    f"{details.repo_id} is a gated or private model your token cannot read: request "
+                    "access on its Hub page with the account your token belongs to.",
+                    status_code=403,
+                )
             if row.source != BaseModel.Source.HUB or row.status == BaseModel.Status.AVAILABLE:
                 return row
             if row.status == BaseModel.Status.DOWNLOADING:
@@ -274,8 +350,11 @@ def request_download(user: User, repo_id: str) -> BaseModel:
 
 
 def _enqueue_download(base_model_id: int, user_id: int) -> None:
-    transaction.on_commit(lambda: current_app.send_task("models_app.tasks.hub.download_base_model",
-                                                        args=[base_model_id, user_id], queue="default"))
+    transaction.on_commit(
+        lambda: current_app.send_task(
+            "models_app.tasks.hub.download_base_model", args=[base_model_id, user_id], queue="default"
+        )
+    )
 
 
 def _dir_bytes(path: Path) -> int:
@@ -287,13 +366,15 @@ def _dir_bytes(path: Path) -> int:
 
 def _publish_download(row: BaseModel, progress: float, status: str) -> None:
     if row.added_by_id:
-        events.publish_task_progress(row.added_by_id, kind="download", task_id=row.pk, progress=progress,
-                                     status=status)
+        events.publish_task_progress(
+            row.added_by_id, kind="download", task_id=row.pk, progress=progress, status=status
+        )
 
 
 def _fail_download(row: BaseModel, message: str) -> None:
     BaseModel.objects.filter(pk=row.pk, status=BaseModel.Status.DOWNLOADING).update(
-        status=BaseModel.Status.FAILED, error=message)
+        status=BaseModel.Status.FAILED, error=message
+    )
     logger.warning("base model %s: download of %s failed: %s", row.pk, row.repo_id, message)
     _publish_download(row, row.download_progress, BaseModel.Status.FAILED)
 
@@ -309,8 +390,9 @@ def run_download(base_model_id: int, user_id: int) -> None:
         _download(row, user_id)
     except Exception:  # anything not handled below: never leave the row "downloading"
         logger.exception("base model %s: internal error during the download", row.pk)
-        _fail_download(row, "Internal error during the download; try again, or ask an operator to look at the "
-                            "worker logs.")
+        _fail_download(
+            row, "Internal error during the download; try again, or ask an operator to look at the worker logs."
+        )
         raise
 
 
@@ -330,8 +412,12 @@ def _download(row: BaseModel, user_id: int) -> None:
     def download() -> None:
         try:
             outcome["path"] = api.snapshot_download(
-                row.repo_id, cache_dir=str(cache), allow_patterns=DOWNLOAD_PATTERNS, ignore_patterns=DOWNLOAD_IGNORE,
-                max_workers=settings.HF_DOWNLOAD_MAX_WORKERS)
+                row.repo_id,
+                cache_dir=str(cache),
+                allow_patterns=DOWNLOAD_PATTERNS,
+                ignore_patterns=DOWNLOAD_IGNORE,
+                max_workers=settings.HF_DOWNLOAD_MAX_WORKERS,
+            )
         except BaseException as exc:  # handed to the reporting thread below
             outcome["error"] = exc
 
@@ -350,7 +436,8 @@ def _download(row: BaseModel, user_id: int) -> None:
             if fraction - reported >= 0.01:
                 reported = fraction
                 BaseModel.objects.filter(pk=row.pk, status=BaseModel.Status.DOWNLOADING).update(
-                    download_progress=fraction)
+                    download_progress=fraction
+                )
                 _publish_download(row, fraction, BaseModel.Status.DOWNLOADING)
     if "error" in outcome:
         failure = describe_hub_error(outcome["error"], repo_id=row.repo_id)
@@ -361,8 +448,11 @@ def _download(row: BaseModel, user_id: int) -> None:
         return
     folder = Path(outcome["path"])
     if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
-        _fail_download(row, f"The download of {row.repo_id} is incomplete: config.json or safetensors weights are "
-                            "missing from the repository.")
+        _fail_download(
+            row,
+            f"The download of {row.repo_id} is incomplete: config.json or safetensors weights are "
+            "missing from the repository.",
+        )
         return
     update = _local_metadata(folder)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -376,10 +466,25 @@ def _download(row: BaseModel, user_id: int) -> None:
     finally:
         shutil.rmtree(cache / repo_folder_name(repo_id=row.repo_id, repo_type="model"), ignore_errors=True)
     done = BaseModel.objects.filter(pk=row.pk, status=BaseModel.Status.DOWNLOADING).update(
-        status=BaseModel.Status.AVAILABLE, artifact_key=stored.key, artifact_sha256=stored.sha256,
-        artifact_size=stored.size, revision=folder.name, download_progress=1.0, error="", size_bytes=size, **update)
-    logger.info("base model %s: %s downloaded (revision %s, %d bytes, %.1f s) and stored as %s", row.pk, row.repo_id,
-                folder.name, size, time.monotonic() - started, stored.key)
+        status=BaseModel.Status.AVAILABLE,
+        artifact_key=stored.key,
+        artifact_sha256=stored.sha256,
+        artifact_size=stored.size,
+        revision=folder.name,
+        download_progress=1.0,
+        error="",
+        size_bytes=size,
+        **update,
+    )
+    logger.info(
+        "base model %s: %s downloaded (revision %s, %d bytes, %.1f s) and stored as %s",
+        row.pk,
+        row.repo_id,
+        folder.name,
+        size,
+        time.monotonic() - started,
+        stored.key,
+    )
     if done:
         _publish_download(row, 1.0, BaseModel.Status.AVAILABLE)
 
@@ -413,8 +518,13 @@ def fit_estimate(base_model: BaseModel, method: str, max_length: int, batch_size
 
     def steps_on(device_type: str) -> dict[str, Any]:  # SFT step estimates for full / LoRA / QLoRA
         return memory_model.estimates_by_weights(
-            shape, method="sft", batch_size=batch_size, max_length=max_length, device_type=device_type,
-            precision=memory_model.default_precision(device_type))
+            shape,
+            method="sft",
+            batch_size=batch_size,
+            max_length=max_length,
+            device_type=device_type,
+            precision=memory_model.default_precision(device_type),
+        )
 
     if method not in FIT_METHODS:
         raise ServiceError(f"method must be one of {', '.join(FIT_METHODS)}.", field="method")
@@ -434,13 +544,22 @@ def fit_estimate(base_model: BaseModel, method: str, max_length: int, batch_size
         notes.append(f"max_length {max_length} is longer than the model's context ({base_model.context_length}).")
     if not fits[method]:
         cheaper = [m for m in FIT_METHODS if fits[m]]
-        notes.append(f"{method} needs about {steps[method].device_gb(1)} GB even with gradient checkpointing; this "
-                     f"machine has {available:.0f} GB." + (f" {', '.join(cheaper)} would fit." if cheaper
-                                                           else " Try a Modal GPU."))
+        notes.append(
+            f"{method} needs about {steps[method].device_gb(1)} GB even with gradient checkpointing; this "
+            f"machine has {available:.0f} GB."
+            + (f" {', '.join(cheaper)} would fit." if cheaper else " Try a Modal GPU.")
+        )
     return {
-        "base_model": base_model.pk, "method": method, "max_length": max_length, "batch_size": batch_size,
-        "parameters": shape.params, "memory_gb": needed[method], "memory_gb_by_method": needed,
-        "available_gb": round(available, 1), "fits": fits[method], "fits_by_method": fits,
+        "base_model": base_model.pk,
+        "method": method,
+        "max_length": max_length,
+        "batch_size": batch_size,
+        "parameters": shape.params,
+        "memory_gb": needed[method],
+        "memory_gb_by_method": needed,
+        "available_gb": round(available, 1),
+        "fits": fits[method],
+        "fits_by_method": fits,
         "modal_gpus_fit": {gpu: on_gpu.fits(gb * 1024) for gpu, gb in settings.MODAL_GPU_MEMORY_GB.items()},
         "notes": notes,
     }

@@ -95,44 +95,58 @@ def _status_in_text(err: BaseException) -> int | None:
 
 
 def _xet_token_kind(text: str) -> str:
-    """"write" or "read" when the failed request was for a Xet storage token, else ""."""
+    """ "write" or "read" when the failed request was for a Xet storage token, else ""."""
     match = _XET_TOKEN_URL.search(text)
     return match.group(1) if match else ""
 
 
-def _status_failure(code: int | None, server: str, *, repo_id: str, writing: bool, xet_token: str = "",
-                    repo_missing: bool = False) -> HubFailure:
+def _status_failure(
+    code: int | None, server: str, *, repo_id: str, writing: bool, xet_token: str = "", repo_missing: bool = False
+) -> HubFailure:
     """What an HTTP status from the Hub means for the user (`xet_token`: "write"/"read" when the Hub's Xet storage
     token endpoint answered it)."""
     if code == 401 and not repo_missing or "Invalid credentials" in server:
-        return HubFailure("The Hugging Face Hub rejected your token (invalid, expired or revoked): save a new "
-                          "token in your profile.", 401)
+        return HubFailure(
+            "The Hugging Face Hub rejected your token (invalid, expired or revoked): save a new "
+            "token in your profile.",
+            401,
+        )
     if code == 429:
-        return HubFailure("The Hugging Face Hub is rate-limiting requests (HTTP 429); retry in a few minutes.",
-                          429, retryable=True)
+        return HubFailure(
+            "The Hugging Face Hub is rate-limiting requests (HTTP 429); retry in a few minutes.", 429, retryable=True
+        )
     if code is not None and code >= 500:
-        return HubFailure(f"The Hugging Face Hub had an internal error (HTTP {code}); retry later.", code,
-                          retryable=True)
+        return HubFailure(
+            f"The Hugging Face Hub had an internal error (HTTP {code}); retry later.", code, retryable=True
+        )
     said = f" Hub said: {server}" if server else ""
     if xet_token:
         access = f"{xet_token} access to {repo_id.split('/')[0] if xet_token == 'write' else repo_id}"
-        why = {403: f" your token has no {access}, or this Hub does not allow Xet transfers.",
-               404: " the repository is gone, or this Hub does not offer Xet storage."}.get(code, " it was refused.")
+        why = {
+            403: f" your token has no {access}, or this Hub does not allow Xet transfers.",
+            404: " the repository is gone, or this Hub does not offer Xet storage.",
+        }.get(code, " it was refused.")
         instead = "upload through Git LFS" if xet_token == "write" else "download over plain HTTPS"
-        return HubFailure(f"The Hub refused a Xet storage {xet_token} token for {repo_id or 'this repository'} "
-                          f"(HTTP {code}):{why} An operator can set HF_UPLOAD_PROTOCOL=lfs to {instead} instead."
-                          f"{said}", code)
+        return HubFailure(
+            f"The Hub refused a Xet storage {xet_token} token for {repo_id or 'this repository'} "
+            f"(HTTP {code}):{why} An operator can set HF_UPLOAD_PROTOCOL=lfs to {instead} instead."
+            f"{said}",
+            code,
+        )
     if repo_missing or code == 404:
         what = f"repository {repo_id}" if repo_id else "resource"
         return HubFailure(f"The Hub has no {what}, or your token cannot see it (it may be private).", 404)
     if code == 403:
         if writing:
-            return HubFailure("The Hub refused the upload (HTTP 403): your token has no write access to "
-                              f"{repo_id.split('/')[0] or 'this namespace'}. Use a token with write permission.{said}",
-                              403)
+            return HubFailure(
+                "The Hub refused the upload (HTTP 403): your token has no write access to "
+                f"{repo_id.split('/')[0] or 'this namespace'}. Use a token with write permission.{said}",
+                403,
+            )
         return HubFailure(f"The Hub refused access to {repo_id} (HTTP 403).{said}", 403)
-    return HubFailure(f"The Hugging Face Hub refused the request (HTTP {code}){f': {server}' if server else '.'}",
-                      code)
+    return HubFailure(
+        f"The Hugging Face Hub refused the request (HTTP {code}){f': {server}' if server else '.'}", code
+    )
 
 
 def describe_hub_error(exc: BaseException, *, repo_id: str = "", writing: bool = False) -> HubFailure:
@@ -156,8 +170,11 @@ def describe_hub_error(exc: BaseException, *, repo_id: str = "", writing: bool =
 
 
 def _unreachable() -> HubFailure:
-    return HubFailure(f"Could not reach the Hugging Face Hub at {settings.HF_ENDPOINT}; check the network and retry.",
-                      None, retryable=True)
+    return HubFailure(
+        f"Could not reach the Hugging Face Hub at {settings.HF_ENDPOINT}; check the network and retry.",
+        None,
+        retryable=True,
+    )
 
 
 def _describe_one(err: BaseException, *, repo_id: str, writing: bool) -> HubFailure | None:
@@ -175,26 +192,39 @@ def _describe_one(err: BaseException, *, repo_id: str, writing: bool) -> HubFail
 
     if isinstance(err, GatedRepoError):
         page = f"{settings.HF_ENDPOINT}/{repo_id}" if repo_id else settings.HF_ENDPOINT
-        return HubFailure(f"{repo_id} is a gated model: request access on its Hub page ({page}) with the account "
-                          "your token belongs to, wait for approval, then try again.", 403)
+        return HubFailure(
+            f"{repo_id} is a gated model: request access on its Hub page ({page}) with the account "
+            "your token belongs to, wait for approval, then try again.",
+            403,
+        )
     if isinstance(err, RevisionNotFoundError):
         return HubFailure(f"The requested revision of {repo_id} does not exist on the Hub.", 404)
     if isinstance(err, HfHubHTTPError):
         code = err.response.status_code if err.response is not None else None
         server = (err.server_message or "").strip().splitlines()[0] if err.server_message else ""
-        return _status_failure(code, server, repo_id=repo_id, writing=writing, xet_token=_xet_token_kind(str(err)),
-                               repo_missing=isinstance(err, RepositoryNotFoundError))
+        return _status_failure(
+            code,
+            server,
+            repo_id=repo_id,
+            writing=writing,
+            xet_token=_xet_token_kind(str(err)),
+            repo_missing=isinstance(err, RepositoryNotFoundError),
+        )
     if isinstance(err, LocalEntryNotFoundError):  # snapshot_download wraps the error that made it use the cache
         return None
     in_text = _status_in_text(err)
     if in_text is not None:
         return _status_failure(in_text, "", repo_id=repo_id, writing=writing, xet_token=_xet_token_kind(str(err)))
     if type(err).__name__ == "XetAuthenticationError":  # hf_xet's, when its storage refuses the Xet token
-        return HubFailure(f"The Hub's Xet storage refused the upload's credentials for {repo_id or 'this upload'}: "
-                          "check that your token can write there, then retry.", 403)
+        return HubFailure(
+            f"The Hub's Xet storage refused the upload's credentials for {repo_id or 'this upload'}: "
+            "check that your token can write there, then retry.",
+            403,
+        )
     if isinstance(err, FileMetadataError):
-        return HubFailure(f"{settings.HF_ENDPOINT} answered without the file metadata the Hub sends: check "
-                          "HF_ENDPOINT.")
+        return HubFailure(
+            f"{settings.HF_ENDPOINT} answered without the file metadata the Hub sends: check HF_ENDPOINT."
+        )
     if isinstance(err, httpx2.TransportError | OfflineModeIsEnabled | ConnectionError | TimeoutError):
         return _unreachable()
     return None
@@ -216,6 +246,8 @@ def check_repo_id(repo_id: str, *, field_name: str = "repo_id", namespace_requir
     malformed = not match or "--" in value or ".." in value or value.endswith(".git")
     if malformed or (namespace_required and "/" not in value):
         example = "namespace/name" if namespace_required else "name or namespace/name"
-        raise ServiceError(f"{value!r} is not a valid Hub repository id (expected {example}, with letters, digits, "
-                           "'-', '_' or '.').", field=field_name)
+        raise ServiceError(
+            f"{value!r} is not a valid Hub repository id (expected {example}, with letters, digits, '-', '_' or '.').",
+            field=field_name,
+        )
     return value

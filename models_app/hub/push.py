@@ -29,7 +29,6 @@ from .client import NO_TOKEN_MESSAGE, apply_upload_protocol, check_repo_id, desc
 logger = logging.getLogger(__name__)
 
 
-
 class PushFailed(Exception):
     """A push cannot go on; `message` is shown to the user."""
 
@@ -56,8 +55,14 @@ def request_push(user: User, model_id: int, repo_name: str, private: bool) -> Hu
     repo_id = f"{namespace}/{value.split('/')[-1]}" if namespace else value
     with transaction.atomic():
         push = HubPush.objects.create(
-            owner=user, model=model, repo_id=repo_id, private=bool(private), stage="queued",
-            repo_url=f"{settings.HF_ENDPOINT}/{repo_id}" if "/" in repo_id else "", run_token=uuid.uuid4().hex)
+            owner=user,
+            model=model,
+            repo_id=repo_id,
+            private=bool(private),
+            stage="queued",
+            repo_url=f"{settings.HF_ENDPOINT}/{repo_id}" if "/" in repo_id else "",
+            run_token=uuid.uuid4().hex,
+        )
         _enqueue_push(push)
     logger.info("push %s: model %s -> %s queued by user %s", push.pk, model.pk, repo_id, user.pk)
     return push
@@ -90,7 +95,8 @@ def retry_push(user: User, push_id: int) -> HubPush:
 def _enqueue_push(push: HubPush) -> None:
     args = [push.pk, push.run_token]
     transaction.on_commit(
-        lambda: current_app.send_task("models_app.tasks.hub.push_to_hub", args=args, queue="default"))
+        lambda: current_app.send_task("models_app.tasks.hub.push_to_hub", args=args, queue="default")
+    )
 
 
 class _PushReporter:
@@ -101,16 +107,20 @@ class _PushReporter:
 
     def __call__(self, stage: str, progress: float, **fields: Any) -> None:
         HubPush.objects.filter(pk=self.push.pk, run_token=self.push.run_token).update(
-            stage=stage, progress=progress, **fields)
-        events.publish_task_progress(self.push.owner_id, kind="push", task_id=self.push.pk, progress=progress,
-                                     status=TaskStatus.RUNNING)
+            stage=stage, progress=progress, **fields
+        )
+        events.publish_task_progress(
+            self.push.owner_id, kind="push", task_id=self.push.pk, progress=progress, status=TaskStatus.RUNNING
+        )
 
     def finish(self, status: str, **fields: Any) -> None:
         HubPush.objects.filter(pk=self.push.pk, run_token=self.push.run_token).update(
-            status=status, finished=timezone.now(), **fields)
+            status=status, finished=timezone.now(), **fields
+        )
         progress = float(fields.get("progress", self.push.progress))
-        events.publish_task_progress(self.push.owner_id, kind="push", task_id=self.push.pk, progress=progress,
-                                     status=status)
+        events.publish_task_progress(
+            self.push.owner_id, kind="push", task_id=self.push.pk, progress=progress, status=status
+        )
 
 
 def _resolve_namespace(push: HubPush, identity: dict[str, Any]) -> str:
@@ -125,8 +135,10 @@ def _resolve_namespace(push: HubPush, identity: dict[str, Any]) -> str:
     if namespace == push.owner.hf_username:  # filled in from a token saved earlier: use the current token's user
         return f"{user}/{name}"
     allowed = ", ".join([user, *orgs])
-    raise PushFailed(f"Your Hugging Face token cannot push to the namespace {namespace!r}: it belongs to {user!r} "
-                     f"(namespaces you can use: {allowed}).")
+    raise PushFailed(
+        f"Your Hugging Face token cannot push to the namespace {namespace!r}: it belongs to {user!r} "
+        f"(namespaces you can use: {allowed})."
+    )
 
 
 def _token_role(identity: dict[str, Any]) -> str:
@@ -144,23 +156,42 @@ def prepare_push_folder(model: FineTunedModel, out_dir: Path, *, repo_id: str, n
     public_base = base.public_id
     with model_folder(model) as folder, base_model_folder(base) as base_path:
         if model.weights in ("lora", "qlora") or is_adapter_dir(folder):
-            artifact = export_artifact("adapter", model_dir=str(folder), base_model_path=base_path,
-                                       out_dir=str(out_dir), base_model_name=public_base, subdir="repo")
+            artifact = export_artifact(
+                "adapter",
+                model_dir=str(folder),
+                base_model_path=base_path,
+                out_dir=str(out_dir),
+                base_model_name=public_base,
+                subdir="repo",
+            )
         else:
-            artifact = export_artifact("merged", model_dir=str(folder), base_model_path=base_path,
-                                       out_dir=str(out_dir), subdir="repo")
+            artifact = export_artifact(
+                "merged", model_dir=str(folder), base_model_path=base_path, out_dir=str(out_dir), subdir="repo"
+            )
     folder = Path(artifact.path)
     job = model.job
     datasets = [job.dataset.name] if job is not None and "/" in job.dataset.name else []
-    card = Path(write_model_card(
-        str(folder), base_model=public_base, base_model_note=base.provenance_note, datasets=datasets,
-        method=model.method, weights=model.weights,
-        hyperparameters=model.hyperparameters or {}, metrics=model.metrics or {}, license=base.license or "other",
-        model_name=repo_id, extra={"tags": ["finetune"]}))
+    card = Path(
+        write_model_card(
+            str(folder),
+            base_model=public_base,
+            base_model_note=base.provenance_note,
+            datasets=datasets,
+            method=model.method,
+            weights=model.weights,
+            hyperparameters=model.hyperparameters or {},
+            metrics=model.metrics or {},
+            license=base.license or "other",
+            model_name=repo_id,
+            extra={"tags": ["finetune"]},
+        )
+    )
     tag = f", tag {model.tag}" if model.tag else ""
     with open(card, "a", encoding="utf-8") as fh:
-        fh.write(f"\n## Provenance\n\nPushed from finetune: model `{model.name}` version {model.version}{tag}"
-                 f"{(', ' + note) if note else ''}.\n")
+        fh.write(
+            f"\n## Provenance\n\nPushed from finetune: model `{model.name}` version {model.version}{tag}"
+            f"{(', ' + note) if note else ''}.\n"
+        )
     return folder
 
 
@@ -169,8 +200,13 @@ def run_push(push_id: int, run_token: str) -> None:
     prepare the files, upload them as one commit (idempotent: a stale or repeated run token changes nothing)."""
     now = timezone.now()
     claimed = HubPush.objects.filter(pk=push_id, run_token=run_token, status=TaskStatus.QUEUED).update(
-        status=TaskStatus.RUNNING, started=now, progress=0.02, stage="checking your Hugging Face token", error="",
-        retryable=False)
+        status=TaskStatus.RUNNING,
+        started=now,
+        progress=0.02,
+        stage="checking your Hugging Face token",
+        error="",
+        retryable=False,
+    )
     if not claimed:
         logger.info("push %s: run %s is stale or done, skipping", push_id, run_token)
         return
@@ -179,8 +215,11 @@ def run_push(push_id: int, run_token: str) -> None:
     except Exception:  # anything not handled below (e.g. the database): never leave the push "running"
         logger.exception("push %s: internal error", push_id)
         HubPush.objects.filter(pk=push_id, run_token=run_token, status=TaskStatus.RUNNING).update(
-            status=TaskStatus.FAILED, finished=timezone.now(), retryable=True,
-            error="Internal error while pushing; retry, or ask an operator to look at the worker logs.")
+            status=TaskStatus.FAILED,
+            finished=timezone.now(),
+            retryable=True,
+            error="Internal error while pushing; retry, or ask an operator to look at the worker logs.",
+        )
         raise
 
 
@@ -196,27 +235,44 @@ def _run_claimed_push(push_id: int, now: datetime) -> None:
         api = hub_client(token)
         identity = api.whoami()
         if _token_role(identity) == "read":
-            raise PushFailed("Your Hugging Face token is read-only, so nothing can be uploaded with it: create a "
-                             "token with write permission on the Hub and save it in your profile, then retry.")
+            raise PushFailed(
+                "Your Hugging Face token is read-only, so nothing can be uploaded with it: create a "
+                "token with write permission on the Hub and save it in your profile, then retry."
+            )
         repo_id = _resolve_namespace(push, identity)
         report("creating the repository", 0.1, repo_id=repo_id, repo_url=f"{settings.HF_ENDPOINT}/{repo_id}")
         repo_url = str(api.create_repo(repo_id, private=push.private, repo_type="model", exist_ok=True))
         report("preparing the files", 0.2, repo_url=repo_url)
         with tempfile.TemporaryDirectory(prefix=f"finetune-push-{push.pk}-") as tmp:
-            folder = prepare_push_folder(push.model, Path(tmp), repo_id=repo_id,
-                                         note=f"push #{push.pk} at {now:%Y-%m-%d %H:%M:%S} UTC")
+            folder = prepare_push_folder(
+                push.model, Path(tmp), repo_id=repo_id, note=f"push #{push.pk} at {now:%Y-%m-%d %H:%M:%S} UTC"
+            )
             files = sorted(p for p in folder.rglob("*") if p.is_file())
             total = sum(p.stat().st_size for p in files)
             report(f"uploading {len(files)} files ({total / 1e6:.1f} MB) via {apply_upload_protocol()}", 0.4)
             started = time.monotonic()
             commit = api.upload_folder(
-                repo_id=repo_id, folder_path=str(folder), repo_type="model",
+                repo_id=repo_id,
+                folder_path=str(folder),
+                repo_type="model",
                 commit_message=f"Upload {push.model.name} v{push.model.version} from finetune",
-                commit_description=f"finetune push #{push.pk}: {', '.join(p.name for p in files)}")
-        logger.info("push %s: %s uploaded to %s in %.1f s (commit %s)", push.pk, total, repo_id,
-                    time.monotonic() - started, commit.oid)
-        report.finish(TaskStatus.SUCCEEDED, progress=1.0, stage=f"uploaded {len(files)} files",
-                      commit_sha=str(commit.oid or "")[:64], repo_url=repo_url)
+                commit_description=f"finetune push #{push.pk}: {', '.join(p.name for p in files)}",
+            )
+        logger.info(
+            "push %s: %s uploaded to %s in %.1f s (commit %s)",
+            push.pk,
+            total,
+            repo_id,
+            time.monotonic() - started,
+            commit.oid,
+        )
+        report.finish(
+            TaskStatus.SUCCEEDED,
+            progress=1.0,
+            stage=f"uploaded {len(files)} files",
+            commit_sha=str(commit.oid or "")[:64],
+            repo_url=repo_url,
+        )
     except PushFailed as exc:
         _fail_push(report, exc.message, retryable=exc.retryable)
     except Exception as exc:

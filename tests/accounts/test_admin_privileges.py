@@ -13,10 +13,19 @@ PASSWORD = "x-Strong-pass-1"
 
 
 def change_form(user: User, **changes) -> dict:
-    data = {"username": user.username, "email": user.email, "display_name": user.display_name,
-            "first_name": "", "last_name": "", "quota_overrides": "{}", "is_active": "on",
-            "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
-            "apitoken_set-TOTAL_FORMS": "0", "apitoken_set-INITIAL_FORMS": "0"}
+    data = {
+        "username": user.username,
+        "email": user.email,
+        "display_name": user.display_name,
+        "first_name": "",
+        "last_name": "",
+        "quota_overrides": "{}",
+        "is_active": "on",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "apitoken_set-TOTAL_FORMS": "0",
+        "apitoken_set-INITIAL_FORMS": "0",
+    }
     data.update(changes)
     return data
 
@@ -34,9 +43,17 @@ def test_staff_who_edit_users_cannot_grant_privileges(client):
     assert 'name="is_superuser"' not in page.content.decode()  # shown, not editable
 
     for target in (alice, helpdesk):
-        r = client.post(f"/admin/accounts/user/{target.pk}/change/",
-                        change_form(target, display_name="edited", is_superuser="on", is_staff="on",
-                                    groups=[group.pk], user_permissions=[perm.pk]))
+        r = client.post(
+            f"/admin/accounts/user/{target.pk}/change/",
+            change_form(
+                target,
+                display_name="edited",
+                is_superuser="on",
+                is_staff="on",
+                groups=[group.pk],
+                user_permissions=[perm.pk],
+            ),
+        )
         assert r.status_code == 302, r.content.decode()[:2000]
         target.refresh_from_db()
         assert target.display_name == "edited"  # the edit itself went through

@@ -19,8 +19,9 @@ def staff(db):
 
 
 def _admin_login(client, username, password, ip):
-    return client.post("/admin/login/", {"username": username, "password": password, "next": "/admin/"},
-                       REMOTE_ADDR=ip)
+    return client.post(
+        "/admin/login/", {"username": username, "password": password, "next": "/admin/"}, REMOTE_ADDR=ip
+    )
 
 
 def _signed_in(response) -> bool:
@@ -62,8 +63,9 @@ def test_admin_sign_in_locks_the_pair_only(client, staff, password, settings):
 def test_admin_and_api_count_failures_together(client, api_client, staff, password, settings):
     settings.LOGIN_LOCKOUT_THRESHOLD = 3
     for _ in range(2):
-        api_client.post("/api/auth/login/", {"username": staff.username, "password": "bad"}, format="json",
-                        REMOTE_ADDR=A)
+        api_client.post(
+            "/api/auth/login/", {"username": staff.username, "password": "bad"}, format="json", REMOTE_ADDR=A
+        )
     r = _admin_login(client, staff.username, "bad", A)
     assert "Too many failed sign-in attempts" in r.content.decode()
     assert not _signed_in(_admin_login(client, staff.username, password, A))
@@ -75,7 +77,7 @@ def test_admin_answers_do_not_tell_whether_the_account_exists(client, staff, set
     def errors(username, ip):
         page = _admin_login(client, username, "wrong-password", ip).content.decode()
         start = page.index('class="errornote"')
-        return page[start:page.index("</p>", start)]
+        return page[start : page.index("</p>", start)]
 
     known = [errors(staff.username, A) for _ in range(3)]
     unknown = [errors("nobody-here", A) for _ in range(3)]
@@ -99,7 +101,11 @@ def test_unlock_action_clears_every_pair_of_the_account(client, staff, user, pas
     assert AuditLog.objects.filter(action="user.unlock", target_id=str(user.pk)).exists()
     client.logout()
     for ip in (A, B):
-        r = client.post("/api/auth/login/", {"username": user.username, "password": password},
-                        content_type="application/json", REMOTE_ADDR=ip)
+        r = client.post(
+            "/api/auth/login/",
+            {"username": user.username, "password": password},
+            content_type="application/json",
+            REMOTE_ADDR=ip,
+        )
         assert r.status_code == 200, r.content
     assert User.objects.get(pk=user.pk).locked_until is None

@@ -20,12 +20,14 @@ def test_audit_rows_and_permissions_follow_the_model():
     try:
         old = executor.loader.project_state(BEFORE).apps
         Entry = old.get_model("dashboard", "AuditLog")
-        Entry.objects.create(actor_username="ops", action="job.cancel", target_type="training.trainingjob",
-                             target_id="7")
+        Entry.objects.create(
+            actor_username="ops", action="job.cancel", target_type="training.trainingjob", target_id="7"
+        )
         ContentType.objects.filter(app_label="accounts", model="auditlog").delete()  # as before the move
         ct, _ = ContentType.objects.get_or_create(app_label="dashboard", model="auditlog")
-        perm, _ = Permission.objects.get_or_create(content_type=ct, codename="view_auditlog",
-                                                   defaults={"name": "Can view audit log"})
+        perm, _ = Permission.objects.get_or_create(
+            content_type=ct, codename="view_auditlog", defaults={"name": "Can view audit log"}
+        )
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(AFTER)

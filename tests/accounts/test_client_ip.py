@@ -33,8 +33,9 @@ def _set_rate(monkeypatch, scope, rate):
 
 def _login(client, ip, forwarded=None, username="someone"):
     extra = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {}
-    return client.post("/api/auth/login/", {"username": username, "password": "bad"}, format="json",
-                       REMOTE_ADDR=ip, **extra)
+    return client.post(
+        "/api/auth/login/", {"username": username, "password": "bad"}, format="json", REMOTE_ADDR=ip, **extra
+    )
 
 
 def test_a_forged_forwarded_for_does_not_reset_the_ip_throttle(api_client, monkeypatch):
@@ -46,9 +47,13 @@ def test_a_forged_forwarded_for_does_not_reset_the_ip_throttle(api_client, monke
 def test_a_forged_forwarded_for_does_not_reset_the_register_throttle(api_client, monkeypatch):
     _set_rate(monkeypatch, "register_ip", "2/min")
     codes = [
-        api_client.post("/api/auth/register/", {"username": f"new{i}", "email": f"new{i}@example.com",
-                                                "password": "Quiet-River-42x"}, format="json",
-                        REMOTE_ADDR="10.6.0.2", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code
+        api_client.post(
+            "/api/auth/register/",
+            {"username": f"new{i}", "email": f"new{i}@example.com", "password": "Quiet-River-42x"},
+            format="json",
+            REMOTE_ADDR="10.6.0.2",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{i}",
+        ).status_code
         for i in range(3)
     ]
     assert codes == [201, 201, 429]
@@ -72,8 +77,13 @@ def test_behind_a_proxy_the_lockout_pair_uses_the_same_address(api_client, user,
     proxy = "10.0.0.254"
 
     def login(forwarded, pw):
-        return api_client.post("/api/auth/login/", {"username": user.username, "password": pw}, format="json",
-                               REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=forwarded)
+        return api_client.post(
+            "/api/auth/login/",
+            {"username": user.username, "password": pw},
+            format="json",
+            REMOTE_ADDR=proxy,
+            HTTP_X_FORWARDED_FOR=forwarded,
+        )
 
     assert login("9.9.9.9, 192.0.2.20", "bad").status_code == 400
     assert login("8.8.8.8, 192.0.2.20", "bad").status_code == 429

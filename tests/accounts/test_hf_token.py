@@ -83,8 +83,10 @@ def test_empty_token_gets_a_clear_message(auth_client, fake_hub):
 def test_key_rotation_reencrypts_every_secret_under_the_newest_key(settings, fake_hub, capsys):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.SECRET_ENCRYPTION_KEYS = [old]
-    users = [User.objects.create_user(username=f"rot{i}", email=f"rot{i}@example.com", password="x-Strong-pass-1")
-             for i in range(3)]
+    users = [
+        User.objects.create_user(username=f"rot{i}", email=f"rot{i}@example.com", password="x-Strong-pass-1")
+        for i in range(3)
+    ]
     services.save_hf_token(users[0], token=VALID)
     services.save_hf_token(users[1], token="hf_validTokenForBob5678")
     User.objects.filter(pk=users[2].pk).update(webhook_secret_encrypted=crypto.encrypt("whsec-carol"))

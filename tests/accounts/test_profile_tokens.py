@@ -31,14 +31,17 @@ def test_me_reports_quotas_and_usage(auth_client, settings):
 
 def test_password_change_keeps_session_and_checks_old_password(api_client, user, password):
     api_client.post("/api/auth/login/", {"username": user.username, "password": password}, format="json")
-    r = api_client.post("/api/auth/change-password/", {"old_password": "wrong", "new_password": "N3w-secure-pass"},
-                        format="json")
+    r = api_client.post(
+        "/api/auth/change-password/", {"old_password": "wrong", "new_password": "N3w-secure-pass"}, format="json"
+    )
     assert r.status_code == 400 and "old_password" in r.json()["errors"]
-    r = api_client.post("/api/auth/change-password/", {"old_password": password, "new_password": "short"},
-                        format="json")
+    r = api_client.post(
+        "/api/auth/change-password/", {"old_password": password, "new_password": "short"}, format="json"
+    )
     assert r.status_code == 400 and "new_password" in r.json()["errors"]
-    r = api_client.post("/api/auth/change-password/", {"old_password": password, "new_password": "N3w-secure-pass"},
-                        format="json")
+    r = api_client.post(
+        "/api/auth/change-password/", {"old_password": password, "new_password": "N3w-secure-pass"}, format="json"
+    )
     assert r.status_code == 200
     assert api_client.get("/api/auth/me/").status_code == 200  # session survives
     user.refresh_from_db()
@@ -52,8 +55,9 @@ def test_password_change_ends_the_other_sessions(user, password):
         r = client.post("/api/auth/login/", {"username": user.username, "password": password}, format="json")
         assert r.status_code == 200
         assert client.get("/api/auth/me/").status_code == 200
-    r = here.post("/api/auth/change-password/", {"old_password": password, "new_password": "N3w-secure-pass"},
-                  format="json")
+    r = here.post(
+        "/api/auth/change-password/", {"old_password": password, "new_password": "N3w-secure-pass"}, format="json"
+    )
     assert r.status_code == 200
     assert here.get("/api/auth/me/").status_code == 200
     assert elsewhere.get("/api/auth/me/").status_code == 401  # signed out

@@ -29,8 +29,15 @@ def media(settings, tmp_path):
 def _body(ds, **kw):
     from models_app.models import BaseModel
 
-    return {"name": "q", "base_model": BaseModel.objects.ensure_embedded().pk, "dataset": ds.pk, "method": "sft",
-            "weights": "lora", "hyperparameters": dict(TINY_HYPER), **kw}
+    return {
+        "name": "q",
+        "base_model": BaseModel.objects.ensure_embedded().pk,
+        "dataset": ds.pk,
+        "method": "sft",
+        "weights": "lora",
+        "hyperparameters": dict(TINY_HYPER),
+        **kw,
+    }
 
 
 def _set_quota(user, **overrides):
@@ -70,8 +77,15 @@ def test_usage_counts_this_month_per_backend_with_running_jobs(user, other_user,
     TrainingJobFactory(owner=user, status="failed", compute_seconds=60)  # 1 local minute (failures count too)
     TrainingJobFactory(owner=user, status="succeeded", compute_seconds=6000, finished=last_month)  # another month
     TrainingJobFactory(owner=user, status="succeeded", backend="modal", compute_seconds=1800, cost_usd=0.55)
-    TrainingJobFactory(owner=user, status="running", backend="modal", modal_gpu="A100-80GB",
-             running_since=now - timedelta(minutes=6), compute_seconds=120, cost_usd=0.08)
+    TrainingJobFactory(
+        owner=user,
+        status="running",
+        backend="modal",
+        modal_gpu="A100-80GB",
+        running_since=now - timedelta(minutes=6),
+        compute_seconds=120,
+        cost_usd=0.08,
+    )
     TrainingJobFactory(owner=other_user, status="succeeded", compute_seconds=99999, backend="modal", cost_usd=99)
 
     body = auth_client.get("/api/auth/me/quotas/").json()
@@ -151,14 +165,16 @@ def test_a_running_jobs_elapsed_time_counts(user, media, auth_client):
 @pytest.mark.django_db
 def test_modal_spend_limit_refuses_modal_jobs(user, media, auth_client):
     TrainingJobFactory(owner=user, status="succeeded", backend="modal", compute_seconds=600, cost_usd=50.0)
-    r = auth_client.post("/api/training/jobs/", _body(dataset_for(user), backend="modal", modal_gpu="T4"),
-                         format="json")
+    r = auth_client.post(
+        "/api/training/jobs/", _body(dataset_for(user), backend="modal", modal_gpu="T4"), format="json"
+    )
     assert r.status_code == 429
     assert "Modal spend quota reached: $50.00 of $50.00 spent this month" in r.json()["detail"]
     assert "resets on" in r.json()["detail"]
     _set_quota(user, modal_spend_usd_per_month=100)
-    r = auth_client.post("/api/training/jobs/", _body(dataset_for(user), backend="modal", modal_gpu="T4"),
-                         format="json")
+    r = auth_client.post(
+        "/api/training/jobs/", _body(dataset_for(user), backend="modal", modal_gpu="T4"), format="json"
+    )
     assert r.status_code == 201
 
 
@@ -167,8 +183,9 @@ def test_modal_spend_limit_refuses_modal_jobs(user, media, auth_client):
 @pytest.mark.parametrize("backend", ["local", "modal"])
 def test_parallel_starts_never_exceed_the_monthly_budget(user, media, backend):
     jobs = [TrainingJobFactory(owner=user, backend=backend, name=f"j{i}") for i in range(5)]
-    est_s, est_usd = job_quotas.estimated_cost(TrainingJob.objects.select_related("dataset", "base_model")
-                                           .get(pk=jobs[0].pk))
+    est_s, est_usd = job_quotas.estimated_cost(
+        TrainingJob.objects.select_related("dataset", "base_model").get(pk=jobs[0].pk)
+    )
     assert est_s > 0
     if backend == "local":
         _set_quota(user, gpu_minutes_local_per_month=2.5 * est_s / 60)  # room for two jobs' estimates
@@ -219,10 +236,14 @@ def test_resume_is_checked_like_a_create(user, media, auth_client):
 # --- mid-run: a running job stops when its backend's monthly budget runs out ------------------------------------
 @pytest.mark.django_db
 def test_running_job_is_asked_to_stop_when_the_budget_runs_out(user, media):
-    job = TrainingJobFactory(owner=user, status="running", lease_owner="w1", running_since=timezone.now() - timedelta(minutes=9))
+    job = TrainingJobFactory(
+        owner=user, status="running", lease_owner="w1", running_since=timezone.now() - timedelta(minutes=9)
+    )
     _set_quota(user, gpu_minutes_local_per_month=10)
     assert services.enforce_running_quota(job.pk) is False  # 9 of 10 minutes: it goes on
-    TrainingJobFactory(owner=user, status="succeeded", compute_seconds=90)  # another run finished meanwhile: 10.5 of 10
+    TrainingJobFactory(
+        owner=user, status="succeeded", compute_seconds=90
+    )  # another run finished meanwhile: 10.5 of 10
     assert services.enforce_running_quota(job.pk) is True
     job.refresh_from_db()
     assert job.cancel_requested and job.error_kind == "quota" and job.status == "running"
@@ -241,8 +262,14 @@ def test_running_job_is_asked_to_stop_when_the_budget_runs_out(user, media):
 
 @pytest.mark.django_db
 def test_modal_spend_running_out_mid_run_stops_a_modal_job(user, media):
-    job = TrainingJobFactory(owner=user, status="running", backend="modal", modal_gpu="A10G", lease_owner="modal",
-                   running_since=timezone.now() - timedelta(minutes=30))
+    job = TrainingJobFactory(
+        owner=user,
+        status="running",
+        backend="modal",
+        modal_gpu="A10G",
+        lease_owner="modal",
+        running_since=timezone.now() - timedelta(minutes=30),
+    )
     _set_quota(user, modal_spend_usd_per_month=0.2)  # 30 min of an A10G costs more than that
     assert services.enforce_running_quota(job.pk) is True
     job.refresh_from_db()

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.django_db
 
 def test_register_creates_user_and_signs_in(api_client):
     r = api_client.post(
-        "/api/auth/register/", {"username": "carol", "email": "Carol@Example.com", "password": "a-Strong-pass-42"},
+        "/api/auth/register/",
+        {"username": "carol", "email": "Carol@Example.com", "password": "a-Strong-pass-42"},
         format="json",
     )
     assert r.status_code == 201, r.content
@@ -25,8 +26,9 @@ def test_register_creates_user_and_signs_in(api_client):
 
 
 def test_register_rejects_weak_password_with_field_error(api_client):
-    r = api_client.post("/api/auth/register/", {"username": "dave", "email": "d@example.com", "password": "12345678"},
-                        format="json")
+    r = api_client.post(
+        "/api/auth/register/", {"username": "dave", "email": "d@example.com", "password": "12345678"}, format="json"
+    )
     assert r.status_code == 400
     body = r.json()
     assert "password" in body["errors"] and body["detail"]
@@ -34,11 +36,17 @@ def test_register_rejects_weak_password_with_field_error(api_client):
 
 
 def test_register_rejects_duplicate_username_and_email(api_client, user):
-    r = api_client.post("/api/auth/register/", {"username": user.username.upper(), "email": "x@example.com",
-                                                "password": "a-Strong-pass-42"}, format="json")
+    r = api_client.post(
+        "/api/auth/register/",
+        {"username": user.username.upper(), "email": "x@example.com", "password": "a-Strong-pass-42"},
+        format="json",
+    )
     assert r.status_code == 400 and "username" in r.json()["errors"]
-    r = api_client.post("/api/auth/register/", {"username": "newname", "email": user.email,
-                                                "password": "a-Strong-pass-42"}, format="json")
+    r = api_client.post(
+        "/api/auth/register/",
+        {"username": "newname", "email": user.email, "password": "a-Strong-pass-42"},
+        format="json",
+    )
     assert r.status_code == 400 and "email" in r.json()["errors"]
 
 
@@ -81,8 +89,9 @@ def test_csrf_is_enforced_for_session_auth():
     assert r.status_code == 403 and "CSRF" in r.json()["detail"]
     token = client.get("/api/auth/csrf/").json()["csrfToken"]
     User.objects.create_user(username="erin", email="erin@example.com", password="a-Strong-pass-42")
-    r = client.post("/api/auth/login/", {"username": "erin", "password": "a-Strong-pass-42"}, format="json",
-                    HTTP_X_CSRFTOKEN=token)
+    r = client.post(
+        "/api/auth/login/", {"username": "erin", "password": "a-Strong-pass-42"}, format="json", HTTP_X_CSRFTOKEN=token
+    )
     assert r.status_code == 200, r.content
     # An unsafe request on the session without the header is refused; with the (rotated) token it passes.
     r = client.patch("/api/auth/me/", {"display_name": "E"}, format="json")

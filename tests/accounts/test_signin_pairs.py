@@ -11,8 +11,7 @@ A, B = "10.1.0.1", "10.2.0.2"
 
 
 def _login(client, username, password, ip):
-    return client.post("/api/auth/login/", {"username": username, "password": password}, format="json",
-                       REMOTE_ADDR=ip)
+    return client.post("/api/auth/login/", {"username": username, "password": password}, format="json", REMOTE_ADDR=ip)
 
 
 def test_a_lock_from_one_address_does_not_lock_the_owner_out_elsewhere(api_client, user, password, settings):
@@ -55,8 +54,13 @@ def test_spoofed_forwarded_for_does_not_escape_the_lock(api_client, user, passwo
     """Behind no proxy the client's X-Forwarded-For is ignored: rotating it gives no fresh pair."""
     settings.LOGIN_LOCKOUT_THRESHOLD = 3
     codes = [
-        api_client.post("/api/auth/login/", {"username": user.username, "password": "bad"}, format="json",
-                        REMOTE_ADDR=A, HTTP_X_FORWARDED_FOR=f"203.0.113.{i}").status_code
+        api_client.post(
+            "/api/auth/login/",
+            {"username": user.username, "password": "bad"},
+            format="json",
+            REMOTE_ADDR=A,
+            HTTP_X_FORWARDED_FOR=f"203.0.113.{i}",
+        ).status_code
         for i in range(4)
     ]
     assert codes == [400, 400, 429, 429]

@@ -12,8 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _login(client, username, password, ip="10.0.0.1"):
-    return client.post("/api/auth/login/", {"username": username, "password": password}, format="json",
-                       REMOTE_ADDR=ip)
+    return client.post("/api/auth/login/", {"username": username, "password": password}, format="json", REMOTE_ADDR=ip)
 
 
 def test_account_locks_after_repeated_failures_even_for_the_right_password(api_client, user, password, settings):

@@ -225,5 +225,7 @@ def assert_metrics_count_the_job(job_id: int) -> None:
         assert browser.get("/metrics").status_code == 403  # anonymous
         body = browser.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").content.decode()
     assert job.status == "succeeded" and succeeded >= 1
-    assert f'finetune_training_jobs{{backend="{job.backend}",state="succeeded"}} {float(succeeded)}' in body, body[:2000]
+    assert f'finetune_training_jobs{{backend="{job.backend}",state="succeeded"}} {float(succeeded)}' in body, body[
+        :2000
+    ]
     assert 'finetune_exports{status="succeeded"}' in body and "finetune_celery_queue_length" in body

@@ -35,9 +35,17 @@ def make_job(user, tmp_path, settings):
     def make(status="queued", *, worker="", name="opsjob", **extra):
         now = timezone.now()
         if worker:
-            extra.update(lease_owner=worker, lease_expires=now + timedelta(seconds=60), heartbeat_at=now, attempts=1,
-                         current_step=3, total_steps=6, progress=0.5, running_since=now - timedelta(seconds=90),
-                         attempt_worker=worker)
+            extra.update(
+                lease_owner=worker,
+                lease_expires=now + timedelta(seconds=60),
+                heartbeat_at=now,
+                attempts=1,
+                current_step=3,
+                total_steps=6,
+                progress=0.5,
+                running_since=now - timedelta(seconds=90),
+                attempt_worker=worker,
+            )
         return TrainingJobFactory(owner=user, name=name, status=status, hyperparameters=dict(TINY_HYPER), **extra)
 
     return make

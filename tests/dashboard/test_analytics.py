@@ -15,8 +15,12 @@ pytestmark = pytest.mark.django_db
 
 
 def _result(train_loss, eval_loss=None):
-    return {"status": "succeeded", "final_step": 6, "total_steps": 6,
-            "metrics": {"train_loss_last": train_loss, "eval_loss_after": eval_loss}}
+    return {
+        "status": "succeeded",
+        "final_step": 6,
+        "total_steps": 6,
+        "metrics": {"train_loss_last": train_loss, "eval_loss_after": eval_loss},
+    }
 
 
 @pytest.fixture
@@ -42,25 +46,45 @@ def world(user, other_user, settings, tmp_path):
     ]
     jobs = []
     for i, (created, status, method, secs, finished, loss, eval_loss) in enumerate(spec):
-        jobs.append(TrainingJobFactory(owner=user, status=status, method=method, compute_seconds=secs, name=f"job{i}",
-            created=now - created * day - timedelta(minutes=i),
-            finished=(now - finished * day) if finished is not None else None,
-            result=_result(loss, eval_loss) if loss is not None else ({} if status == "succeeded" else None),
-            running_since=now - timedelta(minutes=3) if status == "running" else None,
-            **({"progress": 0.25, "current_step": 3, "total_steps": 12} if status == "running" else {}),
-        ))
+        jobs.append(
+            TrainingJobFactory(
+                owner=user,
+                status=status,
+                method=method,
+                compute_seconds=secs,
+                name=f"job{i}",
+                created=now - created * day - timedelta(minutes=i),
+                finished=(now - finished * day) if finished is not None else None,
+                result=_result(loss, eval_loss) if loss is not None else ({} if status == "succeeded" else None),
+                running_since=now - timedelta(minutes=3) if status == "running" else None,
+                **({"progress": 0.25, "current_step": 3, "total_steps": 12} if status == "running" else {}),
+            )
+        )
     make_ready_dataset(user, name="second")  # two datasets for the user
     base = BaseModel.objects.ensure_embedded()
-    FineTunedModel.objects.create(owner=user, name="m", version=1, base_model=base, method="sft", weights="lora",
-                                  )
+    FineTunedModel.objects.create(
+        owner=user,
+        name="m",
+        version=1,
+        base_model=base,
+        method="sft",
+        weights="lora",
+    )
     # The other user: lots of everything, all of it today.
     for i in range(6):
-        TrainingJobFactory(owner=other_user, status="succeeded", method="sft", compute_seconds=99999,
-                 result=_result(9.0, 9.0), name=f"other{i}")
+        TrainingJobFactory(
+            owner=other_user,
+            status="succeeded",
+            method="sft",
+            compute_seconds=99999,
+            result=_result(9.0, 9.0),
+            name=f"other{i}",
+        )
     TrainingJobFactory(owner=other_user, status="running", running_since=now)
     for v in (1, 2):
-        FineTunedModel.objects.create(owner=other_user, name="o", version=v, base_model=base, method="sft",
-                                      weights="lora")
+        FineTunedModel.objects.create(
+            owner=other_user, name="o", version=v, base_model=base, method="sft", weights="lora"
+        )
     return {"spec": spec, "jobs": jobs, "now": now}
 
 
@@ -121,8 +145,9 @@ def test_analytics_recompute(auth_client, world, days):
                 if m.get("eval_loss_after") is not None:
                     entry["e"].append(m["eval_loss_after"])
 
-    got_created = {p["date"]: {k: p[k] for k in ("count", "succeeded", "failed")} for p in body["jobs_per_day"]
-                   if p["count"]}
+    got_created = {
+        p["date"]: {k: p[k] for k in ("count", "succeeded", "failed")} for p in body["jobs_per_day"] if p["count"]
+    }
     assert got_created == created_on
     got_hours = {p["date"]: p["hours"] for p in body["training_hours_per_day"] if p["hours"]}
     assert got_hours == pytest.approx({k: round(v, 4) for k, v in hours_on.items()})
@@ -133,8 +158,10 @@ def test_analytics_recompute(auth_client, world, days):
     def mean(v):
         return round(sum(v) / len(v), 4) if v else None
 
-    expected = [{"method": k, "jobs": v["n"], "mean_final_train_loss": mean(v["t"]),
-                 "mean_final_eval_loss": mean(v["e"])} for k, v in sorted(losses.items())]
+    expected = [
+        {"method": k, "jobs": v["n"], "mean_final_train_loss": mean(v["t"]), "mean_final_eval_loss": mean(v["e"])}
+        for k, v in sorted(losses.items())
+    ]
     assert body["final_loss_by_method"] == expected
     # The other user's 9.0 losses and 99999 s jobs never show up.
     assert all(row["mean_final_train_loss"] != 9.0 for row in body["final_loss_by_method"])
@@ -153,8 +180,9 @@ def test_analytics_for_a_user_with_nothing(api_client, other_user, world):
     assert stats["jobs"]["total"] == 0 and stats["datasets"] == 0 and stats["success_rate"] is None
 
 
-@pytest.mark.parametrize(("days", "needle"), [("0", "between 1 and 365"), ("366", "between 1 and 365"),
-                                              ("abc", "whole number")])
+@pytest.mark.parametrize(
+    ("days", "needle"), [("0", "between 1 and 365"), ("366", "between 1 and 365"), ("abc", "whole number")]
+)
 def test_bad_days_get_a_clear_400(auth_client, days, needle):
     r = auth_client.get(f"/api/dashboard/analytics/?days={days}")
     assert r.status_code == 400 and needle in r.json()["detail"] and "days" in r.json()["errors"]

@@ -20,8 +20,11 @@ def test_celery_task_message_reaches_websocket_client_through_daphne(daphne_url,
     session.get(f"{daphne_url}/api/auth/csrf/").raise_for_status()
     csrf = session.cookies["csrftoken"]
     headers = {"X-CSRFToken": csrf, "Referer": daphne_url + "/"}
-    r = session.post(f"{daphne_url}/api/auth/register/", json={"username": "chain", "email": "chain@example.com",
-                     "password": "x-Strong-pass-1"}, headers=headers)
+    r = session.post(
+        f"{daphne_url}/api/auth/register/",
+        json={"username": "chain", "email": "chain@example.com", "password": "x-Strong-pass-1"},
+        headers=headers,
+    )
     assert r.status_code == 201, r.text
     cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
     ws_url = daphne_url.replace("http://", "ws://") + "/ws/notifications/"

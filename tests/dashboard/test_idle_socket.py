@@ -30,8 +30,9 @@ async def test_idle_notification_socket_survives_and_still_receives():
         return f"sessionid={c.cookies['sessionid'].value}".encode(), user.pk
 
     cookie, user_id = await login()
-    comm = WebsocketCommunicator(application, "/ws/notifications/",
-                                 headers=[(b"cookie", cookie), (b"origin", b"http://localhost")])
+    comm = WebsocketCommunicator(
+        application, "/ws/notifications/", headers=[(b"cookie", cookie), (b"origin", b"http://localhost")]
+    )
     assert (await comm.connect())[0]
     await comm.receive_json_from()
     await asyncio.sleep(12)  # more than two blocking-pop rounds

@@ -29,8 +29,9 @@ def test_metrics_are_refused_without_the_token_or_an_allowed_address(settings):
 def test_metrics_count_jobs_queues_throughput_and_requests(settings, user):
     settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS = "", ["127.0.0.1"]
     running = TrainingJobFactory(owner=user, status="running", lease_owner="w1")
-    MetricPoint.objects.create(job=running, seq=1, kind="metric", step=1, loss=2.0, tokens_per_s=123.5,
-                               time=running.created)
+    MetricPoint.objects.create(
+        job=running, seq=1, kind="metric", step=1, loss=2.0, tokens_per_s=123.5, time=running.created
+    )
     TrainingJobFactory(owner=user, status="failed")
     client = Client()
     client.get("/api/health/")

@@ -33,13 +33,15 @@ async def test_signed_in_user_receives_their_notifications():
     from accounts import realtime as events
 
     cookie, user_id = await _session_cookie("wsuser")
-    comm = WebsocketCommunicator(application, "/ws/notifications/",
-                                 headers=[(b"cookie", cookie), (b"origin", b"http://localhost")])
+    comm = WebsocketCommunicator(
+        application, "/ws/notifications/", headers=[(b"cookie", cookie), (b"origin", b"http://localhost")]
+    )
     connected, _ = await comm.connect()
     assert connected
     assert (await comm.receive_json_from())["type"] == "hello"
-    await sync_to_async(events.publish_task_progress)(user_id, kind="export", task_id=7, progress=0.5,
-                                                      status="running")
+    await sync_to_async(events.publish_task_progress)(
+        user_id, kind="export", task_id=7, progress=0.5, status="running"
+    )
     msg = await comm.receive_json_from(timeout=5)
     assert msg == {"type": "task", "kind": "export", "id": 7, "progress": 0.5, "status": "running"}
     await comm.disconnect()
@@ -51,8 +53,9 @@ async def test_other_users_messages_do_not_leak():
 
     cookie, _ = await _session_cookie("wsa")
     _, other_id = await _session_cookie("wsb")
-    comm = WebsocketCommunicator(application, "/ws/notifications/",
-                                 headers=[(b"cookie", cookie), (b"origin", b"http://localhost")])
+    comm = WebsocketCommunicator(
+        application, "/ws/notifications/", headers=[(b"cookie", cookie), (b"origin", b"http://localhost")]
+    )
     assert (await comm.connect())[0]
     await comm.receive_json_from()
     await sync_to_async(events.notify_user)(other_id, {"type": "notification", "message": "secret"})
@@ -94,16 +97,20 @@ async def test_an_api_token_signs_a_script_socket_in_and_a_bad_one_does_not():
     from accounts import realtime as events
 
     key, user_id = await _token("wstoken")
-    comm = WebsocketCommunicator(application, "/ws/notifications/",
-                                 headers=[(b"authorization", f"Token {key}".encode()), (b"origin", b"http://localhost")])
+    comm = WebsocketCommunicator(
+        application,
+        "/ws/notifications/",
+        headers=[(b"authorization", f"Token {key}".encode()), (b"origin", b"http://localhost")],
+    )
     assert (await comm.connect())[0]
     assert (await comm.receive_json_from())["user"] == "wstoken"
     await sync_to_async(events.publish_task_progress)(user_id, kind="export", task_id=9, progress=1.0, status="done")
     assert (await comm.receive_json_from(timeout=5))["id"] == 9
     await comm.disconnect()
     for header in (b"Token not-a-key", b"Bearer " + key.encode()):
-        bad = WebsocketCommunicator(application, "/ws/notifications/",
-                                    headers=[(b"authorization", header), (b"origin", b"http://localhost")])
+        bad = WebsocketCommunicator(
+            application, "/ws/notifications/", headers=[(b"authorization", header), (b"origin", b"http://localhost")]
+        )
         connected, _ = await bad.connect()
         assert not connected
         await bad.disconnect()

@@ -11,14 +11,23 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PROBE = ("import django, sentry_sdk; django.setup(); from django.conf import settings; c = sentry_sdk.get_client(); "
-         "print(settings.SENTRY_ENABLED, c.is_active(), sorted(getattr(c, 'integrations', {})))")
+PROBE = (
+    "import django, sentry_sdk; django.setup(); from django.conf import settings; c = sentry_sdk.get_client(); "
+    "print(settings.SENTRY_ENABLED, c.is_active(), sorted(getattr(c, 'integrations', {})))"
+)
 
 
 def _probe(**env: str) -> str:
     clean = {k: v for k, v in os.environ.items() if k != "SENTRY_DSN"}
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={**clean, "DJANGO_SETTINGS_MODULE": "finetune.settings", **env}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "finetune.settings", **env},
+        check=True,
+    )
     return out.stdout.strip().splitlines()[-1]
 
 

@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def built_frontend(tmp_path, settings):
     build = tmp_path / "frontend"
     (build / ".vite").mkdir(parents=True)
-    (build / ".vite" / "manifest.json").write_text(json.dumps(
-        {"src/main.tsx": {"file": "assets/main-abc123.js", "css": ["assets/main-def456.css"], "isEntry": True}}))
+    (build / ".vite" / "manifest.json").write_text(
+        json.dumps(
+            {"src/main.tsx": {"file": "assets/main-abc123.js", "css": ["assets/main-def456.css"], "isEntry": True}}
+        )
+    )
     settings.FRONTEND_BUILD_DIR = build
     return build
 
@@ -27,7 +30,7 @@ def test_client_routes_serve_the_shell(client, built_frontend, path):
     assert r.status_code == 200
     html = r.content.decode()
     assert '<div id="root"></div>' in html
-    assert '/static/frontend/assets/main-abc123.js' in html and "main-def456.css" in html
+    assert "/static/frontend/assets/main-abc123.js" in html and "main-def456.css" in html
     assert "csrftoken" in r.cookies
 
 

@@ -45,10 +45,15 @@ def _parquet_bytes() -> bytes:
 
 
 def test_content_lying_about_its_type(auth_client, media_root):
-    _assert_refused(_post(auth_client, "data.csv", _parquet_bytes()), 400, "data.csv", "parquet",
-                    media_root=media_root)
-    _assert_refused(_post(auth_client, "data.parquet", b'{"instruction": "a", "output": "b"}\n'), 400, "data.parquet",
-                    media_root=media_root)
+    _assert_refused(
+        _post(auth_client, "data.csv", _parquet_bytes()), 400, "data.csv", "parquet", media_root=media_root
+    )
+    _assert_refused(
+        _post(auth_client, "data.parquet", b'{"instruction": "a", "output": "b"}\n'),
+        400,
+        "data.parquet",
+        media_root=media_root,
+    )
 
 
 def test_binary_garbage(auth_client, media_root):
@@ -77,8 +82,7 @@ def test_unsupported_extension(auth_client, media_root):
 
 def test_over_size_upload_is_413(auth_client, media_root, settings):
     settings.DATASET_MAX_UPLOAD_BYTES = 100_000
-    content = b"".join(json.dumps({"instruction": "q" * 50, "output": "a" * 50}).encode() + b"\n"
-                       for _ in range(2000))
+    content = b"".join(json.dumps({"instruction": "q" * 50, "output": "a" * 50}).encode() + b"\n" for _ in range(2000))
     _assert_refused(_post(auth_client, "big.jsonl", content), 413, "largest upload allowed", media_root=media_root)
 
 
@@ -97,12 +101,13 @@ def test_single_50_mb_line(auth_client, media_root):
 
 
 @pytest.mark.parametrize(
-    "name", ["../../etc/passwd.jsonl", "..\\..\\evil.jsonl", "nul\x00byte.jsonl", "invoice\u202egnp.jsonl"],
+    "name",
+    ["../../etc/passwd.jsonl", "..\\..\\evil.jsonl", "nul\x00byte.jsonl", "invoice\u202egnp.jsonl"],
     ids=["traversal", "windows-traversal", "nul", "rtl-override"],
 )
 def test_dangerous_file_names(auth_client, media_root, name):
     body = (
-        b"--BOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name.encode() + b"\"\r\n"
+        b'--BOUNDARY\r\nContent-Disposition: form-data; name="file"; filename="' + name.encode() + b'"\r\n'
         b"Content-Type: application/octet-stream\r\n\r\n"
         b'{"instruction": "a", "output": "b"}\n\r\n--BOUNDARY--\r\n'
     )
@@ -121,8 +126,9 @@ def test_too_many_files_at_once(auth_client, media_root, settings):
 
 def test_bad_column_mapping_and_format(auth_client, media_root):
     ok = b'{"instruction": "a", "output": "b"}\n'
-    _assert_refused(_post(auth_client, "a.jsonl", ok, column_mapping="{not json"), 400, "column_mapping",
-                    media_root=media_root)
+    _assert_refused(
+        _post(auth_client, "a.jsonl", ok, column_mapping="{not json"), 400, "column_mapping", media_root=media_root
+    )
     _assert_refused(_post(auth_client, "a.jsonl", ok, format="yaml"), 400, "unknown format", media_root=media_root)
 
 
@@ -150,11 +156,11 @@ def test_parallel_uploads_cannot_overshoot_the_quota(daphne_url, media_root_for_
     from accounts.models import User
     from accounts.services import create_api_token
 
-    user = User.objects.create_user(username="par", email="par@example.com", password="x-Strong-pass-1",
-                                     quota_overrides={"storage_bytes": 50_000})
+    user = User.objects.create_user(
+        username="par", email="par@example.com", password="x-Strong-pass-1", quota_overrides={"storage_bytes": 50_000}
+    )
     key = create_api_token(user, name="t").key
-    content = b"".join(json.dumps({"instruction": f"q{i}", "output": "a" * 20}).encode() + b"\n"
-                       for i in range(700))
+    content = b"".join(json.dumps({"instruction": f"q{i}", "output": "a" * 20}).encode() + b"\n" for i in range(700))
     assert 25_000 < len(content) < 50_000  # one fits, two do not
     codes: list[int] = []
     barrier = threading.Barrier(4)
@@ -163,8 +169,12 @@ def test_parallel_uploads_cannot_overshoot_the_quota(daphne_url, media_root_for_
 
     def upload(url: str) -> None:
         barrier.wait()
-        r = requests.post(f"{url}/api/datasets/", headers={"Authorization": f"Token {key}"},
-                          files={"file": ("p.jsonl", content)}, timeout=60)
+        r = requests.post(
+            f"{url}/api/datasets/",
+            headers={"Authorization": f"Token {key}"},
+            files={"file": ("p.jsonl", content)},
+            timeout=60,
+        )
         codes.append(r.status_code)
 
     threads = [threading.Thread(target=upload, args=(urls[i % 2],)) for i in range(4)]
@@ -177,5 +187,7 @@ def test_parallel_uploads_cannot_overshoot_the_quota(daphne_url, media_root_for_
         stop(second)
     assert sorted(codes) == [201, 413, 413, 413]
     assert Dataset.objects.filter(owner=user).count() == 1
-    assert len([p for p in stored_files(media_root_for_servers)
-                if f"datasets/{user.pk}/" in str(p) and p not in before]) == 1
+    assert (
+        len([p for p in stored_files(media_root_for_servers) if f"datasets/{user.pk}/" in str(p) and p not in before])
+        == 1
+    )

@@ -25,11 +25,17 @@ def foreign_dataset(other_user, media_root, shared_datasets):
 
 
 ROUTES = [
-    ("get", "/api/datasets/{id}/"), ("patch", "/api/datasets/{id}/"), ("delete", "/api/datasets/{id}/"),
-    ("get", "/api/datasets/{id}/report/"), ("post", "/api/datasets/{id}/validate/"),
-    ("get", "/api/datasets/{id}/preview/"), ("get", "/api/datasets/{id}/statistics/"),
-    ("post", "/api/datasets/{id}/preprocess/"), ("post", "/api/datasets/{id}/split/"),
-    ("get", "/api/datasets/{id}/versions/"), ("get", "/api/datasets/{id}/download/"),
+    ("get", "/api/datasets/{id}/"),
+    ("patch", "/api/datasets/{id}/"),
+    ("delete", "/api/datasets/{id}/"),
+    ("get", "/api/datasets/{id}/report/"),
+    ("post", "/api/datasets/{id}/validate/"),
+    ("get", "/api/datasets/{id}/preview/"),
+    ("get", "/api/datasets/{id}/statistics/"),
+    ("post", "/api/datasets/{id}/preprocess/"),
+    ("post", "/api/datasets/{id}/split/"),
+    ("get", "/api/datasets/{id}/versions/"),
+    ("get", "/api/datasets/{id}/download/"),
 ]
 
 

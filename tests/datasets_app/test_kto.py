@@ -49,8 +49,14 @@ def kto_dataset(auth_client, media_root, tmp_path) -> Dataset:
 
 def _job(ds: Dataset, method: str, **hyper) -> dict:
     base = BaseModel.objects.ensure_embedded()
-    return {"name": "kto", "base_model": base.pk, "dataset": ds.pk, "method": method, "weights": "lora",
-            "hyperparameters": {**TINY_HYPER, **hyper}}
+    return {
+        "name": "kto",
+        "base_model": base.pk,
+        "dataset": ds.pk,
+        "method": method,
+        "weights": "lora",
+        "hyperparameters": {**TINY_HYPER, **hyper},
+    }
 
 
 def test_kto_data_is_detected_with_its_balance_and_sft_on_it_is_refused(auth_client, kto_dataset):
@@ -72,16 +78,18 @@ def test_kto_data_is_detected_with_its_balance_and_sft_on_it_is_refused(auth_cli
 
 
 def test_keep_desirable_rows_makes_an_sft_version(auth_client, kto_dataset):
-    r = auth_client.post(f"/api/datasets/{kto_dataset.pk}/preprocess/", {"steps": [{"op": "keep_desirable"}]},
-                         format="json")
+    r = auth_client.post(
+        f"/api/datasets/{kto_dataset.pk}/preprocess/", {"steps": [{"op": "keep_desirable"}]}, format="json"
+    )
     assert r.status_code == 202, r.content
     child = _process(r.json()["id"])
     assert child.status == "ready", child.error
     assert child.format == "messages" and child.row_count == 10 and child.version == 2
     sft = auth_client.post("/api/training/jobs/", _job(child, "sft"), format="json")
     assert sft.status_code == 201, sft.content
-    wrong = auth_client.post(f"/api/datasets/{child.pk}/preprocess/", {"steps": [{"op": "keep_desirable"}]},
-                             format="json")
+    wrong = auth_client.post(
+        f"/api/datasets/{child.pk}/preprocess/", {"steps": [{"op": "keep_desirable"}]}, format="json"
+    )
     assert wrong.status_code == 202  # the step's fit to the data is checked when the version is made
     failed = _process(wrong.json()["id"])
     assert failed.status != "ready" and "keeping desirable rows needs KTO data" in failed.error, failed.error
@@ -91,8 +99,9 @@ def test_dpo_loss_type_is_accepted_and_checked_per_method(auth_client, user, tmp
     from tests.factories import make_ready_dataset
 
     settings.MEDIA_ROOT = tmp_path / "media"
-    pairs = make_ready_dataset(user, rows=[{"prompt": "Q", "chosen": "Good.", "rejected": "Bad."}] * 4,
-                               fmt="preference")
+    pairs = make_ready_dataset(
+        user, rows=[{"prompt": "Q", "chosen": "Good.", "rejected": "Bad."}] * 4, fmt="preference"
+    )
     ok = auth_client.post("/api/training/jobs/", _job(pairs, "dpo", loss_type="ipo"), format="json")
     assert ok.status_code == 201, ok.content
     assert ok.json()["hyperparameters"]["loss_type"] == "ipo"

@@ -96,8 +96,9 @@ def test_a_huge_line_after_a_valid_first_line_is_refused_at_upload(auth_client, 
     _assert_intact(kept)
 
 
-def test_a_huge_line_past_the_upload_scan_is_refused_by_processing(auth_client, media_root, settings, monkeypatch,
-                                                                    kept):
+def test_a_huge_line_past_the_upload_scan_is_refused_by_processing(
+    auth_client, media_root, settings, monkeypatch, kept
+):
     """Past what the web process decompresses at upload, the processing task refuses the line, naming it; the
     version's file and the user's other data are kept."""
     settings.DATASET_MAX_LINE_BYTES = 4 * KIB
@@ -127,8 +128,9 @@ def test_a_gzip_whose_isize_lies_is_refused_at_upload(auth_client, media_root, s
     _assert_intact(kept)
 
 
-def test_a_gzip_whose_isize_lies_past_the_upload_scan_is_refused_by_processing(auth_client, media_root, settings,
-                                                                                 monkeypatch, kept):
+def test_a_gzip_whose_isize_lies_past_the_upload_scan_is_refused_by_processing(
+    auth_client, media_root, settings, monkeypatch, kept
+):
     settings.DATASET_MAX_DECOMPRESSED_BYTES = 5 * MIB
     monkeypatch.setattr(uploads, "GZIP_SCAN_BYTES", 1 * MIB)
     r = _post(auth_client, "liar.jsonl.gz", liar_gzip(_random_jsonl(6 * MIB)))
@@ -146,8 +148,7 @@ def _parquet(table: pa.Table, **kwargs) -> bytes:
     return buf.getvalue()
 
 
-def test_a_parquet_file_that_decompresses_past_the_limit_is_refused_at_upload(auth_client, media_root, settings,
-                                                                              kept):
+def test_a_parquet_file_that_decompresses_past_the_limit_is_refused_at_upload(auth_client, media_root, settings, kept):
     settings.DATASET_MAX_DECOMPRESSED_BYTES = 1 * MIB
     table = pa.table({"instruction": ["q" * 2000] * 2000, "output": ["a"] * 2000})  # ~4 MB of text
     content = _parquet(table, compression="zstd", use_dictionary=False)
@@ -170,8 +171,9 @@ def test_a_gzipped_parquet_file_counts_against_the_same_limit(auth_client, media
     _assert_intact(kept)
 
 
-def test_a_gzipped_parquet_file_past_the_upload_scan_is_refused_by_processing(auth_client, media_root, settings,
-                                                                               monkeypatch, kept):
+def test_a_gzipped_parquet_file_past_the_upload_scan_is_refused_by_processing(
+    auth_client, media_root, settings, monkeypatch, kept
+):
     settings.DATASET_MAX_DECOMPRESSED_BYTES = 5 * MIB
     monkeypatch.setattr(uploads, "GZIP_SCAN_BYTES", 1 * MIB)
     rows = [os.urandom(250).hex() for _ in range(12000)]  # ~6 MB
@@ -226,8 +228,20 @@ def _hub_row(**kwargs) -> BaseModel:
     return BaseModel.objects.create(**{**defaults, **kwargs})
 
 
-@pytest.mark.parametrize("value", ["gpt2", "../../etc", "/root/.cache/finetune/models/SmolLM2-135M-Instruct",
-                                   "embedded/SmolLM2-135M-Instruct", 999_999_999, -1, 2**70, "1.5", ""])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "gpt2",
+        "../../etc",
+        "/root/.cache/finetune/models/SmolLM2-135M-Instruct",
+        "embedded/SmolLM2-135M-Instruct",
+        999_999_999,
+        -1,
+        2**70,
+        "1.5",
+        "",
+    ],
+)
 def test_validate_refuses_a_base_model_that_is_not_a_catalogue_id(auth_client, catalogue, kept, value):
     settings_before = dict(kept.validation_settings)
     r = auth_client.post(f"/api/datasets/{kept.pk}/validate/", {"base_model": value}, format="json")
@@ -267,8 +281,10 @@ def test_a_catalogue_id_the_user_may_use_picks_its_tokenizer(auth_client, catalo
 
 def test_a_base_model_withdrawn_before_processing_fails_the_version_clearly(auth_client, catalogue, kept, user):
     mine = _hub_row()
-    assert auth_client.post(f"/api/datasets/{kept.pk}/validate/", {"base_model": mine.pk},
-                            format="json").status_code == 202
+    assert (
+        auth_client.post(f"/api/datasets/{kept.pk}/validate/", {"base_model": mine.pk}, format="json").status_code
+        == 202
+    )
     BaseModel.objects.filter(pk=mine.pk).update(status=BaseModel.Status.FAILED)
     ds = _process(kept.pk)
     assert ds.status == "invalid" and "base model" in ds.error.lower() and str(mine.pk) in ds.error, ds.error
@@ -280,13 +296,15 @@ def test_without_a_registered_catalogue_no_base_model_is_accepted(auth_client, n
     r = auth_client.post(f"/api/datasets/{kept.pk}/validate/", {"base_model": row.pk}, format="json")
     assert r.status_code == 400 and "base_model" in r.json()["errors"]
     # No base model: the embedded default still works.
-    assert auth_client.post(f"/api/datasets/{kept.pk}/validate/", {"max_length": 512},
-                            format="json").status_code == 202
+    assert (
+        auth_client.post(f"/api/datasets/{kept.pk}/validate/", {"max_length": 512}, format="json").status_code == 202
+    )
     assert _process(kept.pk).status == "ready"
 
 
-def test_a_free_string_stored_before_the_check_never_reaches_the_tokenizer_loader(auth_client, catalogue, kept,
-                                                                                  monkeypatch):
+def test_a_free_string_stored_before_the_check_never_reaches_the_tokenizer_loader(
+    auth_client, catalogue, kept, monkeypatch
+):
     from datasets_app.validation import tokenizer_cache
 
     loaded: list[str] = []

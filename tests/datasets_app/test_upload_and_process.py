@@ -35,8 +35,9 @@ def _process(dataset_id):
         ("hh_rlhf_harmless_test.jsonl.gz", "hh_rlhf", lambda p: sum(1 for line in gzip.open(p) if line.strip())),
     ],
 )
-def test_shared_file_uploads_is_detected_and_validated(auth_client, user, media_root, shared_datasets, filename, fmt,
-                                                       rows):
+def test_shared_file_uploads_is_detected_and_validated(
+    auth_client, user, media_root, shared_datasets, filename, fmt, rows
+):
     path = shared_datasets / filename
     r = _upload(auth_client, path)
     assert r.status_code == 201, r.content
@@ -114,13 +115,17 @@ def test_split_creates_a_new_version_and_keeps_the_original(auth_client, media_r
 
 def test_preprocess_dedupes_into_a_new_version(auth_client, media_root, tmp_path):
     rows = [{"instruction": "Say hi", "input": "", "output": "Hi!"}] * 3 + [
-        {"instruction": "Say bye", "input": "", "output": "Bye! Mail me at ada@example.com"}]
+        {"instruction": "Say bye", "input": "", "output": "Bye! Mail me at ada@example.com"}
+    ]
     path = tmp_path / "dups.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ds = _process(_upload(auth_client, path).json()["id"])
     assert ds.report["duplicates"]["exact"] == 2
-    r = auth_client.post(f"/api/datasets/{ds.pk}/preprocess/",
-                         {"steps": [{"op": "dedupe", "mode": "exact"}, {"op": "redact_pii"}]}, format="json")
+    r = auth_client.post(
+        f"/api/datasets/{ds.pk}/preprocess/",
+        {"steps": [{"op": "dedupe", "mode": "exact"}, {"op": "redact_pii"}]},
+        format="json",
+    )
     assert r.status_code == 202, r.content
     child = _process(r.json()["id"])
     assert child.status == "ready", child.error
@@ -144,7 +149,9 @@ def test_download_returns_the_original_bytes(auth_client, media_root, shared_dat
     assert "alpaca_en_demo.json" in r["Content-Disposition"]
 
 
-def test_delete_removes_files_from_storage(auth_client, media_root, shared_datasets, django_capture_on_commit_callbacks):
+def test_delete_removes_files_from_storage(
+    auth_client, media_root, shared_datasets, django_capture_on_commit_callbacks
+):
     body = _upload(auth_client, shared_datasets / "alpaca_en_demo.json").json()
     assert len(stored_files(media_root)) == 1
     with django_capture_on_commit_callbacks(execute=True):

@@ -118,4 +118,8 @@ def test_sign_up_sign_in_save_hf_token_sign_out(page, daphne_url, celery_worker_
 
     stored = User.objects.get(username="grace")
     assert stored.hf_username == "alice-hf" and "hf_valid" not in stored.hf_token_encrypted
-    assert stored.notify_email is False and stored.has_webhook_secret and "grace-webhook" not in stored.webhook_secret_encrypted
+    assert (
+        stored.notify_email is False
+        and stored.has_webhook_secret
+        and "grace-webhook" not in stored.webhook_secret_encrypted
+    )

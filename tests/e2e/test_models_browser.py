@@ -35,8 +35,13 @@ def models_servers(test_db_name, fake_hub_server, fake_ollama_server, tmp_path_f
     from tests.processes import server_env, start_celery_worker, start_daphne, stop
 
     # One golden prompt of 16 tokens keeps the GGUF verification to seconds on 2 cores (as tests/models_app does).
-    env = server_env(test_db_name, HF_ENDPOINT=fake_hub_server.url, OLLAMA_HOST=fake_ollama_server.url,
-                     EXPORT_VERIFY_PROMPTS="What is the capital of France?", EXPORT_VERIFY_MAX_NEW_TOKENS="16")
+    env = server_env(
+        test_db_name,
+        HF_ENDPOINT=fake_hub_server.url,
+        OLLAMA_HOST=fake_ollama_server.url,
+        EXPORT_VERIFY_PROMPTS="What is the capital of France?",
+        EXPORT_VERIFY_MAX_NEW_TOKENS="16",
+    )
     logs = tmp_path_factory.mktemp("models-browser")
     daphne, port = start_daphne(env, logs / "daphne.log")
     worker, _node = start_celery_worker(env, logs / "worker.log", queues="default,inference")
@@ -52,15 +57,28 @@ def _finished_job(owner, dataset, *, name: str, lr: float, losses: list[float], 
     from models_app.models import BaseModel
     from training.models import MetricPoint, TrainingJob
 
-    job = TrainingJob.objects.create(owner=owner, name=name, base_model=BaseModel.objects.ensure_embedded(),
-                                     dataset=dataset, method="sft", weights="lora", status="succeeded",
-                                     hyperparameters={"max_steps": len(losses), "learning_rate": lr},
-                                     current_step=len(losses), total_steps=len(losses), progress=1.0,
-                                     finished=timezone.now())
-    points = [MetricPoint(job=job, seq=i + 1, kind="metric", step=i + 1, loss=loss, learning_rate=lr,
-                          time=timezone.now()) for i, loss in enumerate(losses)]
-    points += [MetricPoint(job=job, seq=len(losses) + n + 1, kind="eval", step=step, eval_loss=value,
-                           time=timezone.now()) for n, (step, value) in enumerate(eval_losses.items())]
+    job = TrainingJob.objects.create(
+        owner=owner,
+        name=name,
+        base_model=BaseModel.objects.ensure_embedded(),
+        dataset=dataset,
+        method="sft",
+        weights="lora",
+        status="succeeded",
+        hyperparameters={"max_steps": len(losses), "learning_rate": lr},
+        current_step=len(losses),
+        total_steps=len(losses),
+        progress=1.0,
+        finished=timezone.now(),
+    )
+    points = [
+        MetricPoint(job=job, seq=i + 1, kind="metric", step=i + 1, loss=loss, learning_rate=lr, time=timezone.now())
+        for i, loss in enumerate(losses)
+    ]
+    points += [
+        MetricPoint(job=job, seq=len(losses) + n + 1, kind="eval", step=step, eval_loss=value, time=timezone.now())
+        for n, (step, value) in enumerate(eval_losses.items())
+    ]
     MetricPoint.objects.bulk_create(points)
     TrainingJob.objects.filter(pk=job.pk).update(metric_seq=len(points))
     return job
@@ -90,8 +108,9 @@ WATCH_STREAM = """() => {
 }"""
 
 
-def test_model_page_playground_push_and_ollama_import(page, models_servers, fake_hub, fake_ollama_server,
-                                                      make_finetuned, artifacts_dir, tmp_path):  # noqa: F811
+def test_model_page_playground_push_and_ollama_import(
+    page, models_servers, fake_hub, fake_ollama_server, make_finetuned, artifacts_dir, tmp_path
+):  # noqa: F811
     base_url = models_servers
     shots = artifacts_dir / "models"
     shots.mkdir(parents=True, exist_ok=True)
@@ -109,15 +128,27 @@ def test_model_page_playground_push_and_ollama_import(page, models_servers, fake
     from datasets_app.models import Dataset
 
     data = Dataset.objects.create(owner=mona, name="tiny alpaca", status="ready", format="alpaca", row_count=8)
-    job1 = _finished_job(mona, data, name="run 1", lr=1e-3, losses=[2.5, 2.31, 2.2, 2.04, 1.98, 1.9],
-                         eval_losses={3: 2.3, 6: 2.1})
-    job2 = _finished_job(mona, data, name="run 2", lr=2e-3, losses=[2.5, 2.2, 1.98, 1.85, 1.76, 1.7],
-                         eval_losses={3: 2.15, 6: 1.95})
-    v1 = make_finetuned(mona, name="tiny-alpaca", job=job1, hyperparameters={"max_steps": 6, "learning_rate": 1e-3},
-                        metrics={"train_loss_first": 2.5, "train_loss_last": 1.9, "eval_loss_after": 2.1})
-    v2 = make_finetuned(mona, name="tiny-alpaca", job=job2, hyperparameters={"max_steps": 6, "learning_rate": 2e-3},
-                        metrics={"train_loss_first": 2.5, "train_loss_last": 1.7, "eval_loss_after": 1.95},
-                        tag="candidate")
+    job1 = _finished_job(
+        mona, data, name="run 1", lr=1e-3, losses=[2.5, 2.31, 2.2, 2.04, 1.98, 1.9], eval_losses={3: 2.3, 6: 2.1}
+    )
+    job2 = _finished_job(
+        mona, data, name="run 2", lr=2e-3, losses=[2.5, 2.2, 1.98, 1.85, 1.76, 1.7], eval_losses={3: 2.15, 6: 1.95}
+    )
+    v1 = make_finetuned(
+        mona,
+        name="tiny-alpaca",
+        job=job1,
+        hyperparameters={"max_steps": 6, "learning_rate": 1e-3},
+        metrics={"train_loss_first": 2.5, "train_loss_last": 1.9, "eval_loss_after": 2.1},
+    )
+    v2 = make_finetuned(
+        mona,
+        name="tiny-alpaca",
+        job=job2,
+        hyperparameters={"max_steps": 6, "learning_rate": 2e-3},
+        metrics={"train_loss_first": 2.5, "train_loss_last": 1.7, "eval_loss_after": 1.95},
+        tag="candidate",
+    )
 
     # --- the models list and the model page
     page.get_by_role("link", name="Models", exact=True).click()
@@ -183,8 +214,14 @@ def test_model_page_playground_push_and_ollama_import(page, models_servers, fake
     shot("04-playground-side-by-side.png")
 
     # --- Push to Hugging Face: a 429 first (clear error, Retry), then the retry succeeds
-    fake_hub.fail(r"/api/repos/create", 429, method="POST", times=1, retry_after=1,
-                  message="You are sending too many requests. Slow down.")
+    fake_hub.fail(
+        r"/api/repos/create",
+        429,
+        method="POST",
+        times=1,
+        retry_after=1,
+        message="You are sending too many requests. Slow down.",
+    )
     try:
         page.goto(f"{base_url}/models/{v2.pk}")
         page.get_by_test_id("push-hub-button").click()
@@ -278,8 +315,9 @@ def test_model_page_playground_push_and_ollama_import(page, models_servers, fake
     page.goto(f"{base_url}/models/base")
     expect(page.get_by_test_id("base-row").first).to_contain_text("SmolLM2-135M-Instruct")
     expect(page.get_by_test_id("fit-row")).to_have_count(3)
-    expect(page.locator("[data-testid=fit-row][data-method=lora]")).to_have_attribute("data-fits", re.compile("true|false"),
-                                                                                        timeout=20000)
+    expect(page.locator("[data-testid=fit-row][data-method=lora]")).to_have_attribute(
+        "data-fits", re.compile("true|false"), timeout=20000
+    )
     shot("12-base-models.png")
 
     # --- Hub search, model info and a download into the shared cache, with its progress in the catalogue
@@ -305,14 +343,19 @@ def test_model_page_playground_push_and_ollama_import(page, models_servers, fake
         # Progress arrives over /ws/notifications/ while the worker downloads.
         page.wait_for_function(
             """(repo) => Number(document.querySelector(`[data-repo="${repo}"] [data-testid=download-progress]`)
-                 ?.dataset.progress || 0) > 0""", arg=repo_id, timeout=60000)
+                 ?.dataset.progress || 0) > 0""",
+            arg=repo_id,
+            timeout=60000,
+        )
         shot("14-hub-downloading.png")
         expect(row).to_have_attribute("data-status", "available", timeout=180000)
         expect(info.get_by_test_id("hub-info-state")).to_have_attribute("data-status", "available")
         shot("15-hub-downloaded.png")
     finally:
         fake_hub.throttle_bytes_per_s = None
-        shutil.rmtree(Path(settings.FINETUNE_MODEL_CACHE) / f"models--{repo_id.replace('/', '--')}", ignore_errors=True)
+        shutil.rmtree(
+            Path(settings.FINETUNE_MODEL_CACHE) / f"models--{repo_id.replace('/', '--')}", ignore_errors=True
+        )
 
     # --- delete a version, after confirming
     from models_app.models import FineTunedModel

@@ -18,8 +18,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 def browser_training_worker(test_db_name, daphne_url, tmp_path_factory):
     from tests.processes import server_env, start_celery_worker, stop
 
-    proc, node = start_celery_worker(server_env(test_db_name, SITE_URL=daphne_url),
-                                     tmp_path_factory.mktemp("btw") / "worker.log", queues="training")
+    proc, node = start_celery_worker(
+        server_env(test_db_name, SITE_URL=daphne_url), tmp_path_factory.mktemp("btw") / "worker.log", queues="training"
+    )
     yield node
     stop(proc)
 
@@ -63,8 +64,8 @@ def test_wizard_launch_live_chart_and_reload(page, daphne_url, browser_training_
     expect(chart).to_be_visible()
     # The chart moves: points arrive over the websocket while the job trains.
     page.wait_for_function(
-        "() => Number(document.querySelector('[data-testid=loss-chart]')?.dataset.points || 0) >= 2",
-        timeout=300000)
+        "() => Number(document.querySelector('[data-testid=loss-chart]')?.dataset.points || 0) >= 2", timeout=300000
+    )
     shot("05-job-running.png")
     expect(page.get_by_test_id("job-status")).to_have_attribute("data-status", "succeeded", timeout=400000)
     job_id = int(re.search(r"/training/jobs/(\d+)", page.url).group(1))
@@ -148,10 +149,16 @@ def test_reproducibility_clone_and_delete_of_a_finished_job(page, daphne_url, ar
     from models_app.models import BaseModel
     from tests.factories import TrainingJobFactory
 
-    job = TrainingJobFactory(owner=user, dataset=ds, base_model=BaseModel.objects.ensure_embedded(), status="succeeded",
-                             name="repro run", dataset_sha256="ab" * 32,
-                             hyperparameters={"max_steps": 6, "learning_rate": 0.001, "seed": 7, "max_length": 128},
-                             versions={"torch": "2.13.0", "transformers": "5.1.0", "trl": "1.16.0"})
+    job = TrainingJobFactory(
+        owner=user,
+        dataset=ds,
+        base_model=BaseModel.objects.ensure_embedded(),
+        status="succeeded",
+        name="repro run",
+        dataset_sha256="ab" * 32,
+        hyperparameters={"max_steps": 6, "learning_rate": 0.001, "seed": 7, "max_length": 128},
+        versions={"torch": "2.13.0", "transformers": "5.1.0", "trl": "1.16.0"},
+    )
     page.goto(f"{daphne_url}/training/jobs/{job.pk}")
     card = page.get_by_test_id("reproducibility-card")
     expect(card).to_contain_text("abababababababab")

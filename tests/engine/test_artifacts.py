@@ -47,8 +47,14 @@ def _fetch_in_process(root: str, sha: str, archive: str, log: str, barrier: mp.B
     barrier.wait()
     with cache.use(sha, lambda: _SlowFile(Path(archive), Path(log))) as path:
         files = {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
-    out.put((os.getpid(), cache.downloads, {k: len(v) for k, v in files.items()},
-             __import__("hashlib").sha256(b"".join(files[k] for k in sorted(files))).hexdigest()))
+    out.put(
+        (
+            os.getpid(),
+            cache.downloads,
+            {k: len(v) for k, v in files.items()},
+            __import__("hashlib").sha256(b"".join(files[k] for k in sorted(files))).hexdigest(),
+        )
+    )
 
 
 def test_pack_is_reproducible_and_hash_named(tmp_path: Path) -> None:
@@ -66,9 +72,13 @@ def test_two_processes_fetch_once_and_get_identical_files(tmp_path: Path) -> Non
     log = tmp_path / "downloads.log"
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_fetch_in_process,
-                         args=(str(tmp_path / "cache"), packed.sha256, str(packed.path), str(log), barrier, out))
-             for _ in range(2)]
+    procs = [
+        ctx.Process(
+            target=_fetch_in_process,
+            args=(str(tmp_path / "cache"), packed.sha256, str(packed.path), str(log), barrier, out),
+        )
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     results = [out.get(timeout=120) for _ in procs]
@@ -78,8 +88,11 @@ def test_two_processes_fetch_once_and_get_identical_files(tmp_path: Path) -> Non
     assert len(log.read_text().split()) == 1, "both processes downloaded the object"
     assert sorted(r[1] for r in results) == [0, 1]
     assert results[0][2:] == results[1][2:]
-    assert results[0][2] == {".artifact-manifest.json": results[0][2][".artifact-manifest.json"],
-                             "adapter_config.json": 8, "sub/weights.bin": 8 << 20}
+    assert results[0][2] == {
+        ".artifact-manifest.json": results[0][2][".artifact-manifest.json"],
+        "adapter_config.json": 8,
+        "sub/weights.bin": 8 << 20,
+    }
 
 
 def test_corrupted_cached_file_is_detected_and_fetched_again(tmp_path: Path) -> None:

@@ -70,10 +70,22 @@ def test_disk_full_while_writing_a_checkpoint_is_a_clear_engine_error_and_frees_
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c",
-         f'mount -t tmpfs -o size=1m tmpfs "$1" && exec "{sys.executable}" -c "$2" "$1"', "sh", str(out),
-         _FILL_THE_DISK],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f'mount -t tmpfs -o size=1m tmpfs "$1" && exec "{sys.executable}" -c "$2" "$1"',
+            "sh",
+            str(out),
+            _FILL_THE_DISK,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.splitlines()[-1])
@@ -130,13 +142,24 @@ def test_a_damaged_checkpoint_is_reported_and_an_intact_one_is_not(tmp_path: Pat
 def test_the_marker_records_each_file_and_its_size(tmp_path: Path) -> None:
     path = Path(_checkpoint(tmp_path, 2))
     files = json.loads((path / MARKER).read_text())["files"]
-    assert files == {name: (path / name).stat().st_size
-                     for name in ("adapter_model.safetensors", "optimizer.pt", "trainer_state.json")}
+    assert files == {
+        name: (path / name).stat().st_size
+        for name in ("adapter_model.safetensors", "optimizer.pt", "trainer_state.json")
+    }
 
 
 def _spec(make_spec: Any, out: Path, data: Path) -> Any:
-    return make_spec(out, data, hyper={"max_steps": 4, "save_steps": 2, "save_total_limit": 2,
-                                       "per_device_train_batch_size": 2, "max_length": 64})
+    return make_spec(
+        out,
+        data,
+        hyper={
+            "max_steps": 4,
+            "save_steps": 2,
+            "save_total_limit": 2,
+            "per_device_train_batch_size": 2,
+            "max_length": 64,
+        },
+    )
 
 
 def test_resume_falls_back_to_the_checkpoint_before_when_the_newest_does_not_load(

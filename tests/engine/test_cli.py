@@ -167,8 +167,13 @@ def _earlier_run(tmp_path: Path, data_file: Path) -> dict[str, Any]:
     from training.engine.checkpoints import write_checkpoint
     from training.engine.output_folder import RUN_FILE, fingerprint
 
-    spec = {"job_id": "r", "base_model": "embedded", "output_dir": str(tmp_path / "out"),
-            "data": {"train_files": [str(data_file)]}, "hyper": {"max_steps": 8}}
+    spec = {
+        "job_id": "r",
+        "base_model": "embedded",
+        "output_dir": str(tmp_path / "out"),
+        "data": {"train_files": [str(data_file)]},
+        "hyper": {"max_steps": 8},
+    }
     write_checkpoint(spec["output_dir"], 5, lambda d: Path(d, "adapter_model.safetensors").write_bytes(b"x"))
     Path(spec["output_dir"], RUN_FILE).write_text(json.dumps(fingerprint(spec)))
     return spec
@@ -186,7 +191,9 @@ def test_an_earlier_run_is_resumed_only_when_asked_and_only_with_the_same_spec_a
     assert prepare(spec, resume=True, fresh=False)["resume"] is True
     assert prepare(spec, resume=False, fresh=True)["resume"] is False
     longer = {**spec, "hyper": {"max_steps": 3}}
-    with pytest.raises(ConfigError, match=r"Cannot resume checkpoint-5 in out: this run differs from it in hyper\.max_steps"):
+    with pytest.raises(
+        ConfigError, match=r"Cannot resume checkpoint-5 in out: this run differs from it in hyper\.max_steps"
+    ):
         prepare(longer, resume=True, fresh=False)
     data_file.write_text(json.dumps([{"instruction": "changed", "input": "", "output": "b"}]))
     with pytest.raises(ConfigError, match="differs from it in the data files' contents"):

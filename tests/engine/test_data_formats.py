@@ -349,7 +349,10 @@ def test_limit_several_files_and_combined_hash(tmp_path):
 
 KTO_ROWS = [
     {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi!"}], "label": True},
-    {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Go away."}], "label": False},
+    {
+        "messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Go away."}],
+        "label": False,
+    },
 ]
 
 

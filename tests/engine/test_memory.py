@@ -67,7 +67,12 @@ def test_estimates_by_weights_and_labels() -> None:
     steps = memory.estimates_by_weights(memory.model_shape(SMOLLM2), method="sft", batch_size=2, max_length=512)
     assert set(steps) == {"full", "lora", "qlora"}
     assert [memory.checkpointing_label(n) for n in (0, 1, 2, 3, 4, 11)] == [
-        "off", "every layer", "every 2nd layer", "every 3rd layer", "every 4th layer", "every 11th layer"
+        "off",
+        "every layer",
+        "every 2nd layer",
+        "every 3rd layer",
+        "every 4th layer",
+        "every 11th layer",
     ]
 
 

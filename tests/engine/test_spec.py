@@ -134,9 +134,18 @@ def test_unknown_spec_and_data_keys_are_rejected() -> None:
         ({"export_formats": ["gguf-q4"]}, "export_formats: unknown format 'gguf-q4'"),
         ({"compare_prompts": -1}, "compare_prompts must be between 0 and 100, got -1"),
         ({"job_id": ""}, "job_id must be a non-empty string"),
-        ({"method": "orpo", "hyper": {"loss_type": "ipo"}}, "loss_type 'ipo' does not apply to orpo; choose left unset"),
-        ({"method": "dpo", "hyper": {"loss_type": "kto"}}, "loss_type 'kto' does not apply to dpo; choose one of: sigm"),
-        ({"method": "kto", "hyper": {"per_device_train_batch_size": 1}}, "KTO needs per_device_train_batch_size of at"),
+        (
+            {"method": "orpo", "hyper": {"loss_type": "ipo"}},
+            "loss_type 'ipo' does not apply to orpo; choose left unset",
+        ),
+        (
+            {"method": "dpo", "hyper": {"loss_type": "kto"}},
+            "loss_type 'kto' does not apply to dpo; choose one of: sigm",
+        ),
+        (
+            {"method": "kto", "hyper": {"per_device_train_batch_size": 1}},
+            "KTO needs per_device_train_batch_size of at",
+        ),
         ({"method": "dpo", "hyper": {"packing": "on"}}, "packing applies to SFT only; dpo keeps each example whole."),
     ],
 )
@@ -149,8 +158,13 @@ def test_bad_spec_fields_are_rejected(changes: dict, message: str) -> None:
 def test_preference_loss_types_are_passed_per_method() -> None:
     spec = TrainingSpec.from_dict({**full_spec().to_dict(), "method": "dpo", "hyper": {"loss_type": "ipo"}})
     assert spec.hyper.loss_type == "ipo"
-    kto = TrainingSpec.from_dict({**full_spec().to_dict(), "method": "kto",
-                                  "hyper": {"loss_type": "apo_zero_unpaired", "per_device_train_batch_size": 1}})
+    kto = TrainingSpec.from_dict(
+        {
+            **full_spec().to_dict(),
+            "method": "kto",
+            "hyper": {"loss_type": "apo_zero_unpaired", "per_device_train_batch_size": 1},
+        }
+    )
     assert kto.hyper.loss_type == "apo_zero_unpaired"  # no KL term: a batch of one is fine
 
 

@@ -68,13 +68,21 @@ def short_kto(tmp_path: Path, short_hh: Path) -> Path:
     return path
 
 
-def test_kto_trains_labelled_answers_with_lora(tmp_path: Path, make_spec: Any, short_kto: Path, lora_b_norm: Any) -> None:
+def test_kto_trains_labelled_answers_with_lora(
+    tmp_path: Path, make_spec: Any, short_kto: Path, lora_b_norm: Any
+) -> None:
     spec = make_spec(
         tmp_path / "run",
         short_kto,
         method="kto",
-        hyper={"max_steps": 4, "per_device_train_batch_size": 4, "learning_rate": 5e-4, "max_length": 128,
-               "validation_split": 0.25, "max_eval_samples": 2},
+        hyper={
+            "max_steps": 4,
+            "per_device_train_batch_size": 4,
+            "learning_rate": 5e-4,
+            "max_length": 128,
+            "validation_split": 0.25,
+            "max_eval_samples": 2,
+        },
     )
     events = ListCallback()
     result = run_training(spec, [events])

@@ -237,7 +237,9 @@ def test_raw_text_continued_pretraining_trains_packed_blocks(
     rows = json.loads(short_alpaca.read_text())
     docs = tmp_path / "web.jsonl"
     docs.write_text("".join(json.dumps({"text": f"{r['instruction']} {r['output']}"}) + "\n" for r in rows))
-    spec = make_spec(tmp_path / "run", docs, hyper={"max_steps": 6, "max_length": 32, "per_device_train_batch_size": 2})
+    spec = make_spec(
+        tmp_path / "run", docs, hyper={"max_steps": 6, "max_length": 32, "per_device_train_batch_size": 2}
+    )
     events = ListCallback()
     result = run_training(spec, [events])
     assert result.status == "succeeded", result.error

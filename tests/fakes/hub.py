@@ -117,8 +117,15 @@ class FailureRule:
 class _Reply(Exception):
     """Raised inside a handler to answer with a JSON error."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None,
-                 headers: dict[str, str] | None = None, body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code = status, message, code
         self.headers = headers or {}
@@ -195,11 +202,22 @@ class FakeHub:
                 shutil.rmtree(child, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------------------ test helpers
-    def fail(self, pattern: str, status: int, *, method: str | None = None, times: int | None = None,
-             retry_after: int | None = None, message: str | None = None) -> None:
+    def fail(
+        self,
+        pattern: str,
+        status: int,
+        *,
+        method: str | None = None,
+        times: int | None = None,
+        retry_after: int | None = None,
+        message: str | None = None,
+    ) -> None:
         """Answer requests whose path matches `pattern` (regex) with `status` (0 drops the connection)."""
-        self.failures.append(FailureRule(re.compile(pattern), status, method, times, retry_after,
-                                         message or f"Injected failure (HTTP {status})"))
+        self.failures.append(
+            FailureRule(
+                re.compile(pattern), status, method, times, retry_after, message or f"Injected failure (HTTP {status})"
+            )
+        )
 
     def refuse_xet_token(self, status: int = 403, message: str | None = None) -> None:
         """Answer the Xet token endpoints (`xet-write-token`, `xet-read-token`) of a readable repo, for a token that
@@ -211,18 +229,23 @@ class FakeHub:
         self.fail_with = None
         self.xet_token_refusal = None
 
-    def add_model(self, repo_id: str, files: dict[str, bytes | str | Path], *, author: str | None = None,
-                  **meta: Any) -> FakeRepo:
+    def add_model(
+        self, repo_id: str, files: dict[str, bytes | str | Path], *, author: str | None = None, **meta: Any
+    ) -> FakeRepo:
         """Create a model repo with one commit holding `files` (bytes, text, or a local file path)."""
         with self._lock:
             repo = FakeRepo(repo_id=repo_id, **meta)
             self.repos[repo_id] = repo
             entries: dict[str, FakeFile] = {}
             for path, content in files.items():
-                data = Path(content).read_bytes() if isinstance(content, Path) else (
-                    content.encode() if isinstance(content, str) else content)
-                entries[path] = self._store(path, data, lfs=len(data) >= self.lfs_threshold
-                                            or path.endswith((".safetensors", ".bin", ".gguf")))
+                data = (
+                    Path(content).read_bytes()
+                    if isinstance(content, Path)
+                    else (content.encode() if isinstance(content, str) else content)
+                )
+                entries[path] = self._store(
+                    path, data, lfs=len(data) >= self.lfs_threshold or path.endswith((".safetensors", ".bin", ".gguf"))
+                )
             self._commit(repo, entries, list(entries), "Initial commit", "", author or repo.namespace)
             return repo
 
@@ -245,11 +268,25 @@ class FakeHub:
     def _read(self, f: FakeFile) -> bytes:
         return (self._blobs / f.sha256).read_bytes()
 
-    def _commit(self, repo: FakeRepo, files: dict[str, FakeFile], changed: list[str], summary: str,
-                description: str, author: str) -> FakeCommit:
+    def _commit(
+        self,
+        repo: FakeRepo,
+        files: dict[str, FakeFile],
+        changed: list[str],
+        summary: str,
+        description: str,
+        author: str,
+    ) -> FakeCommit:
         oid = hashlib.sha1(f"{repo.repo_id}:{uuid.uuid4()}".encode()).hexdigest()
-        commit = FakeCommit(oid=oid, summary=summary, description=description, files=dict(files), changed=changed,
-                            author=author, date=_now())
+        commit = FakeCommit(
+            oid=oid,
+            summary=summary,
+            description=description,
+            files=dict(files),
+            changed=changed,
+            author=author,
+            date=_now(),
+        )
         repo.commits.append(commit)
         target = self.repo_dir(repo.repo_id)
         if target.exists():
@@ -321,8 +358,9 @@ class FakeHub:
         return h.rfile.read(length) if length else b""
 
     @staticmethod
-    def _json(h: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None,
-              *, head: bool = False) -> None:
+    def _json(
+        h: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None, *, head: bool = False
+    ) -> None:
         data = json.dumps(body).encode()
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
@@ -348,10 +386,13 @@ class FakeHub:
         user = self._user(token, required=True)
         assert user is not None
         if self.token_roles.get(token, "write") == "read":
-            raise _Reply(403, f"You don't have the rights to write to the namespace \"{namespace}\": this access "
-                              "token is read-only. Use a token with write access.")
+            raise _Reply(
+                403,
+                f'You don\'t have the rights to write to the namespace "{namespace}": this access '
+                "token is read-only. Use a token with write access.",
+            )
         if namespace != user and namespace not in self.orgs.get(user, []):
-            raise _Reply(403, f"You don't have the rights to create a model under the namespace \"{namespace}\"")
+            raise _Reply(403, f'You don\'t have the rights to create a model under the namespace "{namespace}"')
         return user
 
     def _can_read(self, repo: FakeRepo, token: str) -> str | None:
@@ -379,8 +420,9 @@ class FakeHub:
         raise _Reply(404, f"Invalid rev id: {rev}", code="RevisionNotFound")
 
     # ------------------------------------------------------------------------------------------------ routing
-    def _route(self, h: BaseHTTPRequestHandler, method: str, path: str, query: dict[str, list[str]], token: str,
-               body: bytes) -> None:
+    def _route(
+        self, h: BaseHTTPRequestHandler, method: str, path: str, query: dict[str, list[str]], token: str, body: bytes
+    ) -> None:
         if path == "/api/whoami-v2" and method == "GET":
             return self._json(h, 200, self._whoami(token))
         if path == "/api/models" and method == "GET":
@@ -390,7 +432,7 @@ class FakeHub:
         if path == "/api/validate-yaml" and method == "POST":
             return self._validate_yaml(h, json.loads(body or b"{}"))
         if path.startswith("/api/models/"):
-            segs = path[len("/api/models/"):].strip("/").split("/")
+            segs = path[len("/api/models/") :].strip("/").split("/")
             if len(segs) < 2:
                 raise _Reply(404, "Repository not found", code="RepoNotFound")
             repo_id, rest = "/".join(segs[:2]), segs[2:]
@@ -407,7 +449,7 @@ class FakeHub:
             if rest[:1] in (["xet-write-token"], ["xet-read-token"]) and method == "GET":
                 return self._xet_token(repo_id, rest[0], token)
         if path.startswith("/__lfs/"):
-            return self._lfs_object(h, method, path[len("/__lfs/"):], body)
+            return self._lfs_object(h, method, path[len("/__lfs/") :], body)
         match = re.fullmatch(r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", path)
         if match and method == "POST":
             return self._lfs_batch(h, match.group(1), json.loads(body or b"{}"), token)
@@ -422,20 +464,37 @@ class FakeHub:
         assert name is not None
         role = self.token_roles.get(token, "write")
         return {
-            "type": "user", "id": hashlib.md5(name.encode()).hexdigest()[:24], "name": name, "fullname": name.title(),
-            "email": f"{name}@example.com", "emailVerified": True, "isPro": False,
-            "orgs": [{"type": "org", "name": o, "fullname": o.title(), "roleInOrg": "write"}
-                     for o in self.orgs.get(name, [])],
+            "type": "user",
+            "id": hashlib.md5(name.encode()).hexdigest()[:24],
+            "name": name,
+            "fullname": name.title(),
+            "email": f"{name}@example.com",
+            "emailVerified": True,
+            "isPro": False,
+            "orgs": [
+                {"type": "org", "name": o, "fullname": o.title(), "roleInOrg": "write"}
+                for o in self.orgs.get(name, [])
+            ],
             "auth": {"type": "access_token", "accessToken": {"displayName": "ci", "role": role}},
         }
 
     def _summary(self, repo: FakeRepo) -> dict[str, Any]:
         return {
-            "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id, "modelId": repo.repo_id,
-            "author": repo.namespace, "likes": repo.likes, "downloads": repo.downloads, "trendingScore": 0,
-            "private": repo.private, "gated": repo.gated, "pipeline_tag": repo.pipeline_tag,
-            "library_name": repo.library_name, "tags": list(repo.tags), "createdAt": repo.created,
-            "lastModified": repo.head.date, "sha": repo.head.oid,
+            "_id": hashlib.md5(repo.repo_id.encode()).hexdigest()[:24],
+            "id": repo.repo_id,
+            "modelId": repo.repo_id,
+            "author": repo.namespace,
+            "likes": repo.likes,
+            "downloads": repo.downloads,
+            "trendingScore": 0,
+            "private": repo.private,
+            "gated": repo.gated,
+            "pipeline_tag": repo.pipeline_tag,
+            "library_name": repo.library_name,
+            "tags": list(repo.tags),
+            "createdAt": repo.created,
+            "lastModified": repo.head.date,
+            "sha": repo.head.oid,
         }
 
     def _list_models(self, h: BaseHTTPRequestHandler, query: dict[str, list[str]], token: str) -> None:
@@ -462,7 +521,7 @@ class FakeHub:
             items = [{"_id": m["_id"], "id": m["id"], **{k: m[k] for k in expand if k in m}} for m in items]
         start = int((query.get("cursor") or ["0"])[0])
         limit = int((query.get("limit") or ["1000"])[0])
-        page = items[start:start + limit]
+        page = items[start : start + limit]
         headers = {}
         if start + limit < len(items):
             rest = "&".join(f"{k}={v}" for k, vs in query.items() if k != "cursor" for v in vs)
@@ -500,7 +559,7 @@ class FakeHub:
                 continue
             raw = self._read(f)
             (n,) = struct.unpack("<Q", raw[:8])
-            header = json.loads(raw[8:8 + n])
+            header = json.loads(raw[8 : 8 + n])
             for name, tensor in header.items():
                 if name == "__metadata__":
                     continue
@@ -512,8 +571,9 @@ class FakeHub:
             return None
         return {"parameters": by_dtype, "total": sum(by_dtype.values())}
 
-    def _model_info(self, h: BaseHTTPRequestHandler, repo_id: str, rev: str, query: dict[str, list[str]],
-                    token: str) -> None:
+    def _model_info(
+        self, h: BaseHTTPRequestHandler, repo_id: str, rev: str, query: dict[str, list[str]], token: str
+    ) -> None:
         repo = self._repo(repo_id, token)
         commit = self._revision(repo, rev)
         blobs = (query.get("blobs") or ["false"])[0].lower() in ("1", "true")
@@ -528,15 +588,21 @@ class FakeHub:
         config = self._json_file(commit, "config.json")
         tok = self._json_file(commit, "tokenizer_config.json")
         info = {
-            **self._summary(repo), "sha": commit.oid, "lastModified": commit.date, "disabled": False,
-            "siblings": siblings, "spaces": [], "usedStorage": sum(f.size for f in commit.files.values()),
+            **self._summary(repo),
+            "sha": commit.oid,
+            "lastModified": commit.date,
+            "disabled": False,
+            "siblings": siblings,
+            "spaces": [],
+            "usedStorage": sum(f.size for f in commit.files.values()),
             "cardData": self._readme_meta(commit),
         }
         if config:
             info["config"] = {k: config[k] for k in ("architectures", "model_type") if k in config}
             if tok:
                 info["config"]["tokenizer_config"] = {
-                    k: tok[k] for k in ("bos_token", "eos_token", "pad_token", "chat_template") if k in tok}
+                    k: tok[k] for k in ("bos_token", "eos_token", "pad_token", "chat_template") if k in tok
+                }
         st = self._safetensors_params(commit)
         if st:
             info["safetensors"] = st
@@ -555,15 +621,20 @@ class FakeHub:
             out.append(entry)
         self._json(h, 200, out)
 
-    def _resolve(self, h: BaseHTTPRequestHandler, method: str, repo_id: str, rev: str, filename: str,
-                 token: str) -> None:
+    def _resolve(
+        self, h: BaseHTTPRequestHandler, method: str, repo_id: str, rev: str, filename: str, token: str
+    ) -> None:
         repo = self._repo(repo_id, token)
         commit = self._revision(repo, unquote(rev))
         user = self._user(token)
         if repo.gated and user not in repo.gated_allowed and user != repo.namespace:
-            raise _Reply(403, f"Access to model {repo_id} is restricted. You must have access to it and be "
-                              "authenticated to access it. Please log in.", code="GatedRepo",
-                         headers={"X-Repo-Commit": commit.oid})
+            raise _Reply(
+                403,
+                f"Access to model {repo_id} is restricted. You must have access to it and be "
+                "authenticated to access it. Please log in.",
+                code="GatedRepo",
+                headers={"X-Repo-Commit": commit.oid},
+            )
         f = commit.files.get(filename)
         if f is None:
             raise _Reply(404, "Entry not found", code="EntryNotFound", headers={"X-Repo-Commit": commit.oid})
@@ -575,7 +646,7 @@ class FakeHub:
         if match and method == "GET":
             start = int(match.group(1))
             end = int(match.group(2)) if match.group(2) else f.size - 1
-            data = data[start:end + 1]
+            data = data[start : end + 1]
             status = 206
         etag = f.sha256 if f.lfs else f.git_oid
         h.send_response(status)
@@ -594,7 +665,7 @@ class FakeHub:
             return
         chunk = 64 * 1024
         for i in range(0, len(data), chunk):
-            h.wfile.write(data[i:i + chunk])
+            h.wfile.write(data[i : i + chunk])
             if self.throttle_bytes_per_s:
                 time.sleep(chunk / self.throttle_bytes_per_s)
 
@@ -610,17 +681,27 @@ class FakeHub:
         url = f"{self.url}/{repo_id}"
         with self._lock:
             if repo_id in self.repos:
-                raise _Reply(409, "You already created this model repo", body={
-                    "error": "You already created this model repo", "url": url})
+                raise _Reply(
+                    409,
+                    "You already created this model repo",
+                    body={"error": "You already created this model repo", "url": url},
+                )
             private = payload.get("private")
             if "visibility" in payload:
                 private = payload["visibility"] == "private"
             repo = FakeRepo(repo_id=repo_id, private=bool(private), downloads=0, pipeline_tag=None)
             self.repos[repo_id] = repo
-            gitattributes = (b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
-                             b"*.gguf filter=lfs diff=lfs merge=lfs -text\n")
-            self._commit(repo, {".gitattributes": self._store(".gitattributes", gitattributes, lfs=False)},
-                         [".gitattributes"], "initial commit", "", str(namespace))
+            gitattributes = (
+                b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.gguf filter=lfs diff=lfs merge=lfs -text\n"
+            )
+            self._commit(
+                repo,
+                {".gitattributes": self._store(".gitattributes", gitattributes, lfs=False)},
+                [".gitattributes"],
+                "initial commit",
+                "",
+                str(namespace),
+            )
         self._json(h, 200, {"url": url, "name": repo_id, "id": hashlib.md5(repo_id.encode()).hexdigest()[:24]})
 
     def _validate_yaml(self, h: BaseHTTPRequestHandler, payload: dict[str, Any]) -> None:
@@ -651,8 +732,7 @@ class FakeHub:
             oid = None
             if existing is not None and existing.lfs == lfs:
                 oid = existing.sha256 if lfs else existing.git_oid
-            out.append({"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
-                        "oid": oid})
+            out.append({"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
         self._json(h, 200, {"files": out, "commitOid": repo.head.oid})
 
     def _xet_token(self, repo_id: str, endpoint: str, token: str) -> None:
@@ -674,10 +754,17 @@ class FakeHub:
                 objects.append({"oid": oid, "size": size})  # already stored: no actions
                 continue
             self._lfs_pending[oid] = size
-            objects.append({"oid": oid, "size": size, "authenticated": True, "actions": {
-                "upload": {"href": f"{self.url}/__lfs/{oid}", "expires_in": 3600},
-                "verify": {"href": f"{self.url}/__lfs/{oid}/verify"},
-            }})
+            objects.append(
+                {
+                    "oid": oid,
+                    "size": size,
+                    "authenticated": True,
+                    "actions": {
+                        "upload": {"href": f"{self.url}/__lfs/{oid}", "expires_in": 3600},
+                        "verify": {"href": f"{self.url}/__lfs/{oid}/verify"},
+                    },
+                }
+            )
         self._json(h, 200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"})
 
     def _lfs_object(self, h: BaseHTTPRequestHandler, method: str, rest: str, body: bytes) -> None:
@@ -726,8 +813,13 @@ class FakeHub:
                     if not blob.exists():
                         raise _Reply(422, f"LFS object {oid} for {path} was never uploaded")
                     size = blob.stat().st_size
-                    files[path] = FakeFile(path=path, size=size, sha256=oid,
-                                           git_oid=git_blob_oid(f"lfs pointer {oid} {size}".encode()), lfs=True)
+                    files[path] = FakeFile(
+                        path=path,
+                        size=size,
+                        sha256=oid,
+                        git_oid=git_blob_oid(f"lfs pointer {oid} {size}".encode()),
+                        lfs=True,
+                    )
                 elif key == "deletedFile":
                     if files.pop(path, None) is None:
                         raise _Reply(404, "A file with this name doesn't exist", code="EntryNotFound")
@@ -737,18 +829,28 @@ class FakeHub:
                 else:
                     raise _Reply(400, f"Unknown commit operation {key!r}")
                 changed.append(path)
-            commit = self._commit(repo, files, changed, str(header.get("summary") or ""),
-                                  str(header.get("description") or ""), user)
-        self._json(h, 200, {"success": True, "commitOid": commit.oid,
-                            "commitUrl": f"{self.url}/{repo_id}/commit/{commit.oid}", "hookOutput": ""})
+            commit = self._commit(
+                repo, files, changed, str(header.get("summary") or ""), str(header.get("description") or ""), user
+            )
+        self._json(
+            h,
+            200,
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{self.url}/{repo_id}/commit/{commit.oid}",
+                "hookOutput": "",
+            },
+        )
 
 
 # --- a tiny repository to serve ---------------------------------------------------------------------------------
 EMBEDDED_TOKENIZER = Path.home() / ".cache" / "finetune" / "models" / "SmolLM2-135M-Instruct"
-CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-          "'<|im_end|>' + '\\n'}}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 
 def tiny_model_files(vocab: int = 64000, hidden: int = 96) -> tuple[dict[str, Any], int]:
@@ -760,20 +862,36 @@ def tiny_model_files(vocab: int = 64000, hidden: int = 96) -> tuple[dict[str, An
     rng = np.random.default_rng(0)
     tensors = {"model.embed_tokens.weight": rng.standard_normal((vocab, hidden), dtype=np.float32)}
     for i in range(2):
-        shapes = {"self_attn.q_proj.weight": (hidden, hidden), "self_attn.k_proj.weight": (hidden // 2, hidden),
-                  "self_attn.v_proj.weight": (hidden // 2, hidden), "self_attn.o_proj.weight": (hidden, hidden),
-                  "mlp.gate_proj.weight": (96, hidden), "mlp.up_proj.weight": (96, hidden),
-                  "mlp.down_proj.weight": (hidden, 96), "input_layernorm.weight": (hidden,)}
+        shapes = {
+            "self_attn.q_proj.weight": (hidden, hidden),
+            "self_attn.k_proj.weight": (hidden // 2, hidden),
+            "self_attn.v_proj.weight": (hidden // 2, hidden),
+            "self_attn.o_proj.weight": (hidden, hidden),
+            "mlp.gate_proj.weight": (96, hidden),
+            "mlp.up_proj.weight": (96, hidden),
+            "mlp.down_proj.weight": (hidden, 96),
+            "input_layernorm.weight": (hidden,),
+        }
         for name, shape in shapes.items():
             tensors[f"model.layers.{i}.{name}"] = rng.standard_normal(shape, dtype=np.float32)
     params = sum(int(t.size) for t in tensors.values())
-    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
-              "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-              "vocab_size": vocab, "max_position_embeddings": 4096, "tie_word_embeddings": True}
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hidden,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": vocab,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": True,
+    }
     files = {
         "config.json": json.dumps(config),
-        "tokenizer_config.json": json.dumps({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
-                                             "chat_template": CHATML}),
+        "tokenizer_config.json": json.dumps(
+            {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "chat_template": CHATML}
+        ),
         "tokenizer.json": EMBEDDED_TOKENIZER / "tokenizer.json",
         "model.safetensors": save(tensors),
         "pytorch_model.bin": b"\x80\x02pickle that must never be downloaded",

@@ -26,16 +26,20 @@ class SubprocessModalClient:
             json.dump(payload, fh)
         log = open(path + ".log", "ab")
         container = Path(tempfile.mkdtemp(prefix="modal-container-"))
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("DJANGO_", "CELERY_", "POSTGRES_", "FINETUNE_", "HF_", "ARTIFACT_", "TRAINING_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DJANGO_", "CELERY_", "POSTGRES_", "FINETUNE_", "HF_", "ARTIFACT_", "TRAINING_"))
+        }
         env.update(HOME=str(container / "home"), PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
         cmd = [sys.executable, "-m", "training.engine.modal_app", path]
         from tests.processes import as_separate_host, can_isolate_hosts
 
         if can_isolate_hosts():
             cmd = as_separate_host(cmd, [ROOT / "var"])
-        proc = subprocess.Popen(cmd, cwd=container, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=container, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return f"fake-{gpu}-{proc.pid}"
 
     def cancel(self, call_id: str) -> None:

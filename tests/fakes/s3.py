@@ -20,23 +20,40 @@ class FakeS3:
 
     def env(self) -> dict[str, str]:
         """Settings (as environment) of a process whose default storage is this bucket."""
-        return {"STORAGE_BACKEND": "s3", "AWS_STORAGE_BUCKET_NAME": self.bucket, "AWS_S3_ENDPOINT_URL": self.url,
-                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_S3_REGION_NAME": "us-east-1"}
+        return {
+            "STORAGE_BACKEND": "s3",
+            "AWS_STORAGE_BUCKET_NAME": self.bucket,
+            "AWS_S3_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_S3_REGION_NAME": "us-east-1",
+        }
 
     def settings(self) -> dict[str, object]:
         """The same, as Django settings (for the test process itself)."""
         env = self.env()
-        return {"STORAGE_BACKEND": "s3", "STORAGES": {
-                    "default": {"BACKEND": "storages.backends.s3.S3Storage"},
-                    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}},
-                **{k: v for k, v in env.items() if k.startswith("AWS_")},
-                "AWS_DEFAULT_ACL": None, "AWS_QUERYSTRING_AUTH": True, "AWS_QUERYSTRING_EXPIRE": 600}
+        return {
+            "STORAGE_BACKEND": "s3",
+            "STORAGES": {
+                "default": {"BACKEND": "storages.backends.s3.S3Storage"},
+                "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+            },
+            **{k: v for k, v in env.items() if k.startswith("AWS_")},
+            "AWS_DEFAULT_ACL": None,
+            "AWS_QUERYSTRING_AUTH": True,
+            "AWS_QUERYSTRING_EXPIRE": 600,
+        }
 
     def client(self):  # noqa: ANN201
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id="testing",
-                            aws_secret_access_key="testing", region_name="us-east-1")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
 
     def keys(self, prefix: str = "") -> dict[str, int]:
         """Every object under `prefix`: key -> size."""
@@ -48,8 +65,12 @@ class FakeS3:
 
 def start_fake_s3(log: Path) -> FakeS3:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     wait_for_port(port, proc, timeout=60)
     s3 = FakeS3(f"http://127.0.0.1:{port}", f"finetune-{uuid.uuid4().hex[:8]}", proc)
     s3.client().create_bucket(Bucket=s3.bucket)

@@ -24,16 +24,26 @@ from tests.processes import ROOT, can_isolate_hosts, server_env, start_celery_wo
 from training.models import TrainingJob
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.fleet,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.e2e,
+    pytest.mark.fleet,
     pytest.mark.skipif(not can_isolate_hosts(), reason="simulating separate hosts needs root and unshare"),
 ]
 VAR = ROOT / "var"
 
 
 def _host_env(test_db_name: str, s3, **extra: str) -> dict[str, str]:  # noqa: ANN001
-    return server_env(test_db_name, **s3.env(), TRAINING_LEASE_SECONDS="6", TRAINING_HEARTBEAT_SECONDS="1",
-                      ARTIFACT_CACHE_DIR=str(VAR / "host-cache"), TRAINING_RUNS_DIR=str(VAR / "host-runs"),
-                      MEDIA_ROOT=str(VAR / "host-media"), EXPORT_WORK_DIR=str(VAR / "host-exports"), **extra)
+    return server_env(
+        test_db_name,
+        **s3.env(),
+        TRAINING_LEASE_SECONDS="6",
+        TRAINING_HEARTBEAT_SECONDS="1",
+        ARTIFACT_CACHE_DIR=str(VAR / "host-cache"),
+        TRAINING_RUNS_DIR=str(VAR / "host-runs"),
+        MEDIA_ROOT=str(VAR / "host-media"),
+        EXPORT_WORK_DIR=str(VAR / "host-exports"),
+        **extra,
+    )
 
 
 @contextlib.contextmanager
@@ -63,7 +73,8 @@ def _wait_task(model, pk, timeout=400):  # noqa: ANN001, ANN202
 
 
 def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_never_saw_it(
-        test_db_name, tmp_path, s3_storage, fake_hub, fake_ollama, settings, auth_client, user, request):
+    test_db_name, tmp_path, s3_storage, fake_hub, fake_ollama, settings, auth_client, user, request
+):
     from accounts import services as accounts
     from models_app import exports, hub, ollama
     from models_app.models import BaseModel, HubPush, ModelExport, OllamaImport
@@ -79,8 +90,13 @@ def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_neve
     env = _host_env(test_db_name, s3)
     w1, _ = start_celery_worker(env, tmp_path / "host-a.log", queues="training", private_dirs=[VAR])
     try:
-        job = services.create_job(owner=user, name="fleet", base_model_id=base.pk, dataset_id=ds.pk,
-                                  hyperparameters={**TINY_HYPER, "max_steps": 6, "save_steps": 2})
+        job = services.create_job(
+            owner=user,
+            name="fleet",
+            base_model_id=base.pk,
+            dataset_id=ds.pk,
+            hyperparameters={**TINY_HYPER, "max_steps": 6, "save_steps": 2},
+        )
         deadline = time.monotonic() + 240
         while not (row := TrainingJob.objects.get(pk=job.pk)).checkpoint_key:
             assert time.monotonic() < deadline, "no stored checkpoint in time"
@@ -119,12 +135,19 @@ def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_neve
     request.addfinalizer(stack.close)
 
     # Host C (default worker): GGUF export, Ollama import, Hub push, from the stored model only.
-    env_c = _host_env(test_db_name, s3, HF_ENDPOINT=fake_hub.url, OLLAMA_HOST=fake_ollama.url,
-                      EXPORT_VERIFY_PROMPTS=GOLDEN_PROMPT, EXPORT_VERIFY_MAX_NEW_TOKENS="16")
+    env_c = _host_env(
+        test_db_name,
+        s3,
+        HF_ENDPOINT=fake_hub.url,
+        OLLAMA_HOST=fake_ollama.url,
+        EXPORT_VERIFY_PROMPTS=GOLDEN_PROMPT,
+        EXPORT_VERIFY_MAX_NEW_TOKENS="16",
+    )
     w3, _ = start_celery_worker(env_c, tmp_path / "host-c.log", queues="default", private_dirs=[VAR])
     try:
-        export = _wait_task(ModelExport, exports.request_export(user, model.pk, "gguf",
-                                                                settings.OLLAMA_QUANTIZATION).pk)
+        export = _wait_task(
+            ModelExport, exports.request_export(user, model.pk, "gguf", settings.OLLAMA_QUANTIZATION).pk
+        )
         assert export.status == "succeeded", export.error
         assert export.verification.get("passed") is True
         assert s3.keys()[export.file_key] == export.size_bytes > 0
@@ -138,12 +161,15 @@ def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_neve
         stop(w3)
 
     # Host D (inference worker): the playground answers with the fine-tuned model.
-    w4, _ = start_celery_worker(_host_env(test_db_name, s3), tmp_path / "host-d.log", queues="inference",
-                                private_dirs=[VAR])
+    w4, _ = start_celery_worker(
+        _host_env(test_db_name, s3), tmp_path / "host-d.log", queues="inference", private_dirs=[VAR]
+    )
     try:
-        r = auth_client.post(f"/api/models/{model.pk}/generate/",
-                             {"messages": [{"role": "user", "content": GOLDEN_PROMPT}], "temperature": 0,
-                              "max_new_tokens": 8}, format="json")
+        r = auth_client.post(
+            f"/api/models/{model.pk}/generate/",
+            {"messages": [{"role": "user", "content": GOLDEN_PROMPT}], "temperature": 0, "max_new_tokens": 8},
+            format="json",
+        )
     finally:
         stop(w4)
     assert r.status_code == 200, r.content

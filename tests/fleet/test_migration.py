@@ -14,8 +14,10 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.fleet]
-BEFORE = [("models_app", "0005_finetunedmodel_finetune_owner_created"),
-          ("training", "0003_trainingjob_job_owner_created_and_more")]
+BEFORE = [
+    ("models_app", "0005_finetunedmodel_finetune_owner_created"),
+    ("training", "0003_trainingjob_job_owner_created_and_more"),
+]
 AFTER = [("models_app", "0006_artifact_store"), ("training", "0004_artifact_store")]
 
 
@@ -35,17 +37,39 @@ def test_existing_model_and_checkpoint_folders_move_into_the_artifact_store(tmp_
         final.mkdir(parents=True)
         (final / "adapter_config.json").write_text(json.dumps({"r": 8}))
         (final / "adapter_model.safetensors").write_bytes(b"\0" * 4096)
-        kept = Model.objects.create(owner_id=owner.pk, name="kept", version=1, base_model=base, method="sft",
-                                    weights="lora", model_dir=str(final))
-        lost = Model.objects.create(owner_id=owner.pk, name="lost", version=1, base_model=base, method="sft",
-                                    weights="lora", model_dir=str(tmp_path / "gone" / "final"))
+        kept = Model.objects.create(
+            owner_id=owner.pk,
+            name="kept",
+            version=1,
+            base_model=base,
+            method="sft",
+            weights="lora",
+            model_dir=str(final),
+        )
+        lost = Model.objects.create(
+            owner_id=owner.pk,
+            name="lost",
+            version=1,
+            base_model=base,
+            method="sft",
+            weights="lora",
+            model_dir=str(tmp_path / "gone" / "final"),
+        )
         checkpoint = tmp_path / "run" / "checkpoint-4"
         checkpoint.mkdir()
         (checkpoint / "adapter_model.safetensors").write_bytes(b"\1" * 2048)
         (checkpoint / "checkpoint-complete.json").write_text(json.dumps({"step": 4}))
         dataset = Dataset.objects.create(owner=owner, name="d")
-        job = Job.objects.create(owner_id=owner.pk, name="j", base_model=base, dataset_id=dataset.pk, method="sft",
-                                 weights="lora", status="failed", output_dir=str(tmp_path / "run"))
+        job = Job.objects.create(
+            owner_id=owner.pk,
+            name="j",
+            base_model=base,
+            dataset_id=dataset.pk,
+            method="sft",
+            weights="lora",
+            status="failed",
+            output_dir=str(tmp_path / "run"),
+        )
     finally:
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()

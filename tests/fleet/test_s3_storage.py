@@ -39,7 +39,8 @@ def test_a_folder_stored_in_the_bucket_is_fetched_by_key_and_hash_on_another_hos
     s3_storage.client().put_object(Bucket=s3_storage.bucket, Key=stored.key, Body=b"not the model")
     with pytest.raises(ArtifactCorrupt):
         with ArtifactCache(tmp_path / "host-c-cache", 1 << 30).use(
-                stored.sha256, lambda: default_storage.open(stored.key, "rb")):
+            stored.sha256, lambda: default_storage.open(stored.key, "rb")
+        ):
             pass
 
 
@@ -61,13 +62,26 @@ def test_dataset_download_redirects_to_a_presigned_url_of_the_bucket(s3_storage,
 def test_export_download_link_redirects_to_the_bucket(s3_storage, auth_client, user):
     from models_app.models import BaseModel, FineTunedModel, ModelExport, TaskStatus
 
-    model = FineTunedModel.objects.create(owner=user, name="tiny", version=1, base_model=BaseModel.objects.ensure_embedded(),
-                                          method="sft", weights="lora")
+    model = FineTunedModel.objects.create(
+        owner=user,
+        name="tiny",
+        version=1,
+        base_model=BaseModel.objects.ensure_embedded(),
+        method="sft",
+        weights="lora",
+    )
     body = b"GGUF" + bytes(1000)
     key = default_storage.save(f"exports/{user.pk}/tiny.gguf", ContentFile(body))
-    export = ModelExport.objects.create(owner=user, model=model, format="gguf", quantization="q8_0",
-                                        status=TaskStatus.SUCCEEDED, file_key=key, size_bytes=len(body),
-                                        sha256=hashlib.sha256(body).hexdigest())
+    export = ModelExport.objects.create(
+        owner=user,
+        model=model,
+        format="gguf",
+        quantization="q8_0",
+        status=TaskStatus.SUCCEEDED,
+        file_key=key,
+        size_bytes=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+    )
     link = auth_client.get(f"/api/models/exports/{export.pk}/download/").json()["url"]
     r = auth_client.get(link)
     assert r.status_code == 302 and r["Location"].startswith(s3_storage.url)

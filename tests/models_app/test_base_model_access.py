@@ -36,8 +36,9 @@ def fake(fake_hub, settings, tmp_path):
     fake_hub.tokens[CAROL] = "carol-hf"
     yield fake_hub
     for repo_id in list(fake_hub.repos):
-        shutil.rmtree(Path(settings.FINETUNE_MODEL_CACHE) / f"models--{repo_id.replace('/', '--')}",
-                      ignore_errors=True)
+        shutil.rmtree(
+            Path(settings.FINETUNE_MODEL_CACHE) / f"models--{repo_id.replace('/', '--')}", ignore_errors=True
+        )
     fake_hub.reset()
 
 
@@ -72,9 +73,18 @@ def _download(user: Any, repo_id: str) -> BaseModel:
 
 def _job(user: Any, base: BaseModel) -> Any:
     ds = make_ready_dataset(user)
-    return _client(user).post("/api/training/jobs/", {"name": "t", "base_model": base.pk, "dataset": ds.pk,
-                                                      "method": "sft", "weights": "lora", "hyperparameters": HYPER},
-                              format="json")
+    return _client(user).post(
+        "/api/training/jobs/",
+        {
+            "name": "t",
+            "base_model": base.pk,
+            "dataset": ds.pk,
+            "method": "sft",
+            "weights": "lora",
+            "hyperparameters": HYPER,
+        },
+        format="json",
+    )
 
 
 def _listed(c: APIClient) -> list[int]:
@@ -179,10 +189,13 @@ def test_rows_from_before_the_flags_are_checked_at_use_and_get_them(fake):
 
 
 @pytest.mark.django_db
-def test_a_download_over_the_size_cap_is_refused_before_anything_is_stored(fake, settings,
-                                                                           django_capture_on_commit_callbacks):
+def test_a_download_over_the_size_cap_is_refused_before_anything_is_stored(
+    fake, settings, django_capture_on_commit_callbacks
+):
     repo_id = _repo(fake, "acme/too-big")
-    size = sum(f.size for p, f in fake.repos[repo_id].head.files.items() if p not in ("pytorch_model.bin", "README.md"))
+    size = sum(
+        f.size for p, f in fake.repos[repo_id].head.files.items() if p not in ("pytorch_model.bin", "README.md")
+    )
     settings.HF_DOWNLOAD_MAX_BYTES = 1000
     user = _user(ALICE)
     info = _client(user).get("/api/models/hub/info/", {"repo_id": repo_id}).json()
@@ -204,12 +217,20 @@ def test_a_download_over_the_size_cap_is_refused_before_anything_is_stored(fake,
 def test_downloaded_snapshots_count_in_storage_usage(db):
     alice, bob = UserFactory(), UserFactory()
     hub_row = {"source": "hub", "status": "available", "private": False}
-    BaseModel.objects.create(name="a", repo_id="acme/a", artifact_key="artifacts/base-models/a", artifact_size=700,
-                             added_by=alice, **hub_row)
-    BaseModel.objects.create(name="b", repo_id="acme/b", artifact_key="artifacts/base-models/b", artifact_size=50,
-                             added_by=alice, **hub_row)
-    BaseModel.objects.create(name="c", repo_id="acme/c", artifact_key="artifacts/base-models/c", artifact_size=9,
-                             added_by=None, **hub_row)  # its downloader was deleted
+    BaseModel.objects.create(
+        name="a",
+        repo_id="acme/a",
+        artifact_key="artifacts/base-models/a",
+        artifact_size=700,
+        added_by=alice,
+        **hub_row,
+    )
+    BaseModel.objects.create(
+        name="b", repo_id="acme/b", artifact_key="artifacts/base-models/b", artifact_size=50, added_by=alice, **hub_row
+    )
+    BaseModel.objects.create(
+        name="c", repo_id="acme/c", artifact_key="artifacts/base-models/c", artifact_size=9, added_by=None, **hub_row
+    )  # its downloader was deleted
     BaseModel.objects.create(name="d", repo_id="acme/d", status="downloading", source="hub", added_by=bob)
     usage = storage_usage()
     mine = next(r for r in usage["users"] if r["user_id"] == alice.pk)
@@ -225,9 +246,18 @@ def test_the_training_estimate_refuses_a_base_model_the_user_cannot_read(fake):
     base = _download(_user(ALICE), repo_id)
     bob = _user(BOB)
     ds = make_ready_dataset(bob)
-    r = _client(bob).post("/api/training/estimate/", {"name": "t", "base_model": base.pk, "dataset": ds.pk,
-                                                      "method": "sft", "weights": "lora", "hyperparameters": HYPER},
-                          format="json")
+    r = _client(bob).post(
+        "/api/training/estimate/",
+        {
+            "name": "t",
+            "base_model": base.pk,
+            "dataset": ds.pk,
+            "method": "sft",
+            "weights": "lora",
+            "hyperparameters": HYPER,
+        },
+        format="json",
+    )
     assert r.status_code == 400 and "base_model" in r.json()["errors"], r.content
 
 

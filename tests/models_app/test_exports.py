@@ -254,8 +254,11 @@ def test_merged_export_generates_like_the_verified_reference(gguf_f16, tmp_path)
     ("body", "field", "message"),
     [
         ({"format": "onnx"}, "format", "Unknown export format 'onnx'; choose one of: adapter, merged, gguf."),
-        ({"format": "gguf", "quantization": "Q3_K_M"}, "quantization",
-         "GGUF quantization 'Q3_K_M' is not supported; choose one of: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M."),
+        (
+            {"format": "gguf", "quantization": "Q3_K_M"},
+            "quantization",
+            "GGUF quantization 'Q3_K_M' is not supported; choose one of: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M.",
+        ),
         ({"format": "merged", "quantization": "q8_0"}, "quantization", "Quantization applies only to GGUF exports"),
         ({}, "format", "This field is required."),
     ],

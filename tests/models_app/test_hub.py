@@ -27,6 +27,7 @@ from tests.processes import run_async
 ALICE = "hf_validTokenForAlice1234"  # alice-hf, write token (tests/conftest.py)
 READ_ONLY = "hf_readOnlyTokenCarol0001"  # carol-hf, read token (added here)
 
+
 @pytest.fixture
 def fake(fake_hub):
     """The fake Hub, emptied, with a read-only token for carol-hf and an organisation for alice-hf."""
@@ -109,9 +110,21 @@ def test_info_reports_architecture_parameters_license_size_and_chat_template(fak
 
 @pytest.mark.django_db
 def test_info_of_a_repo_without_safetensors_says_it_cannot_be_downloaded(fake):
-    fake.add_model("acme/pickles-only", {"config.json": json.dumps({"architectures": ["LlamaForCausalLM"],
-                                         "model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1,
-                                         "vocab_size": 10}), "pytorch_model.bin": b"x" * 10})
+    fake.add_model(
+        "acme/pickles-only",
+        {
+            "config.json": json.dumps(
+                {
+                    "architectures": ["LlamaForCausalLM"],
+                    "model_type": "llama",
+                    "hidden_size": 8,
+                    "num_hidden_layers": 1,
+                    "vocab_size": 10,
+                }
+            ),
+            "pytorch_model.bin": b"x" * 10,
+        },
+    )
     user = with_token()
     info = client_for(user).get("/api/models/hub/info/", {"repo_id": "acme/pickles-only"}).json()
     assert info["downloadable"] is False and "safetensors" in info["problems"][0]
@@ -137,12 +150,15 @@ def test_hub_outage_during_search_is_a_clear_502(fake):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("method,url,body", [
-    ("get", "/api/models/hub/search/?q=x", None),
-    ("get", "/api/models/hub/info/?repo_id=acme/x", None),
-    ("post", "/api/models/hub/download/", {"repo_id": "acme/x"}),
-    ("post", "/api/models/{model}/push-hub/", {"repo_name": "x", "private": True}),
-])
+@pytest.mark.parametrize(
+    "method,url,body",
+    [
+        ("get", "/api/models/hub/search/?q=x", None),
+        ("get", "/api/models/hub/info/?repo_id=acme/x", None),
+        ("post", "/api/models/hub/download/", {"repo_id": "acme/x"}),
+        ("post", "/api/models/{model}/push-hub/", {"repo_name": "x", "private": True}),
+    ],
+)
 def test_user_without_hf_token_is_told_to_add_one_in_their_profile(fake, user, make_finetuned, method, url, body):
     model = make_finetuned(user)
     r = getattr(client_for(user), method)(url.format(model=model.pk), body, format="json")
@@ -153,8 +169,9 @@ def test_user_without_hf_token_is_told_to_add_one_in_their_profile(fake, user, m
 
 # --- download -----------------------------------------------------------------------------------------------------
 @pytest.mark.django_db
-def test_download_puts_the_model_in_the_shared_cache_with_progress(fake, tiny_repo,
-                                                                   django_capture_on_commit_callbacks):
+def test_download_puts_the_model_in_the_shared_cache_with_progress(
+    fake, tiny_repo, django_capture_on_commit_callbacks
+):
     from channels.layers import get_channel_layer
 
     repo_id, params = tiny_repo
@@ -192,7 +209,8 @@ def test_download_puts_the_model_in_the_shared_cache_with_progress(fake, tiny_re
         assert {"config.json", "tokenizer_config.json", "tokenizer.json", "model.safetensors"} <= names
         assert "pytorch_model.bin" not in names and "README.md" not in names
         assert (folder / "model.safetensors").read_bytes() == (
-            fake.repo_dir(repo_id) / "model.safetensors").read_bytes()
+            fake.repo_dir(repo_id) / "model.safetensors"
+        ).read_bytes()
     assert row.has_chat_template and row.architecture == "LlamaForCausalLM" and row.context_length == 4096
     progress = [e["progress"] for e in events]
     assert progress[0] == 0.0 and progress[-1] == 1.0 and events[-1]["status"] == "available"
@@ -208,12 +226,15 @@ def test_download_puts_the_model_in_the_shared_cache_with_progress(fake, tiny_re
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("breakage,expected,retryable_status", [
-    ("gated", "gated model", False),
-    ("deleted", "has no repository", False),
-    ("revoked", "rejected your token", False),
-    ("outage", "HTTP 500", True),
-])
+@pytest.mark.parametrize(
+    "breakage,expected,retryable_status",
+    [
+        ("gated", "gated model", False),
+        ("deleted", "has no repository", False),
+        ("revoked", "rejected your token", False),
+        ("outage", "HTTP 500", True),
+    ],
+)
 def test_download_failures_end_in_a_clear_failed_status(fake, tiny_repo, breakage, expected, retryable_status):
     repo_id, _ = tiny_repo
     user = with_token()
@@ -229,8 +250,9 @@ def test_download_failures_end_in_a_clear_failed_status(fake, tiny_repo, breakag
     hub.run_download(row.pk, user.pk)
     row.refresh_from_db()
     assert row.status == "failed" and expected in row.error, row.error
-    assert not any((Path(settings.FINETUNE_MODEL_CACHE) / f"models--{repo_id.replace('/', '--')}").rglob(
-        "model.safetensors"))
+    assert not any(
+        (Path(settings.FINETUNE_MODEL_CACHE) / f"models--{repo_id.replace('/', '--')}").rglob("model.safetensors")
+    )
     if retryable_status:  # a failed download is tried again by asking for it again
         fake.clear_failures()
         again = hub.request_download(user, repo_id)
@@ -251,8 +273,9 @@ def test_fit_estimate_gives_memory_for_full_lora_and_qlora(auth_client):
     assert mem["full"] > mem["lora"] > mem["qlora"] > 0 and fit["memory_gb"] == mem["qlora"]
     assert fit["parameters"] == base.parameters and isinstance(fit["fits"], bool)
     assert set(fit["modal_gpus_fit"]) == set(settings.MODAL_GPU_MEMORY_GB)
-    bigger = auth_client.get(f"/api/models/base/{base.pk}/fit/", {"method": "qlora", "max_length": 4096,
-                                                                  "batch_size": 8}).json()
+    bigger = auth_client.get(
+        f"/api/models/base/{base.pk}/fit/", {"method": "qlora", "max_length": 4096, "batch_size": 8}
+    ).json()
     assert bigger["memory_gb"] > fit["memory_gb"]
     bad = auth_client.get(f"/api/models/base/{base.pk}/fit/", {"method": "dpo"})
     assert bad.status_code == 400 and "method" in bad.json()["errors"]
@@ -261,8 +284,9 @@ def test_fit_estimate_gives_memory_for_full_lora_and_qlora(auth_client):
 
 # --- push -----------------------------------------------------------------------------------------------------------
 def _push(user, model, repo_name: str = "tiny-alpaca", private: bool = True) -> HubPush:
-    r = client_for(user).post(f"/api/models/{model.pk}/push-hub/", {"repo_name": repo_name, "private": private},
-                              format="json")
+    r = client_for(user).post(
+        f"/api/models/{model.pk}/push-hub/", {"repo_name": repo_name, "private": private}, format="json"
+    )
     assert r.status_code == 202, r.content
     push = HubPush.objects.get(pk=r.json()["id"])
     hub.run_push(push.pk, push.run_token)
@@ -274,8 +298,9 @@ def _push(user, model, repo_name: str = "tiny-alpaca", private: bool = True) -> 
 def test_push_creates_a_private_repo_with_every_file_and_a_valid_model_card(fake, make_finetuned, tmp_path):
     user = with_token()
     model = make_finetuned(user)
-    r = client_for(user).post(f"/api/models/{model.pk}/push-hub/", {"repo_name": "tiny-alpaca", "private": True},
-                              format="json")
+    r = client_for(user).post(
+        f"/api/models/{model.pk}/push-hub/", {"repo_name": "tiny-alpaca", "private": True}, format="json"
+    )
     assert r.status_code == 202, r.content
     body = r.json()
     assert body["status"] == "queued" and body["repo_url"] == f"{settings.HF_ENDPOINT}/alice-hf/tiny-alpaca"
@@ -289,8 +314,14 @@ def test_push_creates_a_private_repo_with_every_file_and_a_valid_model_card(fake
     assert push.repo_url == f"{fake.url}/alice-hf/tiny-alpaca"
     on_disk = fake.repo_dir("alice-hf/tiny-alpaca")
     names = {p.name for p in on_disk.iterdir()}
-    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
-            "chat_template.jinja", "README.md"} <= names
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "README.md",
+    } <= names
     with model_folder(model) as src:
         for name in ("adapter_model.safetensors", "tokenizer.json", "chat_template.jinja"):
             assert (on_disk / name).read_bytes() == (src / name).read_bytes(), name
@@ -316,14 +347,18 @@ def test_push_of_a_full_fine_tune_uploads_the_model_folder(fake, make_finetuned,
     folder.mkdir()
     for name in ("config.json", "tokenizer_config.json", "tokenizer.json", "model.safetensors"):
         content = files[name]
-        (folder / name).write_bytes(content.read_bytes() if isinstance(content, Path) else (
-            content.encode() if isinstance(content, str) else content))
+        (folder / name).write_bytes(
+            content.read_bytes()
+            if isinstance(content, Path)
+            else (content.encode() if isinstance(content, str) else content)
+        )
     user = with_token()
     push = _push(user, make_finetuned(user, name="full-ft", weights="full", model_dir=str(folder)), "full-ft")
     assert push.status == "succeeded", push.error
     on_disk = fake.repo_dir("alice-hf/full-ft")
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"} <= {
-        p.name for p in on_disk.iterdir()}
+        p.name for p in on_disk.iterdir()
+    }
     assert (on_disk / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
     meta = _front_matter((on_disk / "README.md").read_text())
     assert meta["library_name"] == "transformers" and meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -368,12 +403,15 @@ def test_read_only_token_fails_with_a_clear_status(fake, make_finetuned):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("where,status,expected,retryable", [
-    (r"^/api/repos/create$", 429, "rate-limiting", True),
-    (r"^/api/repos/create$", 500, "internal error (HTTP 500)", True),
-    (r"/commit/", 403, "no write access", False),
-    (r"/commit/", 404, "has no repository", False),
-])
+@pytest.mark.parametrize(
+    "where,status,expected,retryable",
+    [
+        (r"^/api/repos/create$", 429, "rate-limiting", True),
+        (r"^/api/repos/create$", 500, "internal error (HTTP 500)", True),
+        (r"/commit/", 403, "no write access", False),
+        (r"/commit/", 404, "has no repository", False),
+    ],
+)
 def test_hub_errors_end_in_a_clear_status(fake, make_finetuned, where, status, expected, retryable):
     user = with_token()
     fake.fail(where, status)
@@ -438,12 +476,16 @@ def test_lfs_setting_uploads_through_the_lfs_batch_api(fake, make_finetuned, set
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("status,expected,env_disabled_xet", [
-    (403, "your token has no write access to alice-hf", False),
-    (404, "does not offer Xet storage", True),
-])
+@pytest.mark.parametrize(
+    "status,expected,env_disabled_xet",
+    [
+        (403, "your token has no write access to alice-hf", False),
+        (404, "does not offer Xet storage", True),
+    ],
+)
 def test_xet_setting_asks_for_a_xet_write_token_and_a_refusal_says_what_happened(
-        fake, make_finetuned, settings, monkeypatch, status, expected, env_disabled_xet):
+    fake, make_finetuned, settings, monkeypatch, status, expected, env_disabled_xet
+):
     """HF_UPLOAD_PROTOCOL=xet (the setting wins even where HF_HUB_DISABLE_XET was set when huggingface_hub was
     imported): the large file goes through Xet, whose write token the Hub refuses with a 4xx (hf_xet raises a plain
     ConnectionError naming the status); the push says so, not "could not reach the Hub"."""
@@ -475,11 +517,18 @@ def test_a_lost_push_can_be_retried_but_a_live_one_cannot(fake, make_finetuned):
     user = with_token()
     model = make_finetuned(user)
     c = client_for(user)
-    live = HubPush.objects.create(owner=user, model=model, repo_id="alice-hf/x", status="running",
-                                  started=timezone.now(), run_token="a" * 32)
+    live = HubPush.objects.create(
+        owner=user, model=model, repo_id="alice-hf/x", status="running", started=timezone.now(), run_token="a" * 32
+    )
     assert c.post(f"/api/models/push-hub/{live.pk}/retry/").status_code == 409
-    lost = HubPush.objects.create(owner=user, model=model, repo_id="alice-hf/x", status="running", run_token="b" * 32,
-                                  started=timezone.now() - timedelta(seconds=settings.HF_PUSH_STALE_SECONDS + 60))
+    lost = HubPush.objects.create(
+        owner=user,
+        model=model,
+        repo_id="alice-hf/x",
+        status="running",
+        run_token="b" * 32,
+        started=timezone.now() - timedelta(seconds=settings.HF_PUSH_STALE_SECONDS + 60),
+    )
     r = c.post(f"/api/models/push-hub/{lost.pk}/retry/")
     assert r.status_code == 202 and r.json()["status"] == "queued"
     lost.refresh_from_db()
@@ -490,8 +539,9 @@ def test_a_lost_push_can_be_retried_but_a_live_one_cannot(fake, make_finetuned):
 
 
 @pytest.mark.django_db
-def test_asking_again_for_a_model_still_downloading_queues_the_task_again(fake, tiny_repo,
-                                                                          django_capture_on_commit_callbacks):
+def test_asking_again_for_a_model_still_downloading_queues_the_task_again(
+    fake, tiny_repo, django_capture_on_commit_callbacks
+):
     repo_id, _ = tiny_repo
     user = with_token()
     with django_capture_on_commit_callbacks() as first:
@@ -528,9 +578,16 @@ def test_push_request_validates_the_repo_name(fake, make_finetuned):
 
 def test_openapi_schema_documents_the_hub_routes(client):
     schema = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
-    for p in ("/api/models/hub/search/", "/api/models/hub/info/", "/api/models/hub/download/",
-              "/api/models/base/{id}/fit/", "/api/models/{id}/push-hub/", "/api/models/{id}/pushes/",
-              "/api/models/push-hub/{id}/", "/api/models/push-hub/{id}/retry/"):
+    for p in (
+        "/api/models/hub/search/",
+        "/api/models/hub/info/",
+        "/api/models/hub/download/",
+        "/api/models/base/{id}/fit/",
+        "/api/models/{id}/push-hub/",
+        "/api/models/{id}/pushes/",
+        "/api/models/push-hub/{id}/",
+        "/api/models/push-hub/{id}/retry/",
+    ):
         assert p in schema["paths"], p
 
 
@@ -539,8 +596,9 @@ def test_openapi_schema_documents_the_hub_routes(client):
 def test_push_through_a_real_celery_worker(fake, make_finetuned, celery_worker_process):
     user = with_token()
     model = make_finetuned(user)
-    r = client_for(user).post(f"/api/models/{model.pk}/push-hub/", {"repo_name": "from-worker", "private": True},
-                              format="json")
+    r = client_for(user).post(
+        f"/api/models/{model.pk}/push-hub/", {"repo_name": "from-worker", "private": True}, format="json"
+    )
     assert r.status_code == 202, r.content
     push_id = r.json()["id"]
     deadline = time.monotonic() + 120

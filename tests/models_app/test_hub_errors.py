@@ -15,23 +15,31 @@ REPO = "alice-hf/tiny-alpaca"
 XET_TOKEN_URL = f"http://127.0.0.1:8/api/models/{REPO}/xet-write-token/main"
 
 
-def _hub_error(status: int, url: str = f"http://127.0.0.1:8/api/models/{REPO}/commit/main",
-               cls: type[HfHubHTTPError] = HfHubHTTPError, server: str | None = None) -> HfHubHTTPError:
+def _hub_error(
+    status: int,
+    url: str = f"http://127.0.0.1:8/api/models/{REPO}/commit/main",
+    cls: type[HfHubHTTPError] = HfHubHTTPError,
+    server: str | None = None,
+) -> HfHubHTTPError:
     response = httpx2.Response(status, request=httpx2.Request("GET", url))
     return cls(f"{status} Client Error for url: {url}", response=response, server_message=server)
 
 
 def _xet(status: int, reason: str, kind: str = "client") -> ConnectionError:
     """What hf_xet raises when the Hub answers its token request (or a storage request) with an HTTP error."""
-    return ConnectionError(f"Network error: Request error: HTTP status {kind} error ({status} {reason}), domain: "
-                           f"{XET_TOKEN_URL}")
+    return ConnectionError(
+        f"Network error: Request error: HTTP status {kind} error ({status} {reason}), domain: {XET_TOKEN_URL}"
+    )
 
 
-@pytest.mark.parametrize("status,reason,expected", [
-    (403, "Forbidden", "your token has no write access to alice-hf"),
-    (404, "Not Found", "does not offer Xet storage"),
-    (400, "Bad Request", "it was refused"),
-])
+@pytest.mark.parametrize(
+    "status,reason,expected",
+    [
+        (403, "Forbidden", "your token has no write access to alice-hf"),
+        (404, "Not Found", "does not offer Xet storage"),
+        (400, "Bad Request", "it was refused"),
+    ],
+)
 def test_a_xet_write_token_refused_by_the_hub_is_not_could_not_reach(status, reason, expected):
     failure = describe_hub_error(_xet(status, reason), repo_id=REPO, writing=True)
     assert "Could not reach" not in failure.message, failure.message
@@ -57,8 +65,11 @@ def test_a_refusal_wrapped_in_a_runtime_error_is_read_from_its_cause_or_its_text
         wrapped = outer
     failure = describe_hub_error(wrapped, repo_id=REPO, writing=True)
     assert failure.status == 403 and "Xet storage write token" in failure.message and not failure.internal
-    in_text = describe_hub_error(RuntimeError("Data processing error: CAS service error : HTTP 403 for "
-                                              "https://cas.example/v1/xorbs"), repo_id=REPO, writing=True)
+    in_text = describe_hub_error(
+        RuntimeError("Data processing error: CAS service error : HTTP 403 for https://cas.example/v1/xorbs"),
+        repo_id=REPO,
+        writing=True,
+    )
     assert in_text.status == 403 and "refused the upload (HTTP 403)" in in_text.message
     unknown = describe_hub_error(RuntimeError("commit failed"), repo_id=REPO, writing=True)
     assert unknown.internal  # nothing says what happened: an internal error, logged with its traceback
@@ -75,14 +86,16 @@ def test_typed_hub_errors_keep_their_messages():
 
 
 def test_no_answer_is_still_could_not_reach():
-    dropped = ConnectionError("Network error: Request middleware error: error sending request for url "
-                              f"({XET_TOKEN_URL})")  # hf_xet, when the connection is dropped
+    dropped = ConnectionError(
+        f"Network error: Request middleware error: error sending request for url ({XET_TOKEN_URL})"
+    )  # hf_xet, when the connection is dropped
     for exc in (dropped, httpx2.ConnectError("connection refused"), TimeoutError()):
         failure = describe_hub_error(exc, repo_id=REPO, writing=True)
         assert "Could not reach" in failure.message and failure.retryable and failure.status is None
     try:
         raise LocalEntryNotFoundError("cannot find the requested files in the local cache") from httpx2.ConnectError(
-            "down")
+            "down"
+        )
     except LocalEntryNotFoundError as exc:
         assert "Could not reach" in describe_hub_error(exc, repo_id=REPO).message
 

@@ -221,20 +221,24 @@ def test_import_api_answers_202_with_the_run_command(
     }
     assert len(callbacks) == 1
     assert client.get(f"/api/models/{model.pk}/ollama-imports/").json()["results"][0]["id"] == body["id"]
-    assert client.get(f"/api/models/ollama-imports/{body['id']}/").json()["run_command"] == f"ollama run {ns}/my-model:v2"
+    assert (
+        client.get(f"/api/models/ollama-imports/{body['id']}/").json()["run_command"] == f"ollama run {ns}/my-model:v2"
+    )
     # Naming the own namespace explicitly gives the same name.
     again = client.post(f"/api/models/{model.pk}/ollama-import/", {"name": f"{ns}/my-model:v2"}, format="json")
     assert again.status_code == 202 and again.json()["ollama_name"] == f"{ns}/my-model:v2"
 
 
 @pytest.mark.django_db
-def test_the_import_takes_the_quantization_the_user_picks(user, make_finetuned, fake_ollama,
-                                                          django_capture_on_commit_callbacks):
+def test_the_import_takes_the_quantization_the_user_picks(
+    user, make_finetuned, fake_ollama, django_capture_on_commit_callbacks
+):
     model = make_finetuned(user)
     client = _client(user)
     with django_capture_on_commit_callbacks():
-        picked = client.post(f"/api/models/{model.pk}/ollama-import/", {"name": "small", "quantization": "Q4_K_M"},
-                             format="json")
+        picked = client.post(
+            f"/api/models/{model.pk}/ollama-import/", {"name": "small", "quantization": "Q4_K_M"}, format="json"
+        )
         default = client.post(f"/api/models/{model.pk}/ollama-import/", {"name": "plain"}, format="json")
     assert picked.status_code == 202 and default.status_code == 202
     assert picked.json()["quantization"] == "q4_k_m" and default.json()["quantization"] == "q8_0"
@@ -250,8 +254,9 @@ def test_names_are_namespaced_per_user_and_never_taken_over(make_finetuned, fake
     from tests.factories import UserFactory
 
     ann, ann_upper, bob = UserFactory(username="ann"), UserFactory(username="Ann"), UserFactory(username="bob")
-    first = _client(ann).post(f"/api/models/{make_finetuned(ann).pk}/ollama-import/", {"name": "assistant"},
-                              format="json")
+    first = _client(ann).post(
+        f"/api/models/{make_finetuned(ann).pk}/ollama-import/", {"name": "assistant"}, format="json"
+    )
     assert first.status_code == 202 and first.json()["ollama_name"] == "ann/assistant"
 
     bob_model = make_finetuned(bob)
@@ -260,8 +265,9 @@ def test_names_are_namespaced_per_user_and_never_taken_over(make_finetuned, fake
     plain = _client(bob).post(f"/api/models/{bob_model.pk}/ollama-import/", {"name": "assistant"}, format="json")
     assert plain.status_code == 202 and plain.json()["ollama_name"] == "bob/assistant"
 
-    clash = _client(ann_upper).post(f"/api/models/{make_finetuned(ann_upper).pk}/ollama-import/",
-                                    {"name": "assistant:latest"}, format="json")
+    clash = _client(ann_upper).post(
+        f"/api/models/{make_finetuned(ann_upper).pk}/ollama-import/", {"name": "assistant:latest"}, format="json"
+    )
     assert clash.status_code == 409 and "belongs to another user" in clash.json()["detail"]
     assert not OllamaImport.objects.filter(owner=ann_upper).exists()
 
@@ -333,5 +339,8 @@ def test_templates_of_other_families_get_sensible_modelfiles(smol_tokenizer, tem
 
 
 def test_exports_helpers_name_files_and_storage_keys():
-    assert exports.QUANTIZATIONS == ("f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m") and ollama.normalize_host("0.0.0.0") == "http://0.0.0.0:11434"
+    assert (
+        exports.QUANTIZATIONS == ("f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m")
+        and ollama.normalize_host("0.0.0.0") == "http://0.0.0.0:11434"
+    )
     assert ollama.normalize_host("https://ollama.example.com/") == "https://ollama.example.com"

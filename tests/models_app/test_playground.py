@@ -30,26 +30,45 @@ def test_a_good_request_is_parsed_with_defaults_and_system_first():
     assert parse_request(req.to_dict()) == req
 
 
-@pytest.mark.parametrize(("body", "field", "needle"), [
-    ({}, "messages", "non-empty list"),
-    ({"messages": "hello"}, "messages", "non-empty list"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages", "role must be one of system, user, assistant"),
-    ({"messages": [{"role": "user", "content": 42}]}, "messages", "content must be a string"),
-    ({"messages": [{"role": "user", "content": "  "}]}, "messages", "empty"),
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}, "messages",
-     "last message must be the user's"),
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "x"},
-                   {"role": "user", "content": "hi"}]}, "messages", "system message may only come first"),
-    ({"messages": [{"role": "user", "content": "x" * 16_001}]}, "messages", "too long"),
-    ({"messages": CAPITAL, "max_new_tokens": 0}, "max_new_tokens", "between 1 and 1024"),
-    ({"messages": CAPITAL, "max_new_tokens": 1025}, "max_new_tokens", "between 1 and 1024"),
-    ({"messages": CAPITAL, "max_new_tokens": 2.5}, "max_new_tokens", "whole number"),
-    ({"messages": CAPITAL, "temperature": 2.5}, "temperature", "between 0 and 2"),
-    ({"messages": CAPITAL, "temperature": "hot"}, "temperature", "must be a number"),
-    ({"messages": CAPITAL, "top_p": 0}, "top_p", "greater than 0"),
-    ({"messages": CAPITAL, "top_p": 1.5}, "top_p", "at most 1"),
-    ({"messages": CAPITAL, "system": 3}, "system", "system must be a string"),
-])
+@pytest.mark.parametrize(
+    ("body", "field", "needle"),
+    [
+        ({}, "messages", "non-empty list"),
+        ({"messages": "hello"}, "messages", "non-empty list"),
+        (
+            {"messages": [{"role": "robot", "content": "hi"}]},
+            "messages",
+            "role must be one of system, user, assistant",
+        ),
+        ({"messages": [{"role": "user", "content": 42}]}, "messages", "content must be a string"),
+        ({"messages": [{"role": "user", "content": "  "}]}, "messages", "empty"),
+        (
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
+            "messages",
+            "last message must be the user's",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "system", "content": "x"},
+                    {"role": "user", "content": "hi"},
+                ]
+            },
+            "messages",
+            "system message may only come first",
+        ),
+        ({"messages": [{"role": "user", "content": "x" * 16_001}]}, "messages", "too long"),
+        ({"messages": CAPITAL, "max_new_tokens": 0}, "max_new_tokens", "between 1 and 1024"),
+        ({"messages": CAPITAL, "max_new_tokens": 1025}, "max_new_tokens", "between 1 and 1024"),
+        ({"messages": CAPITAL, "max_new_tokens": 2.5}, "max_new_tokens", "whole number"),
+        ({"messages": CAPITAL, "temperature": 2.5}, "temperature", "between 0 and 2"),
+        ({"messages": CAPITAL, "temperature": "hot"}, "temperature", "must be a number"),
+        ({"messages": CAPITAL, "top_p": 0}, "top_p", "greater than 0"),
+        ({"messages": CAPITAL, "top_p": 1.5}, "top_p", "at most 1"),
+        ({"messages": CAPITAL, "system": 3}, "system", "system must be a string"),
+    ],
+)
 def test_bad_requests_get_a_clear_message_naming_the_field(body, field, needle):
     with pytest.raises(InvalidRequest) as err:
         parse_request(body)
@@ -87,8 +106,9 @@ def _ref(key: str) -> ModelRef:
 
 def test_cache_keeps_at_most_max_models_and_evicts_the_least_recently_used():
     mem = _Memory(available=100_000)
-    cache = ModelCache(max_models=2, min_free_mb=0, loader=mem.load, available=lambda: mem.available,
-                       rss=lambda: mem.rss)
+    cache = ModelCache(
+        max_models=2, min_free_mb=0, loader=mem.load, available=lambda: mem.available, rss=lambda: mem.rss
+    )
     a = cache.get(_ref("a"))
     cache.get(_ref("b"))
     assert cache.get(_ref("a")) is a  # a hit: no reload, and `a` becomes the most recently used
@@ -99,8 +119,14 @@ def test_cache_keeps_at_most_max_models_and_evicts_the_least_recently_used():
 
 def test_cache_evicts_when_available_memory_or_rss_crosses_the_limit():
     mem = _Memory(available=5000)
-    cache = ModelCache(max_models=10, min_free_mb=1500, max_rss_mb=0, loader=mem.load,
-                       available=lambda: mem.available, rss=lambda: mem.rss)
+    cache = ModelCache(
+        max_models=10,
+        min_free_mb=1500,
+        max_rss_mb=0,
+        loader=mem.load,
+        available=lambda: mem.available,
+        rss=lambda: mem.rss,
+    )
     cache.get(_ref("a"))
     cache.get(_ref("b"))  # 2000 MiB left: fine
     cache.get(_ref("c"))  # 500 MiB left after loading: `a` goes, then memory is fine again
@@ -163,8 +189,9 @@ def _ws_url(daphne_url: str, target: Any) -> str:
     return f"{daphne_url.replace('http://', 'ws://')}/ws/models/{target}/generate/"
 
 
-async def _chat(url: str, cookie: str, origin: str, *bodies: dict[str, Any], stop_after: int | None = None,
-                timeout: float = 120) -> list[list[dict[str, Any]]]:
+async def _chat(
+    url: str, cookie: str, origin: str, *bodies: dict[str, Any], stop_after: int | None = None, timeout: float = 120
+) -> list[list[dict[str, Any]]]:
     """Send each body on one socket and collect its events up to `done` or `error`."""
     conversations = []
     async with websockets.connect(url, additional_headers={"Cookie": cookie}, origin=origin) as ws:
@@ -193,8 +220,11 @@ def test_rest_generate_answers_with_the_embedded_base_model(auth_client, inferen
     from models_app.models import BaseModel
 
     base = BaseModel.objects.ensure_embedded()
-    r = auth_client.post(f"/api/models/base/{base.pk}/generate/",
-                         {"messages": CAPITAL, "temperature": 0, "max_new_tokens": 16}, format="json")
+    r = auth_client.post(
+        f"/api/models/base/{base.pk}/generate/",
+        {"messages": CAPITAL, "temperature": 0, "max_new_tokens": 16},
+        format="json",
+    )
     assert r.status_code == 200, r.content
     body = r.json()
     assert "Paris" in body["text"], body
@@ -203,12 +233,18 @@ def test_rest_generate_answers_with_the_embedded_base_model(auth_client, inferen
 
 @pytest.mark.django_db(transaction=True)
 def test_rest_generate_answers_with_a_fine_tuned_model_and_side_by_side_with_its_base(
-        auth_client, user, make_finetuned, inference_worker):
+    auth_client, user, make_finetuned, inference_worker
+):
     from models_app.models import BaseModel
 
     model = make_finetuned(user)
-    body = {"messages": [{"role": "user", "content": "Give three tips for staying healthy."}], "temperature": 0,
-            "max_new_tokens": 14, "system": "You are a helpful assistant.", "compare_with_base": True}
+    body = {
+        "messages": [{"role": "user", "content": "Give three tips for staying healthy."}],
+        "temperature": 0,
+        "max_new_tokens": 14,
+        "system": "You are a helpful assistant.",
+        "compare_with_base": True,
+    }
     r = auth_client.post(f"/api/models/{model.pk}/generate/", body, format="json")
     assert r.status_code == 200, r.content
     answer = r.json()
@@ -218,8 +254,11 @@ def test_rest_generate_answers_with_a_fine_tuned_model_and_side_by_side_with_its
     assert answer["base"]["text"] and answer["base"]["tokens"] > 0
     # The side-by-side base answer is the base model's own (adapter switched off): same as asking the base directly.
     base = BaseModel.objects.ensure_embedded()
-    direct = auth_client.post(f"/api/models/base/{base.pk}/generate/", {k: v for k, v in body.items()
-                                                                         if k != "compare_with_base"}, format="json")
+    direct = auth_client.post(
+        f"/api/models/base/{base.pk}/generate/",
+        {k: v for k, v in body.items() if k != "compare_with_base"},
+        format="json",
+    )
     assert direct.status_code == 200 and direct.json()["text"] == answer["base"]["text"]
 
 
@@ -240,10 +279,18 @@ def test_rest_generate_through_daphne_while_a_socket_streams(user, make_finetune
     headers = {"X-CSRFToken": session.cookies["csrftoken"], "Referer": daphne_url + "/"}
 
     async def both() -> tuple[Any, list[list[dict[str, Any]]]]:
-        post = asyncio.to_thread(session.post, f"{daphne_url}/api/models/base/{base.pk}/generate/",
-                                 json={"messages": CAPITAL, "temperature": 0, "max_new_tokens": 8}, headers=headers)
-        ws = _chat(_ws_url(daphne_url, model.pk), cookie, daphne_url,
-                   {"messages": CAPITAL, "temperature": 0, "max_new_tokens": 8})
+        post = asyncio.to_thread(
+            session.post,
+            f"{daphne_url}/api/models/base/{base.pk}/generate/",
+            json={"messages": CAPITAL, "temperature": 0, "max_new_tokens": 8},
+            headers=headers,
+        )
+        ws = _chat(
+            _ws_url(daphne_url, model.pk),
+            cookie,
+            daphne_url,
+            {"messages": CAPITAL, "temperature": 0, "max_new_tokens": 8},
+        )
         return await asyncio.gather(post, ws)
 
     response, (events,) = run_async(both())
@@ -260,8 +307,9 @@ def test_rest_generate_rejects_bad_input_before_queueing(auth_client, user, make
     r = auth_client.post(f"/api/models/{model.pk}/generate/", {"messages": CAPITAL, "top_p": 0}, format="json")
     assert r.status_code == 400 and "top_p" in r.json()["detail"] and "top_p" in r.json()["errors"]
     base = BaseModel.objects.ensure_embedded()
-    r = auth_client.post(f"/api/models/base/{base.pk}/generate/", {"messages": CAPITAL, "compare_with_base": True},
-                         format="json")
+    r = auth_client.post(
+        f"/api/models/base/{base.pk}/generate/", {"messages": CAPITAL, "compare_with_base": True}, format="json"
+    )
     assert r.status_code == 400 and "needs a fine-tuned model" in r.json()["detail"]
     assert auth_client.post("/api/models/999999/generate/", {"messages": CAPITAL}, format="json").status_code == 404
 
@@ -270,13 +318,18 @@ def test_rest_generate_rejects_bad_input_before_queueing(auth_client, user, make
 def test_websocket_streams_tokens_then_done_from_the_worker(user, make_finetuned, daphne_url, inference_worker):
     model = make_finetuned(user)
     cookie = _session_cookie(user)
-    ask = {"messages": [{"role": "user", "content": "Describe the ocean in two sentences."}], "temperature": 0,
-           "max_new_tokens": 16}
+    ask = {
+        "messages": [{"role": "user", "content": "Describe the ocean in two sentences."}],
+        "temperature": 0,
+        "max_new_tokens": 16,
+    }
     bad = {"messages": [{"role": "user", "content": "hi"}], "temperature": 5}
-    invalid, not_json, events = run_async(_chat(_ws_url(daphne_url, model.pk), cookie, daphne_url, bad, "not json",
-                                                ask))
+    invalid, not_json, events = run_async(
+        _chat(_ws_url(daphne_url, model.pk), cookie, daphne_url, bad, "not json", ask)
+    )
     assert [{k: v for k, v in e.items() if k != "_t"} for e in invalid] == [
-        {"type": "error", "detail": "temperature must be between 0 and 2 (0 = greedy).", "field": "temperature"}]
+        {"type": "error", "detail": "temperature must be between 0 and 2 (0 = greedy).", "field": "temperature"}
+    ]
     assert not_json[0]["type"] == "error" and "JSON" in not_json[0]["detail"]
 
     kinds = [e["type"] for e in events]
@@ -291,10 +344,15 @@ def test_websocket_streams_tokens_then_done_from_the_worker(user, make_finetuned
     # Timings as the browser sees them (written for the record; this 2-core machine is shared while tests run).
     first = next(e["_t"] for e in events if e["type"] == "token")
     start = next(e["_t"] for e in events if e["type"] == "start")
-    timings = {"queued_to_start_s": round(start, 3), "time_to_first_token_s": round(first, 3),
-               "total_s": round(done["_t"], 3), "tokens": done["tokens"], "pieces": len(tokens),
-               "client_tokens_per_s": round(done["tokens"] / max(done["_t"] - start, 1e-6), 2),
-               "worker_duration_s": done["results"]["model"]["duration_s"]}
+    timings = {
+        "queued_to_start_s": round(start, 3),
+        "time_to_first_token_s": round(first, 3),
+        "total_s": round(done["_t"], 3),
+        "tokens": done["tokens"],
+        "pieces": len(tokens),
+        "client_tokens_per_s": round(done["tokens"] / max(done["_t"] - start, 1e-6), 2),
+        "worker_duration_s": done["results"]["model"]["duration_s"],
+    }
     out = ARTIFACTS / "models"
     out.mkdir(parents=True, exist_ok=True)
     (out / "playground-timings.json").write_text(json.dumps(timings, indent=2))
@@ -315,8 +373,11 @@ def test_websocket_side_by_side_on_a_base_target_and_stop(user, make_finetuned, 
     assert events[-1]["type"] == "done" and set(events[-1]["results"]) == {"model", "base"}
     assert "Paris" in events[-1]["results"]["base"]["text"]
 
-    story = {"messages": [{"role": "user", "content": "Write a long story about a dragon and a knight."}],
-             "temperature": 0.8, "max_new_tokens": 400}
+    story = {
+        "messages": [{"role": "user", "content": "Write a long story about a dragon and a knight."}],
+        "temperature": 0.8,
+        "max_new_tokens": 400,
+    }
     (stopped,) = run_async(_chat(_ws_url(daphne_url, f"base-{base.pk}"), cookie, daphne_url, story, stop_after=2))
     assert stopped[-1]["type"] == "done" and stopped[-1]["stopped"] is True
     assert stopped[-1]["tokens"] < 400 and all(e.get("source") == "base" for e in stopped if e["type"] == "token")
@@ -360,8 +421,11 @@ def test_websocket_reports_a_missing_inference_worker(user, make_finetuned, sett
     cookie = _session_cookie(user).encode()
 
     async def scenario() -> list[dict[str, Any]]:
-        comm = WebsocketCommunicator(application, f"/ws/models/{model.pk}/generate/",
-                                     headers=[(b"cookie", cookie), (b"origin", b"http://localhost")])
+        comm = WebsocketCommunicator(
+            application,
+            f"/ws/models/{model.pk}/generate/",
+            headers=[(b"cookie", cookie), (b"origin", b"http://localhost")],
+        )
         assert (await comm.connect())[0]
         await comm.send_json_to({"messages": CAPITAL})
         events = [await comm.receive_json_from(timeout=5), await comm.receive_json_from(timeout=5)]

@@ -21,21 +21,35 @@ pytestmark = pytest.mark.django_db
 URL = "/api/models/"
 
 
-def succeeded_job(owner, *, name="tiny-alpaca", dataset=None, losses=(2.5, 2.1, 1.8), eval_losses=(2.2,), lr=1e-3,
-         sha="ab" * 32, comparison=None):
+def succeeded_job(
+    owner,
+    *,
+    name="tiny-alpaca",
+    dataset=None,
+    losses=(2.5, 2.1, 1.8),
+    eval_losses=(2.2,),
+    lr=1e-3,
+    sha="ab" * 32,
+    comparison=None,
+):
     """A succeeded job with a dataset and metric points, as the training pipeline leaves it."""
     dataset = dataset or DatasetFactory(owner=owner, name="alpaca demo", row_count=8, rows=False)
     job = TrainingJobFactory(
-        owner=owner, name=name, dataset=dataset,
+        owner=owner,
+        name=name,
+        dataset=dataset,
         hyperparameters={"learning_rate": lr, "max_steps": len(losses), "lora_r": 8},
-        status=TrainingJob.Status.SUCCEEDED, dataset_sha256=sha,
-        result={"status": "succeeded", "comparison": comparison})
+        status=TrainingJob.Status.SUCCEEDED,
+        dataset_sha256=sha,
+        result={"status": "succeeded", "comparison": comparison},
+    )
     now = timezone.now()
     seq = 0
     for step, loss in enumerate(losses, start=1):
         seq += 1
-        MetricPoint.objects.create(job=job, seq=seq, step=step, loss=loss, learning_rate=lr,
-                                   time=now + timedelta(seconds=step))
+        MetricPoint.objects.create(
+            job=job, seq=seq, step=step, loss=loss, learning_rate=lr, time=now + timedelta(seconds=step)
+        )
     for value in eval_losses:
         seq += 1
         MetricPoint.objects.create(job=job, seq=seq, kind="eval", step=len(losses), eval_loss=value, time=now)
@@ -87,8 +101,9 @@ def test_list_filters_by_name_base_model_and_latest(auth_client, user, make_fine
 
 def test_detail_carries_job_dataset_eval_report_and_loss_curve(auth_client, user, make_finetuned):
     job = succeeded_job(user, comparison={"summary": {"prompts": 2, "prompts_changed": 1}})
-    model = make_finetuned(user, job=job, metrics={"train_loss_last": 1.8, "eval_loss_before": 2.4,
-                                                   "eval_loss_after": 2.2})
+    model = make_finetuned(
+        user, job=job, metrics={"train_loss_last": 1.8, "eval_loss_before": 2.4, "eval_loss_after": 2.2}
+    )
     body = auth_client.get(f"{URL}{model.pk}/").json()
     assert body["job"] == job.pk and body["job_status"] == "succeeded"
     assert (body["dataset"], body["dataset_name"], body["dataset_version"]) == (job.dataset_id, "alpaca demo", 1)
@@ -102,12 +117,26 @@ def test_detail_carries_job_dataset_eval_report_and_loss_curve(auth_client, user
 def test_compare_shows_differences_datasets_metrics_and_both_loss_curves(auth_client, user, make_finetuned):
     ds = Dataset.objects.create(owner=user, name="alpaca demo", status=Dataset.Status.READY, format="alpaca")
     job_a = succeeded_job(user, dataset=ds, losses=(2.5, 2.0), lr=1e-3)
-    job_b = succeeded_job(user, dataset=ds, losses=(2.6, 2.2, 1.7, 1.5), eval_losses=(2.3, 1.9), lr=2e-4,
-                 comparison={"summary": {"finetuned_loss": 1.9}})
-    a = make_finetuned(user, job=job_a, hyperparameters=job_a.hyperparameters,
-                       metrics={"train_loss_last": 2.0, "eval_loss_after": 2.2})
-    b = make_finetuned(user, job=job_b, hyperparameters=job_b.hyperparameters,
-                       metrics={"train_loss_last": 1.5, "eval_loss_after": 1.9})
+    job_b = succeeded_job(
+        user,
+        dataset=ds,
+        losses=(2.6, 2.2, 1.7, 1.5),
+        eval_losses=(2.3, 1.9),
+        lr=2e-4,
+        comparison={"summary": {"finetuned_loss": 1.9}},
+    )
+    a = make_finetuned(
+        user,
+        job=job_a,
+        hyperparameters=job_a.hyperparameters,
+        metrics={"train_loss_last": 2.0, "eval_loss_after": 2.2},
+    )
+    b = make_finetuned(
+        user,
+        job=job_b,
+        hyperparameters=job_b.hyperparameters,
+        metrics={"train_loss_last": 1.5, "eval_loss_after": 1.9},
+    )
 
     r = auth_client.get(f"{URL}{a.pk}/compare/", {"other": b.pk})
     assert r.status_code == 200, r.content
@@ -124,8 +153,14 @@ def test_compare_shows_differences_datasets_metrics_and_both_loss_curves(auth_cl
     assert {row["name"] for row in body["setup"]} >= {"base_model", "method", "weights"}
 
     assert body["same_dataset"] is True
-    assert body["a"]["dataset"] == {"id": ds.pk, "name": "alpaca demo", "version": 1, "format": "alpaca", "rows": 0,
-                                    "sha256": "ab" * 32}
+    assert body["a"]["dataset"] == {
+        "id": ds.pk,
+        "name": "alpaca demo",
+        "version": 1,
+        "format": "alpaca",
+        "rows": 0,
+        "sha256": "ab" * 32,
+    }
     assert body["b"]["eval_report"]["comparison"]["summary"]["finetuned_loss"] == 1.9
     curve_a = [(p["step"], p["loss"]) for p in body["a"]["loss_curve"] if p["kind"] == "metric"]
     curve_b = [(p["step"], p["loss"]) for p in body["b"]["loss_curve"] if p["kind"] == "metric"]
@@ -169,8 +204,10 @@ def test_rename_moves_every_version_and_keeps_numbers(auth_client, user, make_fi
     untouched.refresh_from_db()
     assert untouched.name == "other"
     rows = auth_client.get(f"{URL}{v2.pk}/versions/").json()
-    assert [(m["name"], m["version"], m["latest"]) for m in rows] == [("alpaca-helper", 2, True),
-                                                                       ("alpaca-helper", 1, False)]
+    assert [(m["name"], m["version"], m["latest"]) for m in rows] == [
+        ("alpaca-helper", 2, True),
+        ("alpaca-helper", 1, False),
+    ]
 
 
 def test_rename_onto_a_used_name_is_refused_clearly(auth_client, user, other_user, make_finetuned):
@@ -195,8 +232,9 @@ def test_read_only_fields_are_ignored_by_patch(auth_client, user, make_finetuned
     assert model.version == 1 and model.metrics and model.tag == "x"
 
 
-def test_delete_removes_the_stored_model_and_export_files(auth_client, user, make_finetuned, tmp_path,
-                                                         trained_adapter_dir):
+def test_delete_removes_the_stored_model_and_export_files(
+    auth_client, user, make_finetuned, tmp_path, trained_adapter_dir
+):
     folder = tmp_path / "final"
     shutil.copytree(trained_adapter_dir, folder)
     (folder / "notes.txt").write_text("another run")  # other bytes: another stored object
@@ -240,12 +278,22 @@ def test_deleting_the_latest_makes_the_previous_version_latest(auth_client, user
 def test_another_users_model_versions_and_compare_are_404(auth_client, user, other_user, make_finetuned):
     theirs = make_finetuned(other_user)
     mine = make_finetuned(user)
-    for method, path in [("get", f"{theirs.pk}/"), ("patch", f"{theirs.pk}/"), ("delete", f"{theirs.pk}/"),
-                         ("get", f"{theirs.pk}/versions/"), ("get", f"{theirs.pk}/compare/?other={mine.pk}"),
-                         ("get", f"{mine.pk}/compare/?other={theirs.pk}"), ("post", f"{theirs.pk}/generate/")]:
-        r = getattr(auth_client, method)(URL + path, {"tag": "x", "messages": [{"role": "user", "content": "hi"}]},
-                                         format="json") if method in ("patch", "post") else \
-            getattr(auth_client, method)(URL + path)
+    for method, path in [
+        ("get", f"{theirs.pk}/"),
+        ("patch", f"{theirs.pk}/"),
+        ("delete", f"{theirs.pk}/"),
+        ("get", f"{theirs.pk}/versions/"),
+        ("get", f"{theirs.pk}/compare/?other={mine.pk}"),
+        ("get", f"{mine.pk}/compare/?other={theirs.pk}"),
+        ("post", f"{theirs.pk}/generate/"),
+    ]:
+        r = (
+            getattr(auth_client, method)(
+                URL + path, {"tag": "x", "messages": [{"role": "user", "content": "hi"}]}, format="json"
+            )
+            if method in ("patch", "post")
+            else getattr(auth_client, method)(URL + path)
+        )
         assert r.status_code == 404, (method, path, r.status_code, r.content)
     assert theirs.pk not in [m["id"] for m in _results(auth_client.get(URL))]
     theirs.refresh_from_db()

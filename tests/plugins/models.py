@@ -23,17 +23,28 @@ def _train_adapter(out: Path) -> Path:
     from training.engine.run import run_training
     from training.engine.spec import TrainingSpec
 
-    spec = TrainingSpec.from_dict({
-        "job_id": "tests-models-adapter",
-        "base_model": "embedded/SmolLM2-135M-Instruct",
-        "method": "sft",
-        "weights": "lora",
-        "data": {"train_files": [str(SHARED / "alpaca_en_demo.json")], "format": "alpaca", "limit": 8},
-        "hyper": {"max_steps": 3, "max_length": 128, "per_device_train_batch_size": 2, "learning_rate": 1e-3,
-                  "lora_r": 8, "lora_alpha": 16, "save_steps": 100, "logging_steps": 1, "seed": 7},
-        "output_dir": str(out / "run"),
-        "use_unsloth": "off",
-    })
+    spec = TrainingSpec.from_dict(
+        {
+            "job_id": "tests-models-adapter",
+            "base_model": "embedded/SmolLM2-135M-Instruct",
+            "method": "sft",
+            "weights": "lora",
+            "data": {"train_files": [str(SHARED / "alpaca_en_demo.json")], "format": "alpaca", "limit": 8},
+            "hyper": {
+                "max_steps": 3,
+                "max_length": 128,
+                "per_device_train_batch_size": 2,
+                "learning_rate": 1e-3,
+                "lora_r": 8,
+                "lora_alpha": 16,
+                "save_steps": 100,
+                "logging_steps": 1,
+                "seed": 7,
+            },
+            "output_dir": str(out / "run"),
+            "use_unsloth": "off",
+        }
+    )
     result = run_training(spec)
     assert result.status == "succeeded" and result.model_dir, result
     return Path(result.model_dir)
@@ -63,12 +74,14 @@ def make_finetuned(trained_adapter_dir: Path, db: Any):
     from models_app.models import FineTunedModel
     from tests.factories import FineTunedModelFactory
 
-    def make(owner: Any, *, name: str = "tiny-alpaca", model_dir: Path | str | None = None,
-             **fields: Any) -> FineTunedModel:
+    def make(
+        owner: Any, *, name: str = "tiny-alpaca", model_dir: Path | str | None = None, **fields: Any
+    ) -> FineTunedModel:
         """`model_dir`: the folder stored as the model's files (default: the trained adapter)."""
         stored = store_model_folder(model_dir or trained_adapter_dir, f"artifacts/models/test-{owner.pk}")
         defaults: dict[str, Any] = {
-            **stored, "metrics": {"train_loss_first": 2.5, "train_loss_last": 1.9},
+            **stored,
+            "metrics": {"train_loss_first": 2.5, "train_loss_last": 1.9},
             "hyperparameters": {"max_steps": 3, "learning_rate": 1e-3},
         }
         return FineTunedModelFactory(owner=owner, name=name, **{**defaults, **fields})

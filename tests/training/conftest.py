@@ -23,8 +23,12 @@ def training_worker(test_db_name, daphne_url, tmp_path_factory):
     from tests.processes import server_env, start_celery_worker, stop
 
     runs = tmp_path_factory.mktemp("modal-runs")
-    env = server_env(test_db_name, MODAL_CLIENT="tests.fakes.modal.SubprocessModalClient", SITE_URL=daphne_url,
-                     MODAL_RUNS_DIR=str(runs))
+    env = server_env(
+        test_db_name,
+        MODAL_CLIENT="tests.fakes.modal.SubprocessModalClient",
+        SITE_URL=daphne_url,
+        MODAL_RUNS_DIR=str(runs),
+    )
     proc, node = start_celery_worker(env, tmp_path_factory.mktemp("tw") / "worker.log", queues="training")
     yield node
     stop(proc)

@@ -70,8 +70,10 @@ def test_a_damaged_newest_checkpoint_is_replaced_by_the_previous_one(django_capt
     assert (job.checkpoint_key, job.last_checkpoint_step, job.previous_checkpoint_key) == (four.key, 4, "")
     assert not default_storage.exists(six.key)
     line = LogLine.objects.get(job=job).line
-    assert line == ("the stored checkpoint of step 6 is damaged (it no longer matches its recorded SHA-256); "
-                    "resuming from the checkpoint before it, step 4")
+    assert line == (
+        "the stored checkpoint of step 6 is damaged (it no longer matches its recorded SHA-256); "
+        "resuming from the checkpoint before it, step 4"
+    )
     # Called again (a second delivery): nothing left to drop.
     assert services.drop_damaged_checkpoint(job.pk, six.key, "again") is None
 
@@ -87,7 +89,8 @@ def test_deleting_a_job_removes_both_stored_checkpoints(django_capture_on_commit
 
 
 def test_deleting_a_job_also_removes_a_checkpoint_a_killed_attempt_uploaded_but_never_recorded(
-        django_capture_on_commit_callbacks):
+    django_capture_on_commit_callbacks,
+):
     """A worker killed between uploading a checkpoint and recording it leaves an object nobody names: the job's
     end removes everything under its checkpoint folder (and nothing of another job)."""
     job, other = _running_job(), _running_job()

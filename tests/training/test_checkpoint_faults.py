@@ -70,8 +70,12 @@ def _assert_no_server_paths(texts: list[str], *paths: Path) -> None:
 
 def _resize_private_tmpfs(pid: int, folder: Path, size: str) -> None:
     """Remount the tmpfs over `folder` in the mount namespace of process `pid` with another size."""
-    subprocess.run(["nsenter", "-t", str(pid), "-m", "--", "mount", "-o", f"remount,size={size}", str(folder)],
-                   check=True, capture_output=True, timeout=10)
+    subprocess.run(
+        ["nsenter", "-t", str(pid), "-m", "--", "mount", "-o", f"remount,size={size}", str(folder)],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
 
 
 def _fill_private_tmpfs(pid: int, folder: Path) -> None:
@@ -121,8 +125,9 @@ def test_disk_full_while_saving_a_checkpoint_fails_the_job_clearly_and_it_resume
         stop(worker)
     assert done.status == "succeeded", done.error
     assert done.attempts == 2 and done.result["final_step"] == HYPER["max_steps"]
-    after = list(done.metric_points.filter(kind="metric", seq__gt=seq_before).order_by("seq")
-                 .values_list("step", flat=True))
+    after = list(
+        done.metric_points.filter(kind="metric", seq__gt=seq_before).order_by("seq").values_list("step", flat=True)
+    )
     assert after == list(range(resumed_from + 1, HYPER["max_steps"] + 1))  # resumed from the intact checkpoint
     assert not (media_root_for_servers / failed.checkpoint_key).exists()  # finished: the checkpoint is removed
 
@@ -135,7 +140,7 @@ def _damage_in_store(job: TrainingJob, media_root: Path, tmp_path: Path) -> None
     path = media_root / job.checkpoint_key
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 512] = bytes(512)
+    data[middle : middle + 512] = bytes(512)
     path.write_bytes(bytes(data))
 
 
@@ -152,8 +157,9 @@ def _store_truncated(job: TrainingJob, media_root: Path, tmp_path: Path) -> None
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     stored = workspace.store_checkpoint(job.pk, str(folder))
     artifacts.delete(job.checkpoint_key)
-    TrainingJob.objects.filter(pk=job.pk).update(checkpoint_key=stored.key, checkpoint_sha256=stored.sha256,
-                                                 checkpoint_size=stored.size)
+    TrainingJob.objects.filter(pk=job.pk).update(
+        checkpoint_key=stored.key, checkpoint_sha256=stored.sha256, checkpoint_size=stored.size
+    )
     shutil.rmtree(folder)
 
 
@@ -177,8 +183,11 @@ def test_a_corrupted_latest_checkpoint_resumes_from_the_one_before(
         assert _sha256(media_root_for_servers / stopped.previous_checkpoint_key) == stopped.previous_checkpoint_sha256
         damage(stopped, media_root_for_servers, tmp_path)
         seq_before = stopped.metric_seq
-        keys = {stopped.checkpoint_key, stopped.previous_checkpoint_key,
-                TrainingJob.objects.get(pk=job.pk).checkpoint_key}  # the damaged one may have been stored anew
+        keys = {
+            stopped.checkpoint_key,
+            stopped.previous_checkpoint_key,
+            TrainingJob.objects.get(pk=job.pk).checkpoint_key,
+        }  # the damaged one may have been stored anew
 
         services.resume_job(stopped)
         done = wait_for_status(job.pk, ("succeeded", "failed"), 400)
@@ -188,8 +197,9 @@ def test_a_corrupted_latest_checkpoint_resumes_from_the_one_before(
     lines = _log_lines(job.pk)
     assert any(f"checkpoint of step {newest}" in line and f"step {previous}" in line for line in lines), lines
     _assert_no_server_paths(lines, tmp_path, media_root_for_servers)
-    after = list(done.metric_points.filter(kind="metric", seq__gt=seq_before).order_by("seq")
-                 .values_list("step", flat=True))
+    after = list(
+        done.metric_points.filter(kind="metric", seq__gt=seq_before).order_by("seq").values_list("step", flat=True)
+    )
     assert after == list(range(previous + 1, HYPER["max_steps"] + 1))
     # Finished: no checkpoint stays in the store (neither those of the first attempt nor the damaged one).
     assert done.checkpoint_key == done.previous_checkpoint_key == ""

@@ -29,8 +29,9 @@ def test_sigkilled_worker_job_resumes_from_checkpoint_and_succeeds(test_db_name,
     hyper = {**TINY_HYPER, "max_steps": 10, "save_steps": 2}
     w1, _ = start_celery_worker(env, tmp_path / "w1.log", queues="training")
     try:
-        job = services.create_job(owner=user, name="crash", base_model_id=base.pk, dataset_id=ds.pk,
-                                  hyperparameters=hyper)
+        job = services.create_job(
+            owner=user, name="crash", base_model_id=base.pk, dataset_id=ds.pk, hyperparameters=hyper
+        )
         deadline = time.monotonic() + 240
         while TrainingJob.objects.get(pk=job.pk).last_checkpoint_step < 4:
             assert time.monotonic() < deadline, "no checkpoint in time"
@@ -56,7 +57,9 @@ def test_sigkilled_worker_job_resumes_from_checkpoint_and_succeeds(test_db_name,
     steps = list(done.metric_points.filter(kind="metric").order_by("seq").values_list("step", flat=True))
     assert steps[-1] == 10 and set(steps) == set(range(1, 11))
     assert steps.count(1) == 1  # the second attempt resumed from the checkpoint instead of starting over
-    restart = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]) if len(set(steps)) < len(steps) else None
+    restart = (
+        next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]) if len(set(steps)) < len(steps) else None
+    )
     if restart is not None:
         assert steps[restart] == checkpoint + 1 or steps[restart] > checkpoint - 2
     assert done.result["final_step"] == 10

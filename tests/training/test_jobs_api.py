@@ -15,8 +15,15 @@ pytestmark = pytest.mark.django_db
 
 
 def _body(ds, base, **kw):
-    return {"name": "t", "base_model": base.pk, "dataset": ds.pk, "method": "sft", "weights": "lora",
-            "hyperparameters": dict(TINY_HYPER), **kw}
+    return {
+        "name": "t",
+        "base_model": base.pk,
+        "dataset": ds.pk,
+        "method": "sft",
+        "weights": "lora",
+        "hyperparameters": dict(TINY_HYPER),
+        **kw,
+    }
 
 
 def test_create_job_queues_it(auth_client, ready_dataset, embedded_base, django_capture_on_commit_callbacks):
@@ -32,13 +39,16 @@ def test_create_job_queues_it(auth_client, ready_dataset, embedded_base, django_
 
 @pytest.mark.parametrize(
     ("hyper", "field", "needle"),
-    [({"learning_rate": 3}, "hyperparameters.learning_rate", "learning_rate"),
-     ({"lerning_rate": 1e-4}, "hyperparameters", "learning_rate"),
-     ({"lr_scheduler_type": "zigzag"}, "hyperparameters.lr_scheduler_type", "lr_scheduler_type"),
-     ({"max_length": 100000}, "hyperparameters.max_length", "max_length")],
+    [
+        ({"learning_rate": 3}, "hyperparameters.learning_rate", "learning_rate"),
+        ({"lerning_rate": 1e-4}, "hyperparameters", "learning_rate"),
+        ({"lr_scheduler_type": "zigzag"}, "hyperparameters.lr_scheduler_type", "lr_scheduler_type"),
+        ({"max_length": 100000}, "hyperparameters.max_length", "max_length"),
+    ],
 )
-def test_bad_hyperparameters_answer_400_naming_the_field(auth_client, ready_dataset, embedded_base, hyper, field,
-                                                          needle):
+def test_bad_hyperparameters_answer_400_naming_the_field(
+    auth_client, ready_dataset, embedded_base, hyper, field, needle
+):
     body = _body(ready_dataset, embedded_base, hyperparameters=hyper)
     r = auth_client.post("/api/training/jobs/", body, format="json")
     assert r.status_code == 400, r.content
@@ -63,7 +73,9 @@ def test_dpo_needs_preference_data(auth_client, ready_dataset, embedded_base):
 def test_concurrent_job_limit(auth_client, user, ready_dataset, embedded_base):
     user.quota_overrides = {"concurrent_jobs": 1}
     user.save()
-    assert auth_client.post("/api/training/jobs/", _body(ready_dataset, embedded_base), format="json").status_code == 201
+    assert (
+        auth_client.post("/api/training/jobs/", _body(ready_dataset, embedded_base), format="json").status_code == 201
+    )
     r = auth_client.post("/api/training/jobs/", _body(ready_dataset, embedded_base), format="json")
     assert r.status_code == 429 and "limit" in r.json()["detail"]
 
@@ -71,10 +83,24 @@ def test_concurrent_job_limit(auth_client, user, ready_dataset, embedded_base):
 def test_other_user_gets_404_on_every_job_route(auth_client, other_user, embedded_base, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "m"
     ds = make_ready_dataset(other_user)
-    job = TrainingJob.objects.create(owner=other_user, name="theirs", base_model=embedded_base, dataset=ds,
-                                     method="sft", weights="lora", hyperparameters=TINY_HYPER)
-    for method, path in [("get", ""), ("delete", ""), ("post", "cancel/"), ("post", "resume/"),
-                         ("post", "continue/"), ("get", "metrics/"), ("get", "logs/")]:
+    job = TrainingJob.objects.create(
+        owner=other_user,
+        name="theirs",
+        base_model=embedded_base,
+        dataset=ds,
+        method="sft",
+        weights="lora",
+        hyperparameters=TINY_HYPER,
+    )
+    for method, path in [
+        ("get", ""),
+        ("delete", ""),
+        ("post", "cancel/"),
+        ("post", "resume/"),
+        ("post", "continue/"),
+        ("get", "metrics/"),
+        ("get", "logs/"),
+    ]:
         r = getattr(auth_client, method)(f"/api/training/jobs/{job.pk}/{path}", {"extra_epochs": 1}, format="json")
         assert r.status_code == 404, (method, path, r.status_code)
     assert auth_client.get("/api/training/jobs/").json()["count"] == 0
@@ -97,8 +123,12 @@ def test_presets_and_estimate(auth_client, ready_dataset, embedded_base):
 
 def test_estimate_says_when_it_will_not_fit(auth_client, ready_dataset, embedded_base, settings):
     settings.TRAINING_DEVICE_MEMORY_GB = 1
-    body = _body(ready_dataset, embedded_base, weights="full",
-                 hyperparameters={**TINY_HYPER, "per_device_train_batch_size": 64, "max_length": 2048})
+    body = _body(
+        ready_dataset,
+        embedded_base,
+        weights="full",
+        hyperparameters={**TINY_HYPER, "per_device_train_batch_size": 64, "max_length": 2048},
+    )
     est = auth_client.post("/api/training/estimate/", body, format="json").json()
     assert est["fits"] is False and "Will not fit" in est["notes"][0]
 
@@ -111,8 +141,9 @@ def test_second_delivery_finds_a_live_lease(user, ready_dataset, embedded_base):
     assert job.lease_owner == "w1" and job.attempts == 1 and job.status == "starting"
 
 
-def test_expired_lease_is_recovered_within_the_budget(user, ready_dataset, embedded_base, settings,
-                                                      django_capture_on_commit_callbacks):
+def test_expired_lease_is_recovered_within_the_budget(
+    user, ready_dataset, embedded_base, settings, django_capture_on_commit_callbacks
+):
     settings.TRAINING_MAX_ATTEMPTS = 2
     job = TrainingJobFactory(owner=user, dataset=ready_dataset, hyperparameters=TINY_HYPER)
     assert services.claim_job(job.pk, "w1")
@@ -128,17 +159,28 @@ def test_expired_lease_is_recovered_within_the_budget(user, ready_dataset, embed
     assert job.status == "failed" and job.error_kind == "infrastructure" and "interrupted 2 times" in job.error
 
 
-def test_a_modal_run_that_stops_reporting_is_recovered(user, ready_dataset, embedded_base, settings,
-                                                       django_capture_on_commit_callbacks):
+def test_a_modal_run_that_stops_reporting_is_recovered(
+    user, ready_dataset, embedded_base, settings, django_capture_on_commit_callbacks
+):
     settings.MODAL_HEARTBEAT_TIMEOUT_S = 60
     job = TrainingJobFactory(owner=user, dataset=ready_dataset, hyperparameters=TINY_HYPER)
     assert services.claim_job(job.pk, "w1")
     fresh = timezone.now() - timedelta(seconds=10)
-    history = [{**TrainingJob.objects.get(pk=job.pk).attempt_history[0],
-                "started": (timezone.now() - timedelta(seconds=300)).isoformat()}]
-    TrainingJob.objects.filter(pk=job.pk).update(backend="modal", modal_gpu="T4", status="running",
-                                                 lease_owner="modal:call-1", lease_expires=None, heartbeat_at=fresh,
-                                                 attempt_history=history)
+    history = [
+        {
+            **TrainingJob.objects.get(pk=job.pk).attempt_history[0],
+            "started": (timezone.now() - timedelta(seconds=300)).isoformat(),
+        }
+    ]
+    TrainingJob.objects.filter(pk=job.pk).update(
+        backend="modal",
+        modal_gpu="T4",
+        status="running",
+        lease_owner="modal:call-1",
+        lease_expires=None,
+        heartbeat_at=fresh,
+        attempt_history=history,
+    )
     assert services.recover_expired_leases() == 0  # still reporting
     TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=120))
     with django_capture_on_commit_callbacks(execute=False):
@@ -172,9 +214,21 @@ def test_running_job_cancel_is_relayed(user, ready_dataset, embedded_base):
 def test_metric_events_get_gapless_sequence_numbers(auth_client, user, ready_dataset, embedded_base):
     job = TrainingJobFactory(owner=user, dataset=ready_dataset, hyperparameters=TINY_HYPER)
     for step in range(1, 6):
-        services.record_event(job.pk, {"type": "metric", "step": step, "total_steps": 5, "loss": 2.0 / step,
-                                       "learning_rate": 1e-3, "grad_norm": 1.0, "memory_mb": 500.0,
-                                       "tokens_per_s": 100.0, "eta_s": 5 - step, "epoch": step / 5})
+        services.record_event(
+            job.pk,
+            {
+                "type": "metric",
+                "step": step,
+                "total_steps": 5,
+                "loss": 2.0 / step,
+                "learning_rate": 1e-3,
+                "grad_norm": 1.0,
+                "memory_mb": 500.0,
+                "tokens_per_s": 100.0,
+                "eta_s": 5 - step,
+                "epoch": step / 5,
+            },
+        )
     services.record_event(job.pk, {"type": "log", "level": "info", "line": "hello"})
     points = auth_client.get(f"/api/training/jobs/{job.pk}/metrics/?after_seq=2").json()
     assert [p["seq"] for p in points] == [3, 4, 5]

@@ -27,9 +27,20 @@ def modal_job(user, embedded_base, tmp_path, settings):
     settings.TRAINING_RUNS_DIR = tmp_path / "runs"
     settings.SITE_URL = "http://platform.test"
     ds = make_ready_dataset(user)
-    return TrainingJob.objects.create(owner=user, name="m", base_model=embedded_base, dataset=ds, method="sft",
-                                      weights="lora", hyperparameters=TINY_HYPER, backend="modal", modal_gpu="T4",
-                                      status="running", attempts=2, lease_owner="modal:call-1")
+    return TrainingJob.objects.create(
+        owner=user,
+        name="m",
+        base_model=embedded_base,
+        dataset=ds,
+        method="sft",
+        weights="lora",
+        hyperparameters=TINY_HYPER,
+        backend="modal",
+        modal_gpu="T4",
+        status="running",
+        attempts=2,
+        lease_owner="modal:call-1",
+    )
 
 
 def _folder(root: Path, marker: str) -> Path:
@@ -46,12 +57,16 @@ def _auth(job: TrainingJob) -> dict[str, str]:
 def test_the_payload_names_objects_by_url_and_hash_never_a_host_path(modal_job, tmp_path, settings):
     stored = artifacts.store_folder(_folder(tmp_path / "ckpt", "c"), f"artifacts/checkpoints/job-{modal_job.pk}")
     TrainingJob.objects.filter(pk=modal_job.pk).update(
-        checkpoint_key=stored.key, checkpoint_sha256=stored.sha256, checkpoint_size=stored.size,
-        last_checkpoint_step=4)
+        checkpoint_key=stored.key, checkpoint_sha256=stored.sha256, checkpoint_size=stored.size, last_checkpoint_step=4
+    )
     payload = build_payload(TrainingJob.objects.get(pk=modal_job.pk))
-    assert payload["objects"] == {"checkpoint": {
-        "url": f"http://platform.test/api/internal/jobs/{modal_job.pk}/objects/checkpoint/", "sha256": stored.sha256,
-        "step": 4}}
+    assert payload["objects"] == {
+        "checkpoint": {
+            "url": f"http://platform.test/api/internal/jobs/{modal_job.pk}/objects/checkpoint/",
+            "sha256": stored.sha256,
+            "step": 4,
+        }
+    }
     text = json.dumps(payload)
     for host_path in (settings.MEDIA_ROOT, settings.TRAINING_RUNS_DIR, settings.ARTIFACT_CACHE_DIR, tmp_path):
         assert str(host_path) not in text
@@ -64,11 +79,18 @@ def test_a_remote_resume_gets_the_previous_checkpoint_too(client, modal_job, tmp
     four = artifacts.store_folder(_folder(tmp_path / "c4", "four"), prefix)
     six = artifacts.store_folder(_folder(tmp_path / "c6", "six"), prefix)
     TrainingJob.objects.filter(pk=modal_job.pk).update(
-        checkpoint_key=six.key, checkpoint_sha256=six.sha256, last_checkpoint_step=6,
-        previous_checkpoint_key=four.key, previous_checkpoint_sha256=four.sha256, previous_checkpoint_step=4)
+        checkpoint_key=six.key,
+        checkpoint_sha256=six.sha256,
+        last_checkpoint_step=6,
+        previous_checkpoint_key=four.key,
+        previous_checkpoint_sha256=four.sha256,
+        previous_checkpoint_step=4,
+    )
     objects = build_payload(TrainingJob.objects.get(pk=modal_job.pk))["objects"]
     assert {role: (o["sha256"], o["step"]) for role, o in objects.items()} == {
-        "checkpoint": (six.sha256, 6), "previous_checkpoint": (four.sha256, 4)}
+        "checkpoint": (six.sha256, 6),
+        "previous_checkpoint": (four.sha256, 4),
+    }
     r = client.get(f"/api/internal/jobs/{modal_job.pk}/objects/previous_checkpoint/", **_auth(modal_job))
     assert r.status_code == 200
     with default_storage.open(four.key, "rb") as fh:
@@ -118,8 +140,15 @@ def test_a_final_report_can_only_name_a_model_this_endpoint_stored(client, modal
     events = f"/api/internal/jobs/{modal_job.pk}/events/"
     # Some other object in the store (another job's model), claimed as this run's: refused, the job fails plainly.
     other = artifacts.store_folder(_folder(tmp_path / "other", "o"), "artifacts/models/job-999999")
-    claim = {"final": {"status": "succeeded", "final_step": 6, "total_steps": 6, "metrics": {},
-                       "artifact": {"artifact_key": other.key, "artifact_sha256": other.sha256, "is_adapter": True}}}
+    claim = {
+        "final": {
+            "status": "succeeded",
+            "final_step": 6,
+            "total_steps": 6,
+            "metrics": {},
+            "artifact": {"artifact_key": other.key, "artifact_sha256": other.sha256, "is_adapter": True},
+        }
+    }
     r = client.post(events, json.dumps(claim), content_type="application/json", **_auth(modal_job))
     assert r.status_code == 200
     job = TrainingJob.objects.get(pk=modal_job.pk)
@@ -129,8 +158,9 @@ def test_a_final_report_can_only_name_a_model_this_endpoint_stored(client, modal
     # The same run uploading its model first: accepted.
     TrainingJob.objects.filter(pk=job.pk).update(status="running", error="", error_kind="", finished=None)
     packed = pack_dir(_folder(tmp_path / "final", "f"), tmp_path / "packs")
-    stored = client.post(f"{events}artifact/?kind=final", packed.path.read_bytes(), content_type="application/x-tar",
-                         **_auth(modal_job)).json()
+    stored = client.post(
+        f"{events}artifact/?kind=final", packed.path.read_bytes(), content_type="application/x-tar", **_auth(modal_job)
+    ).json()
     assert stored["artifact_key"] == f"artifacts/models/job-{job.pk}/{packed.sha256}.tar" and stored["is_adapter"]
     claim["final"]["artifact"] = stored
     client.post(events, json.dumps(claim), content_type="application/json", **_auth(modal_job))

@@ -21,33 +21,60 @@ from training.runners.modal import callback_token
 def test_forged_or_foreign_callback_signature_is_refused(client, user, embedded_base, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "m"
     ds = make_ready_dataset(user)
-    job = TrainingJob.objects.create(owner=user, name="m", base_model=embedded_base, dataset=ds, method="sft",
-                                     weights="lora", hyperparameters=TINY_HYPER, backend="modal", modal_gpu="T4",
-                                     status="running")
-    other = TrainingJob.objects.create(owner=user, name="n", base_model=embedded_base, dataset=ds, method="sft",
-                                       weights="lora", hyperparameters=TINY_HYPER, backend="modal", modal_gpu="T4")
+    job = TrainingJob.objects.create(
+        owner=user,
+        name="m",
+        base_model=embedded_base,
+        dataset=ds,
+        method="sft",
+        weights="lora",
+        hyperparameters=TINY_HYPER,
+        backend="modal",
+        modal_gpu="T4",
+        status="running",
+    )
+    other = TrainingJob.objects.create(
+        owner=user,
+        name="n",
+        base_model=embedded_base,
+        dataset=ds,
+        method="sft",
+        weights="lora",
+        hyperparameters=TINY_HYPER,
+        backend="modal",
+        modal_gpu="T4",
+    )
     url = f"/api/internal/jobs/{job.pk}/events/"
     event = {"events": [{"type": "metric", "step": 1, "total_steps": 2, "loss": 1.0}]}
     forged = signing.dumps({"job": job.pk, "attempt": 1}, salt="something-else")
-    for headers in ({}, {"HTTP_AUTHORIZATION": f"Bearer {forged}"},
-                    {"HTTP_AUTHORIZATION": f"Bearer {callback_token(other)}"},
-                    {"HTTP_AUTHORIZATION": "Bearer " + callback_token(job)[:-2] + "xx"}):
+    for headers in (
+        {},
+        {"HTTP_AUTHORIZATION": f"Bearer {forged}"},
+        {"HTTP_AUTHORIZATION": f"Bearer {callback_token(other)}"},
+        {"HTTP_AUTHORIZATION": "Bearer " + callback_token(job)[:-2] + "xx"},
+    ):
         r = client.post(url, json.dumps(event), content_type="application/json", **headers)
         assert r.status_code == 403, headers
     assert job.metric_points.count() == 0
-    r = client.post(url, json.dumps(event), content_type="application/json",
-                    HTTP_AUTHORIZATION=f"Bearer {callback_token(job)}")
+    r = client.post(
+        url, json.dumps(event), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {callback_token(job)}"
+    )
     assert r.status_code == 200 and r.json() == {"stop": False}
     assert job.metric_points.count() == 1
     TrainingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
-    r = client.post(url, json.dumps({"events": []}), content_type="application/json",
-                    HTTP_AUTHORIZATION=f"Bearer {callback_token(job)}")
+    r = client.post(
+        url,
+        json.dumps({"events": []}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {callback_token(job)}",
+    )
     assert r.json() == {"stop": True}  # how a cancel reaches the remote run
     # A run of an earlier attempt (preempted, then the job was requeued) is told it is no longer the job's run.
     stale = callback_token(job)
     TrainingJob.objects.filter(pk=job.pk).update(attempts=job.attempts + 1)
-    r = client.post(url, json.dumps({"events": []}), content_type="application/json",
-                    HTTP_AUTHORIZATION=f"Bearer {stale}")
+    r = client.post(
+        url, json.dumps({"events": []}), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {stale}"
+    )
     assert r.status_code == 410
 
 
@@ -66,9 +93,22 @@ def test_modal_job_reports_through_the_callback_to_the_same_websocket(daphne_url
     cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
 
     async def scenario():
-        r = await asyncio.to_thread(post_json, s, daphne_url, "/api/training/jobs/", {
-            "name": "on modal", "base_model": base.pk, "dataset": ds.pk, "method": "sft", "weights": "lora",
-            "backend": "modal", "modal_gpu": "A10G", "hyperparameters": {**TINY_HYPER, "max_steps": 4}})
+        r = await asyncio.to_thread(
+            post_json,
+            s,
+            daphne_url,
+            "/api/training/jobs/",
+            {
+                "name": "on modal",
+                "base_model": base.pk,
+                "dataset": ds.pk,
+                "method": "sft",
+                "weights": "lora",
+                "backend": "modal",
+                "modal_gpu": "A10G",
+                "hyperparameters": {**TINY_HYPER, "max_steps": 4},
+            },
+        )
         assert r.status_code == 201, r.text
         job_id = r.json()["id"]
         url = daphne_url.replace("http://", "ws://") + f"/ws/training/{job_id}/"
@@ -90,8 +130,9 @@ def test_modal_job_reports_through_the_callback_to_the_same_websocket(daphne_url
     from django.conf import settings
 
     assert job.compute_seconds > 0
-    assert job.cost_usd == pytest.approx(job.compute_seconds / 3600 * settings.MODAL_GPU_PRICES_USD_PER_HOUR["A10G"],
-                                         abs=1e-3)
+    assert job.cost_usd == pytest.approx(
+        job.compute_seconds / 3600 * settings.MODAL_GPU_PRICES_USD_PER_HOUR["A10G"], abs=1e-3
+    )
     assert [m["step"] for m in metrics if m["kind"] == "metric"] == [1, 2, 3, 4]
     assert all(m["loss"] is not None and m["tokens_per_s"] > 0 for m in metrics if m["kind"] == "metric")
     # The final model came back through the artifact upload into the artifact store.
@@ -113,9 +154,19 @@ def test_callback_events_posted_to_daphne_reach_the_job_websocket(daphne_url, tm
     s = register_session(daphne_url, "cbuser")
     user = User.objects.get(username="cbuser")
     ds = make_ready_dataset(user)
-    job = TrainingJob.objects.create(owner=user, name="cb", base_model=BaseModel.objects.ensure_embedded(),
-                                     dataset=ds, method="sft", weights="lora", hyperparameters=TINY_HYPER,
-                                     backend="modal", modal_gpu="T4", status="running", attempts=1)
+    job = TrainingJob.objects.create(
+        owner=user,
+        name="cb",
+        base_model=BaseModel.objects.ensure_embedded(),
+        dataset=ds,
+        method="sft",
+        weights="lora",
+        hyperparameters=TINY_HYPER,
+        backend="modal",
+        modal_gpu="T4",
+        status="running",
+        attempts=1,
+    )
     token = callback_token(job)
     cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
 
@@ -125,9 +176,12 @@ def test_callback_events_posted_to_daphne_reach_the_job_websocket(daphne_url, tm
             got = []
             for step in (1, 2, 3):
                 r = await asyncio.to_thread(
-                    requests.post, f"{daphne_url}/api/internal/jobs/{job.pk}/events/",
+                    requests.post,
+                    f"{daphne_url}/api/internal/jobs/{job.pk}/events/",
                     json={"events": [{"type": "metric", "step": step, "total_steps": 3, "loss": 2.0 - step / 3}]},
-                    headers={"Authorization": f"Bearer {token}"}, timeout=10)
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                )
                 assert r.status_code == 200
                 got.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
             return got
@@ -150,25 +204,43 @@ def test_a_hub_base_model_trains_on_modal_from_the_artifact_store(daphne_url, tr
     from tests.fakes.hub import tiny_model_files
     from training import services
 
-
     files, params = tiny_model_files(vocab=49152, hidden=32)
     snapshot = tmp_path / "snapshot"
     snapshot.mkdir()
     for name in ("config.json", "tokenizer_config.json", "tokenizer.json", "model.safetensors"):
         content = files[name]
-        (snapshot / name).write_bytes(content.read_bytes() if hasattr(content, "read_bytes") else (
-            content.encode() if isinstance(content, str) else content))
+        (snapshot / name).write_bytes(
+            content.read_bytes()
+            if hasattr(content, "read_bytes")
+            else (content.encode() if isinstance(content, str) else content)
+        )
     stored = artifacts.store_folder(snapshot, "artifacts/base-models/modal-test")
     base = BaseModel.objects.create(
-        name="tiny llama", source="hub", repo_id=f"tiny-org/modal-{time.time_ns() % 10**9}", revision="a" * 40,
-        artifact_key=stored.key, artifact_sha256=stored.sha256, artifact_size=stored.size,
-        architecture="LlamaForCausalLM", parameters=params, context_length=4096, has_chat_template=True,
-        private=False, gated=False)  # a public repo: shared with every user
+        name="tiny llama",
+        source="hub",
+        repo_id=f"tiny-org/modal-{time.time_ns() % 10**9}",
+        revision="a" * 40,
+        artifact_key=stored.key,
+        artifact_sha256=stored.sha256,
+        artifact_size=stored.size,
+        architecture="LlamaForCausalLM",
+        parameters=params,
+        context_length=4096,
+        has_chat_template=True,
+        private=False,
+        gated=False,
+    )  # a public repo: shared with every user
     user = User.objects.create_user(username="modalhub", email="modalhub@example.com", password="x-Strong-pass-1")
     ds = make_ready_dataset(user)
-    job = services.create_job(owner=user, name="hub on modal", base_model_id=base.pk, dataset_id=ds.pk,
-                              hyperparameters={**TINY_HYPER, "max_steps": 2, "save_steps": 1}, backend="modal",
-                              modal_gpu="T4")
+    job = services.create_job(
+        owner=user,
+        name="hub on modal",
+        base_model_id=base.pk,
+        dataset_id=ds.pk,
+        hyperparameters={**TINY_HYPER, "max_steps": 2, "save_steps": 1},
+        backend="modal",
+        modal_gpu="T4",
+    )
     done = wait_for_status(job.pk, ("succeeded", "failed"), 300)
     assert done.status == "succeeded", done.error
     assert done.last_checkpoint_step >= 1  # checkpoints came back through the artifact endpoint while it ran

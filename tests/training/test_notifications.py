@@ -27,9 +27,12 @@ from training.models import LogLine, TrainingJob
 
 SITE = "http://finetune.test:8000"
 SECRET = "whsec-test-4f1e"
-RESULT = {"status": "succeeded", "final_step": 6, "total_steps": 6, 
-          "metrics": {"train_loss_first": 2.31, "train_loss_last": 0.87, "eval_loss_after": 1.12,
-                      "early_stopped": False}}
+RESULT = {
+    "status": "succeeded",
+    "final_step": 6,
+    "total_steps": 6,
+    "metrics": {"train_loss_first": 2.31, "train_loss_last": 0.87, "eval_loss_after": 1.12, "early_stopped": False},
+}
 
 
 class Receiver:
@@ -79,9 +82,15 @@ def mail_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def notify_worker(test_db_name, tmp_path_factory, notify_queue, mail_dir):
     """A real worker on a queue of its own (so no other test worker takes the messages), file email backend."""
-    env = server_env(test_db_name, EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
-                     EMAIL_FILE_PATH=str(mail_dir), SITE_URL=SITE, NOTIFY_WEBHOOK_RETRY_DELAY_S="0",
-                     NOTIFY_WEBHOOK_TIMEOUT_S="2", NOTIFY_WEBHOOK_RETRIES="2")
+    env = server_env(
+        test_db_name,
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(mail_dir),
+        SITE_URL=SITE,
+        NOTIFY_WEBHOOK_RETRY_DELAY_S="0",
+        NOTIFY_WEBHOOK_TIMEOUT_S="2",
+        NOTIFY_WEBHOOK_RETRIES="2",
+    )
     proc, node = start_celery_worker(env, tmp_path_factory.mktemp("nw") / "worker.log", queues=notify_queue)
     yield node
     stop(proc)
@@ -123,8 +132,9 @@ def _configure(user, api_client, **fields):
 
 
 def _running(user, tmp_path, **kw) -> TrainingJob:
-    return TrainingJobFactory(owner=user, status="running", lease_owner="w1", name="notify me",
-                    running_since=timezone.now(), **kw)
+    return TrainingJobFactory(
+        owner=user, status="running", lease_owner="w1", name="notify me", running_since=timezone.now(), **kw
+    )
 
 
 def _verify(secret: str, request: dict) -> bool:
@@ -184,8 +194,9 @@ def test_failure_sends_the_error_by_email_and_webhook(user, api_client, on_queue
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.e2e
 @pytest.mark.parametrize("how", ["http-500", "unreachable"])
-def test_a_failing_webhook_is_retried_logged_and_never_fails_the_job(user, api_client, on_queue, receiver,
-                                                                      mail_dir, how):
+def test_a_failing_webhook_is_retried_logged_and_never_fails_the_job(
+    user, api_client, on_queue, receiver, mail_dir, how
+):
     url = receiver.url if how == "http-500" else f"http://127.0.0.1:{free_port()}/nobody-listens"
     _configure(user, api_client, webhook_url=url, webhook_secret=SECRET)
     receiver.status = 500
@@ -239,12 +250,15 @@ def test_signature_helpers_match_an_independent_hmac():
 
 # --- profile settings --------------------------------------------------------------------------------------------
 @pytest.mark.django_db
-@pytest.mark.parametrize(("url", "needle"), [
-    ("ftp://example.com/hook", "must start with http:// or https:// (got ftp://)"),
-    ("javascript:alert(1)", "must start with http:// or https://"),
-    ("example.com/hook", "must start with http:// or https://"),
-    ("http://", "not a valid URL"),
-])
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("ftp://example.com/hook", "must start with http:// or https:// (got ftp://)"),
+        ("javascript:alert(1)", "must start with http:// or https://"),
+        ("example.com/hook", "must start with http:// or https://"),
+        ("http://", "not a valid URL"),
+    ],
+)
 def test_webhook_url_must_be_http_or_https(auth_client, user, url, needle):
     r = auth_client.patch("/api/auth/me/", {"webhook_url": url}, format="json")
     assert r.status_code == 400 and needle in r.json()["detail"] and "webhook_url" in r.json()["errors"]
@@ -255,8 +269,9 @@ def test_webhook_url_must_be_http_or_https(auth_client, user, url, needle):
 def test_webhook_secret_is_stored_encrypted_and_can_be_cleared(auth_client, user):
     from accounts import crypto
 
-    r = auth_client.patch("/api/auth/me/", {"webhook_url": "https://hooks.example.com/x", "webhook_secret": SECRET},
-                          format="json")
+    r = auth_client.patch(
+        "/api/auth/me/", {"webhook_url": "https://hooks.example.com/x", "webhook_secret": SECRET}, format="json"
+    )
     assert r.status_code == 200 and r.json()["has_webhook_secret"]
     row = User.objects.get(pk=user.pk)
     assert SECRET not in row.webhook_secret_encrypted and crypto.decrypt(row.webhook_secret_encrypted) == SECRET
@@ -266,15 +281,18 @@ def test_webhook_secret_is_stored_encrypted_and_can_be_cleared(auth_client, user
 
 # --- webhook targets: no calls into the deployment's own network ------------------------------------------------
 @pytest.mark.django_db
-@pytest.mark.parametrize(("url", "address"), [
-    ("http://127.0.0.1:8000/hook", "127.0.0.1"),
-    ("http://localhost/hook", "127.0.0.1"),
-    ("http://10.1.2.3/hook", "10.1.2.3"),
-    ("http://192.168.0.10:9000/hook", "192.168.0.10"),
-    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
-    ("http://[::1]:8080/hook", "::1"),
-    ("https://[fd00::5]/hook", "fd00::5"),
-])
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://127.0.0.1:8000/hook", "127.0.0.1"),
+        ("http://localhost/hook", "127.0.0.1"),
+        ("http://10.1.2.3/hook", "10.1.2.3"),
+        ("http://192.168.0.10:9000/hook", "192.168.0.10"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("http://[::1]:8080/hook", "::1"),
+        ("https://[fd00::5]/hook", "fd00::5"),
+    ],
+)
 def test_webhook_to_an_internal_address_is_refused(auth_client, user, settings, url, address):
     settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE = False
     r = auth_client.patch("/api/auth/me/", {"webhook_url": url}, format="json")
@@ -321,8 +339,11 @@ def test_send_a_test_webhook_from_the_settings(auth_client, user, receiver, sett
     before = len(receiver.requests)
     r = auth_client.post("/api/training/notifications/test-webhook/")
     assert r.status_code == 200, r.content
-    assert r.json() == {"delivered": True, "status_code": 200,
-                        "detail": f"Delivered (signed): {receiver.url.split('/')[2]} answered HTTP 200."}
+    assert r.json() == {
+        "delivered": True,
+        "status_code": 200,
+        "detail": f"Delivered (signed): {receiver.url.split('/')[2]} answered HTTP 200.",
+    }
     sent = receiver.requests[before]
     assert json.loads(sent["body"])["event"] == "test" and _verify("s3cret-for-tests", sent)
     again = auth_client.post("/api/training/notifications/test-webhook/")

@@ -56,9 +56,25 @@ class ThrowawayRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         wait_for_port(self.port, self.proc, timeout=20)
 
     def kill(self) -> None:
@@ -87,12 +103,43 @@ class ThrowawayPostgres:
         self.data = self.dir / "data"
 
     def pg_ctl(self, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w",
-                        "-l", str(self.dir / "server.log"), *args], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-w",
+                "-l",
+                str(self.dir / "server.log"),
+                *args,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def start(self) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "initdb"), "-D", str(self.data), "-A",
-                        "trust", "-U", "postgres", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         self.pg_ctl("start", "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off")
 
     def restart(self) -> None:
@@ -107,8 +154,9 @@ class ThrowawayPostgres:
     def query(self, sql: str, *params: object) -> list[tuple]:
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="restarts",
-                             connect_timeout=5) as conn:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname="restarts", connect_timeout=5
+        ) as conn:
             return conn.execute(sql, params).fetchall()
 
 
@@ -141,8 +189,9 @@ def test_redis_restart_mid_run_job_succeeds_and_live_metrics_resume(throwaway_re
 
     env = server_env(test_db_name, REDIS_URL=throwaway_redis.url, TRAINING_HEARTBEAT_SECONDS="1")
     web, port = start_daphne(env, tmp_path / "daphne.log")
-    worker, _ = start_celery_worker(env, tmp_path / "worker.log", queues="training",
-                                    broker_url=f"{throwaway_redis.url}/10")
+    worker, _ = start_celery_worker(
+        env, tmp_path / "worker.log", queues="training", broker_url=f"{throwaway_redis.url}/10"
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         s = register_session(url, "redisrestart")
@@ -157,8 +206,19 @@ def test_redis_restart_mid_run_job_succeeds_and_live_metrics_resume(throwaway_re
             assert r.status_code == 200, r.text
             return r.json()
 
-        r = post_json(s, url, "/api/training/jobs/", {"name": "redis", "base_model": base.pk, "dataset": ds.pk,
-                                                      "method": "sft", "weights": "lora", "hyperparameters": HYPER})
+        r = post_json(
+            s,
+            url,
+            "/api/training/jobs/",
+            {
+                "name": "redis",
+                "base_model": base.pk,
+                "dataset": ds.pk,
+                "method": "sft",
+                "weights": "lora",
+                "hyperparameters": HYPER,
+            },
+        )
         assert r.status_code == 201, r.text
         job_id = r.json()["id"]
         ws_url = url.replace("http://", "ws://") + f"/ws/training/{job_id}/"
@@ -221,8 +281,10 @@ def test_redis_restart_mid_run_job_succeeds_and_live_metrics_resume(throwaway_re
 
 def _task_ended(worker_log: Path) -> bool:
     """The worker's training task returned or raised (then the job will not change any more)."""
-    return any("Task training.tasks.run_training_job[" in line and ("] succeeded in" in line or "] raised" in line)
-               for line in worker_log.read_text(errors="replace").splitlines())
+    return any(
+        "Task training.tasks.run_training_job[" in line and ("] succeeded in" in line or "] raised" in line)
+        for line in worker_log.read_text(errors="replace").splitlines()
+    )
 
 
 _SEED = """
@@ -238,36 +300,59 @@ print("JOB", job.pk)
 """
 
 
-def test_postgres_restart_mid_run_worker_reconnects_and_job_succeeds(throwaway_postgres, throwaway_redis,
-                                                                      tmp_path):
+def test_postgres_restart_mid_run_worker_reconnects_and_job_succeeds(throwaway_postgres, throwaway_redis, tmp_path):
     pg = throwaway_postgres
     import psycopg
 
-    with psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname="postgres", autocommit=True) as conn:
         conn.execute("CREATE DATABASE restarts")
-    env = server_env("restarts", POSTGRES_HOST="127.0.0.1", POSTGRES_PORT=str(pg.port), POSTGRES_USER="postgres",
-                     POSTGRES_PASSWORD="", REDIS_URL=throwaway_redis.url, TRAINING_HEARTBEAT_SECONDS="1",
-                     TRAINING_LEASE_SECONDS="20")
+    env = server_env(
+        "restarts",
+        POSTGRES_HOST="127.0.0.1",
+        POSTGRES_PORT=str(pg.port),
+        POSTGRES_USER="postgres",
+        POSTGRES_PASSWORD="",
+        REDIS_URL=throwaway_redis.url,
+        TRAINING_HEARTBEAT_SECONDS="1",
+        TRAINING_LEASE_SECONDS="20",
+    )
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    worker, _ = start_celery_worker(env, tmp_path / "worker.log", queues="training",
-                                    broker_url=f"{throwaway_redis.url}/10")
+    worker, _ = start_celery_worker(
+        env, tmp_path / "worker.log", queues="training", broker_url=f"{throwaway_redis.url}/10"
+    )
     try:
-        out = subprocess.run([sys.executable, "manage.py", "shell", "-c", _SEED % (HYPER,)], cwd=ROOT, env=env,
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", _SEED % (HYPER,)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         job_id = int(out.split("JOB", 1)[1].split()[0])
-        _wait("the first metric point", lambda: pg.query(
-            "SELECT 1 FROM training_metricpoint WHERE job_id = %s", job_id), 180)
+        _wait(
+            "the first metric point",
+            lambda: pg.query("SELECT 1 FROM training_metricpoint WHERE job_id = %s", job_id),
+            180,
+        )
         pg.restart()  # every connection of the worker (training thread, heartbeat) is terminated mid-run
         restarted_at = pg.query("SELECT now()")[0][0]
         assert pg.query("SELECT status FROM training_trainingjob WHERE id = %s", job_id)[0][0] == "running"
-        _wait("the job to finish", lambda: pg.query(
-            "SELECT 1 FROM training_trainingjob WHERE id = %s AND status = ANY(%s)", job_id, list(FINISHED))
-            or _task_ended(tmp_path / "worker.log"), 180)
+        _wait(
+            "the job to finish",
+            lambda: (
+                pg.query(
+                    "SELECT 1 FROM training_trainingjob WHERE id = %s AND status = ANY(%s)", job_id, list(FINISHED)
+                )
+                or _task_ended(tmp_path / "worker.log")
+            ),
+            180,
+        )
     finally:
         stop(worker)
     status, error, attempts, heartbeat_at = pg.query(
-        "SELECT status, error, attempts, heartbeat_at FROM training_trainingjob WHERE id = %s", job_id)[0]
+        "SELECT status, error, attempts, heartbeat_at FROM training_trainingjob WHERE id = %s", job_id
+    )[0]
     assert status == "succeeded", f"{error}\n{(tmp_path / 'worker.log').read_text()[-3000:]}"
     assert attempts == 1  # the lease survived the restart: no second attempt
     assert heartbeat_at > restarted_at  # the heartbeat thread reconnected

@@ -21,8 +21,9 @@ from training.models import TrainingJob
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 
-def test_lora_job_streams_metrics_in_order_and_produces_a_model(daphne_url, training_worker, tmp_path,
-                                                                 media_root_for_servers):
+def test_lora_job_streams_metrics_in_order_and_produces_a_model(
+    daphne_url, training_worker, tmp_path, media_root_for_servers
+):
     from accounts.models import User
     from models_app.models import BaseModel
 
@@ -33,9 +34,20 @@ def test_lora_job_streams_metrics_in_order_and_produces_a_model(daphne_url, trai
     cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
 
     async def scenario():
-        r = await asyncio.to_thread(post_json, s, daphne_url, "/api/training/jobs/", {
-            "name": "e2e", "base_model": base.pk, "dataset": ds.pk, "method": "sft", "weights": "lora",
-            "hyperparameters": TINY_HYPER})
+        r = await asyncio.to_thread(
+            post_json,
+            s,
+            daphne_url,
+            "/api/training/jobs/",
+            {
+                "name": "e2e",
+                "base_model": base.pk,
+                "dataset": ds.pk,
+                "method": "sft",
+                "weights": "lora",
+                "hyperparameters": TINY_HYPER,
+            },
+        )
         assert r.status_code == 201, r.text
         job_id = r.json()["id"]
         url = daphne_url.replace("http://", "ws://") + f"/ws/training/{job_id}/"
@@ -84,9 +96,16 @@ def test_websocket_refuses_other_users_and_foreign_origins(daphne_url, tmp_path)
     other = register_session(daphne_url, "intruder")
     owner = User.objects.get(username="owner1")
     ds = make_ready_dataset(owner)
-    job = TrainingJob.objects.create(owner=owner, name="x", dataset=ds, method="sft", weights="lora",
-                                     base_model=BaseModel.objects.ensure_embedded(), hyperparameters=TINY_HYPER,
-                                     status="cancelled")
+    job = TrainingJob.objects.create(
+        owner=owner,
+        name="x",
+        dataset=ds,
+        method="sft",
+        weights="lora",
+        base_model=BaseModel.objects.ensure_embedded(),
+        hyperparameters=TINY_HYPER,
+        status="cancelled",
+    )
     url = daphne_url.replace("http://", "ws://") + f"/ws/training/{job.pk}/"
     cookie = "; ".join(f"{k}={v}" for k, v in other.cookies.items())
 
@@ -114,8 +133,13 @@ def test_cancel_stops_a_running_job_within_one_step(daphne_url, training_worker,
     user = User.objects.create_user(username="canceller", email="c@example.com", password="x-Strong-pass-1")
     ds = make_ready_dataset(user)
     base = BaseModel.objects.ensure_embedded()
-    job = services.create_job(owner=user, name="c", base_model_id=base.pk, dataset_id=ds.pk,
-                              hyperparameters={**TINY_HYPER, "max_steps": 200, "save_steps": 100})
+    job = services.create_job(
+        owner=user,
+        name="c",
+        base_model_id=base.pk,
+        dataset_id=ds.pk,
+        hyperparameters={**TINY_HYPER, "max_steps": 200, "save_steps": 100},
+    )
     deadline = time.monotonic() + 240
     while TrainingJob.objects.get(pk=job.pk).current_step < 2:
         assert time.monotonic() < deadline

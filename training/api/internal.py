@@ -40,10 +40,10 @@ def _authorized_job(request: HttpRequest, job_id: int) -> TrainingJob | JsonResp
     if job is None:
         return JsonResponse({"detail": "Not found.", "errors": {}}, status=404)
     if claims.get("attempt") != job.attempts:  # a run of an earlier attempt (preempted, then requeued)
-        logger.warning("job %s: refused a callback of attempt %s (now %s)", job_id, claims.get("attempt"),
-                       job.attempts)
-        return JsonResponse({"detail": "This run is no longer the job's current attempt.", "errors": {}},
-                            status=410)
+        logger.warning(
+            "job %s: refused a callback of attempt %s (now %s)", job_id, claims.get("attempt"), job.attempts
+        )
+        return JsonResponse({"detail": "This run is no longer the job's current attempt.", "errors": {}}, status=410)
     return job
 
 
@@ -69,14 +69,18 @@ def job_events(request: HttpRequest, job_id: int) -> JsonResponse:
     final = body.get("final")
     if isinstance(final, dict):
         if final.get("status") == "failed":
-            services.fail_job(job.pk, str(final.get("error") or "The remote run failed."), kind=str(
-                final.get("kind") or "engine"))
+            services.fail_job(
+                job.pk, str(final.get("error") or "The remote run failed."), kind=str(final.get("kind") or "engine")
+            )
         else:
             final = {**final, "artifact": _checked_final_artifact(job, final.get("artifact"))}
             if final.get("status") == "succeeded" and not final["artifact"]:
-                services.fail_job(job.pk, "The remote run finished but its model never reached the artifact store; "
-                                          "resume the job to train it again from its last checkpoint.",
-                                  kind="infrastructure")
+                services.fail_job(
+                    job.pk,
+                    "The remote run finished but its model never reached the artifact store; "
+                    "resume the job to train it again from its last checkpoint.",
+                    kind="infrastructure",
+                )
             else:
                 services.complete_job(job.pk, job.lease_owner, final)
     if not isinstance(final, dict):
@@ -95,8 +99,12 @@ def _checked_final_artifact(job: TrainingJob, claimed: Any) -> dict[str, Any]:
     if len(sha) != 64 or claimed.get("artifact_key") != key or not default_storage.exists(key):
         logger.warning("job %s: the remote run named a final model that was not uploaded here", job.pk)
         return {}
-    return {"artifact_key": key, "artifact_sha256": sha, "artifact_size": default_storage.size(key),
-            "is_adapter": bool(claimed.get("is_adapter", True))}
+    return {
+        "artifact_key": key,
+        "artifact_sha256": sha,
+        "artifact_size": default_storage.size(key),
+        "is_adapter": bool(claimed.get("is_adapter", True)),
+    }
 
 
 def _final_prefix(job: TrainingJob) -> str:
@@ -119,16 +127,19 @@ def job_artifact(request: HttpRequest, job_id: int) -> JsonResponse:
     limit = int(settings.MODAL_ARTIFACT_MAX_BYTES)
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     if declared > limit:
-        return JsonResponse({"detail": f"The upload is larger than the limit of {limit} bytes.", "errors": {}},
-                            status=413)
+        return JsonResponse(
+            {"detail": f"The upload is larger than the limit of {limit} bytes.", "errors": {}}, status=413
+        )
     digest, size = hashlib.sha256(), 0
-    with tempfile.NamedTemporaryFile(prefix=f"upload-{job.pk}-", suffix=".tar",
-                                     dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
+    with tempfile.NamedTemporaryFile(
+        prefix=f"upload-{job.pk}-", suffix=".tar", dir=settings.FILE_UPLOAD_TEMP_DIR
+    ) as tmp:
         while chunk := request.read(1 << 20):  # streamed: request.body would refuse anything over 2.5 MB
             size += len(chunk)
             if size > limit:
-                return JsonResponse({"detail": f"The upload is larger than the limit of {limit} bytes.",
-                                     "errors": {}}, status=413)
+                return JsonResponse(
+                    {"detail": f"The upload is larger than the limit of {limit} bytes.", "errors": {}}, status=413
+                )
             digest.update(chunk)
             tmp.write(chunk)
         tmp.flush()
@@ -145,8 +156,14 @@ def job_artifact(request: HttpRequest, job_id: int) -> JsonResponse:
             recorded = services.record_checkpoint(job.pk, job.lease_owner, step, stored)
             return JsonResponse({"stored": recorded, "step": step, "sha256": stored.sha256})
         stored = artifacts.store_archive(tmp.name, digest.hexdigest(), size, _final_prefix(job))
-    return JsonResponse({"artifact_key": stored.key, "artifact_sha256": stored.sha256, "artifact_size": stored.size,
-                         "is_adapter": ADAPTER_CONFIG in names})
+    return JsonResponse(
+        {
+            "artifact_key": stored.key,
+            "artifact_sha256": stored.sha256,
+            "artifact_size": stored.size,
+            "is_adapter": ADAPTER_CONFIG in names,
+        }
+    )
 
 
 @require_http_methods(["GET"])

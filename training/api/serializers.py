@@ -35,11 +35,41 @@ class JobSerializer(FastReadMixin, serializers.ModelSerializer):
     class Meta:
         model = TrainingJob
         fields = [
-            "id", "name", "status", "phase", "base_model", "base_model_name", "dataset", "dataset_name",
-            "dataset_version", "method", "weights", "hyperparameters", "backend", "modal_gpu", "attempts",
-            "last_checkpoint_step", "current_step", "total_steps", "progress", "eta_s", "error", "error_kind",
-            "cancel_requested", "model", "result", "cost_usd", "compute_seconds", "init_from_job", "versions", "dataset_sha256", "metric_seq",
-            "log_seq", "created", "started", "finished",
+            "id",
+            "name",
+            "status",
+            "phase",
+            "base_model",
+            "base_model_name",
+            "dataset",
+            "dataset_name",
+            "dataset_version",
+            "method",
+            "weights",
+            "hyperparameters",
+            "backend",
+            "modal_gpu",
+            "attempts",
+            "last_checkpoint_step",
+            "current_step",
+            "total_steps",
+            "progress",
+            "eta_s",
+            "error",
+            "error_kind",
+            "cancel_requested",
+            "model",
+            "result",
+            "cost_usd",
+            "compute_seconds",
+            "init_from_job",
+            "versions",
+            "dataset_sha256",
+            "metric_seq",
+            "log_seq",
+            "created",
+            "started",
+            "finished",
         ]
         read_only_fields = fields
 
@@ -60,15 +90,31 @@ class JobSerializer(FastReadMixin, serializers.ModelSerializer):
 
 
 # The job's own columns JobSerializer shows (lists load only these).
-JOB_COLUMNS = [name for name in JobSerializer.Meta.fields
-               if name not in ("base_model_name", "dataset_name", "dataset_version", "model")]
+JOB_COLUMNS = [
+    name
+    for name in JobSerializer.Meta.fields
+    if name not in ("base_model_name", "dataset_name", "dataset_version", "model")
+]
 
 
 class MetricPointSerializer(serializers.ModelSerializer):
     class Meta:
         model = MetricPoint
-        fields = ["seq", "kind", "step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "memory_mb",
-                  "tokens_per_s", "eta_s", "time", "extra"]
+        fields = [
+            "seq",
+            "kind",
+            "step",
+            "epoch",
+            "loss",
+            "eval_loss",
+            "learning_rate",
+            "grad_norm",
+            "memory_mb",
+            "tokens_per_s",
+            "eta_s",
+            "time",
+            "extra",
+        ]
 
 
 class LogLineSerializer(serializers.ModelSerializer):

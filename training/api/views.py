@@ -44,8 +44,16 @@ class EstimateView(APIView):
         if base is None:
             raise ServiceError("Base model not found.", field="base_model")
         hyper = services.validate_hyperparameters(v.get("hyperparameters") or {})
-        return Response(estimate.estimate(dataset=ds, base_model=base, method=v["method"], weights=v["weights"],
-                                          hyper=hyper, backend=v["backend"]))
+        return Response(
+            estimate.estimate(
+                dataset=ds,
+                base_model=base,
+                method=v["method"],
+                weights=v["weights"],
+                hyper=hyper,
+                backend=v["backend"],
+            )
+        )
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -68,12 +76,16 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         qs = self.count_queryset()
         if self.action in ("list", "retrieve"):  # read only what the job's representation shows, in one row each
             return qs.only(*s.JOB_COLUMNS).annotate(
-                base_model_name=F("base_model__name"), dataset_name=F("dataset__name"),
-                dataset_version=F("dataset__version"), produced_model_pk=F("produced_model__id"))
+                base_model_name=F("base_model__name"),
+                dataset_name=F("dataset__name"),
+                dataset_version=F("dataset__version"),
+                produced_model_pk=F("produced_model__id"),
+            )
         return qs.select_related("base_model", "dataset", "produced_model")
 
-    @extend_schema(parameters=[OpenApiParameter("status", str), OpenApiParameter("method", str),
-                               OpenApiParameter("backend", str)])
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str), OpenApiParameter("method", str), OpenApiParameter("backend", str)]
+    )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -83,9 +95,16 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         data.is_valid(raise_exception=True)
         v = s.apply_preset(dict(data.validated_data))
         job = services.create_job(
-            owner=request.user, name=v.get("name") or "", base_model_id=v["base_model"], dataset_id=v["dataset"],
-            dataset_version=v.get("dataset_version"), method=v["method"], weights=v["weights"],
-            hyperparameters=v.get("hyperparameters") or {}, backend=v["backend"], modal_gpu=v.get("modal_gpu") or "",
+            owner=request.user,
+            name=v.get("name") or "",
+            base_model_id=v["base_model"],
+            dataset_id=v["dataset"],
+            dataset_version=v.get("dataset_version"),
+            method=v["method"],
+            weights=v["weights"],
+            hyperparameters=v.get("hyperparameters") or {},
+            backend=v["backend"],
+            modal_gpu=v.get("modal_gpu") or "",
         )
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
@@ -112,28 +131,47 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         job = services.continue_job(self.get_object(), extra_epochs=data.validated_data["extra_epochs"])
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("limit", int)],
-                   responses=s.MetricPointSerializer(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("limit", int)],
+        responses=s.MetricPointSerializer(many=True),
+    )
     @action(detail=True, methods=["get"], pagination_class=None)
     def metrics(self, request: Request, pk: str) -> HttpResponse:
         """Ordered metric points after `after_seq` (for charts and for backfill after a reconnect), at most `limit`
         (default and cap: METRICS_PAGE_MAX, 5000); a full page means more may follow."""
         job_id, metric_seq, _ = self._owned_job(pk)
-        return _json(backfill.metric_points_json(job_id, after_seq=_int_param(request, "after_seq", 0),
-                                                 limit=_int_param(request, "limit", None), last_seq=metric_seq))
+        return _json(
+            backfill.metric_points_json(
+                job_id,
+                after_seq=_int_param(request, "after_seq", 0),
+                limit=_int_param(request, "limit", None),
+                last_seq=metric_seq,
+            )
+        )
 
-    @extend_schema(parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("limit", int)],
-                   responses=s.LogLineSerializer(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("after_seq", int), OpenApiParameter("limit", int)],
+        responses=s.LogLineSerializer(many=True),
+    )
     @action(detail=True, methods=["get"], pagination_class=None)
     def logs(self, request: Request, pk: str) -> HttpResponse:
         job_id, _, log_seq = self._owned_job(pk)
-        return _json(backfill.log_lines_json(job_id, after_seq=_int_param(request, "after_seq", 0),
-                                             limit=_int_param(request, "limit", None), last_seq=log_seq))
+        return _json(
+            backfill.log_lines_json(
+                job_id,
+                after_seq=_int_param(request, "after_seq", 0),
+                limit=_int_param(request, "limit", None),
+                last_seq=log_seq,
+            )
+        )
 
     def _owned_job(self, pk: str) -> tuple[int, int, int]:
         """(id, metric_seq, log_seq) of the job when the requesting user owns it (404 otherwise)."""
-        row = TrainingJob.objects.filter(pk=pk if str(pk).isdigit() else -1, owner=self.request.user).values_list(
-            "pk", "metric_seq", "log_seq").first()
+        row = (
+            TrainingJob.objects.filter(pk=pk if str(pk).isdigit() else -1, owner=self.request.user)
+            .values_list("pk", "metric_seq", "log_seq")
+            .first()
+        )
         if row is None:
             raise Http404
         return row

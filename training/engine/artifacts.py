@@ -87,8 +87,12 @@ def pack_dir(folder: str | os.PathLike[str], into: str | os.PathLike[str]) -> Pa
 
     try:
         # dereference: a Hub snapshot's files are links into its blob store; the object holds their contents.
-        with tarfile.open(fileobj=_Hashing(), mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
-                          dereference=True) as tar:
+        with tarfile.open(
+            fileobj=_Hashing(),
+            mode="w|",
+            format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+            dereference=True,
+        ) as tar:
             for path in sorted(src.rglob("*")):
                 if not (path.is_file() or path.is_dir()) or (path.is_dir() and path.is_symlink()):
                     continue
@@ -101,7 +105,7 @@ def pack_dir(folder: str | os.PathLike[str], into: str | os.PathLike[str]) -> Pa
 def _write_all(fd: int, data: bytes) -> int:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
     return len(data)
 
 
@@ -132,8 +136,11 @@ def unpack(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Non
 
 
 def _manifest(folder: Path) -> dict[str, list[int | str]]:
-    return {str(p.relative_to(folder)): [p.stat().st_size, file_sha256(p)]
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    return {
+        str(p.relative_to(folder)): [p.stat().st_size, file_sha256(p)]
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
 
 
 class ArtifactCache:
@@ -252,8 +259,10 @@ class ArtifactCache:
                     digest.update(chunk)
                     out.write(chunk)
             if digest.hexdigest() != sha256:
-                raise ArtifactCorrupt(f"{label or 'the artifact'} does not match its recorded hash "
-                                      f"(got {digest.hexdigest()[:12]}, expected {sha256[:12]})")
+                raise ArtifactCorrupt(
+                    f"{label or 'the artifact'} does not match its recorded hash "
+                    f"(got {digest.hexdigest()[:12]}, expected {sha256[:12]})"
+                )
             folder = work / "unpacked"
             unpack(archive, folder)
             archive.unlink()
@@ -265,12 +274,18 @@ class ArtifactCache:
                 os.replace(target, doomed)
                 shutil.rmtree(doomed, ignore_errors=True)
             os.replace(folder, target)
-            self._verified[sha256] = tuple((name, (st := (target / name).stat()).st_size, st.st_mtime_ns)
-                                           for name in files)
+            self._verified[sha256] = tuple(
+                (name, (st := (target / name).stat()).st_size, st.st_mtime_ns) for name in files
+            )
             self._touch(target)
             self.downloads += 1
-            logger.info("artifact cache %s: fetched %s (%s) in %.1f s", self.root, label or sha256[:12],
-                        _human(_entry_size(target)), time.monotonic() - started)
+            logger.info(
+                "artifact cache %s: fetched %s (%s) in %.1f s",
+                self.root,
+                label or sha256[:12],
+                _human(_entry_size(target)),
+                time.monotonic() - started,
+            )
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -108,10 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="override hyper.max_steps")
     parser.add_argument("--output", default=None, help="override output_dir")
     parser.add_argument("--no-unsloth", action="store_true", help="never use Unsloth (use_unsloth='off')")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the newest checkpoint in the output folder (same spec and data only)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="discard the output folder's earlier checkpoints and train from the start")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the newest checkpoint in the output folder (same spec and data only)",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="discard the output folder's earlier checkpoints and train from the start"
+    )
     parser.add_argument("--stop-file", default=None, help="cancel cooperatively when this file appears")
     parser.add_argument("-v", "--verbose", action="store_true", help="INFO logs on stderr")
     args = parser.parse_args(argv)

@@ -192,7 +192,9 @@ class HyperParams:
                 )
         check_float("early_stopping_threshold", self.early_stopping_threshold, ge=0)
         if self.load_best_model_at_end is not None and not isinstance(self.load_best_model_at_end, bool):
-            raise ConfigError(f"load_best_model_at_end must be true, false or null, got {self.load_best_model_at_end!r}.")
+            raise ConfigError(
+                f"load_best_model_at_end must be true, false or null, got {self.load_best_model_at_end!r}."
+            )
         if self.load_best_model_at_end and self.eval_steps == 0:
             raise ConfigError(
                 "load_best_model_at_end needs eval_steps > 0 (the best weights are chosen by eval loss), got "
@@ -254,4 +256,3 @@ class HyperParams:
         data = dict(data or {})
         check_keys(data, cls, "hyperparameter")
         return cls(**data)
-

@@ -31,7 +31,8 @@ def _download(url: str, target: Path, token: str) -> None:
 
 def _opener(url: str, token: str) -> Any:
     return lambda: urllib.request.urlopen(  # noqa: S310 (the platform's own endpoint)
-        urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}), timeout=120)
+        urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}), timeout=120
+    )
 
 
 def _upload(callback_url: str, token: str, folder: str, query: str, work: Path) -> dict[str, Any]:
@@ -42,9 +43,15 @@ def _upload(callback_url: str, token: str, folder: str, query: str, work: Path) 
     try:
         with open(packed.path, "rb") as body:
             req = urllib.request.Request(
-                callback_url.rstrip("/") + "/artifact/?" + query, data=body, method="POST",
-                headers={"Content-Type": "application/x-tar", "Content-Length": str(packed.size),
-                         "Authorization": f"Bearer {token}"})
+                callback_url.rstrip("/") + "/artifact/?" + query,
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/x-tar",
+                    "Content-Length": str(packed.size),
+                    "Authorization": f"Bearer {token}",
+                },
+            )
             with urllib.request.urlopen(req, timeout=1800) as resp:  # noqa: S310
                 return dict(json.loads(resp.read() or b"{}"))
     finally:
@@ -102,23 +109,39 @@ def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
     checkpoints = {role: objects.pop(role) for role in ("checkpoint", "previous_checkpoint") if role in objects}
     try:
         with contextlib.ExitStack() as stack:
-            paths = {role: str(stack.enter_context(cache.use(obj["sha256"], _opener(obj["url"], token), label=role)))
-                     for role, obj in objects.items()}
+            paths = {
+                role: str(stack.enter_context(cache.use(obj["sha256"], _opener(obj["url"], token), label=role)))
+                for role, obj in objects.items()
+            }
             # Both stored checkpoints go into the run folder; one that does not download whole (its hash differs) is
             # left out, and the engine resumes from the newest that loads (checkpoints.py falls back by itself).
             for role, obj in checkpoints.items():
                 try:
                     folder = stack.enter_context(cache.use(obj["sha256"], _opener(obj["url"], token), label=role))
                 except ArtifactCorrupt as exc:
-                    callback.post({"events": [{"type": "log", "level": "warning",
-                                               "line": f"the stored {role.replace('_', ' ')} is damaged ({exc}); "
-                                                       "resuming from another one"}]})
+                    callback.post(
+                        {
+                            "events": [
+                                {
+                                    "type": "log",
+                                    "level": "warning",
+                                    "line": f"the stored {role.replace('_', ' ')} is damaged ({exc}); "
+                                    "resuming from another one",
+                                }
+                            ]
+                        }
+                    )
                     continue
                 shutil.copytree(folder, out / f"{PREFIX}{int(obj['step'])}", ignore=shutil.ignore_patterns(MANIFEST))
-            spec = TrainingSpec.from_dict({
-                **spec_dict, "data": data, "output_dir": str(out),
-                "base_model": paths.get("base_model", spec_dict["base_model"]),
-                "init_from": paths.get("init_from", spec_dict.get("init_from"))})
+            spec = TrainingSpec.from_dict(
+                {
+                    **spec_dict,
+                    "data": data,
+                    "output_dir": str(out),
+                    "base_model": paths.get("base_model", spec_dict["base_model"]),
+                    "init_from": paths.get("init_from", spec_dict.get("init_from")),
+                }
+            )
             uploader = CheckpointUploader(callback_url, token, runs_root / "packing")
             result = run_training(spec, callbacks=[uploader, callback]).to_dict()
     except EngineError as exc:
@@ -147,8 +170,9 @@ try:  # The Modal definitions; `modal` is optional for everything else in the en
     app = modal.App(APP_NAME)
 
     def _make(gpu: str) -> Any:
-        @app.function(image=image, gpu=gpu, timeout=TIMEOUT_S,
-                      name=f"train_{gpu.replace('-', '_').lower()}", serialized=True)
+        @app.function(
+            image=image, gpu=gpu, timeout=TIMEOUT_S, name=f"train_{gpu.replace('-', '_').lower()}", serialized=True
+        )
         def train(payload: dict[str, Any]) -> dict[str, Any]:
             return remote_train(payload)
 

@@ -76,7 +76,8 @@ def prepare(spec: dict[str, Any], *, resume: bool, fresh: bool) -> dict[str, Any
             raise ConfigError(
                 f"The output folder {out.name} holds {found}, but no record of the spec and data it was trained "
                 f"with ({RUN_FILE}), so it cannot be checked for resuming. Pass --fresh to start over in it, or "
-                "--output to use another folder.") from None
+                "--output to use another folder."
+            ) from None
         current = fingerprint(spec)
         differs = _differences(recorded.get("spec"), current["spec"])
         if recorded.get("data_sha256") != current["data_sha256"]:
@@ -85,12 +86,14 @@ def prepare(spec: dict[str, Any], *, resume: bool, fresh: bool) -> dict[str, Any
             raise ConfigError(
                 f"Cannot resume {found} in {out.name}: this run differs from it in {', '.join(differs)}. Resume "
                 "with the same spec and data, pass --fresh to start over in this folder, or --output to use "
-                "another folder.")
+                "another folder."
+            )
         decided = True
     elif found and not fresh:
         raise ConfigError(
             f"The output folder {out.name} already holds {found} from an earlier run. Pass --resume to continue it "
-            "(same spec and data only), --fresh to start over in it, or --output to use another folder.")
+            "(same spec and data only), --fresh to start over in it, or --output to use another folder."
+        )
     return {**spec, "resume": decided}
 
 

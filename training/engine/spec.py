@@ -42,8 +42,22 @@ EXPORT_FORMATS = ("adapter", "merged", "gguf-f16", "gguf-q8_0", "gguf-q6_k", "gg
 # ("ipo"), hinge (SLiC), robust DPO, BCO, SPPO, NCA, EXO, APO and SimPO-like length-normalised sigmoid
 # ("sigmoid_norm"); KTO's the KTO loss and APO-zero for unpaired data (no KL term, any batch size).
 LOSS_TYPES: dict[str, tuple[str, ...]] = {
-    "dpo": ("sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "apo_zero",
-            "apo_down", "aot", "aot_unpaired", "discopop", "sigmoid_norm"),
+    "dpo": (
+        "sigmoid",
+        "ipo",
+        "hinge",
+        "robust",
+        "bco_pair",
+        "sppo_hard",
+        "nca_pair",
+        "exo_pair",
+        "apo_zero",
+        "apo_down",
+        "aot",
+        "aot_unpaired",
+        "discopop",
+        "sigmoid_norm",
+    ),
     "kto": ("kto", "apo_zero_unpaired"),
 }
 
@@ -141,10 +155,11 @@ def check_method_hyperparams(method: str, hyper: HyperParams) -> None:
     if hyper.loss_type is not None and hyper.loss_type not in losses:
         choices = f"one of: {', '.join(losses)}" if losses else "left unset (it has one loss)"
         raise ConfigError(f"loss_type {hyper.loss_type!r} does not apply to {method}; choose {choices}.")
-    if method == "kto" and hyper.per_device_train_batch_size < 2 and hyper.loss_type != (
-            "apo_zero_unpaired"):
-        raise ConfigError("KTO needs per_device_train_batch_size of at least 2: its KL term compares each answer "
-                          "with another one of the same batch.")
+    if method == "kto" and hyper.per_device_train_batch_size < 2 and hyper.loss_type != ("apo_zero_unpaired"):
+        raise ConfigError(
+            "KTO needs per_device_train_batch_size of at least 2: its KL term compares each answer "
+            "with another one of the same batch."
+        )
 
 
 @dataclass(frozen=True)

@@ -93,4 +93,3 @@ def coerce_float(obj: Any, name: str) -> None:
     value = getattr(obj, name)
     if is_int(value):
         object.__setattr__(obj, name, float(value))
-

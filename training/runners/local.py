@@ -25,14 +25,19 @@ def run(job: TrainingJob, worker_id: str) -> None:
                 result = workspace.store_final(job.pk, result)
     except EngineError as exc:  # bad data, bad config, out of memory: the user can fix it, no retry
         reporter.close()
-        retry_on_lost_connection(services.fail_job, job.pk, str(exc), kind=getattr(exc, "kind", "engine"),
-                                 worker_id=worker_id)
+        retry_on_lost_connection(
+            services.fail_job, job.pk, str(exc), kind=getattr(exc, "kind", "engine"), worker_id=worker_id
+        )
         return
     except Exception as exc:
         reporter.close()
         logger.exception("job %s: unexpected error", job.pk)
-        retry_on_lost_connection(services.fail_job, job.pk, f"Internal error ({type(exc).__name__}); see the worker "
-                                 "log.", worker_id=worker_id)
+        retry_on_lost_connection(
+            services.fail_job,
+            job.pk,
+            f"Internal error ({type(exc).__name__}); see the worker log.",
+            worker_id=worker_id,
+        )
         return
     reporter.close()
     if reporter.lease_lost:

@@ -85,9 +85,14 @@ def build_payload(job: TrainingJob) -> dict[str, Any]:
     site = settings.SITE_URL.rstrip("/")
     base = job.base_model
     steps = {"checkpoint": job.last_checkpoint_step, "previous_checkpoint": job.previous_checkpoint_step}
-    objects = {role: {"url": site + reverse("training-internal:object", args=[job.pk, role]), "sha256": sha256,
-                      **({"step": steps[role]} if role in steps else {})}
-               for role, (_key, sha256) in stored_objects(job).items()}
+    objects = {
+        role: {
+            "url": site + reverse("training-internal:object", args=[job.pk, role]),
+            "sha256": sha256,
+            **({"step": steps[role]} if role in steps else {}),
+        }
+        for role, (_key, sha256) in stored_objects(job).items()
+    }
     spec = specs.build(job, Path("remote"), base_model=base.repo_id, remote=True).to_dict()
     token = callback_token(job)
     files, train_names, eval_names = [], [], []
@@ -95,9 +100,16 @@ def build_payload(job: TrainingJob) -> dict[str, Any]:
         name = specs.remote_file_name(f)
         files.append({"name": name, "url": site + reverse("training-internal:file", args=[job.pk, f.pk])})
         (eval_names if f.role == "validation" else train_names).append(name)
-    return {"spec": spec, "files": files, "train_names": train_names, "eval_names": eval_names, "token": token,
-            "objects": objects, "callback_url": site + reverse("training-internal:events", args=[job.pk]),
-            "runs_dir": settings.MODAL_RUNS_DIR or None}
+    return {
+        "spec": spec,
+        "files": files,
+        "train_names": train_names,
+        "eval_names": eval_names,
+        "token": token,
+        "objects": objects,
+        "callback_url": site + reverse("training-internal:events", args=[job.pk]),
+        "runs_dir": settings.MODAL_RUNS_DIR or None,
+    }
 
 
 def run(job: TrainingJob, worker_id: str) -> None:
@@ -109,6 +121,7 @@ def run(job: TrainingJob, worker_id: str) -> None:
         return
     call_id = get_client().spawn(job.modal_gpu, payload)
     TrainingJob.objects.filter(pk=job.pk).update(external_id=call_id, lease_owner=f"modal:{call_id}")
-    services.record_event(job.pk, {"type": "log", "level": "info",
-                                   "line": f"spawned on Modal ({job.modal_gpu}), call {call_id}"})
+    services.record_event(
+        job.pk, {"type": "log", "level": "info", "line": f"spawned on Modal ({job.modal_gpu}), call {call_id}"}
+    )
     logger.info("job %s: spawned on Modal %s as %s", job.pk, job.modal_gpu, call_id)

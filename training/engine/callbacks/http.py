@@ -34,7 +34,9 @@ class HttpCallback(BaseCallback):
         body = json.dumps(payload).encode()
         for attempt in range(self.retries):
             req = urllib.request.Request(
-                self.url.rstrip("/") + "/" + path if path else self.url, data=body, method="POST",
+                self.url.rstrip("/") + "/" + path if path else self.url,
+                data=body,
+                method="POST",
                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
             )
             try:

@@ -146,4 +146,3 @@ def not_object_message(value: Any) -> str:
         type(value), "null" if value is None else type(value).__name__
     )
     return f"expected a JSON object ({{...}}) per record, found {kind}."
-

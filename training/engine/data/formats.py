@@ -51,7 +51,6 @@ EXPECTED_COLUMNS: dict[DatasetFormat, str] = {
 }
 
 
-
 def is_preference(fmt: DatasetFormat | str) -> bool:
     """True for the formats that hold chosen/rejected pairs (DPO, ORPO)."""
     return DatasetFormat(fmt) in PREFERENCE_FORMATS
@@ -152,8 +151,11 @@ def validate_column_mapping(mapping: Mapping[str, str] | None) -> dict[str, str]
 
 def _row_format(row: Mapping[str, Any]) -> DatasetFormat | None:
     keys = row.keys()
-    if "label" in keys and ("messages" in keys or ("prompt" in keys and "completion" in keys)) and is_kto_label(
-            row["label"]):
+    if (
+        "label" in keys
+        and ("messages" in keys or ("prompt" in keys and "completion" in keys))
+        and is_kto_label(row["label"])
+    ):
         return DatasetFormat.KTO  # a labelled completion: SFT on it would also learn the undesirable ones
     if "chosen" in keys and "rejected" in keys:
         if "conversations" in keys:

@@ -280,4 +280,3 @@ def _json_array(ts: _TextStream, bad: OnBadLine) -> Iterator[tuple[int, dict[str
                 break
     if ts.peek():
         ts.error("Unexpected content after the top-level JSON array")
-

@@ -28,8 +28,9 @@ def _example_text(renderer: ChatRenderer, example: Mapping[str, Any], eos: str) 
         return renderer.render_for_counting([*example["prompt"], *example["chosen"]])
     if "prompt" in example and "completion" in example:  # KTO: the prompt with its (labelled) completion
         return renderer.render_for_counting([*example["prompt"], *example["completion"]])
-    raise DataError("an example must hold 'messages', 'text', 'prompt'/'chosen'/'rejected' or "
-                    "'prompt'/'completion'/'label'.")
+    raise DataError(
+        "an example must hold 'messages', 'text', 'prompt'/'chosen'/'rejected' or 'prompt'/'completion'/'label'."
+    )
 
 
 class TextCounter:

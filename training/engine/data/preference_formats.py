@@ -114,8 +114,18 @@ def sharegpt_preference(row: Mapping[str, Any], system_prompt: str | None) -> di
     return _finish_preference(with_system(prompt, system or system_prompt), chosen, rejected)
 
 
-_LABELS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False, "desirable": True,
-           "undesirable": False, "good": True, "bad": False}
+_LABELS = {
+    "true": True,
+    "false": False,
+    "1": True,
+    "0": False,
+    "yes": True,
+    "no": False,
+    "desirable": True,
+    "undesirable": False,
+    "good": True,
+    "bad": False,
+}
 
 
 def is_kto_label(value: Any) -> bool:

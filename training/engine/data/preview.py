@@ -31,7 +31,6 @@ class Segment:
     truncated: bool = False
 
 
-
 def render_segments(
     tokenizer: Any,
     messages: Sequence[Mapping[str, Any]],
@@ -76,7 +75,6 @@ def render_segments(
     if cut < len(text):
         out.append(Segment(text[cut:], False, truncated=True))
     return out
-
 
 
 def preview_segments(

@@ -158,4 +158,3 @@ def record_unit(path: str | os.PathLike[str]) -> str:
     except OSError:
         return "line"
     return "row" if head == PARQUET_MAGIC else "line"
-

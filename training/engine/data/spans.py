@@ -117,4 +117,3 @@ def label_tokens(
                 flags.extend([trained] * len(piece_ids))
         pos = e
     return ids, flags, None
-

@@ -83,7 +83,6 @@ class LabelReport:
         return asdict(self)
 
 
-
 def _make_example(ids: list[int], flags: list[bool], max_length: int) -> TokenizedExample:
     labels = [tok if flag else IGNORE_INDEX for tok, flag in zip(ids, flags, strict=True)]
     trained_before = sum(flags)
@@ -99,7 +98,6 @@ def _make_example(ids: list[int], flags: list[bool], max_length: int) -> Tokeniz
         length_before_truncation=length,
         trained_before_truncation=trained_before,
     )
-
 
 
 def tokenize_conversation(
@@ -243,22 +241,32 @@ def pack_examples(examples: Sequence[TokenizedExample], max_length: int) -> list
         labels.extend(ex.labels)
     blocks = []
     for start in range(0, len(ids), max_length):
-        block_ids, block_labels = ids[start:start + max_length], labels[start:start + max_length]
+        block_ids, block_labels = ids[start : start + max_length], labels[start : start + max_length]
         trained = sum(1 for x in block_labels if x != IGNORE_INDEX)
         if len(block_ids) < 2 or not trained:  # nothing to learn from (a lone last token, or context only)
             continue
-        blocks.append(TokenizedExample(input_ids=block_ids, labels=block_labels, truncated=False, num_trained=trained,
-                                       length_before_truncation=len(block_ids), trained_before_truncation=trained))
+        blocks.append(
+            TokenizedExample(
+                input_ids=block_ids,
+                labels=block_labels,
+                truncated=False,
+                num_trained=trained,
+                length_before_truncation=len(block_ids),
+                trained_before_truncation=trained,
+            )
+        )
     return blocks
 
 
 def kto_for_sft_message(loaded: LoadedData) -> str:
     """Why SFT refuses KTO data, and the two ways forward."""
     undesirable = sum(1 for ex in loaded.examples if ex.get("label") is False)
-    return (f"The dataset is KTO data: each row's 'label' marks its answer desirable or not ({undesirable} of "
-            f"{len(loaded.examples)} rows are undesirable), and SFT would teach the model the undesirable answers too. "
-            "Train it with method 'kto', or make a version with the preprocessing step 'Keep only desirable rows' "
-            "(keep_desirable) and train SFT on that.")
+    return (
+        f"The dataset is KTO data: each row's 'label' marks its answer desirable or not ({undesirable} of "
+        f"{len(loaded.examples)} rows are undesirable), and SFT would teach the model the undesirable answers too. "
+        "Train it with method 'kto', or make a version with the preprocessing step 'Keep only desirable rows' "
+        "(keep_desirable) and train SFT on that."
+    )
 
 
 def wants_packing(packing: str, fmt: DatasetFormat | str | None) -> bool:
@@ -312,4 +320,3 @@ def as_columns(examples: Iterable[TokenizedExample]) -> dict[str, list[list[int]
         input_ids.append(ex.input_ids)
         labels.append(ex.labels)
     return {"input_ids": input_ids, "labels": labels}
-

@@ -48,9 +48,7 @@ GGUF_MAGIC = b"GGUF"
 def unsupported_quantization_message(quant: str, supported: Sequence[str] = SUPPORTED_QUANTIZATIONS) -> str:
     """The error text for a quantization we cannot produce."""
     names = ", ".join(f"gguf-{q}" for q in supported)
-    return (
-        f"GGUF quantization {quant!r} is not supported; supported exports: {names}."
-    )
+    return f"GGUF quantization {quant!r} is not supported; supported exports: {names}."
 
 
 def _repo_tools_dir() -> Path:

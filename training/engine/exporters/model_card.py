@@ -148,14 +148,32 @@ def write_model_card(
     tags = _tags(method, weights, library, bool(ggufs), extra.pop("tags", []))
     dataset = str(datasets[0]) if datasets else "custom"
     evaluation = {k: v for k, v in _numeric(metrics).items() if is_evaluation_metric(k)}
-    results = [EvalResult(task_type="text-generation", task_name="Text Generation", dataset_type=dataset,
-                          dataset_name=dataset, metric_type=key, metric_value=value, metric_name=key)
-               for key, value in evaluation.items()]
-    data = ModelCardData(base_model=base_model, datasets=[str(d) for d in datasets], license=license,
-                         library_name=library, pipeline_tag="text-generation", tags=tags, model_name=name,
-                         eval_results=results or None, **extra)
-    body = _body(name, base_model, datasets, method, weights, library, hyperparameters, metrics, ggufs,
-                 base_model_note)
+    results = [
+        EvalResult(
+            task_type="text-generation",
+            task_name="Text Generation",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            metric_type=key,
+            metric_value=value,
+            metric_name=key,
+        )
+        for key, value in evaluation.items()
+    ]
+    data = ModelCardData(
+        base_model=base_model,
+        datasets=[str(d) for d in datasets],
+        license=license,
+        library_name=library,
+        pipeline_tag="text-generation",
+        tags=tags,
+        model_name=name,
+        eval_results=results or None,
+        **extra,
+    )
+    body = _body(
+        name, base_model, datasets, method, weights, library, hyperparameters, metrics, ggufs, base_model_note
+    )
     path = folder / "README.md"
     tmp = folder / ".README.md.tmp"
     ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(tmp)

@@ -145,4 +145,3 @@ def adapter_inputs_uncast(trainer: Any) -> Any:
     except ImportError:  # pragma: no cover - older PEFT
         return contextlib.nullcontext()
     return disable_input_dtype_casting(trainer.model, active=True)
-

@@ -67,8 +67,12 @@ class KTOMethod(PreferenceTrainer):
             sha256=train.sha256,
             files=tuple(train.files),
             first_row_errors=[str(e) for e in train.row_errors[:5]],
-            labels={"desirable": desirable, "undesirable": undesirable, "desirable_weight": self.weights[0],
-                    "undesirable_weight": self.weights[1]},
+            labels={
+                "desirable": desirable,
+                "undesirable": undesirable,
+                "desirable_weight": self.weights[0],
+                "undesirable_weight": self.weights[1],
+            },
         )
         self.ctx.emitter.log(
             "info",
@@ -95,8 +99,13 @@ class KTOMethod(PreferenceTrainer):
 
         h = self.ctx.spec.hyper
         return KTOConfig(
-            **self.args(), beta=h.beta, loss_type=h.loss_type or "kto", max_length=h.max_length,
-            desirable_weight=self.weights[0], undesirable_weight=self.weights[1], dataset_num_proc=None,
+            **self.args(),
+            beta=h.beta,
+            loss_type=h.loss_type or "kto",
+            max_length=h.max_length,
+            desirable_weight=self.weights[0],
+            undesirable_weight=self.weights[1],
+            dataset_num_proc=None,
         )
 
     def trainer_class(self) -> type:

@@ -218,8 +218,13 @@ class SFTMethod(MethodTrainer):
         )
         self.train_rows = rows
         if report.packed_blocks:
-            logger.info("packed %d rows (%d tokens) into %d blocks of up to %d tokens", len(train_examples),
-                        report.total_tokens, report.packed_blocks, h.max_length)
+            logger.info(
+                "packed %d rows (%d tokens) into %d blocks of up to %d tokens",
+                len(train_examples),
+                report.total_tokens,
+                report.packed_blocks,
+                h.max_length,
+            )
         renderer = ChatRenderer(ctx.tokenizer, ctx.chat_template)
         eval_tok = []
         for ex in eval_examples:
