@@ -22,6 +22,10 @@ class User(AbstractUser):
     hf_token_last4 = models.CharField(max_length=4, blank=True, default="")
     hf_username = models.CharField(max_length=150, blank=True, default="")
     hf_token_saved_at = models.DateTimeField(null=True, blank=True)
+    # Weights & Biases API key (experiment tracking), encrypted and shown like the HF token: last 4 characters only.
+    wandb_key_encrypted = models.TextField(blank=True, default="", editable=False)
+    wandb_key_last4 = models.CharField(max_length=4, blank=True, default="")
+    wandb_key_saved_at = models.DateTimeField(null=True, blank=True)
     # Sign-in protection, a summary for operators: locks apply per (username, address) pair (LoginLock), so these
     # say how the account is being tried, not whether its owner may sign in. failed_login_count: failures since the
     # last success within the lockout window, from any address; locked_until: the latest lock of one of its pairs.
@@ -42,6 +46,10 @@ class User(AbstractUser):
     @property
     def has_hf_token(self) -> bool:
         return bool(self.hf_token_encrypted)
+
+    @property
+    def has_wandb_key(self) -> bool:
+        return bool(self.wandb_key_encrypted)
 
     @property
     def is_locked(self) -> bool:

@@ -234,12 +234,59 @@ def get_hf_token(user: User) -> str | None:
     return crypto.decrypt(user.hf_token_encrypted)
 
 
+@dataclass(frozen=True)
+class WandbKeyStatus:
+    """What the API may say about a stored Weights & Biases API key."""
+
+    present: bool
+    last4: str
+
+
+def wandb_key_status(user: User) -> WandbKeyStatus:
+    """The stored key's status (never the key)."""
+    return WandbKeyStatus(present=user.has_wandb_key, last4=user.wandb_key_last4)
+
+
+def save_wandb_key(user: User, *, key: str) -> WandbKeyStatus:
+    """Store a Weights & Biases API key encrypted, for the user's training jobs with ``report_to: ["wandb"]``.
+
+    Only its shape is checked (W&B keys are 40 or more printable characters without spaces): the training machine
+    may reach W&B where this server cannot."""
+    key = key.strip()
+    if len(key) < 40 or len(key) > 256 or any(c.isspace() or not c.isprintable() for c in key):
+        raise ServiceError(
+            "This does not look like a Weights & Biases API key (40 or more characters, from wandb.ai/authorize).",
+            field="key",
+        )
+    user.wandb_key_encrypted = crypto.encrypt(key)
+    user.wandb_key_last4 = key[-4:]
+    user.wandb_key_saved_at = timezone.now()
+    user.save(update_fields=["wandb_key_encrypted", "wandb_key_last4", "wandb_key_saved_at"])
+    logger.info("user %s saved a Weights & Biases API key", user.pk)
+    return wandb_key_status(user)
+
+
+def delete_wandb_key(user: User) -> None:
+    """Forget the user's Weights & Biases API key."""
+    user.wandb_key_encrypted = ""
+    user.wandb_key_last4 = ""
+    user.wandb_key_saved_at = None
+    user.save(update_fields=["wandb_key_encrypted", "wandb_key_last4", "wandb_key_saved_at"])
+
+
+def get_wandb_key(user: User) -> str | None:
+    """The decrypted key, only for the environment of the user's own training runs."""
+    if not user.wandb_key_encrypted:
+        return None
+    return crypto.decrypt(user.wandb_key_encrypted)
+
+
 # Every column holding a secret encrypted with accounts.crypto (MultiFernet).
-ENCRYPTED_FIELDS = ("hf_token_encrypted", "webhook_secret_encrypted")
+ENCRYPTED_FIELDS = ("hf_token_encrypted", "webhook_secret_encrypted", "wandb_key_encrypted")
 
 
 def rotate_secrets() -> int:
-    """Re-encrypt every stored secret (Hugging Face tokens, webhook secrets) under the newest key; returns how many
+    """Re-encrypt every stored secret (Hugging Face tokens, webhook secrets, W&B keys) under the newest key; returns how many
     were rewritten."""
     count = 0
     for field in ENCRYPTED_FIELDS:

@@ -302,6 +302,9 @@ MODAL_CALLBACK_TOKEN_MAX_AGE = env_int("MODAL_CALLBACK_TOKEN_MAX_AGE", 7 * 24 * 
 MODAL_HEARTBEAT_TIMEOUT_S = env_int("MODAL_HEARTBEAT_TIMEOUT_S", 900)  # a silent Modal run is recovered
 MODAL_ARTIFACT_MAX_BYTES = int(float(env_str("MODAL_ARTIFACT_MAX_GB", "100")) * (1 << 30))  # one upload from a run
 MODAL_RUNS_DIR = env_str("MODAL_RUNS_DIR", "")  # where the remote entrypoint keeps runs ("" = /runs on Modal)
+# Experiment tracking: the MLflow server of jobs with report_to ["mlflow"] ("" = MLflow not offered).
+MLFLOW_TRACKING_URI = env_str("MLFLOW_TRACKING_URI", "")
+MLFLOW_EXPERIMENT_NAME = env_str("MLFLOW_EXPERIMENT_NAME", "finetune")
 MODAL_GPU_SPEED = {"T4": 0.5, "L4": 0.8, "A10G": 1.0, "A100-40GB": 2.2, "A100-80GB": 2.5, "H100": 4.0}
 
 # --- Playground: generation runs in `inference` workers, which keep loaded models in an LRU cache
@@ -447,6 +450,8 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),  # type: ignore[dict-item]
     "BaseModelStatusEnum": "models_app.models.BaseModel.Status",
     "ModelTaskStatusEnum": "models_app.models.TaskStatus",
+    "SweepStatusEnum": ["running", "finished"],
+    "BackendChoiceEnum": ["local", "modal"],
 }
 
 # --- i18n

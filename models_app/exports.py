@@ -346,6 +346,7 @@ def _write_card(export: ModelExport, folder: Path) -> None:
         weights=model.weights,
         hyperparameters=model.hyperparameters or {},
         metrics=model.metrics or {},
+        evaluation=model.evaluation or None,
         model_name=f"{model.name}",
         extra={"tags": [f"v{model.version}", f"{export.format}-export"]},
     )

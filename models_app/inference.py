@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +29,8 @@ MAX_MESSAGES = 64
 MAX_MESSAGE_CHARS = 16_000
 MAX_TOTAL_CHARS = 64_000
 MAX_NEW_TOKENS = 1024
+MAX_TOOLS = 32
+MAX_TOOLS_CHARS = 32_000
 DEFAULTS = {"max_new_tokens": 256, "temperature": 0.7, "top_p": 0.9}
 
 
@@ -50,6 +54,7 @@ class GenerationRequest:
     max_new_tokens: int = DEFAULTS["max_new_tokens"]  # type: ignore[assignment]
     temperature: float = DEFAULTS["temperature"]
     top_p: float = DEFAULTS["top_p"]
+    tools: tuple[dict[str, Any], ...] = ()  # canonical function specs offered to the model (tool calling)
 
     def chat(self) -> list[dict[str, str]]:
         """The conversation as the `[{"role", "content"}]` list chat templates take."""
@@ -57,12 +62,41 @@ class GenerationRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (what travels to the worker); `parse_request` reads it back."""
-        return {
+        out: dict[str, Any] = {
             "messages": self.chat(),
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
         }
+        if self.tools:
+            out["tools"] = list(self.tools)
+        return out
+
+
+def parse_tools(value: Any) -> tuple[dict[str, Any], ...]:
+    """Check the optional `tools` of a request: at most `MAX_TOOLS` function specs (`{"name", "description",
+    "parameters"}` or OpenAI's `{"type": "function", "function": {...}}`), `MAX_TOOLS_CHARS` of JSON in all."""
+    from training.engine.data.tool_formats import parse_tools as canonical_tools
+    from training.engine.errors import DataError
+
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRequest("tools must be a list of function specs (objects with a name).", "tools")
+    if len(value) > MAX_TOOLS:
+        raise InvalidRequest(f"Too many tools ({len(value)}); the limit is {MAX_TOOLS}.", "tools")
+    try:
+        size = len(json.dumps(value))
+        tools = canonical_tools(value, "tools")
+    except DataError as exc:
+        raise InvalidRequest(str(exc), "tools") from None
+    except (TypeError, ValueError):
+        raise InvalidRequest("tools must be plain JSON.", "tools") from None
+    if size > MAX_TOOLS_CHARS:
+        raise InvalidRequest(
+            f"The tools list is too long ({size} characters; the limit is {MAX_TOOLS_CHARS}).", "tools"
+        )
+    return tuple(tools)
 
 
 def _number(data: Mapping[str, Any], name: str, *, integer: bool = False) -> float:
@@ -130,7 +164,11 @@ def parse_request(data: Any) -> GenerationRequest:
     if not 0 < top_p <= 1:
         raise InvalidRequest("top_p must be greater than 0 and at most 1.", "top_p")
     return GenerationRequest(
-        messages=tuple(messages), max_new_tokens=int(max_new_tokens), temperature=temperature, top_p=top_p
+        messages=tuple(messages),
+        max_new_tokens=int(max_new_tokens),
+        temperature=temperature,
+        top_p=top_p,
+        tools=parse_tools(data.get("tools")),
     )
 
 
@@ -196,12 +234,46 @@ def load_model(ref: ModelRef) -> LoadedModel:
     return LoadedModel(ref=ref, model=model, tokenizer=tokenizer, load_s=load_s)
 
 
-def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """The conversation rendered with the model's own chat template (a plain transcript when it has none)."""
+def render_prompt(
+    tokenizer: Any, messages: list[dict[str, str]], tools: tuple[dict[str, Any], ...] | list[Any] = ()
+) -> str:
+    """The conversation rendered with the model's own chat template (a plain transcript when it has none). With
+    `tools`: the template's own tool support (`apply_chat_template(tools=...)`), else the engine's documented
+    fallback tool template, exactly as tool-calling data is rendered for training."""
+    if tools:
+        from training.engine.data import ChatRenderer
+
+        return ChatRenderer(tokenizer).render(messages, tools=list(tools), add_generation_prompt=True)
     if getattr(tokenizer, "chat_template", None):
         return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
     return "\n".join(lines) + "\nAssistant:"
+
+
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+
+
+def parse_tool_calls(text: str) -> list[dict[str, Any]]:
+    """The `<tool_call>{"name", "arguments"}</tool_call>` blocks of an answer as OpenAI-style calls
+    (`{"type": "function", "function": {"name", "arguments": {...}}}`); blocks that are not valid JSON calls are left
+    out (the text keeps them)."""
+    calls: list[dict[str, Any]] = []
+    for block in _TOOL_CALL.findall(text):
+        try:
+            value = json.loads(block)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
+            continue
+        args = value.get("arguments", {})
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except json.JSONDecodeError:
+                continue
+        if isinstance(args, Mapping):
+            calls.append({"type": "function", "function": {"name": value["name"], "arguments": dict(args)}})
+    return calls
 
 
 # --- generation --------------------------------------------------------------------------------------------------
@@ -232,6 +304,7 @@ class Generation:
         self.prompt_tokens = 0
         self.duration_s = 0.0
         self.stopped = False
+        self.tool_calls: list[dict[str, Any]] = []  # parsed `<tool_call>` blocks (requests with tools only)
         self._cancel = threading.Event()
         self._error: BaseException | None = None
 
@@ -245,7 +318,7 @@ class Generation:
 
         loaded, request = self.loaded, self.request
         tokenizer = loaded.tokenizer
-        prompt = render_prompt(tokenizer, request.chat())
+        prompt = render_prompt(tokenizer, request.chat(), request.tools)
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
         self.prompt_tokens = int(ids.shape[1])
         if self.prompt_tokens > self.max_prompt_tokens:
@@ -325,6 +398,7 @@ class Generation:
             raise self._error
         self.text = "".join(pieces).strip()
         self.tokens = max(out_len[0] - self.prompt_tokens, 0)
+        self.tool_calls = parse_tool_calls(self.text) if request.tools else []
 
     def run(self) -> str:
         """Generate to the end and return the whole answer."""

@@ -113,6 +113,9 @@ class FineTunedModel(models.Model):
     is_adapter = models.BooleanField(default=True)
     metrics = models.JSONField(default=dict, blank=True)
     hyperparameters = models.JSONField(default=dict, blank=True)
+    # The evaluation report: base vs fine-tuned answers to held-out prompts with loss, perplexity, exact match and
+    # ROUGE-L (training.engine.evaluation.compare_models); kept here so it outlives the job that made it.
+    evaluation = models.JSONField(default=dict, blank=True)
     tag = models.CharField(max_length=100, blank=True, default="")
     notes = models.TextField(blank=True, default="")
     created = models.DateTimeField(auto_now_add=True)

@@ -247,6 +247,8 @@ async def _stream_generation(job: dict[str, Any], request_id: str, reply: str) -
                     "duration_s": round(generation.duration_s, 3),
                     "stopped": generation.stopped,
                 }
+                if generation.tool_calls:
+                    results[source]["tool_calls"] = generation.tool_calls
             first = results[plan[0][0]]
             await send(
                 {
@@ -333,6 +335,8 @@ def generate_now(owner: User, target: Target, payload: Any) -> dict[str, Any]:
         "duration_s": main.get("duration_s", 0.0),
         "prompt_tokens": main.get("prompt_tokens"),
     }
+    if main.get("tool_calls"):
+        answer["tool_calls"] = main["tool_calls"]
     if "model" in results and "base" in results:
         answer["base"] = results["base"]
     return answer

@@ -206,7 +206,7 @@ def eval_report(model: FineTunedModel) -> dict[str, Any] | None:
     metrics = model.metrics or {}
     keys = ("eval_loss_before", "eval_loss_after", "perplexity_before", "perplexity_after")
     summary = {k: metrics[k] for k in keys if metrics.get(k) is not None}
-    comparison = (model.job.result or {}).get("comparison") if model.job else None
+    comparison = model.evaluation or ((model.job.result or {}).get("comparison") if model.job else None) or None
     if not summary and not comparison:
         return None
     return {**summary, "comparison": comparison}

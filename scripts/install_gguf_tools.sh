@@ -11,7 +11,9 @@
 #
 # Idempotent: a second run with everything in place takes about a second.
 # Env: LLAMA_CPP_PYTHON_VERSION (default 0.3.36), FINETUNE_CACHE_DIR (default ~/.cache/finetune),
-#      SKIP_LLAMA_CPP_RUNTIME=1 to extract the converter only, CMAKE_ARGS passed through to the build.
+#      SKIP_LLAMA_CPP_RUNTIME=1 to extract the converter only, CMAKE_ARGS passed through to the build,
+#      LLAMA_CPP_PORTABLE=1 to build for any x86_64 CPU (-DGGML_NATIVE=OFF: no -march=native), as the Docker and
+#      Modal images do (an image built on one host runs on others); the default tunes llama.cpp for this CPU.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -91,6 +93,9 @@ fetch_sdist
 echo "building llama-cpp-python $VERSION from source into $VENV_DIR (several minutes)"
 # Tests, examples and the server are not needed: the Python binding only loads libllama.
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF}"
+if [ "${LLAMA_CPP_PORTABLE:-0}" = "1" ]; then
+    CMAKE_ARGS="$CMAKE_ARGS -DGGML_NATIVE=OFF"
+fi
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
 "$PY" -m pip install "${CONSTRAINT_ARGS[@]}" "$SDIST"
 "$PY" -c 'import llama_cpp; print("llama-cpp-python", llama_cpp.__version__, "installed")'

@@ -19,6 +19,9 @@ pytest_plugins = ["tests.plugins.models", "tests.plugins.ollama"]
 ROOT = Path(__file__).resolve().parent.parent
 HUB_TOKENS = {"hf_validTokenForAlice1234": "alice-hf", "hf_validTokenForBob5678": "bob-hf"}
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", ROOT / "test-artifacts"))
+# Every test evaluates its base model itself: the host cache of that evaluation (training/engine/eval_cache.py) is
+# turned on only by its own tests, so no test's events depend on which tests ran before it. Worker processes inherit it.
+os.environ.setdefault("FINETUNE_EVAL_CACHE", "0")
 
 
 def _django_ready() -> bool:

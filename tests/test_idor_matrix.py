@@ -35,8 +35,10 @@ from tests.routes import http_routes, ws_routes
 
 # --- what fills a route's path parameters ---------------------------------------------------------------------------
 DATASET, JOB, MODEL, EXPORT, OLLAMA, PUSH, TOKEN = "dataset", "job", "model", "export", "ollama", "push", "token"
+SWEEP = "sweep"
 BASE, FILE = "base", "file"
-OBJECT_KINDS = (DATASET, JOB, MODEL, EXPORT, OLLAMA, PUSH, TOKEN)  # owned by one user: nobody else may touch them
+# Owned by one user: nobody else may touch them.
+OBJECT_KINDS = (DATASET, JOB, MODEL, EXPORT, OLLAMA, PUSH, TOKEN, SWEEP)
 INTERNAL = "internal"  # api/internal/: a per-job signed callback token, never a user (session or API token)
 SELF = "self"  # acts on the caller's own account only (no id anywhere): a 2xx is the caller's own data
 NONE = "none"  # no object in the path (collections, create routes): the ids travel in the body or query string
@@ -50,6 +52,7 @@ SCRAPER = "scraper"  # operators' Prometheus metrics: a scraper's token or an al
 KINDS = {
     DATASET: "one of the owner's datasets (any version)",
     JOB: "one of the owner's training jobs",
+    SWEEP: "one of the owner's hyperparameter sweeps",
     MODEL: "one of the owner's fine-tuned models",
     EXPORT: "one of the owner's model exports",
     OLLAMA: "one of the owner's Ollama imports",
@@ -131,6 +134,7 @@ ROUTES: dict[str, Entry] = {
     "api/auth/me/quotas/": Entry(SELF),
     "api/auth/change-password/": Entry(SELF, "empty body: 400"),
     "api/auth/hf-token/": Entry(SELF, "GET shows the caller's last 4 characters only; empty POST: 400"),
+    "api/auth/wandb-key/": Entry(SELF, "GET shows the caller's last 4 characters only; empty POST: 400"),
     "api/auth/tokens/": Entry(
         SELF,
         "lists/creates the caller's tokens; a `user` field naming the owner is ignored",
@@ -174,6 +178,7 @@ ROUTES: dict[str, Entry] = {
     "api/datasets/<pk>/versions/": Entry(DATASET),
     # training
     "api/training/presets/": Entry(NONE, "static presets, the same for everyone"),
+    "api/training/options/": Entry(NONE, "the wizard's choices (schedulers, GPU kinds), the same for everyone"),
     "api/training/notifications/test-webhook/": Entry(SELF, "sends to the caller's own saved webhook; no id in it"),
     "api/training/estimate/": Entry(NONE, "the body names a dataset", body=_job_body, other=_REFUSED_IDS),
     "api/training/jobs/": Entry(
@@ -190,6 +195,17 @@ ROUTES: dict[str, Entry] = {
     "api/training/jobs/<pk>/logs/": Entry(JOB, query=lambda w: {"after_seq": 0}),
     "api/training/jobs/<pk>/metrics/": Entry(JOB, query=lambda w: {"after_seq": 0}),
     "api/training/jobs/<pk>/resume/": Entry(JOB),
+    "api/training/sweeps/": Entry(
+        NONE,
+        "the body names a dataset",
+        listed=SWEEP,
+        body=lambda w: {**_job_body(w), "parameters": {"learning_rate": [1e-4]}},
+        other=_REFUSED_IDS,
+    ),
+    "api/training/sweeps/<pk>/": Entry(SWEEP),
+    "api/training/sweeps/<pk>/cancel/": Entry(SWEEP),
+    "api/training/sweeps/<pk>/promote/": Entry(SWEEP, body=lambda w: {"job": w.job.pk}),
+    "api/training/jobs/<pk>/tensorboard/": Entry(JOB, "the job's TensorBoard events (409 when it has none)"),
     # models: registry, exports, Ollama, Hub pushes, playground
     "api/models/": Entry(
         NONE,
@@ -490,6 +506,7 @@ class World:
     dataset: Any
     file: Any
     job: Any
+    sweep: Any
     model: Any
     model2: Any
     export: Any
@@ -510,6 +527,7 @@ class World:
         return {
             DATASET: self.dataset.pk,
             JOB: self.job.pk,
+            SWEEP: self.sweep.pk,
             MODEL: self.model.pk,
             "model2": self.model2.pk,
             EXPORT: self.export.pk,
@@ -541,6 +559,7 @@ def make_world() -> World:
         UserFactory,
         alpaca_rows,
     )
+    from training.models import Sweep, TrainingJob
 
     owner = UserFactory(username="owner_s3cr3t_q7", email="owner_s3cr3t_q7@example.com")
     other = UserFactory(username="prober_x9")
@@ -550,6 +569,8 @@ def make_world() -> World:
         owner=owner, name="owner-secret-job-q7", dataset=dataset, base_model=base, status="succeeded"
     )
     model = FineTunedModelFactory(owner=owner, name="owner-secret-model-q7", base_model=base, job=job)
+    sweep = Sweep.objects.create(owner=owner, name="owner-secret-sweep-q7", parameters={"learning_rate": [1e-4]})
+    TrainingJob.objects.filter(pk=job.pk).update(sweep=sweep, sweep_params={"learning_rate": 1e-4})
     model2 = FineTunedModelFactory(owner=owner, name="owner-secret-model-q7", base_model=base)
 
     def export_of(m: Any, who: Any, sha: str) -> Any:
@@ -578,6 +599,7 @@ def make_world() -> World:
         dataset=dataset,
         file=dataset.files.get(),
         job=job,
+        sweep=sweep,
         model=model,
         model2=model2,
         export=export,
@@ -597,6 +619,7 @@ def make_world() -> World:
             owner.email,
             dataset.name,
             job.name,
+            sweep.name,
             model.name,
             ollama.ollama_name,
             push.repo_id,
@@ -616,7 +639,7 @@ def snapshot_sql() -> str:
     from accounts.models import ApiToken, User
     from datasets_app.models import Dataset, DatasetFile
     from models_app.models import BaseModel, FineTunedModel, HubPush, ModelExport, OllamaImport
-    from training.models import TrainingJob
+    from training.models import Sweep, TrainingJob
 
     q = connection.ops.quote_name
     owned = "x.owner_id = %(owner)s"
@@ -630,6 +653,7 @@ def snapshot_sql() -> str:
             f"x.dataset_id IN (SELECT id FROM {q(Dataset._meta.db_table)} WHERE owner_id = %(owner)s)",
         ),
         ("jobs", TrainingJob, owned),
+        ("sweeps", Sweep, owned),
         ("models", FineTunedModel, owned),
         ("exports", ModelExport, owned),
         ("ollama imports", OllamaImport, owned),
@@ -852,7 +876,13 @@ def run_route(m: Matrix, route: str, entry: Entry, callback: Any) -> int:
 
 
 def owned_ids(w: World, kind: str) -> list[int]:
-    return {DATASET: [w.dataset.pk], JOB: [w.job.pk], MODEL: [w.model.pk, w.model2.pk], TOKEN: [w.token.pk]}[kind]
+    return {
+        DATASET: [w.dataset.pk],
+        JOB: [w.job.pk],
+        MODEL: [w.model.pk, w.model2.pk],
+        TOKEN: [w.token.pk],
+        SWEEP: [w.sweep.pk],
+    }[kind]
 
 
 def check_owner(m: Matrix, entry: Entry, method: str, reply: Reply, where: str) -> None:

@@ -67,6 +67,8 @@ RULES_OUTSIDE_THE_SCHEMA = {
     "POST /api/training/estimate/": "the dataset and base model must be ones the user may train on; the "
     "hyperparameters pass the engine's checks; a Modal GPU for the Modal backend",
     "POST /api/training/jobs/": "the same as the estimate",
+    "POST /api/training/sweeps/": "the same as a job; the swept parameters must be numeric hyperparameters and "
+    "every variant pass the engine's checks; the whole sweep must fit the quotas",
     "POST /api/training/jobs/{id}/continue/": "the job's dataset must be ready and its settings still valid",
 }
 ACCEPTED = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]  # schemathesis' default, plus 400

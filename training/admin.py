@@ -18,7 +18,7 @@ from accounts import audit
 from finetune.exceptions import ServiceError
 
 from . import operations, services
-from .models import LogLine, MetricPoint, TrainingJob
+from .models import LogLine, MetricPoint, Sweep, TrainingJob
 
 QUEUE_PERMISSION = "training.view_trainingjob"
 
@@ -249,3 +249,16 @@ class LogLineAdmin(admin.ModelAdmin):
     list_filter = ["level"]
     search_fields = ["line", "job__name"]
     readonly_fields = [f.name for f in LogLine._meta.fields]
+
+
+@admin.register(Sweep)
+class SweepAdmin(admin.ModelAdmin):
+    """Hyperparameter sweeps, read-only (their jobs are ordinary jobs, managed above)."""
+
+    list_display = ["name", "owner", "strategy", "max_variants", "best_job", "promoted_model", "created", "finished"]
+    list_filter = ["strategy"]
+    search_fields = ["name", "owner__username"]
+    readonly_fields = [f.name for f in Sweep._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

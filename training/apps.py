@@ -12,5 +12,7 @@ class TrainingConfig(AppConfig):
         from accounts import quotas
 
         from . import quotas as job_quotas
+        from . import services, sweeps
 
         quotas.register_usage("training", job_quotas.usage)
+        services.job_finished.connect(sweeps.on_job_finished, dispatch_uid="training.sweeps.on_job_finished")

@@ -37,6 +37,16 @@ class TrainingJob(models.Model):
     init_from_job = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="continuations"
     )
+    # A variant of a hyperparameter sweep (training/sweeps.py): the sweep and the values it swept for this job.
+    sweep = models.ForeignKey("Sweep", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    sweep_params = models.JSONField(null=True, blank=True)
+    # The evaluation report (training.engine.evaluation.compare_models): after training, the base and the fine-tuned
+    # model answer `compare_prompts` held-out prompts. They (and the eval loss) come from `eval_dataset` when the user
+    # picked one, else from the training dataset's validation split or `validation_split` rows of it.
+    compare_prompts = models.PositiveSmallIntegerField(default=0)
+    eval_dataset = models.ForeignKey(
+        "datasets_app.Dataset", null=True, blank=True, on_delete=models.PROTECT, related_name="eval_jobs"
+    )
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     phase = models.CharField(max_length=32, blank=True, default="")  # engine status (loading_model, training...)
@@ -129,3 +139,34 @@ class LogLine(models.Model):
     class Meta:
         ordering = ["job", "seq"]
         constraints = [models.UniqueConstraint(fields=["job", "seq"], name="log_job_seq")]
+
+
+class Sweep(models.Model):
+    """A hyperparameter sweep: one job spec and a grid or random search over up to three numeric hyperparameters,
+    run as ordinary jobs (``TrainingJob.sweep``); the variants are ranked by ``metric`` (training/sweeps.py)."""
+
+    class Strategy(models.TextChoices):
+        GRID = "grid"
+        RANDOM = "random"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sweeps")
+    name = models.CharField(max_length=200)
+    spec = models.JSONField(default=dict)  # the job creation body every variant starts from
+    strategy = models.CharField(max_length=8, choices=Strategy.choices, default=Strategy.GRID)
+    parameters = models.JSONField(default=dict)  # grid: {name: [values]}; random: {name: {min, max, log} | [values]}
+    max_variants = models.PositiveIntegerField(default=0)
+    seed = models.IntegerField(default=0)
+    metric = models.CharField(max_length=16, default="eval_loss")
+    best_job = models.ForeignKey(TrainingJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    promoted_model = models.ForeignKey(
+        "models_app.FineTunedModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["owner", "-created", "-id"], name="sweep_owner_created")]
+
+    def __str__(self) -> str:
+        return f"sweep {self.pk} ({self.name})"

@@ -10,6 +10,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import connection, models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from accounts import quotas
@@ -23,7 +24,7 @@ from models_app.models import FineTunedModel
 from training.engine.errors import ConfigError
 from training.engine.spec import METHODS, HyperParams, check_method_hyperparams
 
-from . import events, pricing
+from . import events, pricing, tracking
 from . import quotas as job_quotas
 from .models import LogLine, MetricPoint, TrainingJob
 
@@ -35,6 +36,9 @@ WEBHOOK_TASK = "training.tasks.deliver_job_webhook"
 PREFERENCE_FORMATS = {"preference", "hh_rlhf", "sharegpt_preference"}  # chosen/rejected pairs
 UNPAIRED_FORMATS = {"kto"}  # single answers labelled desirable or undesirable
 WEIGHTS = ("full", "lora", "qlora")
+# Sent (job=...) inside the transaction that gives a job its final status; training.sweeps listens (it imports this
+# module, never the other way round) to rank a sweep's variants.
+job_finished = Signal()
 
 
 # --- creation ---------------------------------------------------------------------------------------------------
@@ -111,6 +115,56 @@ def _check_method_fits_data(method: str, ds: Dataset) -> None:
         )
 
 
+MAX_COMPARE_PROMPTS = 100
+
+
+def evaluation_source(
+    owner: User,
+    ds: Dataset,
+    hyper: dict[str, Any],
+    compare_prompts: int,
+    eval_dataset_id: int | None,
+    eval_dataset_version: int | None,
+) -> Dataset | None:
+    """Check a job's evaluation choices; return the evaluation dataset the user picked (None: the training dataset's
+    validation split, or ``validation_split`` of its rows). Its rows must read like the training rows."""
+    if not 0 <= compare_prompts <= MAX_COMPARE_PROMPTS:
+        raise ServiceError(f"compare_prompts must be between 0 and {MAX_COMPARE_PROMPTS}.", field="compare_prompts")
+    eval_ds = None
+    if eval_dataset_id is not None:
+        try:
+            eval_ds = resolve_dataset(owner, eval_dataset_id, eval_dataset_version)
+        except ServiceError as exc:
+            field = "eval_dataset_version" if exc.field == "dataset_version" else "eval_dataset"
+            raise ServiceError(f"Evaluation dataset: {exc.message}", field=field) from None
+        if eval_ds.pk == ds.pk:
+            raise ServiceError(
+                "The evaluation dataset is the training dataset: scores on rows the model trained on say nothing. "
+                "Pick another dataset, or leave it empty to use the training dataset's validation split.",
+                field="eval_dataset",
+            )
+        if (eval_ds.format or "") != (ds.format or ""):
+            raise ServiceError(
+                f"The evaluation dataset '{eval_ds.name}' is {eval_ds.format or 'of no known format'}, the training "
+                f"dataset is {ds.format}: pick one in the same format.",
+                field="eval_dataset",
+            )
+        if (eval_ds.column_mapping or {}) != (ds.column_mapping or {}):
+            raise ServiceError(
+                f"The evaluation dataset '{eval_ds.name}' maps its columns differently from the training dataset; "
+                "give both the same column mapping.",
+                field="eval_dataset",
+            )
+    held_out = eval_ds is not None or ds.files.filter(role="validation").exists() or hyper["validation_split"] > 0
+    if compare_prompts and not held_out:
+        raise ServiceError(
+            "compare_prompts needs held-out prompts: pick an evaluation dataset, give the dataset a validation "
+            "split, or set hyperparameters.validation_split above 0.",
+            field="compare_prompts",
+        )
+    return eval_ds
+
+
 def create_job(
     *,
     owner: User,
@@ -124,6 +178,9 @@ def create_job(
     backend: str = "local",
     modal_gpu: str = "",
     init_from_job: TrainingJob | None = None,
+    compare_prompts: int = 0,
+    eval_dataset_id: int | None = None,
+    eval_dataset_version: int | None = None,
 ) -> TrainingJob:
     """Validate and queue a training job (enqueued once the transaction commits)."""
     if method not in METHODS:
@@ -141,6 +198,8 @@ def create_job(
     ds = resolve_dataset(owner, dataset_id, dataset_version)
     _check_method_fits_data(method, ds)
     hyper = validate_hyperparameters(hyperparameters or {}, method)
+    tracking.check_report_to(owner, hyper)
+    eval_ds = evaluation_source(owner, ds, hyper, compare_prompts, eval_dataset_id, eval_dataset_version)
     if base.context_length and hyper["max_length"] > base.context_length:
         raise ServiceError(
             f"max_length {hyper['max_length']} is above {base.name}'s context length {base.context_length}.",
@@ -173,6 +232,8 @@ def create_job(
             backend=backend,
             modal_gpu=modal_gpu,
             init_from_job=init_from_job,
+            compare_prompts=compare_prompts,
+            eval_dataset=eval_ds,
             dataset_sha256=(ds.files.first().sha256 if ds.files.exists() else ""),
         )
         enqueue(job)
@@ -391,6 +452,8 @@ def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
     events.publish_status(job.pk, status, error=error)
     if status in (TrainingJob.Status.SUCCEEDED, TrainingJob.Status.FAILED):
         _announce(job.pk)
+    if job.sweep_id is not None:
+        job_finished.send(sender=TrainingJob, job=job)
 
 
 def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTunedModel | None:
@@ -428,6 +491,7 @@ def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTun
             is_adapter=bool(stored.get("is_adapter", True)),
             metrics=result.get("metrics") or {},
             hyperparameters=job.hyperparameters,
+            evaluation=result.get("comparison") or {},
         )
         job.progress = 1.0
         # The final model is stored: the checkpoints are no longer needed.
@@ -704,6 +768,8 @@ def continue_job(job: TrainingJob, *, extra_epochs: float) -> TrainingJob:
         backend=job.backend,
         modal_gpu=job.modal_gpu,
         init_from_job=job,
+        compare_prompts=job.compare_prompts,
+        eval_dataset_id=job.eval_dataset_id,
     )
 
 

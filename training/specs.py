@@ -49,6 +49,8 @@ def build(
     place = remote_file_name if remote else (lambda f: _local_path(f, out / "data"))
     train = [place(f) for f in files if f.role in (DatasetFile.Role.SOURCE, DatasetFile.Role.TRAIN)]
     evals = [place(f) for f in files if f.role == DatasetFile.Role.VALIDATION]
+    if job.eval_dataset_id is not None:  # the user's evaluation dataset: all of its rows are held out
+        evals = [place(f) for f in job.eval_dataset.files.all()]
     data = DataSpec(
         train_files=tuple(train),
         format=job.dataset.format or None,
@@ -65,4 +67,5 @@ def build(
         hyper=HyperParams.from_dict(job.hyperparameters),
         resume=True,
         init_from=init_from,
+        compare_prompts=job.compare_prompts,
     )

@@ -29,6 +29,7 @@ class LoginSerializer(StrictInputMixin, serializers.Serializer):
 
 class UserSerializer(serializers.ModelSerializer):
     has_hf_token = serializers.BooleanField(read_only=True)
+    has_wandb_key = serializers.BooleanField(read_only=True)
     has_webhook_secret = serializers.BooleanField(read_only=True)
     webhook_url = serializers.CharField(read_only=True, help_text="The job notifications' webhook (empty: none).")
     quotas = serializers.SerializerMethodField()
@@ -44,6 +45,8 @@ class UserSerializer(serializers.ModelSerializer):
             "has_hf_token",
             "hf_token_last4",
             "hf_username",
+            "has_wandb_key",
+            "wandb_key_last4",
             "is_staff",
             "date_joined",
             "quotas",
@@ -108,6 +111,22 @@ class HfTokenStatusSerializer(serializers.Serializer):
 class HfTokenSavedSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
     hf_username = serializers.CharField()
+    last4 = serializers.CharField()
+
+
+class WandbKeyInSerializer(StrictInputMixin, serializers.Serializer):
+    key = serializers.RegexField(
+        r"^[!-~]+$",
+        min_length=40,
+        max_length=256,
+        write_only=True,
+        trim_whitespace=True,
+        error_messages={"invalid": "A Weights & Biases API key is printable ASCII text."},
+    )
+
+
+class WandbKeyStatusSerializer(serializers.Serializer):
+    present = serializers.BooleanField()
     last4 = serializers.CharField()
 
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path("me/quotas/", views.MeQuotasView.as_view(), name="me-quotas"),
     path("change-password/", views.ChangePasswordView.as_view(), name="change-password"),
     path("hf-token/", views.HfTokenView.as_view(), name="hf-token"),
+    path("wandb-key/", views.WandbKeyView.as_view(), name="wandb-key"),
     path("tokens/", views.ApiTokenListView.as_view(), name="token-list"),
     path("tokens/<int:pk>/", views.ApiTokenDetailView.as_view(), name="token-detail"),
 ]

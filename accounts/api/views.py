@@ -151,6 +151,28 @@ class HfTokenView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class WandbKeyView(APIView):
+    """The user's Weights & Biases API key (experiment tracking): write-only; GET tells only whether one is stored
+    and its last 4 characters."""
+
+    @extend_schema(responses=s.WandbKeyStatusSerializer)
+    def get(self, request: Request) -> Response:
+        st = services.wandb_key_status(request.user)
+        return Response({"present": st.present, "last4": st.last4})
+
+    @extend_schema(request=s.WandbKeyInSerializer, responses={200: s.WandbKeyStatusSerializer, 400: _detail})
+    def post(self, request: Request) -> Response:
+        data = s.WandbKeyInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        st = services.save_wandb_key(request.user, key=data.validated_data["key"])
+        return Response({"present": st.present, "last4": st.last4})
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request) -> Response:
+        services.delete_wandb_key(request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class ApiTokenListView(generics.ListCreateAPIView):
     """List the user's API tokens; POST creates one and shows its key once."""
 

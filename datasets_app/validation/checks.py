@@ -8,7 +8,8 @@ from array import array
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from training.engine.data import is_preference
+from training.engine.data import is_preference, is_tool_format
+from training.engine.data.tool_formats import tool_names
 
 from .pii import KINDS, scan
 from .rows import ProgressEstimator, Row, RowStream
@@ -76,6 +77,10 @@ class RowChecks:
         self._exact_seen: dict[int, int] = {}  # content hash -> index of its first valid row
         self._norm_seen: dict[int, int] = {}
         self._preference: bool | None = None
+        self.tool_rows = 0  # rows with tool calls or tool results
+        self.tool_calls = 0
+        self.tool_results = 0
+        self.tool_unknown = Refs()  # rows calling a tool their tools list does not name
 
     def examples(self) -> Iterator[Mapping[str, Any]]:
         """Check every row; yield the canonical examples (in order) for token counting."""
@@ -145,6 +150,8 @@ class RowChecks:
             for kind in {k for k, _, _ in found}:
                 self.pii[kind].add(file, line)
         self._check_quality(file, line, parts.response, text, data)
+        if self.stream.format is not None and is_tool_format(self.stream.format):
+            self._check_tools(file, line, example)
         fid = self._file_ids.get(file)
         if fid is None:
             fid = self._file_ids[file] = len(self.file_names)
@@ -172,6 +179,20 @@ class RowChecks:
                 self.normalized_pairs.append((self.place(first), (file, line)))
         else:
             self._norm_seen[nkey] = index
+
+    def _check_tools(self, file: str, line: int, example: Mapping[str, Any]) -> None:
+        """Count tool calls and results; remember rows whose calls name a tool missing from their tools list (the
+        conversion already refused bad arguments and results that follow no call)."""
+        calls = [c for m in example["messages"] for c in m.get("tool_calls") or ()]
+        results = sum(1 for m in example["messages"] if m["role"] == "tool")
+        if not calls and not results:
+            return
+        self.tool_rows += 1
+        self.tool_calls += len(calls)
+        self.tool_results += results
+        names = tool_names(example.get("tools") or ())
+        if any(c["function"]["name"] not in names for c in calls):
+            self.tool_unknown.add(file, line)
 
     def _check_quality(self, file: str, line: int, response: list[str], text: str, data: bytes) -> None:
         quality = self.quality

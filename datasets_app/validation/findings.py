@@ -74,7 +74,17 @@ def content_warnings(checks: RowChecks, multi: bool) -> list[dict[str, Any]]:
         for kind, text in _QUALITY_MESSAGES.items()
         if checks.quality[kind].count
     ]
+    if checks.tool_unknown.count:
+        plural = "have a call to a tool that is not in the row's tools list"
+        warnings.append(_row_warning("tool_unknown", checks.tool_unknown, plural, multi))
     return warnings
+
+
+def tool_calling_section(checks: RowChecks) -> dict[str, int] | None:
+    """How many valid rows call tools or hold tool results, with the calls and results counted (None: no such row)."""
+    if not checks.tool_rows:
+        return None
+    return {"rows": checks.tool_rows, "calls": checks.tool_calls, "results": checks.tool_results}
 
 
 def _histogram(lengths: Sequence[int]) -> list[dict[str, int]]:

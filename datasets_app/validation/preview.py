@@ -110,8 +110,16 @@ def preview(
             }
             if "messages" in example:
                 item["messages"] = example["messages"]
+                if example.get("tools"):  # tool-calling rows: the tools list the model is shown
+                    item["tools"] = example["tools"]
                 item["segments"] = _segments(
-                    render_segments(tokenizer, example["messages"], chat_template=renderer, max_length=max_length)
+                    render_segments(
+                        tokenizer,
+                        example["messages"],
+                        chat_template=renderer,
+                        max_length=max_length,
+                        tools=example.get("tools"),
+                    )
                 )
             elif "text" in example:
                 item["segments"] = _text_segments(tokenizer, example["text"], tokens, max_length)

@@ -26,6 +26,7 @@ from .findings import (
     errors_section,
     quality_section,
     tokens_section,
+    tool_calling_section,
     verdict_of,
     warning,
 )
@@ -194,5 +195,6 @@ def validate_files(
         "quality": quality_section(checks, multi),
         "tokens": tokens,
         "statistics": checks.stats.result(fmt_name),
+        "tool_calling": tool_calling_section(checks),
         "elapsed_s": round(time.perf_counter() - started, 3),
     }

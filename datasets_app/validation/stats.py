@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from training.engine.data import is_preference, is_unpaired_preference
+from training.engine.data.tool_formats import tool_calls_text
 
 from .rows import RowStream
 
@@ -30,7 +31,10 @@ def parts_of(example: Mapping[str, Any]) -> Parts:
     """Take a canonical example (messages, text or preference) apart."""
     messages = example.get("messages")
     if messages is not None:
-        texts = [m["content"] for m in messages]
+        if "tools" in example or any(len(m) > 2 for m in messages):  # tool calls are part of what is trained
+            texts = [m["content"] + tool_calls_text(m) if m.get("tool_calls") else m["content"] for m in messages]
+        else:
+            texts = [m["content"] for m in messages]
         roles = tuple([m["role"] for m in messages])
         if len(roles) == 2 and roles[1] == "assistant":  # the common single-turn case
             return Parts(texts, roles, texts[1:])
@@ -126,7 +130,10 @@ class StatsAccumulator:
                 "max": max(turns) if turns else 0,
                 "histogram": [{"turns": k, "count": turns[k]} for k in sorted(turns)],
             },
-            "roles": {role: roles.get(role, 0) for role in ("system", "user", "assistant")},
+            "roles": {
+                role: roles.get(role, 0)
+                for role in ("system", "user", "assistant", *(("tool",) if roles.get("tool") else ()))
+            },
             "preference": preference,
             "labels": self._labels() if fmt is not None and is_unpaired_preference(fmt) else None,
         }

@@ -16,6 +16,7 @@ const DatasetDetailPage = lazy(() => import("./pages/datasets/DatasetDetailPage"
 const TrainingListPage = lazy(() => import("./pages/training/TrainingListPage"));
 const NewTrainingPage = lazy(() => import("./pages/training/new/NewTrainingPage"));
 const TrainingJobPage = lazy(() => import("./pages/training/TrainingJobPage"));
+const SweepPage = lazy(() => import("./pages/training/SweepPage"));
 const ModelsListPage = lazy(() => import("./pages/models/ModelsListPage"));
 const ModelDetailPage = lazy(() => import("./pages/models/ModelDetailPage"));
 const CompareModelsPage = lazy(() => import("./pages/models/CompareModelsPage"));
@@ -59,6 +60,7 @@ const router = createBrowserRouter([
           { path: "training", element: <TrainingListPage /> },
           { path: "training/new", element: <NewTrainingPage /> },
           { path: "training/jobs/:id", element: <TrainingJobPage /> },
+          { path: "training/sweeps/:id", element: <SweepPage /> },
           { path: "models", element: <ModelsListPage /> },
           { path: "models/base", element: <BaseModelsPage /> },
           { path: "models/compare", element: <CompareModelsPage /> },

@@ -28,6 +28,16 @@ class GenerateRequestSerializer(StrictInputMixin, serializers.Serializer):
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2, default=0.7)
     top_p = serializers.FloatField(required=False, min_value=0, max_value=1, default=0.9)
     compare_with_base = serializers.BooleanField(required=False, default=False)
+    tools = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        max_length=32,
+        help_text=(
+            "Optional tool (function) specs offered to the model: `{name, description, parameters}` or "
+            '`{"type": "function", "function": {...}}`; at most 32, 32,000 characters of JSON. Rendered with the '
+            "model's own tool template, or the documented fallback (Qwen/Hermes `<tools>` block)."
+        ),
+    )
 
 
 _ANSWER = inline_serializer(
@@ -37,6 +47,12 @@ _ANSWER = inline_serializer(
         "tokens": serializers.IntegerField(),
         "duration_s": serializers.FloatField(),
         "prompt_tokens": serializers.IntegerField(),
+        "tool_calls": serializers.ListField(
+            child=serializers.DictField(),
+            required=False,
+            help_text='With `tools`: the `<tool_call>` blocks of the answer, as `{"type": "function", '
+            '"function": {"name", "arguments": {...}}}` (absent when the answer calls no tool).',
+        ),
         "base": serializers.DictField(required=False),
     },
 )

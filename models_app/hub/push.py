@@ -181,6 +181,7 @@ def prepare_push_folder(model: FineTunedModel, out_dir: Path, *, repo_id: str, n
             weights=model.weights,
             hyperparameters=model.hyperparameters or {},
             metrics=model.metrics or {},
+            evaluation=model.evaluation or None,
             license=base.license or "other",
             model_name=repo_id,
             extra={"tags": ["finetune"]},

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import sign_up
-from tests.factories import make_ready_dataset
+from tests.factories import alpaca_rows, make_ready_dataset
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
@@ -37,11 +37,17 @@ def test_wizard_launch_live_chart_and_reload(page, daphne_url, browser_training_
 
     from accounts.models import User
 
-    ds = make_ready_dataset(User.objects.get(username="tina"), name="tiny alpaca")
+    tina = User.objects.get(username="tina")
+    ds = make_ready_dataset(tina, name="tiny alpaca")
+    held = make_ready_dataset(tina, rows=alpaca_rows(6)[4:], name="held-out alpaca")
     page.goto(f"{daphne_url}/training/new?dataset={ds.pk}")
     next_button = page.get_by_role("button", name="Next")
-    for _ in range(2):  # base model (preselected), dataset (preselected)
-        next_button.click()
+    next_button.click()  # base model (preselected)
+    # Dataset step: evaluate on the other Alpaca dataset, 2 prompts for the report.
+    page.get_by_label("Evaluate on").select_option(str(held.pk))
+    page.get_by_label("Evaluation prompts").fill("2")
+    shot("01-dataset-evaluation.png")
+    next_button.click()
     shot("01-method.png")
     next_button.click()
     page.get_by_test_id("preset-quick-lora").click()
@@ -79,6 +85,18 @@ def test_wizard_launch_live_chart_and_reload(page, daphne_url, browser_training_
     expect(page.get_by_test_id("loss-chart")).to_have_attribute("data-points", str(expected), timeout=20000)
     page.wait_for_timeout(500)
     shot("06-job-succeeded-after-reload.png")
+
+    # The model page: the evaluation report, base and fine-tuned answers side by side with their scores.
+    model = TrainingJob.objects.get(pk=job_id).produced_model
+    page.goto(f"{daphne_url}/models/{model.pk}")
+    card = page.get_by_test_id("evaluation-card")
+    expect(card.get_by_test_id("evaluation-rows").locator("li")).to_have_count(2, timeout=20000)
+    expect(card.get_by_test_id("evaluation-summary")).to_contain_text("ROUGE-L F1")
+    expect(card.get_by_test_id("evaluation-counts")).to_contain_text("2 prompts, 2 with a reference answer")
+    first = alpaca_rows(6)[4]
+    expect(card).to_contain_text(first["output"].strip()[:40])
+    card.scroll_into_view_if_needed()
+    card.screenshot(path=str(shots / "07-model-evaluation-report.png"))
 
 
 KTO_ROWS = [

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from training.engine.errors import DataError
-from training.engine.evaluation import EvalResult, compare_models, encode_conversation, eval_loss
+from training.engine.evaluation import (
+    EvalResult,
+    answer_scores,
+    compare_models,
+    encode_conversation,
+    eval_loss,
+    normalize_answer,
+)
 
 DATASETS = Path(os.environ.get("FINETUNE_DATASETS_DIR", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
 ALPACA = DATASETS / "alpaca_en_demo.json"
@@ -127,6 +134,15 @@ def test_compare_models_shows_both_answers_and_the_adapter_lowers_training_loss(
     assert summary["finetuned_loss"] < summary["base_loss"]
     assert summary["finetuned_perplexity"] == pytest.approx(math.exp(summary["finetuned_loss"]))
     assert summary["examples_improved"] == 4 and summary["prompts_changed"] >= 1
+    # Exact match and ROUGE-L only where there is a reference answer (the first prompt).
+    assert report["prompts"][1]["base_scores"] is None and report["prompts"][1]["finetuned_scores"] is None
+    for side in ("base", "finetuned"):
+        scores = first[f"{side}_scores"]
+        assert scores == answer_scores(first[side], first["reference"]) and 0 <= scores["rouge_l"] <= 1
+        assert (
+            summary[f"{side}_rouge_l"] == scores["rouge_l"] and summary[f"{side}_exact_match"] == scores["exact_match"]
+        )
+    assert summary["references"] == 1
 
 
 def test_compare_models_accepts_a_full_model_folder(base):
@@ -135,3 +151,13 @@ def test_compare_models_accepts_a_full_model_folder(base):
     assert report["finetuned_kind"] == "full" and report["eval"] is None
     assert report["prompts"][0]["base"] == report["prompts"][0]["finetuned"]
     assert report["summary"]["prompts_changed"] == 0
+
+
+def test_answer_scores_exact_match_after_normalisation_and_rouge_l():
+    assert normalize_answer("  The Capital is PARIS! ") == "capital is paris"
+    assert answer_scores("Paris.", "paris") == {"exact_match": 1.0, "rouge_l": 1.0}
+    partial = answer_scores("The capital of France is Paris", "Paris is the capital")
+    assert partial["exact_match"] == 0.0 and 0.3 < partial["rouge_l"] < 1.0
+    # ROUGE-L is an LCS F1 with stemming: word order matters, inflections do not.
+    assert answer_scores("cats running fast", "cat runs fast")["rouge_l"] == 1.0
+    assert answer_scores("completely unrelated words", "Paris is the capital")["rouge_l"] == 0.0

@@ -495,3 +495,47 @@ def test_model_card_of_a_full_model_uses_transformers(tmp_path):
     data = ModelCard.load(path).data.to_dict()
     assert data["library_name"] == "transformers" and "model-index" not in data and data["datasets"] == []
     assert "AutoModelForCausalLM.from_pretrained" in Path(path).read_text()
+
+
+def test_a_card_carries_the_evaluation_report_and_its_reference_metrics(tmp_path):
+    from huggingface_hub import ModelCard
+
+    (tmp_path / "config.json").write_text("{}")
+    evaluation = {
+        "prompts": [
+            {
+                "messages": [{"role": "user", "content": "Capital of France?"}],
+                "reference": "Paris.",
+                "base": "France is a country.",
+                "finetuned": "Paris.",
+                "changed": True,
+            }
+        ],
+        "summary": {
+            "prompts": 1,
+            "references": 1,
+            "base_loss": 2.5,
+            "finetuned_loss": 1.25,
+            "base_exact_match": 0.0,
+            "finetuned_exact_match": 1.0,
+            "base_rouge_l": 0.0,
+            "finetuned_rouge_l": 1.0,
+        },
+    }
+    path = write_model_card(
+        str(tmp_path),
+        base_model="org/base",
+        datasets=["org/data"],
+        method="sft",
+        weights="full",
+        hyperparameters={},
+        metrics={"eval_loss_after": 1.25, "train_loss_last": 1.1},
+        evaluation=evaluation,
+    )
+    card = ModelCard.load(path)
+    metrics = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert metrics == {"eval_loss_after": 1.25, "exact_match": 1.0, "rouge_l": 1.0}  # no training figure
+    text = card.text
+    assert "Base vs fine-tuned on held-out prompts" in text and "| ROUGE-L F1 | 0 | 1 |" in text
+    assert "**Prompt 1:** Capital of France?" in text and "- fine-tuned: Paris." in text
+    assert text.index("Base vs fine-tuned") < text.index("## Usage")

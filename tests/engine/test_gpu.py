@@ -79,3 +79,21 @@ def test_unsloth_auto_is_used_on_cuda(tmp_path: Path, short_alpaca: Path) -> Non
     metrics = [e for e in lines if e["type"] == "metric"]
     assert all("cuda_allocated_mb" in e["memory"] for e in metrics)
     assert Path(result["model_dir"], "adapter_model.safetensors").is_file()
+
+
+def test_lora_sft_on_cuda_takes_the_library_kernels(tmp_path: Path, make_spec: Any, short_alpaca: Path) -> None:
+    """Without Unsloth, CUDA batches padding-free with transformers' flattening collator, attends with
+    FlashAttention-2 when installed (else SDPA) and uses Liger's kernels when installed; the loss falls."""
+    from training.engine import ListCallback, run_training
+    from training.engine.trainers.kernels import flash_attention_available, liger_available
+
+    events = ListCallback()
+    spec = make_spec(tmp_path / "run", short_alpaca, hyper={"max_steps": 6}, use_unsloth="off")
+    result = run_training(spec, [events])
+    assert result.status == "succeeded", result.error
+    attention = "flash_attention_2" if flash_attention_available() else "sdpa"
+    loss = "model" if liger_available() else "sparse"
+    expected = f"SFT path: padding-free, collator flattening, attention {attention}, loss {loss}"
+    assert any(e.line.startswith(expected) for e in events.of_type("log")), [e.line for e in events.of_type("log")]
+    losses = [m.loss for m in events.metrics]
+    assert sum(losses[-2:]) < sum(losses[:2])

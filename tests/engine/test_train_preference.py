@@ -94,3 +94,33 @@ def test_kto_trains_labelled_answers_with_lora(
     assert all(m.loss is not None for m in events.metrics) and len(events.metrics) == 4
     assert any("kl" in k for k in events.metrics[-1].extra), events.metrics[-1].extra
     assert lora_b_norm(result.model_dir) > 0
+
+
+def test_kto_trains_full_weights(tmp_path: Path, make_spec: Any, short_kto: Path, model_path: str) -> None:
+    """KTO with full weights: TRL's KTOTrainer against a frozen reference copy; the saved model is a whole model whose
+    weights moved."""
+    from safetensors import safe_open
+
+    spec = make_spec(
+        tmp_path / "run",
+        short_kto,
+        method="kto",
+        weights="full",
+        hyper={"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-5, "max_length": 96},
+    )
+    events = ListCallback()
+    result = run_training(spec, [events])
+    assert result.status == "succeeded" and result.final_step == 2, result.error
+    assert all(m.loss is not None for m in events.metrics) and len(events.metrics) == 2
+    out = Path(result.model_dir)
+    assert not (out / "adapter_config.json").exists() and (out / "config.json").is_file()
+    name = "model.layers.0.self_attn.q_proj.weight"
+
+    def tensor(folder: Path) -> Any:
+        for f in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(f), "pt") as fh:
+                if name in fh.keys():  # noqa: SIM118 (safe_open has no __contains__)
+                    return fh.get_tensor(name)
+        raise AssertionError(f"{name} not in {folder}")
+
+    assert not tensor(out).equal(tensor(Path(model_path)))

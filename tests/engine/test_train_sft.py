@@ -66,6 +66,10 @@ def test_lora_sft_emits_complete_events_in_order(lora_run: Any, check_metrics: A
     assert statuses.index("loading_model") < statuses.index("training") < statuses.index("succeeded")
     evals = events.of_type("eval")
     assert [e.phase for e in evals] == ["before", "after"]
+    # CPU: our padding-free collator, per-sequence attention and fused linear + cross-entropy (kernels.py).
+    assert any(
+        e.line == "SFT path: padding-free, collator ours, attention packed, loss fused" for e in events.of_type("log")
+    )
     assert all(e.samples == 8 and e.perplexity is not None for e in evals)
     assert [e.step for e in events.of_type("checkpoint")] == [4, 8]
     for event in events.events:
@@ -223,6 +227,8 @@ def test_unsloth_path_gives_the_same_outputs(tmp_path: Path, short_alpaca: Path,
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     result = lines[-1]
     assert result["type"] == "result" and result["status"] == "succeeded" and result["device"]["unsloth"] is True
+    # The labels go to Unsloth's model (its fused cross-entropy), not popped to build the full logits ourselves.
+    assert any(e["type"] == "log" and "SFT path: padded" in e["line"] and "loss model" in e["line"] for e in lines)
     metrics = [e for e in lines if e["type"] == "metric"]
     assert [e["step"] for e in metrics] == [1, 2] and all(e["loss"] > 0 and e["tokens_per_s"] > 0 for e in metrics)
     final = Path(result["model_dir"])

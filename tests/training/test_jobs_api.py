@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
-from tests.factories import TINY_HYPER, TrainingJobFactory, make_ready_dataset
-from training import services
+from tests.factories import TINY_HYPER, TrainingJobFactory, alpaca_rows, make_ready_dataset
+from training import services, specs
 from training.models import TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -236,3 +237,34 @@ def test_metric_events_get_gapless_sequence_numbers(auth_client, user, ready_dat
     assert auth_client.get(f"/api/training/jobs/{job.pk}/logs/").json()[0]["line"] == "hello"
     detail = auth_client.get(f"/api/training/jobs/{job.pk}/").json()
     assert detail["progress"] == 1.0 and detail["current_step"] == 5
+
+
+def test_evaluation_choices_are_checked_before_a_job_is_created(
+    auth_client, user, other_user, ready_dataset, embedded_base
+):
+    held = make_ready_dataset(user, rows=alpaca_rows(6)[4:], name="held out")
+    foreign = make_ready_dataset(other_user, rows=alpaca_rows(6)[4:], name="not yours")
+    chat = make_ready_dataset(user, rows=[{"messages": [{"role": "user", "content": "hi"}]}], fmt="messages")
+    no_split = {**TINY_HYPER, "validation_split": 0.0}
+    cases = [
+        ({"compare_prompts": 2, "hyperparameters": no_split}, "compare_prompts", "held-out prompts"),
+        ({"compare_prompts": 101}, "compare_prompts", "100"),
+        ({"eval_dataset": foreign.pk}, "eval_dataset", "Evaluation dataset: Dataset not found"),
+        ({"eval_dataset": ready_dataset.pk}, "eval_dataset", "is the training dataset"),
+        ({"eval_dataset": chat.pk}, "eval_dataset", "same format"),
+        ({"eval_dataset": held.pk, "eval_dataset_version": 7}, "eval_dataset_version", "no version 7"),
+    ]
+    for extra, field, needle in cases:
+        r = auth_client.post("/api/training/jobs/", _body(ready_dataset, embedded_base, **extra), format="json")
+        assert r.status_code == 400, (extra, r.content)
+        assert field in r.json()["errors"] and needle in str(r.json()), (extra, r.json())
+    assert TrainingJob.objects.count() == 0
+    body = _body(ready_dataset, embedded_base, compare_prompts=3, eval_dataset=held.pk, hyperparameters=no_split)
+    r = auth_client.post("/api/training/jobs/", body, format="json")
+    assert r.status_code == 201, r.content
+    assert r.json()["compare_prompts"] == 3 and r.json()["eval_dataset"] == held.pk
+    job = TrainingJob.objects.get(pk=r.json()["id"])
+    spec = specs.build(job, Path("/tmp/unused"), base_model="x", remote=True)
+    assert spec.compare_prompts == 3 and spec.data.eval_files == tuple(
+        specs.remote_file_name(f) for f in held.files.all()
+    )

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from models_app.artifacts import model_folder
 from tests.clients import post_json, register_session, wait_for_status
-from tests.factories import TINY_HYPER, make_ready_dataset
+from tests.factories import TINY_HYPER, alpaca_rows, make_ready_dataset
 from tests.processes import run_async
 from training.models import TrainingJob
 
@@ -30,6 +30,7 @@ def test_lora_job_streams_metrics_in_order_and_produces_a_model(
     s = register_session(daphne_url, "trainer")
     user = User.objects.get(username="trainer")
     ds = make_ready_dataset(user)
+    held = make_ready_dataset(user, rows=alpaca_rows(6)[4:], name="held-out alpaca")  # the evaluation dataset
     base = BaseModel.objects.ensure_embedded()
     cookie = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
 
@@ -46,6 +47,8 @@ def test_lora_job_streams_metrics_in_order_and_produces_a_model(
                 "method": "sft",
                 "weights": "lora",
                 "hyperparameters": TINY_HYPER,
+                "compare_prompts": 2,
+                "eval_dataset": held.pk,
             },
         )
         assert r.status_code == 201, r.text
@@ -86,6 +89,16 @@ def test_lora_job_streams_metrics_in_order_and_produces_a_model(
         assert (folder / "adapter_config.json").is_file()
     assert job.versions.get("torch") and job.last_checkpoint_step >= 2 and job.checkpoint_key == ""
     assert not list(Path(settings.TRAINING_RUNS_DIR).glob(f"job-{job.pk}-*"))
+    # The evaluation report: base and fine-tuned answers to the evaluation dataset's 2 prompts, scored against their
+    # reference answers, stored with the model and served with it.
+    assert job.compare_prompts == 2 and job.eval_dataset_id == held.pk
+    report = s.get(f"{daphne_url}/api/models/{model.pk}/").json()["eval_report"]
+    comparison, summary = report["comparison"], report["comparison"]["summary"]
+    assert [r["reference"].strip() for r in comparison["prompts"]] == [r["output"].strip() for r in alpaca_rows(6)[4:]]
+    assert all(r["base"] and r["finetuned"] and r["finetuned_scores"] for r in comparison["prompts"])
+    assert summary["references"] == 2 and 0 <= summary["finetuned_rouge_l"] <= 1
+    assert summary["base_loss"] > 0 and summary["finetuned_loss"] > 0  # scored on the evaluation rows
+    assert model.evaluation["summary"] == summary and report["eval_loss_after"] is not None
 
 
 def test_websocket_refuses_other_users_and_foreign_origins(daphne_url, tmp_path):

@@ -187,7 +187,8 @@ def job_file(request: HttpRequest, job_id: int, file_id: int) -> FileResponse | 
     job = _authorized_job(request, job_id)
     if isinstance(job, JsonResponse):
         return job
-    f = DatasetFile.objects.filter(pk=file_id, dataset_id=job.dataset_id).first()
+    datasets = [job.dataset_id] + ([job.eval_dataset_id] if job.eval_dataset_id else [])
+    f = DatasetFile.objects.filter(pk=file_id, dataset_id__in=datasets).first()
     if f is None:
         return JsonResponse({"detail": "Not found.", "errors": {}}, status=404)
     return FileResponse(f.file.open("rb"), as_attachment=True, filename=Path(f.file.name).name)

@@ -22,6 +22,21 @@ class JobCreateSerializer(StrictInputMixin, serializers.Serializer):
     preset = serializers.CharField(required=False, allow_blank=True)
     backend = serializers.ChoiceField(choices=["local", "modal"], default="local")
     modal_gpu = serializers.CharField(required=False, allow_blank=True, default="")
+    compare_prompts = serializers.IntegerField(
+        required=False,
+        default=0,
+        min_value=0,
+        max_value=100,
+        help_text="After training, the base and the fine-tuned model answer this many held-out prompts for the "
+        "model's evaluation report (exact match and ROUGE-L where a prompt has a reference answer); 0: none.",
+    )
+    eval_dataset = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="A dataset of yours to evaluate on (eval loss and the report's prompts), in the training dataset's "
+        "format; empty: the training dataset's validation split (or validation_split of its rows).",
+    )
+    eval_dataset_version = serializers.IntegerField(required=False, allow_null=True, min_value=1)
 
 
 class JobSerializer(FastReadMixin, serializers.ModelSerializer):
@@ -63,6 +78,10 @@ class JobSerializer(FastReadMixin, serializers.ModelSerializer):
             "cost_usd",
             "compute_seconds",
             "init_from_job",
+            "sweep",
+            "sweep_params",
+            "compare_prompts",
+            "eval_dataset",
             "versions",
             "dataset_sha256",
             "metric_seq",

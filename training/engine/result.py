@@ -29,7 +29,7 @@ class TrainingResult:
     eval_loss_before/after, perplexity_before/after, tokens_per_s_mean, peak_memory_mb, train_runtime_s, early_stopped,
     and with ``load_best_model_at_end`` best_step, best_eval_loss, best_model_restored (``final/`` then holds the
     lowest-eval-loss weights). ``model_dir`` is ``output_dir/final`` (None when cancelled); ``checkpoint`` the newest
-    complete checkpoint.
+    complete checkpoint. ``tracking`` says where ``hyper.report_to`` logged (``training.engine.tracking``).
     """
 
     job_id: str
@@ -47,6 +47,7 @@ class TrainingResult:
     message: str = ""
     comparison: dict[str, Any] | None = None
     duration_s: float = 0.0
+    tracking: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict."""
@@ -67,6 +68,7 @@ class TrainingResult:
             "message": self.message,
             "comparison": self.comparison,
             "duration_s": self.duration_s,
+            "tracking": dict(self.tracking),
         }
         return json.loads(json.dumps(out, default=str))
 

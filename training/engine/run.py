@@ -22,11 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import eval_cache
 from .callbacks.base import Callback, Emitter
 from .errors import DiskFull, EngineError, ExportError
 from .preflight import select_unsloth
 from .result import TrainingResult, library_versions
 from .spec import TrainingSpec
+from .tracking import Tracking, check_trackers, forget_tracking
 
 if TYPE_CHECKING:
     from .preflight import Checked
@@ -61,6 +63,7 @@ class Run:
         self.ctx: RunContext | None = None  # set once the device is known: out-of-memory errors can be explained
         self._method: MethodTrainer | None = None
         self.data: DataReport | None = None
+        self.tracking = Tracking(spec.hyper.report_to, output_dir=spec.output_dir, run_name=spec.job_id)
 
     # --- the whole run -------------------------------------------------------------------------------------------
     def execute(self) -> TrainingResult:
@@ -68,9 +71,11 @@ class Run:
         try:
             return self._phases()
         except EngineError as exc:
+            self.tracking.close("FAILED")
             self.emitter.status("failed", str(exc))
             raise
         except BaseException as exc:
+            self.tracking.close("FAILED")
             self._fail(exc)
             raise
 
@@ -93,6 +98,8 @@ class Run:
         final = self.save(metrics)
         artifacts = self.export(final)
         comparison = self.compare(final)
+        if comparison:  # the card gets the evaluation report too
+            self._write_card(final, metrics, comparison)
         return self.succeed(outcome, metrics, best, artifacts, comparison)
 
     def _fail(self, exc: BaseException) -> None:
@@ -126,6 +133,7 @@ class Run:
 
         self.emitter.status("preparing_data", "checking the spec, the model and the data")
         checked = self.checked = preflight(self.spec)
+        check_trackers(self.spec.hyper.report_to)
         device = self._set_up_device(checked)
         self.ctx = RunContext(
             spec=self.spec,
@@ -215,7 +223,7 @@ class Run:
             "loading_model", f"loading {spec.base_model} ({spec.weights}) on {device.type} ({device.precision})"
         )
         self.method.load(self.checked.config)
-        self.method.build([])
+        self.method.build(self.tracking.callbacks())
 
     def open_output_dir(self) -> str | None:
         """Create ``output_dir`` and clear what a fresh run must not reuse; the checkpoint to resume from.
@@ -231,6 +239,7 @@ class Run:
         for _step, path in list_checkpoints(self.out, complete_only=False):
             shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(self.method.best_dir, ignore_errors=True)
+        forget_tracking(self.out)  # a fresh run starts fresh tracker runs
         return None
 
     def _checkpoint_to_resume(self) -> str | None:
@@ -256,11 +265,40 @@ class Run:
 
     # --- evaluating / training -----------------------------------------------------------------------------------
     def evaluate(self, phase: str, message: str) -> dict[str, float] | None:
-        """Evaluate on the held-out rows (None without any)."""
+        """Evaluate on the held-out rows (None without any). The base model's evaluation ("before") is reused from
+        the host's cache when nothing it depends on changed (``eval_cache``): resumes, sweeps and clones skip it."""
         if not self.method.eval_rows:
             return None
+        key = self._before_key() if phase == "before" else None
+        cached = eval_cache.load(key) if key else None
+        if cached is not None:
+            self.emitter.log("info", "base model evaluation reused from the cache (same model, rows and settings)")
+            self.method.replay_evaluation(phase, cached)
+            return cached
         self.emitter.status("evaluating", message)
-        return self.method.evaluate(phase)
+        result = self.method.evaluate(phase)
+        if key and result:
+            eval_cache.store(key, result)
+        return result
+
+    def _before_key(self) -> str | None:
+        """The cache key of the base model's evaluation, or None when the cache is off or the run continues a
+        model (``init_from``: its "before" is not the base model's)."""
+        if not eval_cache.enabled() or self.ctx is None or self.spec.init_from:
+            return None
+        try:
+            return eval_cache.cache_key(
+                model_path=self.ctx.model_path,
+                method=self.spec.method,
+                weights=self.spec.weights,
+                hyperparameters=self.spec.hyper.to_dict(),
+                eval_examples=self.method.eval_examples,
+                chat_template=self.ctx.chat_template,
+                precision=self.ctx.device.precision,
+            )
+        except (TypeError, ValueError, OSError) as exc:  # rows that do not serialise: evaluate as before
+            logger.warning("job %s: no base evaluation cache key: %s", self.spec.job_id, exc)
+            return None
 
     def train(self, resume_from: str | None) -> TrainOutcome:
         """The training loop (from ``resume_from`` when given)."""
@@ -320,7 +358,7 @@ class Run:
         _publish_dir(tmp, final)
         return final
 
-    def _write_card(self, folder: Path, metrics: dict[str, Any]) -> None:
+    def _write_card(self, folder: Path, metrics: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:
         try:
             from .exporters import write_model_card
         except ImportError:
@@ -339,6 +377,7 @@ class Run:
                 weights=spec.weights,
                 hyperparameters=spec.hyper.to_dict(),
                 metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                evaluation=evaluation,
             )
         except Exception as exc:  # a model card must never cost the trained model
             logger.exception("job %s: model card failed", spec.job_id)
@@ -421,6 +460,7 @@ class Run:
         if best.get("best_model_restored"):
             message += f"; kept the best weights, from step {best['best_step']}"
         data = self.method.report or self.data
+        tracking = self.tracking.close("FINISHED")
         result = TrainingResult(
             job_id=self.spec.job_id,
             status="succeeded",
@@ -437,6 +477,7 @@ class Run:
             message=message,
             comparison=comparison,
             duration_s=round(time.time() - self.started, 2),
+            tracking=tracking,
         )
         _atomic_write_json(self.out / RESULT_FILE, result.to_dict())
         self.emitter.status("succeeded", message)
@@ -451,6 +492,7 @@ class Run:
         message = f"cancelled at step {step}" + (
             f"; resume from the checkpoint of step {checkpoint_step(checkpoint)}" if checkpoint else ""
         )
+        tracking = self.tracking.close("KILLED")
         self.emitter.status("cancelled", message)
         return TrainingResult(
             job_id=spec.job_id,
@@ -464,6 +506,7 @@ class Run:
             checkpoint=checkpoint,
             message=message,
             duration_s=round(time.time() - self.started, 2),
+            tracking=tracking,
         )
 
 

@@ -72,7 +72,8 @@ class DataSpec:
             caller (the CLI resolves them against the working directory, then the spec file's folder).
         format (`str` or `None`, defaults to `None`):
             `alpaca`, `sharegpt`, `messages`, `prompt_completion`, `text`, `preference`, `hh_rlhf`,
-            `sharegpt_preference`; `None` detects it from the first rows.
+            `sharegpt_preference`, `kto`, `sharegpt_tools`, `messages_tools` (tool calling); `None` detects it from
+            the first rows.
         column_mapping (`dict[str, str]` or `None`, defaults to `None`):
             Canonical column -> source column (dotted paths allowed), applied before format detection.
         eval_files (`tuple[str, ...]`, defaults to `()`):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from finetune.db import retry_on_lost_connection
-from training import services, workspace
+from training import services, tracking, workspace
 from training.engine import run_training
 from training.engine.errors import EngineError
 from training.models import TrainingJob
@@ -19,9 +19,11 @@ def run(job: TrainingJob, worker_id: str) -> None:
     """Train the claimed job to the end, recording its outcome (succeeded, cancelled, failed, or handed back)."""
     reporter = DjangoReporter(job.pk, worker_id, store_checkpoints=True).start()
     try:
-        with workspace.prepare(job) as ws:
+        # The trackers' settings and secrets (tracking.run_environment) reach the engine through the environment only.
+        with workspace.prepare(job) as ws, tracking.environment(tracking.run_environment(job)):
             result = run_training(ws.spec, callbacks=[reporter]).to_dict()
             if not reporter.lease_lost:
+                result = tracking.store_tensorboard(job.pk, ws.spec.output_dir, result)
                 result = workspace.store_final(job.pk, result)
     except EngineError as exc:  # bad data, bad config, out of memory: the user can fix it, no retry
         reporter.close()

@@ -11,7 +11,8 @@ from django.core import signing
 from django.urls import reverse
 from django.utils.module_loading import import_string
 
-from training import services, specs
+from training import services, specs, tracking
+from training.engine.errors import ConfigError
 from training.models import TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -96,12 +97,17 @@ def build_payload(job: TrainingJob) -> dict[str, Any]:
     spec = specs.build(job, Path("remote"), base_model=base.repo_id, remote=True).to_dict()
     token = callback_token(job)
     files, train_names, eval_names = [], [], []
-    for f in job.dataset.files.all():
+    picked = list(job.eval_dataset.files.all()) if job.eval_dataset_id else []  # the user's evaluation dataset
+    for f in [*job.dataset.files.all(), *picked]:
+        held_out = f.dataset_id == job.eval_dataset_id if picked else f.role == "validation"
+        if picked and not held_out and f.role == "validation":
+            continue  # the training dataset's own split is not used when an evaluation dataset was picked
         name = specs.remote_file_name(f)
         files.append({"name": name, "url": site + reverse("training-internal:file", args=[job.pk, f.pk])})
-        (eval_names if f.role == "validation" else train_names).append(name)
+        (eval_names if held_out else train_names).append(name)
     return {
         "spec": spec,
+        "env": tracking.run_environment(job),  # tracker settings and secrets: the remote process's environment only
         "files": files,
         "train_names": train_names,
         "eval_names": eval_names,
@@ -116,8 +122,8 @@ def run(job: TrainingJob, worker_id: str) -> None:
     """Spawn the remote run and return; the job's lease now belongs to the remote call."""
     try:
         payload = build_payload(job)
-    except ValueError as exc:  # a model the remote run cannot get: say which, do not spawn
-        services.fail_job(job.pk, f"Cannot start on Modal: {exc}.", kind="config", worker_id=worker_id)
+    except (ValueError, ConfigError) as exc:  # a model the remote run cannot get, a tracker gone: say which
+        services.fail_job(job.pk, f"Cannot start on Modal: {exc}", kind="config", worker_id=worker_id)
         return
     call_id = get_client().spawn(job.modal_gpu, payload)
     TrainingJob.objects.filter(pk=job.pk).update(external_id=call_id, lease_owner=f"modal:{call_id}")

@@ -208,7 +208,7 @@ export class UploadAborted extends Error {
 }
 
 function uploadError(status: number, text: string): ApiError {
-  let body: unknown = null;
+  let body: unknown;
   try {
     body = text ? JSON.parse(text) : null;
   } catch {

@@ -168,6 +168,8 @@ export interface GenerateParams {
   max_new_tokens: number;
   temperature: number;
   top_p: number;
+  /** Optional tool (function) specs offered to the model; the answer's `<tool_call>` blocks come back as `tool_calls`. */
+  tools?: Record<string, unknown>[];
 }
 
 // ---------- Helpers ----------

@@ -1,5 +1,6 @@
 // Training endpoints (/api/training/…) and what the training wizard reads (base models, ready datasets, versions).
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import { useMemo } from "react";
 import { api } from "./client";
 import type {
   BaseModelInfo,
@@ -12,6 +13,7 @@ import type {
   Paginated,
   TrainingEstimate,
   TrainingJob,
+  TrainingOptions,
   TrainingPreset,
 } from "./types";
 
@@ -23,16 +25,6 @@ export const FINISHED_STATUSES: readonly JobStatus[] = ["succeeded", "failed", "
 export const PREFERENCE_FORMATS: readonly string[] = ["preference", "hh_rlhf", "sharegpt_preference"];
 /** Dataset formats of single answers labelled desirable or not (KTO needs one of them; SFT, DPO and ORPO refuse them). */
 export const KTO_FORMATS: readonly string[] = ["kto"];
-export const MODAL_GPUS = ["T4", "L4", "A10G", "A100-40GB", "A100-80GB", "H100"] as const;
-/** Memory per Modal GPU in GB (settings.MODAL_GPU_MEMORY_GB), to explain a "will not fit". */
-export const MODAL_GPU_MEMORY_GB: Record<string, number> = {
-  T4: 16,
-  L4: 24,
-  A10G: 24,
-  "A100-40GB": 40,
-  "A100-80GB": 80,
-  H100: 80,
-};
 /** Largest page the metrics and logs endpoints return in one call. */
 export const BACKFILL_PAGE = 5000;
 
@@ -53,6 +45,7 @@ export const trainingKeys = {
   jobs: (params: string) => ["training", "jobs", params] as const,
   job: (id: number) => ["training", "job", id] as const,
   presets: ["training", "presets"] as const,
+  options: ["training", "options"] as const,
   estimate: (body: string) => ["training", "estimate", body] as const,
   baseModels: ["models", "base"] as const,
   models: ["models", "list", "for-jobs"] as const,
@@ -117,6 +110,27 @@ export function fetchMetrics(id: number, afterSeq: number, signal?: AbortSignal)
 
 export function fetchLogs(id: number, afterSeq: number, signal?: AbortSignal): Promise<LogLine[]> {
   return api.get<LogLine[]>(`${jobUrl(id, "logs/")}?after_seq=${afterSeq}`, signal);
+}
+
+/** The wizard's choices (learning-rate schedulers, Modal GPU kinds and their memory), as the API serves them. */
+export function useTrainingOptions() {
+  return useQuery({
+    queryKey: trainingKeys.options,
+    queryFn: ({ signal }) => api.get<TrainingOptions>(`${BASE}options/`, signal),
+    staleTime: Infinity,
+  });
+}
+
+/** The Modal GPU kinds in order, and the memory of each in GB (to explain a "will not fit"); empty while loading. */
+export function useModalGpus(): { names: string[]; memoryGb: Record<string, number> } {
+  const gpus = useTrainingOptions().data?.modal_gpus;
+  return useMemo(
+    () => ({
+      names: (gpus ?? []).map((g) => g.name),
+      memoryGb: Object.fromEntries((gpus ?? []).map((g) => [g.name, g.memory_gb])),
+    }),
+    [gpus],
+  );
 }
 
 export function usePresets() {

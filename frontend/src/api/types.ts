@@ -1,4 +1,9 @@
-// Shapes of the accounts, health and notification API (see /api/schema/ for the full reference).
+// Shapes of the accounts, health and notification API (see /api/schema/ for the full reference). Where the schema is
+// exact, a shape is an alias of the type generated from it (schema.gen.ts, `make types`); the hand-written ones are
+// richer than the schema says (JSON fields, values the serializer leaves untyped) or are not REST bodies.
+import type { components } from "./schema.gen";
+
+type Schemas = components["schemas"];
 
 export type QuotaMap = Record<string, number | string | boolean | null>;
 
@@ -29,15 +34,10 @@ export interface HfTokenSaved {
   last4: string | null;
 }
 
-export interface ApiToken {
-  id: number | string;
-  name: string;
-  prefix: string;
-  created: string;
-  last_used: string | null;
-  /** Only present in the response to the create call. */
+export type ApiToken = Schemas["ApiToken"] & {
+  /** Only present in the response to the create call (ApiTokenCreated). */
   key?: string;
-}
+};
 
 export interface Paginated<T> {
   count: number;
@@ -46,23 +46,11 @@ export interface Paginated<T> {
   results: T[];
 }
 
-export interface Health {
-  status: "ok" | "degraded";
-  database: boolean;
-  redis: boolean;
-  workers: number;
-}
+export type Health = Schemas["Health"];
 
-export interface RegisterInput {
-  username: string;
-  email: string;
-  password: string;
-}
+export type RegisterInput = Schemas["RegisterRequest"];
 
-export interface LoginInput {
-  username: string;
-  password: string;
-}
+export type LoginInput = Schemas["LoginRequest"];
 
 export interface ProfileInput {
   display_name?: string;
@@ -73,10 +61,7 @@ export interface ProfileInput {
   webhook_secret?: string;
 }
 
-export interface ChangePasswordInput {
-  old_password: string;
-  new_password: string;
-}
+export type ChangePasswordInput = Schemas["ChangePasswordRequest"];
 
 export interface TaskMessage {
   type: "task";
@@ -99,8 +84,8 @@ export type SocketMessage = TaskMessage | NotificationMessage | { type: string; 
 
 // ---------- Datasets (docs/DATASETS-CONTRACT.md) ----------
 
-export type DatasetStatus = "uploaded" | "processing" | "ready" | "invalid";
-export type Verdict = "ok" | "warnings" | "invalid";
+export type DatasetStatus = Schemas["DatasetStatusEnum"];
+export type Verdict = Schemas["VerdictEnum"];
 
 export interface DatasetFile {
   id: number;
@@ -178,7 +163,7 @@ export interface DatasetStatistics {
   format: string;
   chars: { mean: number; p50: number; p95: number; max: number };
   turns: { mean: number; max: number; histogram: { turns: number; count: number }[] } | null;
-  roles: Partial<Record<"system" | "user" | "assistant", number>> | null;
+  roles: Partial<Record<"system" | "user" | "assistant" | "tool", number>> | null;
   preference: {
     prompt_chars_mean: number;
     chosen_chars_mean: number;
@@ -204,6 +189,8 @@ export interface ValidationReport {
   quality: { lines?: Record<string, number[]>; [key: string]: number | Record<string, number[]> | undefined } | null;
   tokens: TokenReport | null;
   statistics: DatasetStatistics | null;
+  /** Tool-calling formats: rows with tool calls or results, and how many of each (null: none). */
+  tool_calling?: { rows: number; calls: number; results: number } | null;
   elapsed_s: number;
 }
 
@@ -213,9 +200,20 @@ export interface PreviewSegment {
   truncated?: boolean;
 }
 
+export interface ToolCall {
+  type?: string;
+  id?: string;
+  function: { name: string; arguments: Record<string, unknown> };
+}
+
 export interface ChatMessage {
   role: string;
   content: string;
+  /** Assistant turns of tool-calling rows: the calls it makes (trained). */
+  tool_calls?: ToolCall[];
+  /** Tool turns: the tool's name / the call they answer. */
+  name?: string;
+  tool_call_id?: string;
 }
 
 export interface PreviewRow {
@@ -232,6 +230,8 @@ export interface PreviewRow {
   } | null;
   truncated: boolean;
   tokens: number;
+  /** Tool-calling rows: the tool specs listed to the model. */
+  tools?: { type: string; function: { name: string; description?: string } }[];
 }
 
 export interface PreviewPage {
@@ -260,10 +260,10 @@ export interface DatasetUploadInput {
 
 // ---------- Training (/api/training/, /ws/training/<id>/) ----------
 
-export type JobStatus = "queued" | "starting" | "running" | "recovering" | "succeeded" | "failed" | "cancelled";
-export type TrainingMethod = "sft" | "dpo" | "orpo" | "kto";
-export type TrainingWeights = "full" | "lora" | "qlora";
-export type TrainingBackend = "local" | "modal";
+export type JobStatus = Schemas["JobStatusEnum"];
+export type TrainingMethod = Schemas["MethodEnum"];
+export type TrainingWeights = Schemas["WeightsEnum"];
+export type TrainingBackend = Schemas["JobBackendEnum"];
 
 /** Hyperparameters, with the Hugging Face names; anything left out takes the preset's or the engine's default. */
 export interface Hyperparameters {
@@ -325,6 +325,10 @@ export interface TrainingJob {
   model: number | null;
   cost_usd: number | null;
   init_from_job: number | null;
+  /** Held-out prompts both models answer for the evaluation report (0: none). */
+  compare_prompts?: number;
+  /** The dataset (version) evaluated on, when not the training dataset's validation split. */
+  eval_dataset?: number | null;
   versions: Record<string, string>;
   dataset_sha256: string;
   metric_seq: number;
@@ -346,6 +350,9 @@ export interface JobCreateInput {
   hyperparameters: Hyperparameters;
   backend: TrainingBackend;
   modal_gpu?: string;
+  compare_prompts?: number;
+  eval_dataset?: number | null;
+  eval_dataset_version?: number | null;
 }
 
 /** One point of a job's metric stream: kind "metric" (training step) or "eval" (eval_loss). */
@@ -429,6 +436,10 @@ export interface FineTunedModelInfo {
   notes: string;
   created: string;
 }
+
+/** GET /api/training/options/: the wizard's choices, served from the engine and the settings (not copied here). */
+export type TrainingOptions = Schemas["TrainingOptions"];
+export type ModalGpu = Schemas["ModalGpu"];
 
 export type JobSocketMessage =
   | ({ type: "metric" } & MetricPoint)

@@ -17,6 +17,7 @@ import { Icon } from "../components/Icon";
 import { Banner, Button, Card, Field, PageHeader, Spinner } from "../components/ui";
 import { formatDate } from "../lib/format";
 import { NotificationsCard } from "../components/settings/NotificationsCard";
+import { WandbKeyCard } from "../components/settings/WandbKeyCard";
 
 const FALLBACK = "Please correct the errors below.";
 
@@ -429,6 +430,7 @@ export default function SettingsPage() {
       <PasswordForm />
       {me.data && <NotificationsCard key={`n${me.data.id}`} user={me.data} />}
       <HfTokenCard />
+      <WandbKeyCard />
       <ApiTokensCard />
     </div>
   );

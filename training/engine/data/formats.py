@@ -3,6 +3,8 @@
 Canonical shapes (what the trainers and TRL consume):
 
 * SFT formats -> ``{"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}``
+* tool-calling formats -> ``{"messages": [...], "tools": [...]}`` with assistant ``tool_calls`` and ``tool`` turns
+  (see ``tool_formats``)
 * TEXT -> ``{"text": str}``
 * preference formats -> TRL's conversational preference format
   ``{"prompt": [messages...], "chosen": [{"role": "assistant", ...}], "rejected": [{"role": "assistant", ...}]}``
@@ -20,6 +22,7 @@ from training.engine.errors import DataError
 
 from .messages import Message, check_conversation, column, message_list, text_field, with_system
 from .preference_formats import hh_rlhf, is_kto_label, kto, preference, sharegpt_preference
+from .tool_formats import is_messages_tool_row, is_sharegpt_tool_row, messages_tools, sharegpt_tools
 
 
 class DatasetFormat(StrEnum):
@@ -34,8 +37,11 @@ class DatasetFormat(StrEnum):
     HH_RLHF = "hh_rlhf"
     SHAREGPT_PREFERENCE = "sharegpt_preference"
     KTO = "kto"
+    SHAREGPT_TOOLS = "sharegpt_tools"
+    MESSAGES_TOOLS = "messages_tools"
 
 
+TOOL_FORMATS = frozenset({DatasetFormat.SHAREGPT_TOOLS, DatasetFormat.MESSAGES_TOOLS})
 PREFERENCE_FORMATS = frozenset({DatasetFormat.PREFERENCE, DatasetFormat.HH_RLHF, DatasetFormat.SHAREGPT_PREFERENCE})
 
 EXPECTED_COLUMNS: dict[DatasetFormat, str] = {
@@ -48,12 +54,19 @@ EXPECTED_COLUMNS: dict[DatasetFormat, str] = {
     DatasetFormat.HH_RLHF: "chosen, rejected (whole '\\n\\nHuman: ... \\n\\nAssistant: ...' transcripts)",
     DatasetFormat.SHAREGPT_PREFERENCE: "conversations, chosen, rejected",
     DatasetFormat.KTO: "messages (or prompt, completion) and a boolean label (true = desirable)",
+    DatasetFormat.SHAREGPT_TOOLS: "conversations with function_call/observation turns[, tools, system]",
+    DatasetFormat.MESSAGES_TOOLS: "messages with assistant tool_calls and tool turns[, tools]",
 }
 
 
 def is_preference(fmt: DatasetFormat | str) -> bool:
     """True for the formats that hold chosen/rejected pairs (DPO, ORPO)."""
     return DatasetFormat(fmt) in PREFERENCE_FORMATS
+
+
+def is_tool_format(fmt: DatasetFormat | str | None) -> bool:
+    """True for the tool-calling formats (conversations with tool calls, tool results and a tools list)."""
+    return fmt is not None and DatasetFormat(fmt) in TOOL_FORMATS
 
 
 def is_unpaired_preference(fmt: DatasetFormat | str | None) -> bool:
@@ -167,9 +180,9 @@ def _row_format(row: Mapping[str, Any]) -> DatasetFormat | None:
             return DatasetFormat.HH_RLHF
         return DatasetFormat.PREFERENCE
     if "conversations" in keys:
-        return DatasetFormat.SHAREGPT
+        return DatasetFormat.SHAREGPT_TOOLS if is_sharegpt_tool_row(row) else DatasetFormat.SHAREGPT
     if "messages" in keys:
-        return DatasetFormat.MESSAGES
+        return DatasetFormat.MESSAGES_TOOLS if is_messages_tool_row(row) else DatasetFormat.MESSAGES
     if "instruction" in keys and ("output" in keys or "response" in keys):
         return DatasetFormat.ALPACA
     if "prompt" in keys and "completion" in keys:
@@ -180,7 +193,8 @@ def _row_format(row: Mapping[str, Any]) -> DatasetFormat | None:
 
 
 def detect_format(rows: Sequence[Mapping[str, Any]]) -> DatasetFormat:
-    """Detect the format from a sample of rows (the first ~100); the majority wins.
+    """Detect the format from a sample of rows (the first ~100); the majority wins, except that one tool-calling row
+    makes its layout's tool format win over the plain one (the tool formats read plain conversations too).
 
     Raises ``DataError`` listing the columns seen and the columns each format expects when nothing matches.
     """
@@ -193,6 +207,12 @@ def detect_format(rows: Sequence[Mapping[str, Any]]) -> DatasetFormat:
         fmt = _row_format(row)
         if fmt is not None:
             votes[fmt] += 1
+    for tools, plain in (
+        (DatasetFormat.SHAREGPT_TOOLS, DatasetFormat.SHAREGPT),
+        (DatasetFormat.MESSAGES_TOOLS, DatasetFormat.MESSAGES),
+    ):
+        if votes[tools]:
+            votes[tools] += votes.pop(plain, 0)
     if votes:
         return votes.most_common(1)[0][0]
     expected = "; ".join(f"{fmt.value} ({cols})" for fmt, cols in EXPECTED_COLUMNS.items())
@@ -282,6 +302,8 @@ _CONVERTERS = {
     DatasetFormat.HH_RLHF: hh_rlhf,
     DatasetFormat.SHAREGPT_PREFERENCE: sharegpt_preference,
     DatasetFormat.KTO: kto,
+    DatasetFormat.SHAREGPT_TOOLS: sharegpt_tools,
+    DatasetFormat.MESSAGES_TOOLS: messages_tools,
 }
 
 

@@ -20,7 +20,7 @@ _VERIFY_ROWS = 256
 
 def _example_text(renderer: ChatRenderer, example: Mapping[str, Any], eos: str) -> str:
     if "messages" in example:
-        return renderer.render_for_counting(example["messages"])
+        return renderer.render_for_counting(example["messages"], tools=example.get("tools"))
     if "text" in example:
         text = str(example["text"])
         return text if not eos or text.endswith(eos) else text + eos

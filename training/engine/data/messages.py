@@ -57,7 +57,7 @@ def role_of(raw: Any, index: int, field: str) -> str:
     if role is None:
         raise DataError(
             f"{field}[{index}] has role {raw!r}; supported roles: human/user, gpt/assistant, system "
-            "(tool and function turns are not supported)."
+            "(tool-calling conversations use the formats sharegpt_tools and messages_tools)."
         )
     return role
 

@@ -39,12 +39,14 @@ def render_segments(
     max_length: int | None = None,
     train_on: TrainOn = "assistant",
     train_from: int = 0,
+    tools: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[Segment]:
-    """The conversation as the model sees it, split into trained / untrained pieces; text past ``max_length``
-    tokens comes last with ``truncated=True``. Only assistant turns at index >= ``train_from`` are marked."""
+    """The conversation (with ``tools``) as the model sees it, split into trained / untrained pieces; text past
+    ``max_length`` tokens comes last with ``truncated=True``. Only assistant turns at index >= ``train_from`` are
+    marked (with their tool calls; tool results are untrained context)."""
     check_train_on(train_on)
     renderer = as_renderer(tokenizer, chat_template)
-    text, spans = assistant_spans(renderer, messages, train_from)
+    text, spans = assistant_spans(renderer, messages, train_from, tools)
     if train_on == "all":
         spans = [(0, len(text))]
     ids, flags, offsets = label_tokens(tokenizer, text, spans)
@@ -109,6 +111,7 @@ def preview_segments(
         max_length=max_length,
         train_on=train_on,
         train_from=train_from,
+        tools=example.get("tools"),
     )
 
 

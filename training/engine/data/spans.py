@@ -42,10 +42,15 @@ def as_renderer(tokenizer: Any, chat_template: str | ChatRenderer | None) -> Cha
 
 
 def assistant_spans(
-    renderer: ChatRenderer, messages: Sequence[Mapping[str, Any]], first: int = 0
+    renderer: ChatRenderer,
+    messages: Sequence[Mapping[str, Any]],
+    first: int = 0,
+    tools: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[str, list[tuple[int, int]]]:
-    """Render ``messages`` and return (text, character spans of the trained assistant turns from index ``first``)."""
-    full = renderer.render(messages)
+    """Render ``messages`` (with ``tools``) and return (text, character spans of the trained assistant turns from
+    index ``first``). Assistant turns include their tool calls; tool results are context like user turns."""
+    renderer = renderer.for_conversation(messages, tools)
+    full = renderer.render(messages, tools=tools)
     eot = renderer.eot
     spans: list[tuple[int, int]] = []
     cursor = 0
@@ -55,8 +60,8 @@ def assistant_spans(
         start = end = -1
         if i > 0:
             try:
-                before = renderer.render(messages[:i], add_generation_prompt=True)
-                after = renderer.render(messages[: i + 1])
+                before = renderer.render(messages[:i], add_generation_prompt=True, tools=tools)
+                after = renderer.render(messages[: i + 1], tools=tools)
             except DataError:
                 before = after = ""
             if before and after.startswith(before) and full.startswith(after) and len(before) >= cursor:

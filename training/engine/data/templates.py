@@ -63,11 +63,62 @@ COMPLETION_TEMPLATE = (
     "{% endfor %}"
 )
 
+# Tool calling for templates without tool support (Qwen2.5 / Hermes style ChatML): the tools are listed in the system
+# block inside <tools></tools>, an assistant's calls follow its text as <tool_call>{"name", "arguments"}</tool_call>
+# blocks, and each tool result is a `tool` turn wrapped in <tool_response></tool_response>. Documented in
+# docs/DATASETS-CONTRACT.md ("Tool calling").
+TOOL_SYSTEM_DEFAULT = "You are a helpful assistant."
+TOOL_FALLBACK_TEMPLATE = (
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\n' }}"
+    "{%- if messages and messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}"
+    "{%- else %}{{- '" + TOOL_SYSTEM_DEFAULT + "' }}{%- endif %}"
+    "{{- '\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n'"
+    " + 'You are provided with function signatures within <tools></tools> XML tags:\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\n' }}{{- tool | tojson }}{%- endfor %}"
+    "{{- '\n</tools>\n\nFor each function call, return a json object with function name and arguments within '"
+    " + '<tool_call></tool_call> XML tags:\n<tool_call>\n'"
+    ' + \'{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n\' }}'
+    "{%- elif messages and messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' and loop.first %}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\n' + (message['content'] or '') }}"
+    "{%- for call in message.get('tool_calls') or [] %}"
+    "{%- set fn = call['function'] if call['function'] is defined else call %}"
+    "{%- if loop.first and message['content'] %}{{- '\n' }}{%- elif not loop.first %}{{- '\n' }}{%- endif %}"
+    "{{- '<tool_call>\n{\"name\": ' + (fn['name'] | tojson) + ', \"arguments\": ' + (fn['arguments'] | tojson)"
+    " + '}\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{{- '<|im_end|>\n' }}"
+    "{%- elif message['role'] == 'tool' %}"
+    "{{- '<|im_start|>tool\n<tool_response>\n' + message['content'] + '\n</tool_response><|im_end|>\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+
+
+def template_supports_tools(template: str) -> bool:
+    """Whether a chat template renders tools itself: its source uses the ``tools`` variable."""
+    return re.search(r"\btools\b", template) is not None
+
+
+def uses_tools(messages: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None = None) -> bool:
+    """Whether a conversation needs tool rendering: a tools list, assistant tool calls or tool results."""
+    return bool(tools) or any(m.get("role") == "tool" or m.get("tool_calls") for m in messages)
+
+
 CHAT_TEMPLATES: dict[str, str] = {
     "alpaca": ALPACA_TEMPLATE,
     "chatml": CHATML_TEMPLATE,
     "llama2": LLAMA2_TEMPLATE,
     "completion": COMPLETION_TEMPLATE,
+    "tools": TOOL_FALLBACK_TEMPLATE,
 }
 TEMPLATE_NAMES: tuple[str, ...] = ("auto", *CHAT_TEMPLATES)
 
@@ -142,7 +193,11 @@ def _compile(template: str) -> Any:
 
 
 class ChatRenderer:
-    """Renders canonical messages with one template and one tokenizer's special tokens; reuse it across rows."""
+    """Renders canonical messages with one template and one tokenizer's special tokens; reuse it across rows.
+
+    Conversations with tools (a tools list, assistant ``tool_calls``, ``tool`` turns) render with the template itself
+    when it supports tools (``supports_tools``) and with ``TOOL_FALLBACK_TEMPLATE`` otherwise (``tool_renderer``).
+    """
 
     def __init__(self, tokenizer: Any, chat_template: str | None = None) -> None:
         self.tokenizer = tokenizer
@@ -151,16 +206,43 @@ class ChatRenderer:
         self._kwargs = dict(getattr(tokenizer, "special_tokens_map", None) or {})  # as apply_chat_template passes
         self._eot: str | None = None
         self._skeleton: _Skeletons | None = None
+        self.supports_tools = template_supports_tools(self.template)
+        self._tool_renderer: ChatRenderer | None = None
 
-    def render(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = False) -> str:
-        """The conversation as text, exactly as ``apply_chat_template(tokenize=False)`` renders it."""
+    def tool_renderer(self) -> ChatRenderer:
+        """The renderer for tool-calling conversations: this one when the template supports tools, else one of the
+        fallback template ``TOOL_FALLBACK_TEMPLATE`` (made once)."""
+        if self.supports_tools:
+            return self
+        if self._tool_renderer is None:
+            self._tool_renderer = ChatRenderer(self.tokenizer, TOOL_FALLBACK_TEMPLATE)
+        return self._tool_renderer
+
+    def for_conversation(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Any] | None = None
+    ) -> ChatRenderer:
+        """The renderer that renders this conversation (``tool_renderer`` when it uses tools)."""
+        return self.tool_renderer() if not self.supports_tools and uses_tools(messages, tools) else self
+
+    def render(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        add_generation_prompt: bool = False,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> str:
+        """The conversation as text, exactly as ``apply_chat_template(tokenize=False, tools=tools)`` renders it
+        (with the fallback tool template when the conversation uses tools and the template does not support them)."""
         import jinja2
 
+        renderer = self.for_conversation(messages, tools)
+        if renderer is not self:
+            return renderer.render(messages, add_generation_prompt=add_generation_prompt, tools=tools)
         try:
             return str(
                 self._compiled.render(
                     messages=list(messages),
-                    tools=None,
+                    tools=list(tools) if tools else None,
                     documents=None,
                     add_generation_prompt=add_generation_prompt,
                     **self._kwargs,
@@ -170,11 +252,18 @@ class ChatRenderer:
             raise DataError(f"the chat template cannot render this conversation: {exc}") from None
 
     def render_for_counting(
-        self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = False
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        add_generation_prompt: bool = False,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
         """Like ``render`` but fast for bulk counting: the template is rendered once per sequence of roles with
         placeholders and the contents are pasted in (checked against ``render`` on the first rows; any difference
-        switches back to ``render`` for good). Contents with leading/trailing whitespace always use ``render``."""
+        switches back to ``render`` for good). Contents with leading/trailing whitespace always use ``render``, and
+        so do conversations with a tools list."""
+        if tools:
+            return self.render(messages, add_generation_prompt=add_generation_prompt, tools=tools)
         if self._skeleton is None:
             self._skeleton = _Skeletons(self)
         return self._skeleton.render(messages, add_generation_prompt)

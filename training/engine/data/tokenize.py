@@ -12,7 +12,7 @@ from training.engine.errors import ConfigError, DataError
 from training.engine.hyperparams import PACKING
 
 from .counting import FastTokenCounter
-from .formats import DatasetFormat, is_preference, is_unpaired_preference, parse_format
+from .formats import DatasetFormat, is_preference, is_tool_format, is_unpaired_preference, parse_format
 from .lengths import TextCounter, length_stats, preference_lengths, token_lengths
 from .loading import LoadedData
 from .spans import (
@@ -107,17 +107,19 @@ def tokenize_conversation(
     max_length: int,
     chat_template: str | ChatRenderer | None = None,
     train_on: TrainOn = "assistant",
+    tools: Sequence[Mapping[str, Any]] | None = None,
 ) -> TokenizedExample:
-    """Tokenize a canonical conversation; only assistant content and its end-of-turn marker are trained
-    (``train_on="all"`` trains every token). Sequences longer than ``max_length`` are cut on the right."""
+    """Tokenize a canonical conversation; only assistant content (with its tool calls) and its end-of-turn marker
+    are trained (``train_on="all"`` trains every token); tool results are context. Sequences longer than
+    ``max_length`` are cut on the right."""
     check_train_on(train_on)
     check_max_length(max_length)
     renderer = as_renderer(tokenizer, chat_template)
     if train_on == "all":
-        text = renderer.render(messages)
+        text = renderer.render(messages, tools=tools)
         ids, _ = encode_with_offsets(tokenizer, text)
         return _make_example(ids, [True] * len(ids), max_length)
-    text, spans = assistant_spans(renderer, messages)
+    text, spans = assistant_spans(renderer, messages, tools=tools)
     ids, flags, _ = label_tokens(tokenizer, text, spans)
     return _make_example(ids, flags, max_length)
 
@@ -148,7 +150,12 @@ def tokenize_example(
     """Tokenize one canonical SFT example (``{"messages": ...}`` or ``{"text": ...}``)."""
     if "messages" in example:
         return tokenize_conversation(
-            tokenizer, example["messages"], max_length=max_length, chat_template=chat_template, train_on=train_on
+            tokenizer,
+            example["messages"],
+            max_length=max_length,
+            chat_template=chat_template,
+            train_on=train_on,
+            tools=example.get("tools"),
         )
     if "text" in example:
         return tokenize_text(tokenizer, str(example["text"]), max_length=max_length)
@@ -297,6 +304,8 @@ def build_sft_dataset(
     check_max_length(max_length)
     pack = wants_packing(packing, loaded.format)
     renderer = ChatRenderer(tokenizer, chat_template)
+    if is_tool_format(loaded.format):  # one template for every row, so the end-of-turn check holds for all
+        renderer = renderer.tool_renderer()
     row_limit = UNLIMITED if pack else max_length
     tokenized = [
         tokenize_example(tokenizer, ex, max_length=row_limit, chat_template=renderer, train_on=train_on)

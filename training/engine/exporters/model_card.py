@@ -128,6 +128,7 @@ def write_model_card(
     model_name: str | None = None,
     extra: Mapping[str, Any] | None = None,
     base_model_note: str | None = None,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> str:
     """Write ``out_dir/README.md`` (front matter + training/eval/usage sections); return its path.
 
@@ -136,6 +137,8 @@ def write_model_card(
     The evaluation metrics among ``metrics`` (``is_evaluation_metric``) also go into ``model-index`` so the Hub shows
     them; training figures (losses while training, throughput, memory) stay in the card's tables only.
     ``base_model_note`` says where the base weights really came from when they are not the repository's own.
+    ``evaluation`` is the run's base vs fine-tuned comparison (``evaluation.compare_models``): its summary becomes a
+    table, a few of its prompts are quoted, and the fine-tuned model's exact match and ROUGE-L join ``model-index``.
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
@@ -147,7 +150,8 @@ def write_model_card(
     extra = dict(extra or {})
     tags = _tags(method, weights, library, bool(ggufs), extra.pop("tags", []))
     dataset = str(datasets[0]) if datasets else "custom"
-    evaluation = {k: v for k, v in _numeric(metrics).items() if is_evaluation_metric(k)}
+    evaluation_metrics = {k: v for k, v in _numeric(metrics).items() if is_evaluation_metric(k)}
+    evaluation_metrics.update(_reference_metrics(evaluation))
     results = [
         EvalResult(
             task_type="text-generation",
@@ -158,7 +162,7 @@ def write_model_card(
             metric_value=value,
             metric_name=key,
         )
-        for key, value in evaluation.items()
+        for key, value in evaluation_metrics.items()
     ]
     data = ModelCardData(
         base_model=base_model,
@@ -174,6 +178,8 @@ def write_model_card(
     body = _body(
         name, base_model, datasets, method, weights, library, hyperparameters, metrics, ggufs, base_model_note
     )
+    if evaluation:
+        body = body.replace("## Usage\n", _evaluation_report(evaluation) + "## Usage\n", 1)
     path = folder / "README.md"
     tmp = folder / ".README.md.tmp"
     ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(tmp)
@@ -189,6 +195,55 @@ _EVALUATION_PREFIXES = ("eval_", "perplexity", "exact_match", "rouge", "bleu", "
 def is_evaluation_metric(name: str) -> bool:
     """True for metrics measured on held-out data (eval loss, perplexity, exact match, ROUGE, ...)."""
     return str(name).lower().startswith(_EVALUATION_PREFIXES)
+
+
+def _reference_metrics(evaluation: Mapping[str, Any] | None) -> dict[str, float]:
+    """The fine-tuned model's exact match and ROUGE-L on the held-out prompts with a reference answer."""
+    summary = (evaluation or {}).get("summary") or {}
+    if not summary.get("references"):
+        return {}
+    out = {}
+    for metric in ("exact_match", "rouge_l"):
+        value = summary.get(f"finetuned_{metric}")
+        if isinstance(value, int | float) and math.isfinite(float(value)):
+            out[metric] = float(value)
+    return out
+
+
+_REPORT_ROWS = (
+    ("loss (assistant tokens)", "base_loss", "finetuned_loss"),
+    ("perplexity", "base_perplexity", "finetuned_perplexity"),
+    ("exact match", "base_exact_match", "finetuned_exact_match"),
+    ("ROUGE-L F1", "base_rouge_l", "finetuned_rouge_l"),
+)
+_QUOTED_PROMPTS = 3
+
+
+def _evaluation_report(evaluation: Mapping[str, Any]) -> str:
+    """Markdown: base vs fine-tuned on held-out prompts (summary table and a few answers side by side)."""
+    summary = evaluation.get("summary") or {}
+    lines = [
+        "### Base vs fine-tuned on held-out prompts",
+        "",
+        f"{summary.get('prompts', 0)} held-out prompts answered greedily by both models"
+        f" ({summary.get('references', 0)} with a reference answer).",
+        "",
+        "| metric | base | fine-tuned |",
+        "|---|---|---|",
+    ]
+    for label, base_key, ft_key in _REPORT_ROWS:
+        if summary.get(base_key) is not None or summary.get(ft_key) is not None:
+            lines.append(f"| {label} | {_cell(summary.get(base_key))} | {_cell(summary.get(ft_key))} |")
+    prompts = [p for p in evaluation.get("prompts") or [] if isinstance(p, Mapping)][:_QUOTED_PROMPTS]
+    for i, row in enumerate(prompts, 1):
+        asked = next(
+            (m.get("content", "") for m in reversed(row.get("messages") or []) if m.get("role") == "user"), ""
+        )
+        lines += ["", f"**Prompt {i}:** {_cell(asked)}", ""]
+        if row.get("reference"):
+            lines.append(f"- reference: {_cell(row['reference'])}")
+        lines += [f"- base: {_cell(row.get('base', ''))}", f"- fine-tuned: {_cell(row.get('finetuned', ''))}"]
+    return "\n".join(lines) + "\n\n"
 
 
 def _tags(method: str, weights: str, library: str, has_gguf: bool, extra_tags: Sequence[Any]) -> list[str]:

@@ -142,6 +142,19 @@ class MethodTrainer(ABC):
         finally:
             self.bridge.phase = "during"
 
+    def replay_evaluation(self, phase: str, metrics: dict[str, float]) -> None:
+        """Report an evaluation computed earlier (the cached base model evaluation) as if it had just run."""
+        if self.trainer is None or self.bridge is None:
+            return
+        self.bridge.phase = phase
+        try:
+            t = self.trainer
+            # As Trainer.evaluate reports: log, then on_evaluate, so the bridge and every tracker see it.
+            t.log(dict(metrics))
+            t.control = t.callback_handler.on_evaluate(t.args, t.state, t.control, dict(metrics))
+        finally:
+            self.bridge.phase = "during"
+
     def train(self, resume_from: str | None) -> TrainOutcome:
         """Run the training loop (resuming from a checkpoint folder when given)."""
         assert self.trainer is not None and self.bridge is not None

@@ -23,6 +23,7 @@ from training.engine.errors import DataError
 from .base import MethodTrainer
 from .context import DataReport
 from .hf_trainer import EngineTrainerMixin, common_args
+from .kernels import SftPath, flash_attention_available, liger_available, select_sft_path
 from .losses import FUSED_LOSS_MODEL_TYPES, linear_cross_entropy
 from .registry import register
 
@@ -125,6 +126,16 @@ def _make_trainer_class() -> type:
             if torch.is_tensor(denom):
                 denom = float(denom)
             outputs: Any
+            if self.loss_mode == "model":
+                # Liger's (CUDA) or Unsloth's fused linear + cross-entropy: the model gets the labels (and the token
+                # count of the accumulated batch) and never materialises the full logits.
+                counted = num_items_in_batch is not None and model.training
+                extra = {"num_items_in_batch": num_items_in_batch} if counted else {}
+                outputs = model(**inputs, labels=labels, **extra)
+                loss = outputs.loss
+                if not counted and model.training:
+                    loss = loss / self.current_gradient_accumulation_steps
+                return (loss, outputs) if return_outputs else loss
             if self.loss_mode == "fused":
                 decoder, head = _fused_parts(model)
                 # The decoder is called directly, outside the forward that accelerate wrapped in autocast, so
@@ -148,6 +159,17 @@ def _make_trainer_class() -> type:
             return (loss, outputs) if return_outputs else loss
 
     return PackedSFTTrainer
+
+
+def _collator(path: SftPath, pad_token_id: int | None) -> Any:
+    """The batch collator of an SFT path."""
+    if path.collator == "flattening":
+        from transformers import DataCollatorWithFlattening
+
+        return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)
+    if path.collator == "ours":
+        return PaddingFreeCollator()
+    return PaddedCollator(pad_token_id)
 
 
 def _base(model: Any) -> Any:
@@ -268,17 +290,25 @@ class SFTMethod(MethodTrainer):
         counters, bridge = self.make_bridge()
         kwargs = common_args(ctx, has_eval=bool(self.eval_rows))
         kwargs.update(remove_unused_columns=False, label_names=["labels"])
+        path = select_sft_path(
+            device_type=ctx.device.type,
+            use_unsloth=ctx.use_unsloth,
+            supports_position_ids=_supports(self.model, "position_ids"),
+            supports_fused_loss=supports_fused_loss(self.model),
+            supports_logits_to_keep=_supports(self.model, "logits_to_keep"),
+            liger=ctx.device.type == "cuda" and liger_available(),
+            flash_attention=ctx.device.type == "cuda" and flash_attention_available(),
+        )
+        if path.liger:
+            kwargs["use_liger_kernel"] = True
         args = TrainingArguments(**kwargs)
-        packed = _supports(self.model, "position_ids") and not ctx.use_unsloth
-        if packed and supports_fused_loss(self.model):
-            loss_mode = "fused"
-        elif packed and _supports(self.model, "logits_to_keep"):
-            loss_mode = "sparse"
-        else:
-            loss_mode = "full"
-        collator = PaddingFreeCollator() if packed else PaddedCollator(ctx.tokenizer.pad_token_id)
-        if packed:
+        collator = _collator(path, ctx.tokenizer.pad_token_id)
+        if path.attention == "packed":
             _use_packed_attention(self.model)
+        elif path.attention in ("flash_attention_2", "sdpa"):
+            _base(self.model).set_attn_implementation(path.attention)
+        self.sft_path = path
+        ctx.emitter.log("info", f"SFT path: {path.describe()}")
         cls = _make_trainer_class()
         trainer = cls(
             model=self.model,
@@ -289,13 +319,13 @@ class SFTMethod(MethodTrainer):
             processing_class=ctx.tokenizer,
             callbacks=[bridge, *callbacks],
         )
-        trainer.loss_mode = os.environ.get("FINETUNE_SFT_LOSS", loss_mode)
+        trainer.loss_mode = os.environ.get("FINETUNE_SFT_LOSS", path.loss)
         trainer.model_accepts_loss_kwargs = True  # so the Trainer counts label tokens over the accumulated batch
         self.attach(trainer)
         logger.info(
-            "job %s: SFT trainer ready (padding_free=%s, loss=%s, gradient_checkpointing=%s)",
+            "job %s: SFT trainer ready (%s; loss=%s, gradient_checkpointing=%s)",
             ctx.job_id,
-            packed,
+            path.describe(),
             trainer.loss_mode,
             self.gradient_checkpointing,
         )

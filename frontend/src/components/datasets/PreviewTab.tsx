@@ -8,7 +8,36 @@ import { formatNumber } from "../../lib/format";
 
 const LIMIT = 10;
 
-function Legend() {
+// Tool-calling rows: calls (in trained assistant turns) and results (in the context) are set apart within segments.
+const TOOL_CALL = /(<tool_call>[\s\S]*?<\/tool_call>)/;
+const TOOL_RESULT = /(<tool_response>[\s\S]*?<\/tool_response>)/;
+const TOOL_CALL_STYLE = { boxShadow: "inset 3px 0 0 #1f7a44", fontWeight: 600 } as const;
+const TOOL_RESULT_STYLE = { background: "#e9effc", color: "#23407a", borderRadius: 2 } as const;
+
+/** A segment's text with its tool calls (trained segments) or tool results (context) wrapped so they stand out. */
+function ToolBlocks({ text, trained }: { text: string; trained: boolean }) {
+  const parts = text.split(trained ? TOOL_CALL : TOOL_RESULT);
+  if (parts.length === 1) return <>{text}</>;
+  return (
+    <>
+      {parts.map((part, i) =>
+        i % 2 === 0 ? (
+          part
+        ) : part.startsWith("<tool_call>") ? (
+          <span key={i} className="seg-tool-call" style={TOOL_CALL_STYLE} title="Tool call (trained)" data-testid="seg-tool-call">
+            {part}
+          </span>
+        ) : (
+          <span key={i} className="seg-tool-result" style={TOOL_RESULT_STYLE} title="Tool result (context, not trained)" data-testid="seg-tool-result">
+            {part}
+          </span>
+        ),
+      )}
+    </>
+  );
+}
+
+function Legend({ tools = false }: { tools?: boolean }) {
   return (
     <div className="ds-legend" aria-label="Legend">
       <span className="ds-legend__item">
@@ -23,6 +52,18 @@ function Legend() {
         <span className="ds-legend__swatch seg-truncated" aria-hidden="true" />
         cut off (past max length)
       </span>
+      {tools && (
+        <>
+          <span className="ds-legend__item">
+            <span className="ds-legend__swatch seg-trained" style={TOOL_CALL_STYLE} aria-hidden="true" />
+            tool call (trained)
+          </span>
+          <span className="ds-legend__item">
+            <span className="ds-legend__swatch" style={TOOL_RESULT_STYLE} aria-hidden="true" />
+            tool result (context)
+          </span>
+        </>
+      )}
     </div>
   );
 }
@@ -49,7 +90,7 @@ function Segments({ segments }: { segments: PreviewSegment[] }) {
           className={`seg ${seg.truncated ? "seg-truncated" : seg.trained ? "seg-trained" : "seg-context"}`}
           title={seg.truncated ? "Cut off: past max length" : seg.trained ? "Trained" : "Context (not trained)"}
         >
-          {seg.text}
+          {seg.truncated ? seg.text : <ToolBlocks text={seg.text} trained={seg.trained} />}
         </span>
       ))}
     </>
@@ -59,6 +100,7 @@ function Segments({ segments }: { segments: PreviewSegment[] }) {
 function Row({ row }: { row: PreviewRow }) {
   const rejected = row.preference?.rejected;
   const rejectedSegments = row.preference?.rejected_segments;
+  const calls = (row.messages ?? []).reduce((n, m) => n + (m.tool_calls?.length ?? 0), 0);
   return (
     <article className="ds-preview-row" data-testid="preview-row" data-index={row.index}>
       <header className="ds-preview-row__head">
@@ -66,6 +108,16 @@ function Row({ row }: { row: PreviewRow }) {
         {row.line !== null && row.line !== undefined && <span className="muted small">line {formatNumber(row.line)}</span>}
         <span className="grow" />
         {row.preference && <span className="badge badge--info">preference pair</span>}
+        {row.tools?.length ? (
+          <span className="muted small" data-testid="row-tools" title="Tools listed to the model in this row">
+            tools: {row.tools.map((t) => t.function.name).join(", ")}
+          </span>
+        ) : null}
+        {calls > 0 && (
+          <span className="badge badge--info" data-testid="tool-calls-badge">
+            {calls} tool {calls === 1 ? "call" : "calls"}
+          </span>
+        )}
         {row.truncated && (
           <span className="badge badge--warning" data-testid="truncated-badge">
             truncated
@@ -123,7 +175,7 @@ export function PreviewTab({ dataset }: { dataset: Dataset }) {
       title="Preview"
       icon="search"
       description="Each row exactly as the model sees it, rendered with the chat template. Only the highlighted tokens are trained."
-      actions={<Legend />}
+      actions={<Legend tools={dataset.format === "sharegpt_tools" || dataset.format === "messages_tools"} />}
     >
       {preview.isPending ? (
         <div className="center-pad">

@@ -60,6 +60,11 @@ function VerdictBanner({ report }: { report: ValidationReport }) {
           ) : (
             "The format could not be detected"
           )}
+          {report.tool_calling && (
+            <span data-testid="tool-calling-summary">
+              {` · ${formatNumber(report.tool_calling.rows)} tool-calling ${report.tool_calling.rows === 1 ? "row" : "rows"} (${formatNumber(report.tool_calling.calls)} calls, ${formatNumber(report.tool_calling.results)} results)`}
+            </span>
+          )}
           {report.warnings.length > 0 &&
             ` · ${report.warnings.length} ${report.warnings.length === 1 ? "warning" : "warnings"}`}
           {report.errors_total > 0 && ` · ${formatNumber(report.errors_total)} ${report.errors_total === 1 ? "error" : "errors"}`}

@@ -19,6 +19,13 @@ export const FORMATS: { value: string; label: string; short: string; columns: st
     short: "ShareGPT pref.",
     columns: "conversations, chosen, rejected",
   },
+  {
+    value: "sharegpt_tools",
+    label: "ShareGPT tool calling",
+    short: "ShareGPT tools",
+    columns: "conversations (function_call, observation), tools?, system?",
+  },
+  { value: "messages_tools", label: "Messages with tool calls", short: "Messages tools", columns: "messages (tool_calls, tool), tools?" },
 ];
 
 /** Field names each format reads, offered as suggestions in the column mapping editor. */
@@ -31,6 +38,8 @@ export const FORMAT_FIELDS: Record<string, string[]> = {
   preference: ["prompt", "chosen", "rejected", "system"],
   hh_rlhf: ["chosen", "rejected"],
   sharegpt_preference: ["conversations", "chosen", "rejected", "system"],
+  sharegpt_tools: ["conversations", "tools", "system"],
+  messages_tools: ["messages", "tools"],
 };
 
 export function formatLabel(value: string | null | undefined, short = false): string {

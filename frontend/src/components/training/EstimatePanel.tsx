@@ -1,5 +1,5 @@
 // The pre-launch estimate: tokens, steps, duration, peak memory by method, fit, and Modal cost per GPU.
-import { MODAL_GPU_MEMORY_GB, MODAL_GPUS } from "../../api/training";
+import { useModalGpus } from "../../api/training";
 import type { TrainingBackend, TrainingEstimate, TrainingWeights } from "../../api/types";
 import { Icon } from "../Icon";
 import { Banner, Spinner } from "../ui";
@@ -8,10 +8,10 @@ import { formatCompact, formatDuration, formatGb, formatNumber, formatUsd } from
 
 const WEIGHT_ORDER: TrainingWeights[] = ["full", "lora", "qlora"];
 
-/** What the estimate says for the chosen backend (and GPU). */
-export function estimateFor(estimate: TrainingEstimate, backend: TrainingBackend, gpu: string) {
+/** What the estimate says for the chosen backend (and GPU; `gpuMemoryGb`: useModalGpus().memoryGb). */
+export function estimateFor(estimate: TrainingEstimate, backend: TrainingBackend, gpu: string, gpuMemoryGb: Record<string, number>) {
   const modal = backend === "modal" ? estimate.modal?.[gpu] : undefined;
-  const limitGb = backend === "modal" ? MODAL_GPU_MEMORY_GB[gpu] ?? null : estimate.memory_available_gb;
+  const limitGb = backend === "modal" ? gpuMemoryGb[gpu] ?? null : estimate.memory_available_gb;
   const fits = backend === "modal" ? modal?.fits ?? estimate.fits : estimate.fits;
   const durationS = backend === "modal" ? modal?.duration_s ?? estimate.duration_s : estimate.duration_s;
   const notes = [...(estimate.notes ?? [])];
@@ -78,7 +78,8 @@ export function EstimatePanel({
   onSelectGpu?: (gpu: string) => void;
   waitingFor?: string | null;
 }) {
-  const view = estimate ? estimateFor(estimate, backend, gpu) : null;
+  const gpus = useModalGpus();
+  const view = estimate ? estimateFor(estimate, backend, gpu, gpus.memoryGb) : null;
   return (
     <section className="tr-estimate" data-testid="estimate" data-fits={view ? String(view.fits) : undefined} aria-busy={loading || undefined}>
       <header className="tr-estimate__head">
@@ -176,7 +177,7 @@ export function EstimatePanel({
                   </tr>
                 </thead>
                 <tbody>
-                  {MODAL_GPUS.filter((g) => estimate.modal?.[g] || estimate.modal_cost_usd_by_gpu?.[g] !== undefined).map((g) => {
+                  {gpus.names.filter((g) => estimate.modal?.[g] || estimate.modal_cost_usd_by_gpu?.[g] !== undefined).map((g) => {
                     const row = estimate.modal?.[g];
                     const selected = backend === "modal" && g === gpu;
                     return (
@@ -186,7 +187,7 @@ export function EstimatePanel({
                         onClick={onSelectGpu && backend === "modal" ? () => onSelectGpu(g) : undefined}
                       >
                         <td className="strong">{g}</td>
-                        <td className="num">{formatGb(MODAL_GPU_MEMORY_GB[g])}</td>
+                        <td className="num">{formatGb(gpus.memoryGb[g])}</td>
                         <td className="num">{formatDuration(row?.duration_s)}</td>
                         <td className="num">{formatUsd(row?.cost_usd ?? estimate.modal_cost_usd_by_gpu?.[g])}</td>
                         <td>

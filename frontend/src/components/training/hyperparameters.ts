@@ -28,7 +28,8 @@ export type HpKey =
   | "gradient_checkpointing"
   | "chat_template"
   | "early_stopping_patience"
-  | "load_best_model_at_end";
+  | "load_best_model_at_end"
+  | "report_to";
 
 export type HpValues = Record<HpKey, string>;
 export type TrainBy = "epochs" | "steps";
@@ -37,9 +38,12 @@ export interface HpField {
   key: HpKey;
   label: string;
   hint: string;
-  kind: "int" | "float" | "text" | "select";
+  /** multi: any of `options` (checkboxes), kept as a comma-separated string, sent as a list. */
+  kind: "int" | "float" | "text" | "select" | "multi";
   advanced?: boolean;
   options?: readonly string[];
+  /** Options the API serves (GET /api/training/options/, the engine's list; replaces `options`). */
+  servedOptions?: "lr_schedulers";
   /** Options that depend on the method (replaces `options`). */
   optionsFor?: (ctx: HpContext) => readonly string[];
   /** Labels of options (the value is shown otherwise; "" is "not set"). */
@@ -56,16 +60,6 @@ export interface HpContext {
   trainBy: TrainBy;
 }
 
-export const LR_SCHEDULERS = [
-  "linear",
-  "cosine",
-  "cosine_with_restarts",
-  "polynomial",
-  "constant",
-  "constant_with_warmup",
-  "inverse_sqrt",
-] as const;
-
 const usesLora = (c: HpContext) => c.weights !== "full";
 const usesBeta = (c: HpContext) => c.method !== "sft";
 const isSft = (c: HpContext) => c.method === "sft";
@@ -75,6 +69,9 @@ export const LOSS_TYPES: Partial<Record<TrainingMethod, readonly string[]>> = {
   dpo: ["", "sigmoid", "ipo", "hinge", "robust", "sigmoid_norm", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "apo_zero", "apo_down", "aot", "aot_unpaired", "discopop"],
   kto: ["", "kto", "apo_zero_unpaired"],
 };
+
+/** The experiment trackers of `report_to` (training/engine/hyperparams.py REPORT_TO). */
+export const TRACKERS = ["tensorboard", "mlflow", "wandb"] as const;
 
 export const HP_FIELDS: HpField[] = [
   { key: "num_train_epochs", label: "Epochs", hint: "Passes over the training set; fractions train part of one.", kind: "float", when: (c) => c.trainBy === "epochs" },
@@ -99,7 +96,7 @@ export const HP_FIELDS: HpField[] = [
   },
   { key: "warmup_ratio", label: "Warmup ratio", hint: "Share of the steps ramping the learning rate up from 0.", kind: "float", advanced: true },
   { key: "weight_decay", label: "Weight decay", hint: "AdamW decoupled weight decay.", kind: "float", advanced: true },
-  { key: "lr_scheduler_type", label: "LR scheduler", hint: "How the learning rate changes over the run.", kind: "select", options: LR_SCHEDULERS, advanced: true },
+  { key: "lr_scheduler_type", label: "LR scheduler", hint: "How the learning rate changes over the run.", kind: "select", servedOptions: "lr_schedulers", advanced: true },
   { key: "lora_target_modules", label: "LoRA target modules", hint: "all-linear, or module names separated by commas (q_proj, v_proj).", kind: "text", advanced: true, when: usesLora },
   { key: "seed", label: "Seed", hint: "Adapter init, data order and validation split.", kind: "int", advanced: true },
   { key: "validation_split", label: "Validation split", hint: "Share of rows held out for eval loss; 0 turns evaluation off.", kind: "float", advanced: true },
@@ -113,6 +110,7 @@ export const HP_FIELDS: HpField[] = [
   { key: "chat_template", label: "Chat template", hint: "The model's own by default; override with a named template (saved with the model).", kind: "select", options: ["", "chatml", "alpaca", "llama2", "completion"], optionLabels: { "": "the model's own" }, advanced: true, optional: true },
   { key: "precision", label: "Precision", hint: "auto: the fastest the device runs natively (bf16 where it has it, else fp32).", kind: "select", options: ["auto", "bf16", "fp16", "fp32"], advanced: true },
   { key: "gradient_checkpointing", label: "Gradient checkpointing", hint: "auto: only when the activations would not fit; on saves memory at ~30% speed.", kind: "select", options: ["auto", "on", "off"], advanced: true },
+  { key: "report_to", label: "Report to", hint: "Experiment trackers that log the run: TensorBoard events are kept with the job; MLflow needs a server configured; W&B needs your API key (Settings).", kind: "multi", options: TRACKERS, optionLabels: { tensorboard: "TensorBoard", mlflow: "MLflow", wandb: "Weights & Biases" }, advanced: true, optional: true },
 ];
 
 /** The engine's defaults (training/engine/spec.py HyperParams). */
@@ -144,6 +142,7 @@ export const HP_DEFAULTS: HpValues = {
   chat_template: "",
   early_stopping_patience: "",
   load_best_model_at_end: "",
+  report_to: "",
 };
 
 function show(value: unknown, key?: string): string {
@@ -188,6 +187,8 @@ export function buildHyperparameters(values: HpValues, ctx: HpContext): { hyperp
     if (field.optionsFor && !field.optionsFor(ctx).includes(raw)) continue; // e.g. a DPO loss after switching to KTO
     if (field.kind === "select") {
       out[field.key] = raw === "true" ? true : raw === "false" ? false : raw;
+    } else if (field.kind === "multi") {
+      out[field.key] = raw.split(",").map((s) => s.trim()).filter(Boolean);
     } else if (field.kind === "text") {
       const parts = raw.split(",").map((s) => s.trim()).filter(Boolean);
       out[field.key] = parts.length === 1 ? parts[0] : parts;
@@ -205,7 +206,7 @@ export function buildHyperparameters(values: HpValues, ctx: HpContext): { hyperp
 /** The wizard step that owns an API error key (e.g. "hyperparameters.learning_rate" → 3). */
 export function stepForErrorKey(key: string): number {
   if (key === "base_model") return 0;
-  if (key === "dataset" || key === "dataset_version") return 1;
+  if (["dataset", "dataset_version", "eval_dataset", "eval_dataset_version", "compare_prompts"].includes(key)) return 1;
   if (key === "method" || key === "weights") return 2;
   if (key === "hyperparameters" || key.startsWith("hyperparameters.") || key === "preset") return 3;
   if (key === "backend" || key === "modal_gpu") return 4;

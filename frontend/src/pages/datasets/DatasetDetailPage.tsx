@@ -228,6 +228,8 @@ function useLiveProgress(dataset: Dataset | undefined) {
         ? { ...old, progress: typeof message.progress === "number" ? message.progress : old.progress, status: status ?? old.status }
         : old,
     );
+    // Runs once per socket message (stamp); entry and queryClient are read as they are then.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [stamp, id]);
 }
 

@@ -17,6 +17,7 @@ import {
 } from "../../api/models";
 import type { MetricPoint } from "../../api/types";
 import { Icon } from "../../components/Icon";
+import { EvaluationCard } from "../../components/models/EvaluationCard";
 import { ExportsCard } from "../../components/models/ExportsCard";
 import { OllamaDialog } from "../../components/models/OllamaDialog";
 import { PushHubDialog } from "../../components/models/PushHubDialog";
@@ -371,6 +372,7 @@ export default function ModelDetailPage() {
           <ExportsCard model={data} live={feed.lookup} />
           <SharingCard model={data} live={feed.lookup} />
           <MetricsCard model={data} />
+          <EvaluationCard model={data} />
           <ModelReproducibility jobId={data.job} />
         </div>
         <div className="md-detail-grid__side">

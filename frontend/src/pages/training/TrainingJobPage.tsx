@@ -15,6 +15,7 @@ import { Banner, Button, Card, EmptyState, Field, Spinner, StatusDot } from "../
 import { LossChart, MetricChart } from "../../components/training/Charts";
 import { JobActions } from "../../components/training/JobActions";
 import { ReproducibilityCard } from "../../components/training/ReproducibilityCard";
+import { TrackingCard } from "../../components/training/TrackingCard";
 import { JobProgress, JobStatusBadge } from "../../components/training/JobBits";
 import { HP_FIELDS } from "../../components/training/hyperparameters";
 import { LogTail } from "../../components/training/LogTail";
@@ -306,6 +307,16 @@ export default function TrainingJobPage() {
                 <dd>{formatDateTime(data.finished)}</dd>
               </div>
             )}
+            {(data as typeof data & { sweep?: number | null }).sweep && (
+              <div>
+                <dt>Sweep</dt>
+                <dd>
+                  <Link to={`/training/sweeps/${(data as typeof data & { sweep?: number }).sweep}`} data-testid="job-sweep-link">
+                    sweep #{(data as typeof data & { sweep?: number }).sweep}
+                  </Link>
+                </dd>
+              </div>
+            )}
             {data.init_from_job && (
               <div>
                 <dt>Continues</dt>
@@ -378,6 +389,7 @@ export default function TrainingJobPage() {
           </dl>
         </Card>
 
+        <TrackingCard job={data} />
         <ReproducibilityCard job={data} />
       </div>
 

@@ -42,6 +42,11 @@ function finalLoss(job: TrainingJob, model: FineTunedModelInfo | undefined): num
   return null;
 }
 
+/** The sweep a job is a variant of (the `sweep` field of the job API; see api/sweeps.ts). */
+function sweepOf(job: TrainingJob): number | null {
+  return (job as TrainingJob & { sweep?: number | null }).sweep ?? null;
+}
+
 function JobRow({ job, model }: { job: TrainingJob; model: FineTunedModelInfo | undefined }) {
   const navigate = useNavigate();
   const href = `/training/jobs/${job.id}`;
@@ -60,7 +65,18 @@ function JobRow({ job, model }: { job: TrainingJob; model: FineTunedModelInfo | 
         <Link to={href} className="tr-name-link">
           {job.name}
         </Link>
-        <span className="tr-sub">#{job.id}{job.backend === "modal" ? ` · Modal ${job.modal_gpu}` : " · Local"}</span>
+        <span className="tr-sub">
+          #{job.id}
+          {job.backend === "modal" ? ` · Modal ${job.modal_gpu}` : " · Local"}
+          {sweepOf(job) !== null && (
+            <>
+              {" · "}
+              <Link to={`/training/sweeps/${sweepOf(job)}`} data-testid="job-sweep-link">
+                sweep #{sweepOf(job)}
+              </Link>
+            </>
+          )}
+        </span>
       </td>
       <td>
         <JobStatusBadge status={job.status} />

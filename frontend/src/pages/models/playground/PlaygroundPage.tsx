@@ -16,7 +16,7 @@ import "../../../styles/models.css";
 export default function PlaygroundPage() {
   const models = useModelChoice();
   const conversation = usePlaygroundChat();
-  const [settings, setSettings] = useState<GenerationSettings>({ system: "You are a helpful assistant.", temperature: 0.7, topP: 0.9, maxNew: 128 });
+  const [settings, setSettings] = useState<GenerationSettings>({ system: "You are a helpful assistant.", temperature: 0.7, topP: 0.9, maxNew: 128, tools: "" });
   const [sideBySide, setSideBySide] = useState(models.compareParam);
 
   const { target, selectedModel, selectedBase } = models;

@@ -2,7 +2,9 @@
 import type { BaseModel, FineTunedModel } from "../../../api/models";
 import { modelLabel } from "../../../components/models/TaskBits";
 import { Card } from "../../../components/ui";
-import type { GenerationSettings } from "./usePlaygroundChat";
+import { parseTools, type GenerationSettings } from "./usePlaygroundChat";
+
+const TOOLS_PLACEHOLDER = '[{"name": "get_weather", "description": "Current weather in a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]';
 
 function Slider({
   id,
@@ -117,6 +119,7 @@ export function SettingsPanel({
   settings: GenerationSettings;
   onSettings: (patch: Partial<GenerationSettings>) => void;
 }) {
+  const toolsError = parseTools(settings.tools).error;
   return (
     <Card title="Settings" className="md-playground__settings" testId="playground-settings">
       <div className="md-form">
@@ -167,6 +170,26 @@ export function SettingsPanel({
             value={settings.maxNew}
             onChange={(e) => onSettings({ maxNew: Math.max(1, Math.min(1024, Math.round(Number(e.target.value) || 1))) })}
           />
+        </div>
+        <div className="field">
+          <label htmlFor="playground-tools" className="field__label">
+            Tools (JSON)
+          </label>
+          <textarea
+            id="playground-tools"
+            className="input md-textarea"
+            rows={4}
+            spellCheck={false}
+            placeholder={TOOLS_PLACEHOLDER}
+            value={settings.tools}
+            onChange={(e) => onSettings({ tools: e.target.value })}
+            aria-invalid={!!toolsError}
+            aria-describedby="playground-tools-hint"
+            data-testid="playground-tools"
+          />
+          <span id="playground-tools-hint" className={`field__hint${toolsError ? " field__error" : ""}`}>
+            {toolsError ?? "Optional function specs offered to the model; its <tool_call> blocks come back as calls."}
+          </span>
         </div>
       </div>
     </Card>

@@ -16,7 +16,7 @@ export function useModelChoice() {
   const bases = useBaseCatalog();
   const [choice, setChoice] = useState(() => (params.get("model") ? `m:${params.get("model")}` : params.get("base") ? `b:${params.get("base")}` : ""));
 
-  const fineTuned = models.data ?? [];
+  const fineTuned = useMemo(() => models.data ?? [], [models.data]);
   const baseList = useMemo(() => (bases.data ?? []).filter((b) => b.status === "available"), [bases.data]);
 
   // Default: the newest fine-tuned model, else the first base model.

@@ -29,6 +29,22 @@ export interface GenerationSettings {
   temperature: number;
   topP: number;
   maxNew: number;
+  /** Tools (JSON): a list of function specs offered to the model; blank for none. */
+  tools: string;
+}
+
+/** The tools of the settings: none when blank, else a JSON list (an error message when it is not one). */
+export function parseTools(text: string): { tools?: Record<string, unknown>[]; error?: string } {
+  if (!text.trim()) return {};
+  try {
+    const value: unknown = JSON.parse(text);
+    if (!Array.isArray(value) || !value.every((t) => t && typeof t === "object" && !Array.isArray(t))) {
+      return { error: "Tools must be a JSON list of function specs, e.g. [{\"name\": \"get_weather\", \"parameters\": {...}}]." };
+    }
+    return value.length ? { tools: value as Record<string, unknown>[] } : {};
+  } catch (e) {
+    return { error: `Tools are not valid JSON: ${e instanceof Error ? e.message : String(e)}` };
+  }
 }
 
 const newAnswer = (): Answer => ({ text: "", tokens: 0, durationS: null, startedAt: performance.now(), firstTokenAt: null, endedAt: null });
@@ -56,8 +72,14 @@ export function usePlaygroundChat() {
   const send = (text: string, target: GenerateTarget, settings: GenerationSettings, compare: boolean) => {
     const messages = turns(chat, settings.system, text);
     const id = nextId.current++;
+    const { tools, error: toolsError } = parseTools(settings.tools);
+    if (toolsError) {
+      setChat((list) => [...list, { id, user: text, model: newAnswer(), base: null, streaming: false, error: toolsError, fallback: false }]);
+      return;
+    }
     setChat((list) => [...list, { id, user: text, model: newAnswer(), base: compare ? newAnswer() : null, streaming: true, error: null, fallback: false }]);
-    stream.start(target, { messages, max_new_tokens: settings.maxNew, temperature: settings.temperature, top_p: settings.topP }, compare, {
+    const params = { messages, max_new_tokens: settings.maxNew, temperature: settings.temperature, top_p: settings.topP, ...(tools ? { tools } : {}) };
+    stream.start(target, params, compare, {
       onToken: (side, piece) =>
         update(id, (e) => {
           const now = performance.now();

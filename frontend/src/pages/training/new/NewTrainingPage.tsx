@@ -10,6 +10,7 @@ import { DatasetStep } from "./steps/DatasetStep";
 import { HyperparametersStep } from "./steps/HyperparametersStep";
 import { MethodStep } from "./steps/MethodStep";
 import { ReviewStep } from "./steps/ReviewStep";
+import { SweepOption } from "./steps/SweepOption";
 import { LAST_STEP, STEP, STEPS, type ServerDetail, type WizardPatch } from "./state";
 import { nextHint, stepSummaries } from "./summaries";
 import { useWizard, type Wizard } from "./useWizard";
@@ -39,6 +40,10 @@ function StepBody({ wizard }: { wizard: Wizard }) {
           onPick={(root, latestId) => set(["dataset", "dataset_version"])({ datasetRoot: root, datasetId: latestId })}
           onVersion={(id) => set(["dataset_version"])({ datasetId: id })}
           errors={errors}
+          comparePrompts={state.comparePrompts}
+          evalDatasetId={state.evalDatasetId}
+          onComparePrompts={(text) => set(["compare_prompts"])({ comparePrompts: text })}
+          onEvalDataset={(id) => set(["eval_dataset", "eval_dataset_version", "compare_prompts"])({ evalDatasetId: id })}
         />
       );
     case STEP.method:
@@ -49,15 +54,18 @@ function StepBody({ wizard }: { wizard: Wizard }) {
       return <BackendStep state={state} set={set(["backend", "modal_gpu"])} errors={errors} estimate={wizard.estimate} />;
     default:
       return (
-        <ReviewStep
-          state={state}
-          set={set(["name"])}
-          model={refs.model}
-          dataset={refs.dataset}
-          hyperparameters={wizard.check.hyperparameters}
-          estimate={wizard.estimate}
-          errors={errors}
-        />
+        <>
+          <ReviewStep
+            state={state}
+            set={set(["name"])}
+            model={refs.model}
+            dataset={refs.dataset}
+            hyperparameters={wizard.check.hyperparameters}
+            estimate={wizard.estimate}
+            errors={errors}
+          />
+          <SweepOption body={wizard.body} />
+        </>
       );
   }
 }

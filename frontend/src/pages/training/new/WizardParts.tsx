@@ -1,5 +1,6 @@
 // Building blocks of the training wizard: choice cards, the stepper, select fields, the hyperparameter grid.
 import { useId, type ReactNode } from "react";
+import { useTrainingOptions } from "../../../api/training";
 import type { TrainingPreset } from "../../../api/types";
 import { Icon } from "../../../components/Icon";
 import type { HpField, HpKey, HpValues } from "../../../components/training/hyperparameters";
@@ -167,17 +168,20 @@ export function HpGrid({
   errors: Partial<Record<HpKey, string>>;
   onChange: (key: HpKey, value: string) => void;
 }) {
+  const served = useTrainingOptions();
   return (
     <div className="tr-hp-grid">
       {fields.map((f) =>
-        f.kind === "select" ? (
+        f.kind === "multi" ? (
+          <MultiField key={f.key} field={f} value={values[f.key]} error={errors[f.key]} onChange={(v) => onChange(f.key, v)} />
+        ) : f.kind === "select" ? (
           <SelectField
             key={f.key}
             id={`hp-${f.key}`}
             label={f.label}
             value={values[f.key]}
             onChange={(v) => onChange(f.key, v)}
-            options={(f.options ?? []).map((o) => ({ value: o, label: f.optionLabels?.[o] ?? o }))}
+            options={((f.servedOptions ? served.data?.[f.servedOptions] ?? [values[f.key]] : f.options) ?? []).map((o) => ({ value: o, label: f.optionLabels?.[o] ?? o }))}
             hint={f.hint}
             error={errors[f.key]}
           />
@@ -199,6 +203,27 @@ export function HpGrid({
         ),
       )}
     </div>
+  );
+}
+
+/** Checkboxes for a `multi` field (e.g. report_to); the value is the chosen options, comma-separated. */
+function MultiField({ field, value, error, onChange }: { field: HpField; value: string; error?: string; onChange: (value: string) => void }) {
+  const chosen = value.split(",").map((s) => s.trim()).filter(Boolean);
+  const toggle = (option: string, on: boolean) =>
+    onChange((field.options ?? []).filter((o) => (o === option ? on : chosen.includes(o))).join(","));
+  return (
+    <fieldset className={`field tr-hp tr-hp--${field.key}${error ? " field--invalid" : ""}`} id={`hp-${field.key}`} data-hp={field.key}>
+      <legend className="field__label">{field.label}</legend>
+      <div className="tr-hp-multi">
+        {(field.options ?? []).map((o) => (
+          <label key={o} className="md-check">
+            <input type="checkbox" checked={chosen.includes(o)} onChange={(e) => toggle(o, e.target.checked)} data-testid={`${field.key}-${o}`} />
+            <span>{field.optionLabels?.[o] ?? o}</span>
+          </label>
+        ))}
+      </div>
+      {error ? <p className="field__error" data-testid="field-error">{error}</p> : <p className="field__hint">{field.hint}</p>}
+    </fieldset>
   );
 }
 

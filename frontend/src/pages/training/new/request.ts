@@ -2,7 +2,7 @@
 // (POST /api/training/jobs/, and without its name POST estimate/) is built.
 import type { BaseModelInfo, Dataset, Hyperparameters, JobCreateInput } from "../../../api/types";
 import { buildHyperparameters, type HpContext, type HpKey } from "../../../components/training/hyperparameters";
-import { LAST_STEP, methodBlocked, type WizardState } from "./state";
+import { LAST_STEP, methodBlocked, parseComparePrompts, type WizardState } from "./state";
 
 /** The records the state's ids point to (the selected base model and dataset version), once loaded. */
 export interface WizardRefs {
@@ -29,7 +29,7 @@ export function checkWizard(state: WizardState, { model, dataset }: WizardRefs):
   const built = buildHyperparameters(state.hp, hpContext(state));
   const stepValid = [
     model?.status === "available",
-    !!dataset && dataset.status === "ready",
+    !!dataset && dataset.status === "ready" && parseComparePrompts(state.comparePrompts) !== null,
     !!dataset && !methodBlocked(state.method, dataset),
     Object.keys(built.errors).length === 0,
     state.backend === "local" || !!state.modalGpu,
@@ -57,6 +57,8 @@ export function buildRequest(state: WizardState, refs: WizardRefs, { withName = 
     weights: state.weights,
     hyperparameters,
     backend: state.backend,
+    compare_prompts: parseComparePrompts(state.comparePrompts) ?? 0,
+    ...(state.evalDatasetId !== null ? { eval_dataset: state.evalDatasetId } : {}),
     ...(state.backend === "modal" ? { modal_gpu: state.modalGpu } : {}),
     ...(withName && name ? { name } : {}),
   };

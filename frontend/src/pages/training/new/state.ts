@@ -12,6 +12,17 @@ export const LAST_STEP = STEPS.length - 1;
 export const STEP = { baseModel: 0, dataset: 1, method: 2, hyperparameters: 3, backend: 4, review: 5 } as const;
 
 export const DEFAULT_PRESET = "quick-lora";
+/** Held-out prompts the evaluation report compares by default (the API's default is 0). */
+export const DEFAULT_COMPARE_PROMPTS = 5;
+export const MAX_COMPARE_PROMPTS = 100;
+
+/** The typed number of evaluation prompts, or null when it is not a whole number in 0..100. */
+export function parseComparePrompts(text: string): number | null {
+  const trimmed = text.trim();
+  if (!/^\d+$/.test(trimmed)) return null;
+  const n = Number(trimmed);
+  return n <= MAX_COMPARE_PROMPTS ? n : null;
+}
 
 export interface ServerDetail {
   title: string;
@@ -35,6 +46,10 @@ export interface WizardState {
   backend: TrainingBackend;
   modalGpu: string;
   name: string;
+  /** Evaluation report: held-out prompts both models answer after training ("0": none), as typed. */
+  comparePrompts: string;
+  /** The dataset version evaluated on; null: the training dataset's validation split. */
+  evalDatasetId: number | null;
 
   // Where the user is.
   step: number;
@@ -51,7 +66,7 @@ export interface WizardState {
 }
 
 /** The choices a step may set directly (the others have their own actions). */
-export type WizardPatch = Partial<Pick<WizardState, "baseModel" | "datasetRoot" | "datasetId" | "method" | "weights" | "backend" | "modalGpu" | "name">>;
+export type WizardPatch = Partial<Pick<WizardState, "baseModel" | "datasetRoot" | "datasetId" | "method" | "weights" | "backend" | "modalGpu" | "name" | "comparePrompts" | "evalDatasetId">>;
 
 export type WizardAction =
   /** A plain change; `clear` names the server errors it answers. */
@@ -90,6 +105,8 @@ export function initialState(params: URLSearchParams): WizardState {
     backend: "local",
     modalGpu: "A10G",
     name: "",
+    comparePrompts: String(DEFAULT_COMPARE_PROMPTS),
+    evalDatasetId: null,
     step: 0,
     attempted: false,
     advancedOpen: false,
@@ -133,7 +150,12 @@ export function wizardReducer(state: WizardState, action: WizardAction): WizardS
   switch (action.type) {
     case "set": {
       const clear = action.clear ?? [];
-      return { ...state, ...action.patch, serverErrors: withoutErrors(state.serverErrors, (key) => clear.includes(key)) };
+      const next = { ...state, ...action.patch, serverErrors: withoutErrors(state.serverErrors, (key) => clear.includes(key)) };
+      // Another training dataset: the evaluation dataset picked for the old one may not fit it.
+      if (action.patch.datasetId !== undefined && action.patch.datasetId !== state.datasetId && action.patch.evalDatasetId === undefined) {
+        next.evalDatasetId = null;
+      }
+      return next;
     }
     case "setHp":
       return {
@@ -170,6 +192,8 @@ export function wizardReducer(state: WizardState, action: WizardAction): WizardS
         backend: action.job.backend,
         modalGpu: action.job.modal_gpu || state.modalGpu,
         name: `${action.job.name} (copy)`,
+        comparePrompts: String(action.job.compare_prompts ?? 0),
+        evalDatasetId: action.job.eval_dataset ?? null,
       };
     }
     case "preselectDataset":

@@ -6,12 +6,17 @@ import { STEP, type WizardState } from "./state";
 
 const NEXT_HINTS = [
   "Select an available base model.",
-  "Select a ready dataset and version.",
+  "Select a ready dataset and version, and a whole number of evaluation prompts.",
   "This method cannot train the selected dataset.",
   "Fix the highlighted fields.",
   "Pick a GPU.",
   "",
 ];
+
+function evalText(state: WizardState): string {
+  const n = Number(state.comparePrompts) || 0;
+  return n > 0 ? ` · report on ${n} prompt${n === 1 ? "" : "s"}` : "";
+}
 
 /** The choice made in each step, once there is one to show. */
 export function stepSummaries(state: WizardState, { model, dataset }: WizardRefs, reachable: number, preset: TrainingPreset | undefined): (string | null)[] {
@@ -20,7 +25,7 @@ export function stepSummaries(state: WizardState, { model, dataset }: WizardRefs
   const presetText = preset ? `${preset.name}${state.presetEdited ? " (edited)" : ""} · ` : "";
   return [
     model?.name ?? null,
-    dataset ? `${dataset.name} v${dataset.version}` : null,
+    dataset ? `${dataset.name} v${dataset.version}${evalText(state)}` : null,
     dataset ? `${METHOD_LABEL[state.method]} · ${WEIGHTS_LABEL[state.weights]}` : null,
     reachable >= STEP.hyperparameters || step >= STEP.hyperparameters ? `${presetText}${lengthText}, lr ${hp.learning_rate}` : null,
     step >= STEP.backend || reachable >= STEP.review ? (state.backend === "modal" ? `Modal ${state.modalGpu}` : "Local worker") : null,

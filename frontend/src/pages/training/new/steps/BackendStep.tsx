@@ -1,6 +1,6 @@
 // Step 5: where to run (the local worker or a Modal GPU), with the estimate and the cost table.
 import { errorMessage, type FieldErrors } from "../../../../api/client";
-import { MODAL_GPU_MEMORY_GB, MODAL_GPUS, type useEstimate } from "../../../../api/training";
+import { useModalGpus, type useEstimate } from "../../../../api/training";
 import { Icon } from "../../../../components/Icon";
 import { EstimatePanel } from "../../../../components/training/EstimatePanel";
 import { Banner } from "../../../../components/ui";
@@ -18,6 +18,7 @@ export function BackendStep({
   errors: FieldErrors;
   estimate: ReturnType<typeof useEstimate>;
 }) {
+  const gpus = useModalGpus();
   return (
     <div className="tr-step">
       {errors.backend?.[0] && <Banner tone="error">{errors.backend[0]}</Banner>}
@@ -36,7 +37,7 @@ export function BackendStep({
             id="modal-gpu"
             value={state.modalGpu}
             onChange={(v) => set({ modalGpu: v })}
-            options={MODAL_GPUS.map((g) => ({ value: g, label: `${g} · ${MODAL_GPU_MEMORY_GB[g]} GB` }))}
+            options={(gpus.names.length ? gpus.names : [state.modalGpu]).map((g) => ({ value: g, label: gpus.memoryGb[g] ? `${g} · ${gpus.memoryGb[g]} GB` : g }))}
             error={errors.modal_gpu?.[0]}
             hint="Click a row of the cost table to compare."
           />

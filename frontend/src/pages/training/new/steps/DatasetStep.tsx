@@ -6,8 +6,9 @@ import { isKtoFormat, isPreferenceFormat, useDatasetVersionsForTraining } from "
 import type { Dataset } from "../../../../api/types";
 import { Icon } from "../../../../components/Icon";
 import { datasetFormatLabel } from "../../../../components/training/labels";
-import { Banner, EmptyState, Spinner } from "../../../../components/ui";
+import { Banner, EmptyState, Field, Spinner } from "../../../../components/ui";
 import { formatNumber, formatRelative } from "../../../../lib/format";
+import { MAX_COMPARE_PROMPTS, parseComparePrompts } from "../state";
 import { ChoiceCard, SelectField, VerdictTag } from "../WizardParts";
 
 interface Lineage {
@@ -32,7 +33,7 @@ function lineagesOf(datasets: Dataset[]): Lineage[] {
 }
 
 function versionLabel(v: Dataset): string {
-  return `v${v.version}${v.status !== "ready" ? ` (${v.status})` : ""}${v.operation && v.operation.type !== "upload" ? ` · ${v.operation.type}` : ""}${v.is_latest ? " · latest" : ""}`;
+  return `v${v.version}${v.status !== "ready" ? ` (${v.status})` : ""}${v.operation?.type && v.operation.type !== "upload" ? ` · ${v.operation.type}` : ""}${v.is_latest ? " · latest" : ""}`;
 }
 
 function DatasetFacts({ dataset }: { dataset: Dataset }) {
@@ -67,6 +68,64 @@ function DatasetFacts({ dataset }: { dataset: Dataset }) {
   );
 }
 
+/** Where the held-out rows come from, and how many prompts the evaluation report compares. */
+function EvaluationChoice({
+  datasets,
+  selected,
+  comparePrompts,
+  evalDatasetId,
+  onComparePrompts,
+  onEvalDataset,
+  errors,
+}: {
+  datasets: Dataset[];
+  selected: Dataset;
+  comparePrompts: string;
+  evalDatasetId: number | null;
+  onComparePrompts: (text: string) => void;
+  onEvalDataset: (id: number | null) => void;
+  errors: FieldErrors;
+}) {
+  // Other ready datasets in the same format (and column mapping) can be evaluated on.
+  const same = (d: Dataset) =>
+    d.id !== selected.id && d.status === "ready" && d.format === selected.format && JSON.stringify(d.column_mapping ?? {}) === JSON.stringify(selected.column_mapping ?? {});
+  const candidates = datasets.filter(same).sort((a, b) => a.name.localeCompare(b.name) || b.version - a.version);
+  const typed = parseComparePrompts(comparePrompts);
+  const promptsError = errors.compare_prompts?.[0] ?? (typed === null ? `A whole number from 0 to ${MAX_COMPARE_PROMPTS}.` : undefined);
+  return (
+    <section className="tr-eval" aria-label="Evaluation" data-testid="evaluation-choice">
+      <h3 className="tr-eval__title">Evaluation</h3>
+      <div className="tr-eval__fields">
+        <SelectField
+          label="Evaluate on"
+          id="eval-dataset"
+          value={evalDatasetId === null ? "" : String(evalDatasetId)}
+          onChange={(v) => onEvalDataset(v ? Number(v) : null)}
+          options={[
+            { value: "", label: "Held-out rows of this dataset (its validation split)" },
+            ...candidates.map((d) => ({ value: String(d.id), label: `${d.name} v${d.version} · ${formatNumber(d.row_count)} rows` })),
+          ]}
+          error={errors.eval_dataset?.[0] ?? errors.eval_dataset_version?.[0]}
+          hint={
+            candidates.length
+              ? "Another dataset in the same format: all of its rows are held out, for the eval loss and the report."
+              : `No other ready dataset is in the ${datasetFormatLabel(selected.format).toLowerCase()} format.`
+          }
+        />
+        <Field
+          label="Evaluation prompts"
+          id="compare-prompts"
+          inputMode="numeric"
+          value={comparePrompts}
+          onChange={(e) => onComparePrompts(e.target.value)}
+          error={promptsError}
+          hint="After training, the base and the fine-tuned model answer this many held-out prompts; the model page shows them side by side with exact match and ROUGE-L. 0 skips it."
+        />
+      </div>
+    </section>
+  );
+}
+
 function NoDatasets() {
   return (
     <EmptyState
@@ -91,6 +150,10 @@ export function DatasetStep({
   onPick,
   onVersion,
   errors,
+  comparePrompts,
+  evalDatasetId,
+  onComparePrompts,
+  onEvalDataset,
 }: {
   datasets: Dataset[];
   datasetRoot: number | null;
@@ -98,6 +161,10 @@ export function DatasetStep({
   onPick: (root: number, latestId: number) => void;
   onVersion: (id: number) => void;
   errors: FieldErrors;
+  comparePrompts: string;
+  evalDatasetId: number | null;
+  onComparePrompts: (text: string) => void;
+  onEvalDataset: (id: number | null) => void;
 }) {
   const lineages = useMemo(() => lineagesOf(datasets), [datasets]);
   const versions = useDatasetVersionsForTraining(datasetRoot);
@@ -156,6 +223,17 @@ export function DatasetStep({
           </div>
           {selected && <DatasetFacts dataset={selected} />}
         </div>
+      )}
+      {selected && (
+        <EvaluationChoice
+          datasets={datasets}
+          selected={selected}
+          comparePrompts={comparePrompts}
+          evalDatasetId={evalDatasetId}
+          onComparePrompts={onComparePrompts}
+          onEvalDataset={onEvalDataset}
+          errors={errors}
+        />
       )}
       {selected?.verdict === "warnings" && (
         <Banner tone="warning">

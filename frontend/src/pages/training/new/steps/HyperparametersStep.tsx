@@ -75,7 +75,7 @@ export function HyperparametersStep({
       >
         <summary>
           <span>Advanced</span>
-          <span className="muted small">warmup, scheduler, target modules, seed, evaluation, checkpoints, early stopping, packing, chat template, precision</span>
+          <span className="muted small">warmup, scheduler, target modules, seed, evaluation, checkpoints, early stopping, packing, chat template, precision, experiment tracking</span>
           {advancedErrors > 0 && <span className="tr-badge tr-badge--danger">{advancedErrors} to fix</span>}
         </summary>
         <div className="tr-advanced__body">

@@ -1,6 +1,6 @@
 // Step 6: the job name and everything chosen, with the estimate; Launch training is in the wizard's footer.
 import type { FieldErrors } from "../../../../api/client";
-import type { useEstimate } from "../../../../api/training";
+import { useModalGpus, type useEstimate } from "../../../../api/training";
 import type { BaseModelInfo, Dataset, Hyperparameters } from "../../../../api/types";
 import { estimateFor } from "../../../../components/training/EstimatePanel";
 import { HP_FIELDS } from "../../../../components/training/hyperparameters";
@@ -60,7 +60,8 @@ export function ReviewStep({
   estimate: Estimate;
   errors: FieldErrors;
 }) {
-  const view = estimate.data ? estimateFor(estimate.data, state.backend, state.modalGpu) : null;
+  const gpuMemoryGb = useModalGpus().memoryGb;
+  const view = estimate.data ? estimateFor(estimate.data, state.backend, state.modalGpu, gpuMemoryGb) : null;
   const defaultName = model && dataset ? `${model.name} on ${dataset.name}` : "";
   return (
     <div className="tr-step">
