@@ -78,6 +78,11 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def tensorboard_prefix(job_id: int) -> str:
+    """Where a job's TensorBoard events are stored (a local run's upload or a remote run's)."""
+    return f"{TENSORBOARD_PREFIX}/job-{job_id}"
+
+
 def store_tensorboard(job_id: int, output_dir: str | Path, result: dict[str, Any]) -> dict[str, Any]:
     """Upload the run's TensorBoard event files (when it wrote any) and record the stored object in the result's
     ``tracking`` as ``tensorboard_artifact``; the result unchanged otherwise."""
@@ -85,7 +90,7 @@ def store_tensorboard(job_id: int, output_dir: str | Path, result: dict[str, Any
     folder = Path(output_dir) / TENSORBOARD_DIR
     if not tracking.get("tensorboard") or not folder.is_dir():
         return result
-    stored = artifacts.store_folder(folder, f"{TENSORBOARD_PREFIX}/job-{job_id}")
+    stored = artifacts.store_folder(folder, tensorboard_prefix(job_id))
     tracking["tensorboard_artifact"] = {"key": stored.key, "sha256": stored.sha256, "size": stored.size}
     return {**result, "tracking": tracking}
 
@@ -94,7 +99,8 @@ def tensorboard_artifact(job: TrainingJob) -> dict[str, Any]:
     """The stored TensorBoard events of the job ({key, sha256, size}). A job without any answers 409 (a 404 would
     read as "no such job", which another user's id answers)."""
     stored = ((job.result or {}).get("tracking") or {}).get("tensorboard_artifact")
-    if not stored or not stored.get("key"):
+    # A key is only ever the job's own events (a remote run reports the key the upload answered: never trust more).
+    if not stored or not str(stored.get("key") or "").startswith(tensorboard_prefix(job.pk) + "/"):
         raise ServiceError(
             "This job has no TensorBoard events: train it with report_to ['tensorboard'] and let it finish.",
             status_code=409,

@@ -4,7 +4,9 @@ metrics arrive through the signed callback endpoint and show on the same websock
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import tarfile
 
 import pytest
 from django.core import signing
@@ -106,7 +108,7 @@ def test_modal_job_reports_through_the_callback_to_the_same_websocket(daphne_url
                 "weights": "lora",
                 "backend": "modal",
                 "modal_gpu": "A10G",
-                "hyperparameters": {**TINY_HYPER, "max_steps": 4},
+                "hyperparameters": {**TINY_HYPER, "max_steps": 4, "report_to": ["tensorboard"]},
             },
         )
         assert r.status_code == 201, r.text
@@ -140,6 +142,11 @@ def test_modal_job_reports_through_the_callback_to_the_same_websocket(daphne_url
     assert model.artifact_key.startswith(f"artifacts/models/job-{job.pk}/") and model.is_adapter
     with model_folder(model) as folder:
         assert (folder / "adapter_config.json").is_file()
+    # The remote run's TensorBoard events came back too and download like a local job's.
+    r = s.get(f"{daphne_url}/api/training/jobs/{job_id}/tensorboard/")
+    assert r.status_code == 200, r.text
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tar:
+        assert any("events.out.tfevents" in name for name in tar.getnames()), tar.getnames()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods
 
 from datasets_app.models import DatasetFile
 from finetune import artifacts
-from training import services
+from training import services, tracking
 from training.engine.exporters.base import ADAPTER_CONFIG
 from training.models import TrainingJob
 from training.runners.modal import check_token, stored_objects
@@ -114,7 +114,8 @@ def _final_prefix(job: TrainingJob) -> str:
 @csrf_exempt
 @require_http_methods(["POST"])
 def job_artifact(request: HttpRequest, job_id: int) -> JsonResponse:
-    """A checkpoint (`?kind=checkpoint&step=N`) or the final model (`?kind=final`) of the remote run, as the tar
+    """A checkpoint (`?kind=checkpoint&step=N`), the final model (`?kind=final`) or the TensorBoard events
+    (`?kind=tensorboard`) of the remote run, as the tar
     pack_dir makes. Streamed to a temporary file and hashed as it arrives (at most MODAL_ARTIFACT_MAX_BYTES), checked
     member by member, then stored in the artifact store under a key made here; a checkpoint is recorded as the job's
     newest at once, the final model's key is answered for the run's final report."""
@@ -122,8 +123,10 @@ def job_artifact(request: HttpRequest, job_id: int) -> JsonResponse:
     if isinstance(job, JsonResponse):
         return job
     kind = request.GET.get("kind", "final")
-    if kind not in ("final", "checkpoint"):
-        return JsonResponse({"detail": "kind must be 'final' or 'checkpoint'.", "errors": {}}, status=400)
+    if kind not in ("final", "checkpoint", "tensorboard"):
+        return JsonResponse(
+            {"detail": "kind must be 'final', 'checkpoint' or 'tensorboard'.", "errors": {}}, status=400
+        )
     limit = int(settings.MODAL_ARTIFACT_MAX_BYTES)
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     if declared > limit:
@@ -155,7 +158,8 @@ def job_artifact(request: HttpRequest, job_id: int) -> JsonResponse:
             stored = artifacts.store_archive(tmp.name, digest.hexdigest(), size, f"artifacts/checkpoints/job-{job.pk}")
             recorded = services.record_checkpoint(job.pk, job.lease_owner, step, stored)
             return JsonResponse({"stored": recorded, "step": step, "sha256": stored.sha256})
-        stored = artifacts.store_archive(tmp.name, digest.hexdigest(), size, _final_prefix(job))
+        prefix = tracking.tensorboard_prefix(job.pk) if kind == "tensorboard" else _final_prefix(job)
+        stored = artifacts.store_archive(tmp.name, digest.hexdigest(), size, prefix)
     return JsonResponse(
         {
             "artifact_key": stored.key,

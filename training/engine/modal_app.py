@@ -89,6 +89,7 @@ def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
     from .errors import EngineError
     from .run import run_training
     from .spec import TrainingSpec
+    from .tracking import TENSORBOARD_DIR
 
     token = payload["token"]
     callback_url = payload["callback_url"]
@@ -153,6 +154,16 @@ def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
     final = without_host_paths(result)
     if result.get("model_dir"):
         final["artifact"] = _upload(callback_url, token, result["model_dir"], "kind=final", runs_root / "packing")
+    tracking = dict(final.get("tracking") or {})
+    events_dir = out / TENSORBOARD_DIR
+    if tracking.get("tensorboard") and events_dir.is_dir():  # kept with the run, like a local job's
+        stored = _upload(callback_url, token, str(events_dir), "kind=tensorboard", runs_root / "packing")
+        tracking["tensorboard_artifact"] = {
+            "key": stored["artifact_key"],
+            "sha256": stored["artifact_sha256"],
+            "size": stored["artifact_size"],
+        }
+        final["tracking"] = tracking
     callback.post({"final": final})
     shutil.rmtree(out, ignore_errors=True)
     return result
