@@ -34,7 +34,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "finetune.settings")
 SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
 TARGET_S = 15.0
 
-from bench.platform_overhead import ensure_database  # noqa: E402
+from bench.common import ensure_database, stored_dataset  # noqa: E402
 
 
 def _rows(method: str) -> tuple[list[dict[str, Any]], str]:
@@ -48,35 +48,8 @@ def _rows(method: str) -> tuple[list[dict[str, Any]], str]:
 
 
 def _dataset(user: Any, method: str) -> Any:
-    from django.core.files import File
-
-    from datasets_app.models import Dataset, DatasetFile
-
     rows, fmt = _rows(method)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{fmt}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        ds = Dataset.objects.create(
-            owner=user,
-            name=f"startup {fmt}",
-            status=Dataset.Status.READY,
-            format=fmt,
-            row_count=len(rows),
-            verdict="ok",
-            report={"rows": len(rows)},
-        )
-        df = DatasetFile(
-            dataset=ds,
-            role="source",
-            kind="jsonl",
-            original_filename=path.name,
-            size_bytes=path.stat().st_size,
-            sha256="0" * 64,
-        )
-        with open(path, "rb") as fh:
-            df.file.save("upload", File(fh), save=False)
-        df.save()
-    return ds
+    return stored_dataset(user, rows, fmt=fmt, name=f"startup {fmt}")
 
 
 def _watch(job: Any) -> dict[str, Any]:
@@ -88,7 +61,10 @@ def _watch(job: Any) -> dict[str, Any]:
     while True:
         job.refresh_from_db(fields=["status", "phase", "error"])
         now = time.perf_counter() - t0
-        for key in (f"status:{job.status}", f"phase:{job.phase}" if job.phase else ""):
+        phase = job.phase
+        if phase == "evaluating" and "phase:training" in seen:
+            phase = "evaluating_after"  # the fine-tuned model's evaluation, not the base model's
+        for key in (f"status:{job.status}", f"phase:{phase}" if phase else ""):
             if key and key not in seen:
                 seen[key] = now
         if "first_step" not in seen and MetricPoint.objects.filter(job_id=job.pk, kind="metric").exists():

@@ -28,23 +28,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import ensure_database, stored_dataset  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "finetune.settings")
 # Public datasets (Alpaca etc.): FINETUNE_DATASETS_DIR, as the tests take them.
 SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
-
-
-def ensure_database() -> None:
-    import psycopg
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    try:
-        psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]).close()
-    except psycopg.OperationalError:
-        with psycopg.connect(
-            host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", autocommit=True
-        ) as conn:
-            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
 
 
 def run_cli(spec: dict[str, Any]) -> dict[str, Any]:
@@ -76,10 +64,7 @@ def main() -> int:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from django.core.files import File
-
     from accounts.models import User
-    from datasets_app.models import Dataset, DatasetFile
     from models_app.models import BaseModel
     from tests.processes import start_celery_worker, stop
     from training import services, workspace
@@ -90,29 +75,7 @@ def main() -> int:
         username=f"bench{suffix}", email=f"bench{suffix}@example.com", password="x-Strong-pass-1"
     )
     rows = json.loads((SHARED / "alpaca_en_demo.json").read_text())[:200]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "alpaca.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        ds = Dataset.objects.create(
-            owner=user,
-            name="bench alpaca",
-            status=Dataset.Status.READY,
-            format="alpaca",
-            row_count=len(rows),
-            verdict="ok",
-            report={"rows": len(rows)},
-        )
-        df = DatasetFile(
-            dataset=ds,
-            role="source",
-            kind="jsonl",
-            original_filename=path.name,
-            size_bytes=path.stat().st_size,
-            sha256="0" * 64,
-        )
-        with open(path, "rb") as fh:
-            df.file.save("upload", File(fh), save=False)
-        df.save()
+    ds = stored_dataset(user, rows, fmt="alpaca", name="bench alpaca")
     hyper = {
         "max_steps": args.steps,
         "per_device_train_batch_size": 4,
