@@ -29,8 +29,9 @@ MODAL_START_S = 90  # container start and model load
 
 
 def _steps_and_tokens(rows: int, per_row: float, hyper: dict[str, Any]) -> tuple[int, int]:
-    """(optimizer steps, tokens processed) of a run over ``rows`` rows of ``per_row`` tokens."""
-    batch = int(hyper["per_device_train_batch_size"]) * int(hyper["gradient_accumulation_steps"])
+    """(optimizer steps, tokens processed) of a run over ``rows`` rows of ``per_row`` tokens (the global batch:
+    every process takes ``per_device_train_batch_size`` rows)."""
+    batch = int(hyper["per_device_train_batch_size"]) * int(hyper["gradient_accumulation_steps"]) * processes(hyper)
     if int(hyper.get("max_steps", -1)) > 0:
         steps = int(hyper["max_steps"])
         samples = steps * batch
@@ -38,6 +39,14 @@ def _steps_and_tokens(rows: int, per_row: float, hyper: dict[str, Any]) -> tuple
         samples = math.ceil(rows * float(hyper["num_train_epochs"]))
         steps = math.ceil(samples / max(1, batch))
     return steps, int(samples * per_row)
+
+
+def processes(hyper: dict[str, Any]) -> int:
+    """The GPUs (processes) a run uses: ``num_processes``, 1 when unset."""
+    try:
+        return max(int(hyper.get("num_processes") or 1), 1)
+    except (TypeError, ValueError):
+        return 1
 
 
 def _memory(
@@ -65,15 +74,16 @@ def _modal(
     scale: float,
     pref: float,
 ) -> dict[str, dict[str, Any]]:
-    """Duration, cost and fit on each Modal GPU."""
+    """Duration, cost and fit on each Modal GPU (``num_processes`` of them)."""
+    gpus = processes(hyper)
     on_gpu = _memory(shape, method=method, hyper=hyper, device_type="cuda")[weights]
     modal = {}
     for gpu in pricing.modal_gpus():
         tps = GPU_TOKENS_PER_S_135M_A10G[weights] * settings.MODAL_GPU_SPEED[gpu] * scale / pref
-        secs = tokens / max(tps, 1e-9) + MODAL_START_S
+        secs = tokens / max(tps * gpus, 1e-9) + MODAL_START_S  # data parallel: ideal scaling over the GPUs
         modal[gpu] = {
             "duration_s": round(secs),
-            "cost_usd": round(pricing.modal_cost_usd(gpu, secs), 4),
+            "cost_usd": round(pricing.modal_cost_usd(gpu, secs) * gpus, 4),  # every GPU is paid for
             "fits": on_gpu.fits(settings.MODAL_GPU_MEMORY_GB[gpu] * 1024),
         }
     return modal
@@ -129,12 +139,14 @@ def estimate(
     modal = _modal(shape, method=method, weights=weights, hyper=hyper, tokens=tokens, scale=scale, pref=pref)
     # + model load and the before/after evaluation passes (capped eval set), measured on the same machine.
     overhead_s = 20 + 2 * min(rows * 0.1, 64) * per_row / max(cpu_tps * 3, 1e-9)
-    duration = tokens / max(cpu_tps, 1e-9) + overhead_s if backend == "local" else None
+    gpus = processes(hyper)
+    duration = tokens / max(cpu_tps * gpus, 1e-9) + overhead_s if backend == "local" else None
     notes = _fit_notes(steps_memory[weights], weights=weights, available_gb=local_gb) if backend == "local" else []
     return {
         "rows": rows,
         "steps": steps,
         "tokens": tokens,
+        "num_processes": gpus,
         "mean_tokens_per_row": round(per_row, 1),
         "duration_s": round(duration) if duration is not None else modal.get("A10G", {}).get("duration_s"),
         "peak_memory_gb_by_method": by_weights,

@@ -64,8 +64,9 @@ def monthly_totals(user_id: int, now: datetime, *, exclude_job: int | None = Non
     active = TrainingJob.objects.filter(owner_id=user_id, status__in=TrainingJob.ACTIVE)
     if exclude_job is not None:
         active = active.exclude(pk=exclude_job)
-    for job in active.only("backend", "modal_gpu", "attempt_history", "compute_seconds", "cost_usd"):
-        running = _elapsed_s(job, now)
+    fields = ("backend", "modal_gpu", "attempt_history", "compute_seconds", "cost_usd", "hyperparameters")
+    for job in active.only(*fields):
+        running = _elapsed_s(job, now) * estimate.processes(job.hyperparameters or {})  # GPU time: every GPU counts
         if reserve:
             attempt = _open_attempt(job) or {}
             running = max(running, float(attempt.get("reserved_s") or 0.0))
@@ -95,7 +96,8 @@ def usage(user_id: int, now: datetime, known: dict[str, Any]) -> dict[str, Any]:
 
 
 def estimated_cost(job: TrainingJob) -> tuple[float, float]:
-    """(seconds, USD) the whole job is expected to take, from training.estimate (0, 0 when it cannot tell)."""
+    """(GPU seconds, USD) the whole job is expected to take, from training.estimate (0, 0 when it cannot tell): a
+    run on ``num_processes`` GPUs counts each of them."""
     try:
         est = estimate.estimate(
             dataset=job.dataset,
@@ -108,10 +110,11 @@ def estimated_cost(job: TrainingJob) -> tuple[float, float]:
     except Exception as exc:  # an estimate is advisory: never block a job because it failed
         logger.warning("job %s: no estimate for the quota check: %s", job.pk, exc)
         return 0.0, 0.0
+    gpus = estimate.processes(job.hyperparameters or {})
     if job.backend == "modal":
         gpu = est.get("modal", {}).get(job.modal_gpu) or {}
-        return float(gpu.get("duration_s") or 0.0), float(gpu.get("cost_usd") or 0.0)
-    return float(est.get("duration_s") or 0.0), 0.0
+        return float(gpu.get("duration_s") or 0.0) * gpus, float(gpu.get("cost_usd") or 0.0)
+    return float(est.get("duration_s") or 0.0) * gpus, 0.0
 
 
 def running_over_quota(job: TrainingJob) -> quotas.QuotaExceeded | None:

@@ -199,6 +199,12 @@ def create_job(
     _check_method_fits_data(method, ds)
     hyper = validate_hyperparameters(hyperparameters or {}, method)
     tracking.check_report_to(owner, hyper)
+    if backend == "modal" and int(hyper.get("num_processes") or 1) > 1:
+        raise ServiceError(
+            "A Modal run trains in one process for now: set num_processes to 1, or run the job on a local worker "
+            "whose host has that many GPUs.",
+            field="hyperparameters.num_processes",
+        )
     eval_ds = evaluation_source(owner, ds, hyper, compare_prompts, eval_dataset_id, eval_dataset_version)
     if base.context_length and hyper["max_length"] > base.context_length:
         raise ServiceError(

@@ -268,3 +268,14 @@ def test_evaluation_choices_are_checked_before_a_job_is_created(
     assert spec.compare_prompts == 3 and spec.data.eval_files == tuple(
         specs.remote_file_name(f) for f in held.files.all()
     )
+
+
+def test_several_processes_run_on_a_local_worker_only(auth_client, ready_dataset, embedded_base):
+    hyper = {**TINY_HYPER, "num_processes": 2}
+    body = _body(ready_dataset, embedded_base, backend="modal", modal_gpu="A10G", hyperparameters=hyper)
+    r = auth_client.post("/api/training/jobs/", body, format="json")
+    assert r.status_code == 400 and "hyperparameters.num_processes" in r.json()["errors"], r.content
+    r = auth_client.post(
+        "/api/training/jobs/", _body(ready_dataset, embedded_base, hyperparameters=hyper), format="json"
+    )
+    assert r.status_code == 201 and r.json()["hyperparameters"]["num_processes"] == 2, r.content

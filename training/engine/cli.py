@@ -1,4 +1,5 @@
-"""``python -m training.engine.cli spec.json [--max-steps N] [--output DIR] [--resume | --fresh] [--no-unsloth]``
+"""``python -m training.engine.cli spec.json [--max-steps N] [--output DIR] [--resume | --fresh] [--no-unsloth]
+[--nproc N]``
 
 Runs one training spec and prints one JSON object per event on stdout (metric lines carry ``loss``), the last line
 being the result (``"type": "result"``). Everything else (library chatter, logs) goes to stderr.
@@ -14,6 +15,10 @@ command refuses (exit 2) instead of continuing another run by accident.
 
 Relative paths in the spec (data files, a local base model, ``init_from``) are resolved against the working directory
 first, then against the spec file's folder; a relative ``output_dir`` is relative to the working directory.
+
+Several processes (``--nproc N``, or ``hyper.num_processes`` N > 1 in the spec): the command checks the spec, then runs
+itself on N ranks under ``torchrun`` (``launch.py``); only rank 0 prints JSON lines, and the exit code is rank 0's
+(any rank failing, a killed one included, ends the run with a non-zero code).
 """
 
 from __future__ import annotations
@@ -49,7 +54,12 @@ def _resolve(path: str, spec_dir: Path) -> str:
 
 
 def load_spec_dict(
-    path: str, *, max_steps: int | None = None, output: str | None = None, no_unsloth: bool = False
+    path: str,
+    *,
+    max_steps: int | None = None,
+    output: str | None = None,
+    no_unsloth: bool = False,
+    num_processes: int | None = None,
 ) -> dict[str, Any]:
     """Read a spec file, resolve its relative paths and apply the command-line overrides."""
     spec_path = Path(path)
@@ -86,6 +96,8 @@ def load_spec_dict(
         hyper = dict(data.get("hyper") or {})
         hyper["max_steps"] = max_steps
         data["hyper"] = hyper
+    if num_processes is not None and isinstance(data.get("hyper", {}), dict):
+        data["hyper"] = {**(data.get("hyper") or {}), "num_processes": num_processes}
     if no_unsloth:
         data["use_unsloth"] = "off"
     return data
@@ -101,8 +113,30 @@ def _json_stdout() -> IO[str]:
     return out
 
 
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less ``--nproc N`` / ``--nproc=N`` (the ranks must not launch again)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    from . import launch
+
+    code = _main(argv)
+    launch.record_exit_code(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.engine.cli", description="Run one training spec.")
     parser.add_argument("spec", help="path to a TrainingSpec JSON file")
     parser.add_argument("--max-steps", type=int, default=None, help="override hyper.max_steps")
@@ -117,8 +151,21 @@ def main(argv: list[str] | None = None) -> int:
         "--fresh", action="store_true", help="discard the output folder's earlier checkpoints and train from the start"
     )
     parser.add_argument("--stop-file", default=None, help="cancel cooperatively when this file appears")
+    parser.add_argument(
+        "--spec-resume",
+        action="store_true",
+        help="resume exactly as the spec's 'resume' field says, without the output folder check (for callers that "
+        "prepare the folder themselves, such as the platform's runner)",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="train on N local processes (GPUs) with torchrun (overrides hyper.num_processes)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="INFO logs on stderr")
-    args = parser.parse_args(argv)
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw_argv)
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -144,15 +191,26 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    from . import launch
     from .run import run_training
     from .spec import TrainingSpec
 
     try:
-        data = load_spec_dict(args.spec, max_steps=args.max_steps, output=args.output, no_unsloth=args.no_unsloth)
-        TrainingSpec.from_dict(data)  # a bad spec is refused before the output folder is looked at
-        data = output_folder.prepare(data, resume=args.resume, fresh=args.fresh)
+        ranks = launch.world_size() if launch.is_distributed() else args.nproc
+        data = load_spec_dict(
+            args.spec, max_steps=args.max_steps, output=args.output, no_unsloth=args.no_unsloth, num_processes=ranks
+        )
+        checked = TrainingSpec.from_dict(data)  # a bad spec is refused before the output folder is looked at
+        if not args.spec_resume:
+            data = output_folder.prepare(data, resume=args.resume, fresh=args.fresh)
+        if checked.hyper.num_processes > 1 and not launch.is_distributed():
+            nproc = checked.hyper.num_processes
+            return launch.launch(_without_nproc(raw_argv), nproc, stdout=out)
         spec = TrainingSpec.from_dict(data)
-        callbacks = [JsonLinesCallback(out), StopFlagCallback(args.stop_file, stop), output_folder.RecordRun(data)]
+        if launch.is_main_process():
+            callbacks = [JsonLinesCallback(out), StopFlagCallback(args.stop_file, stop), output_folder.RecordRun(data)]
+        else:  # the other ranks train and vote on stopping; rank 0 reports
+            callbacks = [StopFlagCallback(args.stop_file, stop)]
         result = run_training(spec, callbacks)
     except EngineError as exc:
         print(
@@ -167,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ENGINE_ERROR
-    out.write(json.dumps(result.to_dict()) + "\n")
-    out.flush()
+    if launch.is_main_process():
+        out.write(json.dumps(result.to_dict()) + "\n")
+        out.flush()
     return EXIT_CANCELLED if result.status == "cancelled" else EXIT_OK
 
 

@@ -15,6 +15,7 @@ GRADIENT_CHECKPOINTING_MODES = ("auto", "on", "off")
 TRAIN_ON = ("assistant", "all")
 PACKING = ("auto", "on", "off")
 REPORT_TO = ("tensorboard", "mlflow", "wandb")
+MAX_PROCESSES = 8  # num_processes: GPUs of one host
 LR_SCHEDULERS = (
     "linear",
     "cosine",
@@ -112,6 +113,12 @@ class HyperParams:
             Experiment trackers to log to, any of `tensorboard` (event files in `<output_dir>/tensorboard/`),
             `mlflow` (the server of `MLFLOW_TRACKING_URI`) and `wandb` (Weights & Biases, key from `WANDB_API_KEY`);
             empty (or `"none"`) logs nowhere. See `training.engine.tracking`.
+        num_processes (`int`, defaults to `1`):
+            Processes (one per GPU, on one host) training the same model with distributed data parallel (DDP, through
+            `torchrun`); each takes `per_device_train_batch_size` rows, so the global batch is batch size x
+            accumulation steps x processes. 1 to 8. Every process holds a whole copy of the model (fine for LoRA/QLoRA;
+            FSDP / ZeRO-3 sharding for full fine-tuning is not supported yet); excludes `load_best_model_at_end`.
+            See `training.engine.launch`.
     """
 
     num_train_epochs: float = 1.0
@@ -146,6 +153,7 @@ class HyperParams:
     early_stopping_threshold: float = 0.0
     load_best_model_at_end: bool | None = None
     report_to: tuple[str, ...] = ()
+    num_processes: int = 1
 
     def __post_init__(self) -> None:
         for name in (
@@ -198,6 +206,7 @@ class HyperParams:
                     "(the eval loss is what it watches), got eval_steps=0."
                 )
         check_float("early_stopping_threshold", self.early_stopping_threshold, ge=0)
+        check_int("num_processes", self.num_processes, 1, MAX_PROCESSES)
         if self.load_best_model_at_end is not None and not isinstance(self.load_best_model_at_end, bool):
             raise ConfigError(
                 f"load_best_model_at_end must be true, false or null, got {self.load_best_model_at_end!r}."
@@ -206,6 +215,11 @@ class HyperParams:
             raise ConfigError(
                 "load_best_model_at_end needs eval_steps > 0 (the best weights are chosen by eval loss), got "
                 "eval_steps=0."
+            )
+        if self.num_processes > 1 and self.keeps_best_model:
+            raise ConfigError(
+                f"load_best_model_at_end (on by default with early_stopping_patience) is not supported with "
+                f"num_processes={self.num_processes} yet; use num_processes=1 or load_best_model_at_end=false."
             )
 
     @property
@@ -261,8 +275,8 @@ class HyperParams:
 
     @property
     def effective_batch_size(self) -> int:
-        """Sequences per optimizer step."""
-        return self.per_device_train_batch_size * self.gradient_accumulation_steps
+        """Sequences per optimizer step (over every process)."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps * self.num_processes
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (lists for tuples)."""

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import eval_cache
+from . import eval_cache, launch
 from .callbacks.base import Callback, Emitter
-from .errors import DiskFull, EngineError, ExportError
+from .errors import ConfigError, DiskFull, EngineError, ExportError
 from .preflight import select_unsloth
 from .result import TrainingResult, library_versions
 from .spec import TrainingSpec
@@ -56,14 +56,17 @@ class Run:
 
     def __init__(self, spec: TrainingSpec, callbacks: Sequence[Callback] = ()) -> None:
         self.spec = spec
-        self.emitter = Emitter(callbacks, job_id=spec.job_id)
+        # Distributed (torchrun): only rank 0 reports, logs to trackers and writes the output folder.
+        self.main = launch.is_main_process()
+        self.emitter = Emitter(callbacks, job_id=spec.job_id, quiet=not self.main)
         self.started = time.time()
         self.out = Path(spec.output_dir)
         self.checked: Checked | None = None
         self.ctx: RunContext | None = None  # set once the device is known: out-of-memory errors can be explained
         self._method: MethodTrainer | None = None
         self.data: DataReport | None = None
-        self.tracking = Tracking(spec.hyper.report_to, output_dir=spec.output_dir, run_name=spec.job_id)
+        report_to = spec.hyper.report_to if self.main else ()
+        self.tracking = Tracking(report_to, output_dir=spec.output_dir, run_name=spec.job_id)
 
     # --- the whole run -------------------------------------------------------------------------------------------
     def execute(self) -> TrainingResult:
@@ -85,7 +88,7 @@ class Run:
             return self.cancelled()
         self.load()
         resume_from = self.open_output_dir()
-        if self.emitter.should_stop():
+        if launch.any_rank(self.emitter.should_stop()):
             return self.cancelled()
         before = self.evaluate("before", f"evaluating the base model on {len(self.method.eval_rows)} rows")
         outcome = self.train(resume_from)
@@ -95,6 +98,8 @@ class Run:
         best = self.method.keep_best_result(outcome.final_step)
         after = self.evaluate("after", "evaluating the fine-tuned model")
         metrics = {**self.metrics(before, after), **best}
+        if not self.main:  # rank 0 saves, exports and writes the result (the weights are the same on every rank)
+            return self.rank_done(outcome, metrics)
         final = self.save(metrics)
         artifacts = self.export(final)
         comparison = self.compare(final)
@@ -133,6 +138,21 @@ class Run:
 
         self.emitter.status("preparing_data", "checking the spec, the model and the data")
         checked = self.checked = preflight(self.spec)
+        processes = self.spec.hyper.num_processes
+        if launch.is_distributed() and checked.device.type == "cuda":
+            import torch
+
+            if torch.cuda.device_count() < launch.local_world_size():
+                raise ConfigError(
+                    f"num_processes={processes} needs {launch.local_world_size()} GPUs on this host, which has "
+                    f"{torch.cuda.device_count()}."
+                )
+        if processes > 1 and launch.world_size() != processes:
+            self.emitter.log(
+                "warning",
+                f"num_processes={processes} but this run has {launch.world_size()} process(es): start it with "
+                "`python -m training.engine.cli` (which runs torchrun) to train on every process",
+            )
         check_trackers(self.spec.hyper.report_to)
         device = self._set_up_device(checked)
         self.ctx = RunContext(
@@ -158,7 +178,11 @@ class Run:
 
             from .device import choose_cpu_threads
 
-            threads, timings = choose_cpu_threads()
+            if launch.is_distributed():  # the ranks of this host share its cores (no probe: they would race)
+                cores = os.cpu_count() or 1
+                threads, timings = max(cores // launch.local_world_size(), 1), {}
+            else:
+                threads, timings = choose_cpu_threads()
             torch.set_num_threads(threads)
             device = dataclasses.replace(device, cpu_threads=threads)
             self.emitter.log(
@@ -230,6 +254,12 @@ class Run:
 
         Nothing was written before this point: bad specs, bad data and models that refuse the LoRA targets leave
         ``output_dir`` untouched."""
+        if launch.is_distributed():  # rank 0 clears the folder; every rank resumes from the checkpoint it chose
+            resume_from = self._open_output_dir() if self.main else None
+            return launch.broadcast_from_main(resume_from)
+        return self._open_output_dir()
+
+    def _open_output_dir(self) -> str | None:
         from .checkpoints import clean_incomplete, list_checkpoints
 
         self.out.mkdir(parents=True, exist_ok=True)
@@ -266,7 +296,8 @@ class Run:
     # --- evaluating / training -----------------------------------------------------------------------------------
     def evaluate(self, phase: str, message: str) -> dict[str, float] | None:
         """Evaluate on the held-out rows (None without any). The base model's evaluation ("before") is reused from
-        the host's cache when nothing it depends on changed (``eval_cache``): resumes, sweeps and clones skip it."""
+        the host's cache when nothing it depends on changed (``eval_cache``): resumes, sweeps and clones skip it
+        (not in a distributed run, where every rank must join the evaluation)."""
         if not self.method.eval_rows:
             return None
         key = self._before_key() if phase == "before" else None
@@ -284,7 +315,7 @@ class Run:
     def _before_key(self) -> str | None:
         """The cache key of the base model's evaluation, or None when the cache is off or the run continues a
         model (``init_from``: its "before" is not the base model's)."""
-        if not eval_cache.enabled() or self.ctx is None or self.spec.init_from:
+        if not eval_cache.enabled() or self.ctx is None or self.spec.init_from or launch.is_distributed():
             return None
         try:
             return eval_cache.cache_key(
@@ -331,7 +362,10 @@ class Run:
             # CUDA: max allocated since training began; CPU/MPS: the process's peak RSS (ru_maxrss).
             "peak_memory_mb": max(peak_memory_mb(self.ctx.device.type), bridge.peak_memory_mb) or None,
             "train_runtime_s": round(bridge.train_seconds, 2),
-            "tokens_trained": trainer.counters.tokens if trainer.counters else 0,
+            # Distributed: every rank's tokens, as summed at the metric events (a rank counts only its own).
+            "tokens_trained": (
+                bridge.tokens_logged if launch.is_distributed() else trainer.counters.tokens if trainer.counters else 0
+            ),
             "gradient_checkpointing": trainer.gradient_checkpointing,
             "early_stopped": bridge.early_stopped,
         }
@@ -482,6 +516,22 @@ class Run:
         _atomic_write_json(self.out / RESULT_FILE, result.to_dict())
         self.emitter.status("succeeded", message)
         return result
+
+    def rank_done(self, outcome: TrainOutcome, metrics: dict[str, Any]) -> TrainingResult:
+        """The result of a rank other than 0 of a distributed run: trained, nothing written (rank 0 reports)."""
+        self.tracking.close("FINISHED")
+        return TrainingResult(
+            job_id=self.spec.job_id,
+            status="succeeded",
+            final_step=outcome.final_step,
+            total_steps=outcome.total_steps,
+            metrics=metrics,
+            model_dir=None,
+            output_dir=self.spec.output_dir,
+            versions=library_versions(),
+            message=f"rank {launch.rank()}: trained {outcome.final_step} steps",
+            duration_s=round(time.time() - self.started, 2),
+        )
 
     def cancelled(self, step: int = 0, total: int = 0) -> TrainingResult:
         """The ``cancelled`` result, naming the checkpoint to resume from."""

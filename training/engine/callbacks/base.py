@@ -202,15 +202,19 @@ class StopFlagCallback(BaseCallback):
 
 
 class Emitter:
-    """Fans events out to callbacks; a failing callback is logged, never allowed to kill the run."""
+    """Fans events out to callbacks; a failing callback is logged, never allowed to kill the run. A ``quiet``
+    emitter (the ranks other than 0 of a distributed run) delivers nothing but still polls ``should_stop``."""
 
-    def __init__(self, callbacks: Sequence[Any], job_id: str = "") -> None:
+    def __init__(self, callbacks: Sequence[Any], job_id: str = "", *, quiet: bool = False) -> None:
         self.callbacks = list(callbacks)
         self.job_id = job_id
+        self.quiet = quiet
         self._stop_requested = False
 
     def emit(self, event: Event) -> None:
-        """Deliver ``event`` to every callback."""
+        """Deliver ``event`` to every callback (to none when quiet)."""
+        if self.quiet:
+            return
         for cb in self.callbacks:
             try:
                 cb.on_event(event)

@@ -118,8 +118,11 @@ class EventBridge(TrainerCallback):
             self._best, self._bad_evals = info["eval_loss"], 0
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
-        """Poll for cancellation after every optimizer step; on a stop, save a checkpoint and end the loop."""
-        if not self.cancelled and self.emitter.should_stop():
+        """Poll for cancellation after every optimizer step; on a stop, save a checkpoint and end the loop. In a
+        distributed run the ranks vote (a collective every step), so that all of them stop at the same step."""
+        from training.engine.launch import any_rank
+
+        if not self.cancelled and any_rank(self.emitter.should_stop()):
             self.cancelled = True
             control.should_training_stop = True
             control.should_save = True
@@ -138,9 +141,13 @@ class EventBridge(TrainerCallback):
         logs = logs or {}
         if "loss" not in logs or any(k.startswith("eval_") for k in logs):
             return
+        from training.engine.launch import sum_ranks
+
         now = time.perf_counter()
-        tokens = self.counters.tokens - self._last_tokens
-        samples = self.counters.samples - self._last_samples
+        # Every rank logs at the same steps: the work of all of them (tokens, sequences) is summed here.
+        tokens, samples = sum_ranks(
+            [self.counters.tokens - self._last_tokens, self.counters.samples - self._last_samples]
+        )
         excluded = self.counters.excluded_s - self._last_excluded
         busy = max(now - self._last_log_t - excluded, 1e-9)
         self._total_train_tokens += tokens
@@ -237,6 +244,11 @@ class EventBridge(TrainerCallback):
             self.emitter.emit(CheckpointEvent(step=state.global_step, path=path))
 
     # --- summary -----------------------------------------------------------------------------------------------
+    @property
+    def tokens_logged(self) -> int:
+        """Real tokens trained (every rank's) up to the last metric event of this session."""
+        return self._total_train_tokens
+
     @property
     def mean_tokens_per_s(self) -> float | None:
         """Real tokens per second over all training time of this session (checkpoints and evals excluded)."""

@@ -57,7 +57,9 @@ class EngineTrainerMixin:
         started = time.perf_counter()
         state = self.state  # type: ignore[attr-defined]
         args = self.args  # type: ignore[attr-defined]
-        self.store_flos()  # type: ignore[attr-defined]
+        self.store_flos()  # type: ignore[attr-defined]  (a collective in a distributed run: every rank calls it)
+        if not self.args.should_save:  # type: ignore[attr-defined]
+            return  # distributed: rank 0 writes the checkpoint (the weights are the same on every rank)
 
         def write(tmp: str) -> None:
             self.save_model(tmp, _internal_call=True)  # type: ignore[attr-defined]
@@ -126,6 +128,10 @@ def common_args(ctx: RunContext, *, has_eval: bool) -> dict[str, Any]:
         "save_only_model": False,
         "logging_first_step": False,
     }
+    if ctx.spec.hyper.num_processes > 1 and ctx.device.type == "cpu":
+        kwargs["ddp_backend"] = "gloo"  # CPU ranks (tests, CPU hosts); CUDA ranks get accelerate's default, NCCL
+    if ctx.spec.hyper.num_processes > 1:
+        kwargs["ddp_find_unused_parameters"] = False  # every trainable parameter (adapters, or all) is used
     return kwargs
 
 

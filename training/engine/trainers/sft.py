@@ -135,6 +135,7 @@ def _make_trainer_class() -> type:
                 loss = outputs.loss
                 if not counted and model.training:
                     loss = loss / self.current_gradient_accumulation_steps
+                loss = _global_token_mean(self, loss, num_items_in_batch, model.training)
                 return (loss, outputs) if return_outputs else loss
             if self.loss_mode == "fused":
                 decoder, head = _fused_parts(model)
@@ -156,9 +157,21 @@ def _make_trainer_class() -> type:
                     outputs = model(**inputs)
                     logits = outputs.logits[:, :-1, :][trained]
                 loss = F.cross_entropy(logits.float(), targets, reduction="sum") / denom
+            loss = _global_token_mean(self, loss, num_items_in_batch, model.training)
             return (loss, outputs) if return_outputs else loss
 
     return PackedSFTTrainer
+
+
+def _global_token_mean(trainer: Any, loss: Any, num_items_in_batch: Any, training: bool) -> Any:
+    """``loss`` x the number of ranks when ``num_items_in_batch`` counts every rank's tokens (HF's
+    ``average_tokens_across_devices``): DDP averages the ranks' gradients, so the update is then the global token
+    mean, as in one process with the same batch. Unchanged in a single process."""
+    ranks = getattr(getattr(trainer, "accelerator", None), "num_processes", 1)
+    if ranks > 1 and training and num_items_in_batch is not None:
+        if getattr(getattr(trainer, "args", None), "average_tokens_across_devices", False):
+            return loss * ranks
+    return loss
 
 
 def _collator(path: SftPath, pad_token_id: int | None) -> Any:
@@ -294,7 +307,9 @@ class SFTMethod(MethodTrainer):
             device_type=ctx.device.type,
             use_unsloth=ctx.use_unsloth,
             supports_position_ids=_supports(self.model, "position_ids"),
-            supports_fused_loss=supports_fused_loss(self.model),
+            # The fused loss calls the decoder itself, past DistributedDataParallel's forward (which readies the
+            # gradient all-reduce): one process only.
+            supports_fused_loss=supports_fused_loss(self.model) and ctx.spec.hyper.num_processes == 1,
             supports_logits_to_keep=_supports(self.model, "logits_to_keep"),
             liger=ctx.device.type == "cuda" and liger_available(),
             flash_attention=ctx.device.type == "cuda" and flash_attention_available(),

@@ -29,7 +29,8 @@ export type HpKey =
   | "chat_template"
   | "early_stopping_patience"
   | "load_best_model_at_end"
-  | "report_to";
+  | "report_to"
+  | "num_processes";
 
 export type HpValues = Record<HpKey, string>;
 export type TrainBy = "epochs" | "steps";
@@ -110,6 +111,7 @@ export const HP_FIELDS: HpField[] = [
   { key: "chat_template", label: "Chat template", hint: "The model's own by default; override with a named template (saved with the model).", kind: "select", options: ["", "chatml", "alpaca", "llama2", "completion"], optionLabels: { "": "the model's own" }, advanced: true, optional: true },
   { key: "precision", label: "Precision", hint: "auto: the fastest the device runs natively (bf16 where it has it, else fp32).", kind: "select", options: ["auto", "bf16", "fp16", "fp32"], advanced: true },
   { key: "gradient_checkpointing", label: "Gradient checkpointing", hint: "auto: only when the activations would not fit; on saves memory at ~30% speed.", kind: "select", options: ["auto", "on", "off"], advanced: true },
+  { key: "num_processes", label: "Processes (GPUs)", hint: "Train on this many GPUs of one machine (data parallel, 1 to 8); each takes the batch size, and the quota counts every GPU.", kind: "int", advanced: true },
   { key: "report_to", label: "Report to", hint: "Experiment trackers that log the run: TensorBoard events are kept with the job; MLflow needs a server configured; W&B needs your API key (Settings).", kind: "multi", options: TRACKERS, optionLabels: { tensorboard: "TensorBoard", mlflow: "MLflow", wandb: "Weights & Biases" }, advanced: true, optional: true },
 ];
 
@@ -143,6 +145,7 @@ export const HP_DEFAULTS: HpValues = {
   early_stopping_patience: "",
   load_best_model_at_end: "",
   report_to: "",
+  num_processes: "1",
 };
 
 function show(value: unknown, key?: string): string {
