@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
 from finetune import artifacts
@@ -93,17 +93,37 @@ def open_download(dataset: Dataset) -> tuple[Any, str]:
     return tmp, f"{safe}-v{dataset.version}.zip"
 
 
+DELETE_ATTEMPTS = 3
+
+
 def delete_dataset(dataset: Dataset) -> None:
     """Delete a version and its files from storage. A version that training jobs used is kept (409): the jobs, their
-    models and their reproducibility record point at it."""
-    keys = [f.file.name for f in dataset.files.all()]
-    try:
-        with transaction.atomic():
-            dataset.delete()
-            transaction.on_commit(lambda: [default_storage.delete(k) for k in keys])
-    except ProtectedError as exc:
-        users = sorted({f"{obj._meta.verbose_name} #{obj.pk}" for obj in exc.protected_objects})
-        listed = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
-        raise ServiceError(
-            f"This dataset version is still used ({listed}); delete those first, or keep the version.", status_code=409
-        ) from None
+    models and their reproducibility record point at it.
+
+    A validation, preprocessing or split task may add a file to the version while it is being deleted (the file
+    rows are collected before the version's row goes): PostgreSQL then refuses the delete (a foreign key), and it
+    is tried again with the new file included; after DELETE_ATTEMPTS such races it answers 409."""
+    pk = dataset.pk
+    for _attempt in range(DELETE_ATTEMPTS):
+        row = Dataset.objects.filter(pk=pk).first()  # fresh each time: a failed commit left the instance pk-less
+        if row is None:
+            return
+        keys = [f.file.name for f in DatasetFile.objects.filter(dataset_id=pk)]
+        try:
+            with transaction.atomic():
+                row.delete()
+                transaction.on_commit(lambda keys=keys: [default_storage.delete(k) for k in keys])
+            return
+        except ProtectedError as exc:
+            users = sorted({f"{obj._meta.verbose_name} #{obj.pk}" for obj in exc.protected_objects})
+            listed = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+            raise ServiceError(
+                f"This dataset version is still used ({listed}); delete those first, or keep the version.",
+                status_code=409,
+            ) from None
+        except IntegrityError:  # a task wrote a file to it meanwhile: collect again
+            continue
+    raise ServiceError(
+        "This dataset version is being written to by a validation or preprocessing run; try again when it is done.",
+        status_code=409,
+    )
