@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -240,7 +239,7 @@ def test_metric_events_get_gapless_sequence_numbers(auth_client, user, ready_dat
 
 
 def test_evaluation_choices_are_checked_before_a_job_is_created(
-    auth_client, user, other_user, ready_dataset, embedded_base
+    auth_client, user, other_user, ready_dataset, embedded_base, tmp_path
 ):
     held = make_ready_dataset(user, rows=alpaca_rows(6)[4:], name="held out")
     foreign = make_ready_dataset(other_user, rows=alpaca_rows(6)[4:], name="not yours")
@@ -264,7 +263,7 @@ def test_evaluation_choices_are_checked_before_a_job_is_created(
     assert r.status_code == 201, r.content
     assert r.json()["compare_prompts"] == 3 and r.json()["eval_dataset"] == held.pk
     job = TrainingJob.objects.get(pk=r.json()["id"])
-    spec = specs.build(job, Path("/tmp/unused"), base_model="x", remote=True)
+    spec = specs.build(job, tmp_path / "run", base_model="x", remote=True)
     assert spec.compare_prompts == 3 and spec.data.eval_files == tuple(
         specs.remote_file_name(f) for f in held.files.all()
     )
