@@ -97,3 +97,36 @@ def test_lora_sft_on_cuda_takes_the_library_kernels(tmp_path: Path, make_spec: A
     assert any(e.line.startswith(expected) for e in events.of_type("log")), [e.line for e in events.of_type("log")]
     losses = [m.loss for m in events.metrics]
     assert sum(losses[-2:]) < sum(losses[:2])
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_full_fine_tuning_on_two_gpus_is_sharded_with_fsdp_and_resumes(tmp_path: Path, short_alpaca: Path) -> None:
+    """sharding auto = FSDP2 for full weights: both ranks train, rank 0 writes a gathered checkpoint and final model,
+    and the run resumes from the checkpoint with --resume."""
+    spec = {
+        "job_id": "fsdp",
+        "base_model": "embedded/SmolLM2-135M-Instruct",
+        "method": "sft",
+        "weights": "full",
+        "use_unsloth": "off",
+        "data": {"train_files": [str(short_alpaca)]},
+        "output_dir": str(tmp_path / "out"),
+        "hyper": {"max_steps": 4, "save_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-5},
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+
+    def cli(*extra: str) -> list[dict[str, Any]]:
+        cmd = [sys.executable, "-m", "training.engine.cli", str(path), "--nproc", "2", *extra]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+    events = cli()
+    assert any("the model sharded (FSDP2)" in e.get("message", "") for e in events if e["type"] == "log")
+    assert [e["step"] for e in events if e["type"] == "metric"] == [1, 2, 3, 4]
+    assert (tmp_path / "out" / "checkpoint-2" / "model.safetensors").is_file()
+    assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
+    resumed = cli("--max-steps", "6", "--resume")
+    result = [e for e in resumed if e["type"] == "result"][0]
+    assert result["status"] == "succeeded" and result["final_step"] == 6

@@ -89,17 +89,25 @@ def checkpoint_step(path: str | os.PathLike[str]) -> int:
     return int(match.group(1))
 
 
-def write_checkpoint(output_dir: str | os.PathLike[str], step: int, writer: Callable[[str], None]) -> str:
-    """Run ``writer(tmp_dir)`` then publish ``checkpoint-<step>`` atomically; return its path."""
+def begin_checkpoint(output_dir: str | os.PathLike[str], step: int, *, create: bool = True) -> Path:
+    """The staging folder ``checkpoint-<step>.tmp`` (emptied and made when ``create``; in a sharded distributed save
+    only rank 0 makes it, and every rank writes into it after a barrier)."""
     root = Path(output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step}"
     tmp = root / f"{PREFIX}{step}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
         tmp.mkdir()
-        writer(str(tmp))
+    return tmp
+
+
+def publish_checkpoint(output_dir: str | os.PathLike[str], step: int, tmp: Path) -> str:
+    """Fsync a written staging folder, write its completion marker last and rename it to ``checkpoint-<step>``
+    atomically; its path. A failure removes the partial folder (a full disk says so)."""
+    root = Path(output_dir)
+    final = root / f"{PREFIX}{step}"
+    try:
         _fsync_tree(tmp)
         files = {str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
         with open(tmp / MARKER, "w", encoding="utf-8") as fh:
@@ -107,10 +115,7 @@ def write_checkpoint(output_dir: str | os.PathLike[str], step: int, writer: Call
             fh.flush()
             os.fsync(fh.fileno())
     except Exception as exc:
-        full = is_disk_full(exc, root)
-        shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint is of no use: give its space back
-        if full:
-            raise DiskFull(disk_full_message(f"saving the checkpoint of step {step}", root)) from exc
+        _discard(tmp, root, step, exc)
         raise
     if final.exists():  # the same step saved again (e.g. a resumed run that stopped where it resumed)
         old = root / f"{PREFIX}{step}.old"
@@ -123,6 +128,26 @@ def write_checkpoint(output_dir: str | os.PathLike[str], step: int, writer: Call
         os.replace(tmp, final)
     _fsync_dir(root)
     return str(final)
+
+
+def _discard(tmp: Path, root: Path, step: int, exc: BaseException) -> None:
+    """Remove a partial checkpoint (of no use) and raise ``DiskFull`` when the disk filled up."""
+    full = is_disk_full(exc, root)
+    shutil.rmtree(tmp, ignore_errors=True)  # a partial checkpoint is of no use: give its space back
+    if full:
+        raise DiskFull(disk_full_message(f"saving the checkpoint of step {step}", root)) from exc
+
+
+def write_checkpoint(output_dir: str | os.PathLike[str], step: int, writer: Callable[[str], None]) -> str:
+    """Run ``writer(tmp_dir)`` then publish ``checkpoint-<step>`` atomically; return its path."""
+    root = Path(output_dir)
+    tmp = begin_checkpoint(root, step)
+    try:
+        writer(str(tmp))
+    except Exception as exc:
+        _discard(tmp, root, step, exc)
+        raise
+    return publish_checkpoint(root, step, tmp)
 
 
 def rotate_checkpoints(output_dir: str | os.PathLike[str], keep: int) -> list[str]:

@@ -14,6 +14,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 GRADIENT_CHECKPOINTING_MODES = ("auto", "on", "off")
 TRAIN_ON = ("assistant", "all")
 PACKING = ("auto", "on", "off")
+SHARDING = ("auto", "ddp", "fsdp", "zero3")  # how several processes share the model (see trainers/sharding.py)
 REPORT_TO = ("tensorboard", "mlflow", "wandb")
 MAX_PROCESSES = 8  # num_processes: GPUs of one host
 LR_SCHEDULERS = (
@@ -116,9 +117,14 @@ class HyperParams:
         num_processes (`int`, defaults to `1`):
             Processes (one per GPU, on one host) training the same model with distributed data parallel (DDP, through
             `torchrun`); each takes `per_device_train_batch_size` rows, so the global batch is batch size x
-            accumulation steps x processes. 1 to 8. Every process holds a whole copy of the model (fine for LoRA/QLoRA;
-            FSDP / ZeRO-3 sharding for full fine-tuning is not supported yet); excludes `load_best_model_at_end`.
-            See `training.engine.launch`.
+            accumulation steps x processes. 1 to 8. How the processes hold the model is `sharding`; excludes
+            `load_best_model_at_end`. See `training.engine.launch`.
+        sharding (`str`, defaults to `"auto"`):
+            With several processes: `ddp` gives every process a whole copy of the model (LoRA/QLoRA: only the adapter
+            is trained, so copies are cheap); `fsdp` shards weights, gradients and optimizer state across the GPUs
+            with PyTorch FSDP2 (through accelerate); `zero3` does the same with DeepSpeed ZeRO stage 3 (needs
+            `deepspeed` installed on the worker). `auto` is `fsdp` for full fine-tuning on GPUs and `ddp` otherwise.
+            Sharding needs CUDA GPUs (accelerate shards only GPU ranks); CPU ranks use DDP.
     """
 
     num_train_epochs: float = 1.0
@@ -154,6 +160,7 @@ class HyperParams:
     load_best_model_at_end: bool | None = None
     report_to: tuple[str, ...] = ()
     num_processes: int = 1
+    sharding: str = "auto"
 
     def __post_init__(self) -> None:
         for name in (
@@ -194,6 +201,7 @@ class HyperParams:
         check_choice("gradient_checkpointing", self.gradient_checkpointing, GRADIENT_CHECKPOINTING_MODES)
         check_choice("train_on", self.train_on, TRAIN_ON)
         check_choice("packing", self.packing, PACKING)
+        check_choice("sharding", self.sharding, SHARDING)
         if self.loss_type is not None and (not isinstance(self.loss_type, str) or not self.loss_type.strip()):
             raise ConfigError(f"loss_type must be a loss name or null, got {self.loss_type!r}.")
         self._check_chat_template()

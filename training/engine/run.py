@@ -98,6 +98,7 @@ class Run:
         best = self.method.keep_best_result(outcome.final_step)
         after = self.evaluate("after", "evaluating the fine-tuned model")
         metrics = {**self.metrics(before, after), **best}
+        self.method.gather_full_state()  # sharded runs: a collective before rank 0 saves alone
         if not self.main:  # rank 0 saves, exports and writes the result (the weights are the same on every rank)
             return self.rank_done(outcome, metrics)
         final = self.save(metrics)
@@ -163,6 +164,12 @@ class Run:
             use_unsloth=checked.use_unsloth,
             init_path=checked.init_path,
         )
+        if processes > 1:
+            from .trainers.hf_trainer import run_sharding
+
+            strategy = run_sharding(self.ctx)  # a plain ConfigError before the model loads
+            held = {"ddp": "a whole copy of the model each (DDP)", "fsdp": "the model sharded (FSDP2)"}
+            self.emitter.log("info", f"{processes} processes, {held.get(strategy, 'the model sharded (ZeRO-3)')}")
         load_tokenizer(self.ctx)
         self._prepare_data()
 

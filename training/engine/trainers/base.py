@@ -168,11 +168,21 @@ class MethodTrainer(ABC):
             early_stopped=self.bridge.early_stopped,
         )
 
+    def gather_full_state(self) -> None:
+        """Sharded runs (FSDP / ZeRO-3): every rank joins gathering the full weights, which rank 0 keeps for
+        ``save_final``. Nothing to do otherwise (every rank holds the whole model)."""
+        from .sharding import is_sharded
+
+        if self.trainer is not None and is_sharded(self.trainer):
+            self.full_state = self.trainer.accelerator.get_state_dict(self.trainer.model)
+
     def save_final(self, dest: str) -> None:
         """Write the trained model (adapter for LoRA/QLoRA, full weights otherwise) + tokenizer + chat template."""
         model = self.trainer.model if self.trainer is not None else self.model
         model = getattr(self.trainer, "accelerator", None).unwrap_model(model) if self.trainer is not None else model
-        model.save_pretrained(dest, safe_serialization=True)
+        full_state = getattr(self, "full_state", None)
+        extra = {"state_dict": full_state} if full_state is not None else {}
+        model.save_pretrained(dest, safe_serialization=True, **extra)
         tokenizer = self.ctx.tokenizer
         tokenizer.chat_template = self.ctx.chat_template
         tokenizer.save_pretrained(dest)

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .context import RunContext
+from .sharding import Strategy, is_sharded, resolve_sharding, sharding_args
 
 if TYPE_CHECKING:
     from training.engine.callbacks.hf import Counters
@@ -58,6 +59,10 @@ class EngineTrainerMixin:
         state = self.state  # type: ignore[attr-defined]
         args = self.args  # type: ignore[attr-defined]
         self.store_flos()  # type: ignore[attr-defined]  (a collective in a distributed run: every rank calls it)
+        if is_sharded(self):
+            self._save_sharded_checkpoint()
+            self.engine_counters.excluded_s += time.perf_counter() - started
+            return
         if not self.args.should_save:  # type: ignore[attr-defined]
             return  # distributed: rank 0 writes the checkpoint (the weights are the same on every rank)
 
@@ -67,25 +72,54 @@ class EngineTrainerMixin:
                 self._save_optimizer_and_scheduler(tmp)  # type: ignore[attr-defined]
                 self._save_scaler(tmp)  # type: ignore[attr-defined]
                 self._save_rng_state(tmp)  # type: ignore[attr-defined]
-            from transformers.trainer_callback import ExportableState
-
-            handlers = [*self.callback_handler.callbacks, self.control]  # type: ignore[attr-defined]
-            for cb in [c for c in handlers if isinstance(c, ExportableState)]:
-                name = cb.__class__.__name__
-                if isinstance(state.stateful_callbacks.get(name), list):
-                    state.stateful_callbacks[name].append(cb.state())
-                else:
-                    state.stateful_callbacks[name] = cb.state()
-            state.save_to_json(os.path.join(tmp, "trainer_state.json"))
+            self._save_trainer_state(tmp)
 
         write_checkpoint(args.output_dir, state.global_step, write)
         rotate_checkpoints(args.output_dir, self.engine_keep)
         self.engine_counters.excluded_s += time.perf_counter() - started
 
+    def _save_sharded_checkpoint(self) -> None:
+        """FSDP / ZeRO-3: the model and optimizer state are split across the ranks, so every rank joins the gathers
+        into the same staging folder (rank 0 makes it and writes the gathered files; each rank writes its own RNG
+        state), then rank 0 publishes it atomically like any other checkpoint."""
+        from training.engine.checkpoints import begin_checkpoint, publish_checkpoint, rotate_checkpoints
+
+        state, args = self.state, self.args  # type: ignore[attr-defined]
+        accelerator = self.accelerator  # type: ignore[attr-defined]
+        tmp = begin_checkpoint(args.output_dir, state.global_step, create=args.should_save)
+        accelerator.wait_for_everyone()
+        self.save_model(str(tmp), _internal_call=True)  # type: ignore[attr-defined]
+        if not args.save_only_model:
+            self._save_optimizer_and_scheduler(str(tmp))  # type: ignore[attr-defined]
+            self._save_scaler(str(tmp))  # type: ignore[attr-defined]
+            self._save_rng_state(str(tmp))  # type: ignore[attr-defined]
+        accelerator.wait_for_everyone()
+        if args.should_save:
+            self._save_trainer_state(str(tmp))
+            publish_checkpoint(args.output_dir, state.global_step, tmp)
+            rotate_checkpoints(args.output_dir, self.engine_keep)
+        accelerator.wait_for_everyone()
+
+    def _save_trainer_state(self, tmp: str) -> None:
+        """``trainer_state.json`` with the exportable callbacks' state, as the Trainer writes it."""
+        state = self.state  # type: ignore[attr-defined]
+        from transformers.trainer_callback import ExportableState
+
+        handlers = [*self.callback_handler.callbacks, self.control]  # type: ignore[attr-defined]
+        for cb in [c for c in handlers if isinstance(c, ExportableState)]:
+            name = cb.__class__.__name__
+            if isinstance(state.stateful_callbacks.get(name), list):
+                state.stateful_callbacks[name].append(cb.state())
+            else:
+                state.stateful_callbacks[name] = cb.state()
+        state.save_to_json(os.path.join(tmp, "trainer_state.json"))
+
 
 def optimizer_name(ctx: RunContext) -> str:
-    """AdamW everywhere (fused kernel on CUDA), so every path optimizes the same way."""
-    return "adamw_torch_fused" if ctx.device.type == "cuda" else "adamw_torch"
+    """AdamW everywhere, as torch's fused kernel (CUDA and CPU; MPS keeps the loop). On CPU the per-parameter loop
+    ran about a dozen small ops for each of a LoRA run's 420 adapter tensors: measured on SmolLM2 LoRA SFT (2 cores,
+    bf16) the optimizer step fell from ~0.2 s to ~0.02 s per step with the fused kernel."""
+    return "adamw_torch" if ctx.device.type == "mps" else "adamw_torch_fused"
 
 
 def common_args(ctx: RunContext, *, has_eval: bool) -> dict[str, Any]:
@@ -132,7 +166,16 @@ def common_args(ctx: RunContext, *, has_eval: bool) -> dict[str, Any]:
         kwargs["ddp_backend"] = "gloo"  # CPU ranks (tests, CPU hosts); CUDA ranks get accelerate's default, NCCL
     if ctx.spec.hyper.num_processes > 1:
         kwargs["ddp_find_unused_parameters"] = False  # every trainable parameter (adapters, or all) is used
+    kwargs.update(sharding_args(run_sharding(ctx)))
     return kwargs
+
+
+def run_sharding(ctx: RunContext) -> Strategy:
+    """How this run's processes hold the model (``hyper.sharding`` resolved for the weights and device)."""
+    h = ctx.spec.hyper
+    return resolve_sharding(
+        sharding=h.sharding, processes=h.num_processes, weights=ctx.spec.weights, device_type=ctx.device.type
+    )
 
 
 def adapter_inputs_uncast(trainer: Any) -> Any:

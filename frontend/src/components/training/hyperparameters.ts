@@ -30,7 +30,8 @@ export type HpKey =
   | "early_stopping_patience"
   | "load_best_model_at_end"
   | "report_to"
-  | "num_processes";
+  | "num_processes"
+  | "sharding";
 
 export type HpValues = Record<HpKey, string>;
 export type TrainBy = "epochs" | "steps";
@@ -112,6 +113,7 @@ export const HP_FIELDS: HpField[] = [
   { key: "precision", label: "Precision", hint: "auto: the fastest the device runs natively (bf16 where it has it, else fp32).", kind: "select", options: ["auto", "bf16", "fp16", "fp32"], advanced: true },
   { key: "gradient_checkpointing", label: "Gradient checkpointing", hint: "auto: only when the activations would not fit; on saves memory at ~30% speed.", kind: "select", options: ["auto", "on", "off"], advanced: true },
   { key: "num_processes", label: "Processes (GPUs)", hint: "Train on this many GPUs of one machine (data parallel, 1 to 8); each takes the batch size, and the quota counts every GPU.", kind: "int", advanced: true },
+  { key: "sharding", label: "Sharding (several GPUs)", hint: "auto: full fine-tuning is sharded across the GPUs with FSDP, adapters are copied (DDP); zero3 needs DeepSpeed on the worker.", kind: "select", options: ["auto", "ddp", "fsdp", "zero3"], optionLabels: { ddp: "DDP (a copy per GPU)", fsdp: "FSDP (sharded)", zero3: "DeepSpeed ZeRO-3" }, advanced: true },
   { key: "report_to", label: "Report to", hint: "Experiment trackers that log the run: TensorBoard events are kept with the job; MLflow needs a server configured; W&B needs your API key (Settings).", kind: "multi", options: TRACKERS, optionLabels: { tensorboard: "TensorBoard", mlflow: "MLflow", wandb: "Weights & Biases" }, advanced: true, optional: true },
 ];
 
@@ -146,6 +148,7 @@ export const HP_DEFAULTS: HpValues = {
   load_best_model_at_end: "",
   report_to: "",
   num_processes: "1",
+  sharding: "auto",
 };
 
 function show(value: unknown, key?: string): string {
