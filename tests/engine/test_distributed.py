@@ -37,6 +37,9 @@ def _spec(tmp: Path, rows: Path, name: str, **hyper: Any) -> Path:
         "save_steps": 0,
         "lora_r": 8,
         "lora_alpha": 16,
+        # fp32 on every CPU: in bf16 (picked where the CPU computes it natively) the two layouts round differently
+        # (measured: losses 0.4% apart at step 2), which would hide what this compares.
+        "precision": "fp32",
         **hyper,
     }
     spec = {
