@@ -69,6 +69,36 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def _RssByPhase(base: type) -> type:  # noqa: N802 (a class factory)
+    """``base`` (the engine's ListCallback) that also records the peak RSS reached by the start of each phase (the
+    libraries imported, the model loaded, the base model evaluated, the first training steps): where the memory goes."""
+
+    class RssByPhase(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self.phases: dict[str, float] = {"libraries imported": round(_rss_mb())}
+
+        def on_event(self, event: Any) -> None:
+            super().on_event(event)
+            label = None
+            if event.type == "status":
+                label = {"evaluating": "model loaded", "training": "base model evaluated"}.get(event.status)
+            elif event.type == "metric" and event.step <= 2:
+                label = f"after training step {event.step}"
+            if label and label not in self.phases:
+                self.phases[label] = round(_peak_rss_mb())
+
+    return RssByPhase
+
+
 # --- workers (each in its own process) -----------------------------------------------------------------------------
 
 
@@ -104,7 +134,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
                 "output_dir": str(Path(tmp) / "run"),
             }
         )
-        cb = ListCallback()
+        cb = _RssByPhase(ListCallback)()
         result = run_training(spec, callbacks=[cb])
     metrics = cb.metrics
     steps = [
@@ -122,6 +152,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mb": _peak_rss_mb(),
         "device": result.device,
         "status": result.status,
+        "rss_by_phase_mb": cb.phases,
     }
 
 
@@ -343,6 +374,9 @@ def main() -> None:
         )
         print(f"           loss: {' '.join(f'{x:.3f}' if x is not None else '-' for x in s['losses'])}")
         print(f"           setup: {s['device']}")
+        if raw.get("rss_by_phase_mb"):
+            phases = ", ".join(f"{k} {v:.0f}" for k, v in raw["rss_by_phase_mb"].items())
+            print(f"           peak RSS by phase (MB): {phases}")
     ours, best = results["ours"], results["trl-best"]
     speedup = ours["tokens_per_s"] / best["tokens_per_s"] if best["tokens_per_s"] else float("inf")
     mem_ratio = ours["peak_rss_mb"] / best["peak_rss_mb"]
