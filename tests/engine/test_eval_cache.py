@@ -47,7 +47,7 @@ def test_the_key_ignores_training_only_settings_and_sees_the_rest(cache: Path) -
     assert eval_cache.load(base) is None
 
 
-def test_a_second_run_that_only_changes_the_learning_rate_reuses_the_base_evaluation(
+def test_a_second_run_that_only_changes_the_learning_rate_or_a_resumed_one_reuses_the_base_evaluation(
     tmp_path: Path, make_spec: Any, short_alpaca: Path, cache: Path
 ) -> None:
     rows = json.loads(short_alpaca.read_text())
@@ -70,7 +70,7 @@ def test_a_second_run_that_only_changes_the_learning_rate_reuses_the_base_evalua
     def logs(events: ListCallback) -> str:
         return "\n".join(e.line for e in events.of_type("log"))
 
-    first, first_events = run("first")
+    first, first_events = run("first", save_steps=2)
     assert first.status == "succeeded" and len(list(cache.glob("*.json"))) == 1
     assert "reused from the cache" not in logs(first_events)
 
@@ -80,3 +80,9 @@ def test_a_second_run_that_only_changes_the_learning_rate_reuses_the_base_evalua
     assert b2.eval_loss == pytest.approx(b1.eval_loss) and b2.step == 0 and b2.samples == 4
     assert second.metrics["eval_loss_before"] == pytest.approx(first.metrics["eval_loss_before"])
     assert second.metrics["eval_loss_after"] is not None
+
+    # A resumed run (the same folder, from its checkpoint of step 2, one step more) skips it too.
+    resumed, resumed_events = run("first", save_steps=2, max_steps=3)
+    assert resumed.status == "succeeded" and resumed.final_step == 3
+    assert "base model evaluation reused from the cache" in logs(resumed_events)
+    assert [m.step for m in resumed_events.metrics] == [3]  # it resumed: step 3 was the only one trained
