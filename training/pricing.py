@@ -39,5 +39,6 @@ def account_cost(job: TrainingJob) -> None:
     """Set the job's compute_seconds and cost_usd from its finished attempts (local runs cost no money)."""
     seconds = compute_seconds(job)
     job.compute_seconds = round(seconds, 1)
-    if job.backend == "modal":
-        job.cost_usd = round(modal_cost_usd(job.modal_gpu, seconds), 4)
+    if job.backend == "modal":  # a run on N GPUs pays for each of them, as the estimate and the quotas count
+        gpus = max(int((job.hyperparameters or {}).get("num_processes") or 1), 1)
+        job.cost_usd = round(modal_cost_usd(job.modal_gpu, seconds) * gpus, 4)

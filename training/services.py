@@ -165,6 +165,15 @@ def evaluation_source(
     return eval_ds
 
 
+MODAL_MAX_GPUS_PER_CONTAINER = 8  # one host's GPUs (num_processes N > 1 asks for `<TYPE>:<N>`)
+MODAL_MAX_GPUS_BY_TYPE = {"A10G": 4}  # Modal's A10 hosts have 4
+
+
+def modal_gpus_per_container(gpu: str) -> int:
+    """How many GPUs of type ``gpu`` one Modal container can have (a run on N processes needs N on one host)."""
+    return MODAL_MAX_GPUS_BY_TYPE.get(gpu, MODAL_MAX_GPUS_PER_CONTAINER)
+
+
 def create_job(
     *,
     owner: User,
@@ -199,10 +208,11 @@ def create_job(
     _check_method_fits_data(method, ds)
     hyper = validate_hyperparameters(hyperparameters or {}, method)
     tracking.check_report_to(owner, hyper)
-    if backend == "modal" and int(hyper.get("num_processes") or 1) > 1:
+    gpus = int(hyper.get("num_processes") or 1)
+    if backend == "modal" and gpus > modal_gpus_per_container(modal_gpu):
         raise ServiceError(
-            "A Modal run trains in one process for now: set num_processes to 1, or run the job on a local worker "
-            "whose host has that many GPUs.",
+            f"A Modal container holds at most {modal_gpus_per_container(modal_gpu)} {modal_gpu} GPUs: set "
+            "num_processes to that or fewer, or pick another GPU.",
             field="hyperparameters.num_processes",
         )
     eval_ds = evaluation_source(owner, ds, hyper, compare_prompts, eval_dataset_id, eval_dataset_version)

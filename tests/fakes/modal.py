@@ -21,10 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class SubprocessModalClient:
     def spawn(self, gpu: str, payload: dict[str, Any]) -> str:
+        """Start the "container"; the call id names the GPU string Modal was asked for (``fake-H100:2-<pid>``), so a
+        test reads it from the job's ``external_id``. On CPU, a run on N processes trains N gloo ranks."""
         fd, path = tempfile.mkstemp(prefix="modal-payload-", suffix=".json")
         with os.fdopen(fd, "w") as fh:
             json.dump(payload, fh)
         log = open(path + ".log", "ab")
+        log.write(f"gpu={gpu}\n".encode())
+        log.flush()
         container = Path(tempfile.mkdtemp(prefix="modal-container-"))
         env = {
             k: v

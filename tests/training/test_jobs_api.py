@@ -269,9 +269,15 @@ def test_evaluation_choices_are_checked_before_a_job_is_created(
     )
 
 
-def test_several_processes_run_on_a_local_worker_only(auth_client, ready_dataset, embedded_base):
+def test_several_processes_run_locally_or_on_one_modal_host(auth_client, ready_dataset, embedded_base):
     hyper = {**TINY_HYPER, "num_processes": 2}
     body = _body(ready_dataset, embedded_base, backend="modal", modal_gpu="A10G", hyperparameters=hyper)
+    r = auth_client.post("/api/training/jobs/", body, format="json")
+    assert r.status_code == 201 and r.json()["hyperparameters"]["num_processes"] == 2, r.content
+    # One Modal container: an A10 host has 4 GPUs, the others 8 (the engine's own limit).
+    body = _body(
+        ready_dataset, embedded_base, backend="modal", modal_gpu="A10G", hyperparameters={**hyper, "num_processes": 5}
+    )
     r = auth_client.post("/api/training/jobs/", body, format="json")
     assert r.status_code == 400 and "hyperparameters.num_processes" in r.json()["errors"], r.content
     r = auth_client.post(

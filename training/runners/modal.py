@@ -11,7 +11,7 @@ from django.core import signing
 from django.urls import reverse
 from django.utils.module_loading import import_string
 
-from training import services, specs, tracking
+from training import estimate, services, specs, tracking
 from training.engine.errors import ConfigError
 from training.models import TrainingJob
 
@@ -23,11 +23,16 @@ class ModalClient:
     """The only code that talks to Modal's client: spawn a run, cancel it. Tests replace this class alone."""
 
     def spawn(self, gpu: str, payload: dict[str, Any]) -> str:
+        """Start the run on ``gpu``, Modal's GPU string: ``<TYPE>`` (one GPU) or ``<TYPE>:<N>`` (N GPUs on one
+        host, e.g. ``H100:4``); the call's id."""
         import modal
 
         from training.engine.modal_app import APP_NAME
 
-        fn = modal.Function.from_name(APP_NAME, f"train_{gpu.replace('-', '_').lower()}")
+        kind, _, count = gpu.partition(":")
+        fn = modal.Function.from_name(APP_NAME, f"train_{kind.replace('-', '_').lower()}")
+        if count:  # the deployed function of that type asks for one GPU: this call's containers get N
+            fn = fn.with_options(gpu=gpu)
         return str(fn.spawn(payload).object_id)
 
     def cancel(self, call_id: str) -> None:
@@ -118,6 +123,13 @@ def build_payload(job: TrainingJob) -> dict[str, Any]:
     }
 
 
+def gpu_request(job: TrainingJob) -> str:
+    """The Modal GPU string a job's container asks for: its GPU type, with the count when the job trains on several
+    (``num_processes`` N > 1: ``H100:4``, N GPUs of one host, one process each)."""
+    count = estimate.processes(job.hyperparameters or {})
+    return job.modal_gpu if count == 1 else f"{job.modal_gpu}:{count}"
+
+
 def run(job: TrainingJob, worker_id: str) -> None:
     """Spawn the remote run and return; the job's lease now belongs to the remote call."""
     try:
@@ -125,9 +137,10 @@ def run(job: TrainingJob, worker_id: str) -> None:
     except (ValueError, ConfigError) as exc:  # a model the remote run cannot get, a tracker gone: say which
         services.fail_job(job.pk, f"Cannot start on Modal: {exc}", kind="config", worker_id=worker_id)
         return
-    call_id = get_client().spawn(job.modal_gpu, payload)
+    gpu = gpu_request(job)
+    call_id = get_client().spawn(gpu, payload)
     TrainingJob.objects.filter(pk=job.pk).update(external_id=call_id, lease_owner=f"modal:{call_id}")
     services.record_event(
-        job.pk, {"type": "log", "level": "info", "line": f"spawned on Modal ({job.modal_gpu}), call {call_id}"}
+        job.pk, {"type": "log", "level": "info", "line": f"spawned on Modal ({gpu}), call {call_id}"}
     )
-    logger.info("job %s: spawned on Modal %s as %s", job.pk, job.modal_gpu, call_id)
+    logger.info("job %s: spawned on Modal %s as %s", job.pk, gpu, call_id)
