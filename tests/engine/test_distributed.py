@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-3
 
 
-def _spec(tmp: Path, rows: Path, name: str, **hyper: Any) -> Path:
+def _spec(tmp: Path, rows: Path, name: str, method: str = "sft", **hyper: Any) -> Path:
     values = {
         "max_steps": 4,
         "max_length": 128,
@@ -45,7 +45,7 @@ def _spec(tmp: Path, rows: Path, name: str, **hyper: Any) -> Path:
     spec = {
         "job_id": name,
         "base_model": "embedded/SmolLM2-135M-Instruct",
-        "method": "sft",
+        "method": method,
         "weights": "lora",
         "use_unsloth": "off",
         "data": {"train_files": [str(rows)]},
@@ -108,3 +108,33 @@ def test_two_ranks_train_like_one_process_with_the_same_global_batch(
     final = tmp_path / "two" / "final"
     assert (final / "adapter_model.safetensors").is_file()
     assert json.loads((tmp_path / "two" / "result.json").read_text())["final_step"] == 4
+
+
+@pytest.mark.slow
+def test_dpo_on_two_ranks_trains_like_one_process_with_the_same_global_batch(
+    tmp_path: Path, short_hh: Path, model_path: str
+) -> None:
+    """DPO's loss is a mean over the pairs of a micro-batch; DDP averages the ranks' gradients, so with equal
+    per-rank batches 2 ranks x 2 pairs step like 1 process x 4 pairs (the single process takes the packed CPU path,
+    the ranks stock TRL: this also checks the two agree)."""
+    hyper = {"max_steps": 3, "learning_rate": 5e-4, "beta": 0.1}
+    one = _cli(str(_spec(tmp_path, short_hh, "dpo-one", method="dpo", **hyper)))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _cli(
+        str(
+            _spec(tmp_path, short_hh, "dpo-two", method="dpo", per_device_train_batch_size=2, num_processes=2, **hyper)
+        )
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    m1 = [e for e in _events(one.stdout) if e["type"] == "metric"]
+    m2 = [e for e in _events(two.stdout) if e["type"] == "metric"]
+
+    def path(stdout: str) -> str:
+        return next(e["line"] for e in _events(stdout) if e["type"] == "log" and e["line"].startswith("DPO path:"))
+
+    assert path(one.stdout).startswith("DPO path: packed") and path(two.stdout).startswith("DPO path: stock TRL")
+    assert [e["step"] for e in m2] == [1, 2, 3]
+    assert m1[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at the first step
+    for a, b in zip(m1, m2, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=TOLERANCE), (a, b)
+    assert m1[-1]["loss"] < m1[0]["loss"]  # and it learns

@@ -1,13 +1,22 @@
 """Direct Preference Optimization with ``trl.DPOTrainer`` (LoRA: the reference model is the base with the adapter
-disabled; full: TRL keeps a frozen copy)."""
+disabled; full: TRL keeps a frozen copy).
+
+On CPU with LoRA weights on a llama-family model (one process) the trainer is ``PackedDPOTrainer``
+(``dpo_packed.py``): TRL's data pipeline, losses, metrics and logging, with the reference log-probs precomputed once,
+padding-free rows under per-sequence attention and fused completion-only log-probs; bf16 autocast wherever
+``common_args`` turned it on (a device with native bf16). Anything else runs on stock TRL.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from .dpo_packed import DpoPath, packed_dpo_trainer_class, select_dpo_path
 from .hf_trainer import EngineTrainerMixin
 from .preference import PreferenceTrainer, preference_dataset
 from .registry import register
+from .sft import _base, _supports, _use_packed_attention, supports_fused_loss
 
 __all__ = ["DPOMethod", "preference_dataset"]
 
@@ -16,19 +25,77 @@ __all__ = ["DPOMethod", "preference_dataset"]
 class DPOMethod(PreferenceTrainer):
     """DPO on preference pairs."""
 
+    dpo_path: DpoPath | None = None
+
+    def loss_types(self) -> list[str]:
+        """The spec's loss type as TRL's list (sigmoid unless set)."""
+        h = self.ctx.spec.hyper
+        return [h.loss_type] if h.loss_type else ["sigmoid"]
+
+    def path(self) -> DpoPath:
+        """The packed CPU path or stock TRL, decided once the model is loaded."""
+        if self.dpo_path is None:
+            ctx = self.ctx
+            self.dpo_path = select_dpo_path(
+                device_type=ctx.device.type,
+                weights=ctx.spec.weights,
+                use_unsloth=ctx.use_unsloth,
+                num_processes=ctx.spec.hyper.num_processes,
+                supports_packed=supports_fused_loss(self.model) and _supports(self.model, "position_ids"),
+                loss_types=self.loss_types(),
+            )
+        return self.dpo_path
+
     def config(self) -> Any:
-        """The ``DPOConfig`` for this spec."""
+        """The ``DPOConfig`` for this spec (reference log-probs precomputed on the packed path)."""
         from trl import DPOConfig
 
         h = self.ctx.spec.hyper
-        loss = [h.loss_type] if h.loss_type else ["sigmoid"]
-        return DPOConfig(**self.args(), beta=h.beta, loss_type=loss, max_length=h.max_length, dataset_num_proc=None)
+        extra: dict[str, Any] = {}
+        if self.path().packed:
+            # No-grad packed rows are cheap in memory: a larger batch amortizes the per-call overhead.
+            extra = {"precompute_ref_log_probs": True, "precompute_ref_batch_size": 2 * h.per_device_train_batch_size}
+        return DPOConfig(
+            **self.args(),
+            beta=h.beta,
+            loss_type=self.loss_types(),
+            max_length=h.max_length,
+            dataset_num_proc=None,
+            **extra,
+        )
 
     def trainer_class(self) -> type:
-        """``DPOTrainer`` with the engine mixin."""
+        """``DPOTrainer`` with the engine mixin (``PackedDPOTrainer`` on the packed path)."""
         from trl import DPOTrainer
 
         class EngineDPOTrainer(EngineTrainerMixin, DPOTrainer):
             pass
 
+        if self.path().packed:
+            return packed_dpo_trainer_class(EngineDPOTrainer)
         return EngineDPOTrainer
+
+    def build(self, callbacks: Sequence[Any]) -> None:
+        """Switch to the packed attention on the packed path, log the path, build the trainer (which precomputes
+        the reference log-probs on the packed path) and log how long that took."""
+        path = self.path()
+        if path.packed:
+            _use_packed_attention(self.model)
+        self.ctx.emitter.log("info", f"DPO path: {path.describe()}")
+        super().build(callbacks)
+        if path.packed and self.trainer is not None:
+            self.ctx.emitter.log(
+                "info",
+                f"DPO reference log-probs precomputed: {self.trainer.precompute_pairs} pairs in "
+                f"{self.trainer.precompute_s:.1f} s",
+            )
+
+    def save_final(self, dest: str) -> None:
+        """Save with the stock attention implementation recorded (the packed one is a training-time detail)."""
+        base = _base(self.trainer.model if self.trainer is not None else self.model)
+        if getattr(base.config, "_attn_implementation", None) not in (None, "sdpa", "eager"):
+            try:
+                base.set_attn_implementation("sdpa")
+            except (ValueError, AttributeError):
+                pass
+        super().save_final(dest)

@@ -1,0 +1,376 @@
+"""DPO throughput: our engine's LoRA-DPO path vs TRL's `DPOTrainer` with its defaults and with its best settings.
+
+Same model (the embedded SmolLM2-135M-Instruct), same data (the first pairs of
+../shared/datasets/hh_rlhf_harmless_test.jsonl.gz, read by the engine's loader into conversational
+prompt/chosen/rejected rows for all sides), same batch size, max length, step count, learning rate, beta, LoRA
+rank/alpha/targets, seed and torch intra-op thread count (``--threads``; by default the parent picks it once with
+the engine's own measurement, ``choose_cpu_threads``, and every side uses it). Each side runs in its own process (so
+peak RSS is its own) and reports real (non-padding) tokens/s over the timed steps (the first step, a warm-up, is
+excluded), the time spent precomputing the reference log-probs (where a side does), the wall time of its whole run
+(model loading, data preparation, precompute and training), peak RSS and its per-step loss curve.
+
+Sides:
+- ours: `run_training` with method dpo (on CPU: `trainers/dpo_packed.py`);
+- trl-default: `DPOConfig` defaults except the matched values above (so: gradient checkpointing on, the reference
+  forward every step, the base loaded in fp32, TRL's default `bf16=True`, which on a CPU without native bf16 means
+  emulated bf16);
+- trl-best: `precompute_ref_log_probs=True`, `padding_free=True` (TRL 1.16 warns and falls back to padding; what it
+  did is printed), no gradient checkpointing, bf16 autocast and a bf16 frozen base only where the CPU has native
+  bf16. (TRL 1.16 has no `use_logits_to_keep` for DPO: its fused LM head already scores only labelled positions on
+  Triton devices, and every position elsewhere.)
+
+    .venv/bin/python bench/dpo_throughput.py                   # defaults: 10 steps, batch 4, max_length 512
+    .venv/bin/python bench/dpo_throughput.py --steps 6 --batch-size 4
+    .venv/bin/python bench/dpo_throughput.py --sides ours trl-best
+
+Target: ours >= 2.0x TRL-best's real tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# Public datasets: FINETUNE_DATASETS_DIR, as the tests take them.
+SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
+DATA = SHARED / "hh_rlhf_harmless_test.jsonl.gz"
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+SIDES = ("ours", "trl-default", "trl-best")
+
+
+def _write_rows(n: int, dest: Path) -> Path:
+    """The first ``n`` HH-RLHF pairs, gzipped JSON Lines like the original."""
+    with gzip.open(DATA, "rt", encoding="utf-8") as src, gzip.open(dest, "wt", encoding="utf-8") as out:
+        for i, line in enumerate(src):
+            if i == n:
+                break
+            out.write(line)
+    return dest
+
+
+def _pairs(path: Path) -> list[dict[str, Any]]:
+    """The rows as the engine hands them to TRL: conversational prompt/chosen/rejected."""
+    from training.engine.data import load_examples
+
+    return [
+        {"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
+        for r in load_examples([path]).examples
+    ]
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _bf16_native() -> bool:
+    from training.engine.device import detect_device
+
+    return bool(detect_device().bf16_native)
+
+
+# --- workers (each in its own process) -----------------------------------------------------------------------------
+
+
+def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
+    from training.engine.callbacks.base import ListCallback
+    from training.engine.run import run_training
+    from training.engine.spec import TrainingSpec
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = _write_rows(args.rows, Path(tmp) / "hh.jsonl.gz")
+        spec = TrainingSpec.from_dict(
+            {
+                "job_id": "bench-dpo-ours",
+                "base_model": "embedded/SmolLM2-135M-Instruct",
+                "method": "dpo",
+                "weights": "lora",
+                "data": {"train_files": [str(data)]},
+                "hyper": {
+                    "max_steps": args.steps,
+                    "per_device_train_batch_size": args.batch_size,
+                    "max_length": args.max_length,
+                    "learning_rate": args.lr,
+                    "beta": 0.1,
+                    "lora_r": 16,
+                    "lora_alpha": 32,
+                    "lora_dropout": 0.0,
+                    "lora_target_modules": TARGETS,
+                    "logging_steps": 1,
+                    "save_steps": 10_000,
+                    "validation_split": 0.0,
+                    "seed": 42,
+                    "warmup_ratio": 0.0,
+                },
+                "output_dir": str(Path(tmp) / "run"),
+            }
+        )
+        cb = ListCallback()
+        started = time.perf_counter()
+        result = run_training(spec, callbacks=[cb])
+        run_s = time.perf_counter() - started
+    steps = [
+        {
+            "step": m.step,
+            "loss": m.loss,
+            "tokens": m.tokens,
+            "busy_s": (m.tokens / m.tokens_per_s) if m.tokens_per_s else 0.0,
+        }
+        for m in cb.metrics
+    ]
+    logs = [e.line for e in cb.of_type("log")]
+    precompute_s = None
+    for line in logs:
+        if line.startswith("DPO reference log-probs precomputed:"):
+            precompute_s = float(line.rsplit(" in ", 1)[1].split()[0])
+    return {
+        "steps": steps,
+        "peak_rss_mb": _peak_rss_mb(),
+        "precompute_s": precompute_s,
+        "run_s": run_s,
+        "setup": {
+            "status": result.status,
+            "device": result.device,
+            "path": next((line for line in logs if line.startswith("DPO path:")), None),
+        },
+    }
+
+
+def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
+    import logging
+    import warnings
+
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    from training.engine.embedded import embedded_model_path
+
+    torch.set_num_threads(args.threads)  # as ours (the engine reads FINETUNE_CPU_THREADS)
+    path = embedded_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = Dataset.from_list(_pairs(_write_rows(args.rows, Path(tmp) / "hh.jsonl.gz")))
+    counted = {"tokens": 0}
+    native = _bf16_native()
+
+    class Timer(TrainerCallback):
+        def __init__(self) -> None:
+            self.steps: list[dict[str, Any]] = []
+            self._t = 0.0
+            self._tokens = 0
+
+        def on_step_begin(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
+            self._t = time.perf_counter()
+            self._tokens = counted["tokens"]
+
+        def on_step_end(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.steps.append(
+                {
+                    "step": state.global_step,
+                    "busy_s": time.perf_counter() - self._t,
+                    "tokens": counted["tokens"] - self._tokens,
+                    "loss": None,
+                }
+            )
+
+        def on_log(self, a: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs and self.steps:
+                self.steps[-1]["loss"] = float(logs["loss"])
+
+    timing = {"precompute_s": 0.0}
+
+    class TimedDPOTrainer(DPOTrainer):
+        def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+            started = time.perf_counter()
+            try:
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            finally:
+                timing["precompute_s"] += time.perf_counter() - started
+
+    # Matched with ours: batch size, steps, max length, LR, beta, LoRA, seed, logging every step, no checkpoints.
+    # (use_cpu: TRL's default bf16=True refuses to start on a machine without a GPU otherwise.)
+    kwargs: dict[str, Any] = {
+        "output_dir": tempfile.mkdtemp(),
+        "max_steps": args.steps,
+        "per_device_train_batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "learning_rate": args.lr,
+        "beta": 0.1,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": 42,
+        "use_cpu": not torch.cuda.is_available(),
+        "disable_tqdm": True,
+    }
+    if best:
+        kwargs.update(
+            precompute_ref_log_probs=True,
+            precompute_ref_batch_size=2 * args.batch_size,  # as ours
+            padding_free=True,
+            gradient_checkpointing=False,
+            bf16=native,
+        )
+        if native:  # a frozen base in the compute dtype, as ours
+            kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
+    messages: list[str] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Grab(level=logging.WARNING)
+    logging.getLogger("trl").addHandler(handler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = DPOConfig(**kwargs)
+        peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
+        timer = Timer()
+        started = time.perf_counter()
+        trainer = TimedDPOTrainer(
+            model=str(path),
+            args=config,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=[timer],
+        )
+        step = trainer.training_step
+
+        def counting(model: Any, inputs: Any, *a: Any, **kw: Any) -> Any:
+            mask = inputs.get("attention_mask")
+            counted["tokens"] += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+            return step(model, inputs, *a, **kw)
+
+        trainer.training_step = counting  # type: ignore[method-assign]
+        trainer.train()
+        run_s = time.perf_counter() - started
+    notes = [m for m in messages + [str(w.message) for w in caught] if "padding" in m.lower()]
+    return {
+        "steps": timer.steps,
+        "peak_rss_mb": _peak_rss_mb(),
+        "precompute_s": timing["precompute_s"] if best else None,
+        "run_s": run_s,
+        "setup": {
+            "bf16": config.bf16,
+            "gradient_checkpointing": config.gradient_checkpointing,
+            "precompute_ref_log_probs": config.precompute_ref_log_probs,
+            "padding_free_requested": config.padding_free,
+            "padding_free_note": notes[0][:160] if notes else "no warning: padded batches as usual",
+            "base_dtype": str(trainer.model.get_base_model().dtype),
+            "threads": torch.get_num_threads(),
+        },
+    }
+
+
+# --- the parent ----------------------------------------------------------------------------------------------------
+
+
+def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        name,
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+    ]
+    cmd += ["--max-length", str(args.max_length), "--rows", str(args.rows), "--lr", str(args.lr)]
+    cmd += ["--threads", str(args.threads)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
+    env["FINETUNE_CPU_THREADS"] = str(args.threads)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise SystemExit(f"{name} worker failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+
+
+def summarize(r: dict[str, Any]) -> dict[str, Any]:
+    timed = [s for s in r["steps"] if s["step"] > 1]
+    tokens = sum(s["tokens"] for s in timed)
+    busy = sum(s["busy_s"] for s in timed)
+    return {
+        "tokens": tokens,
+        "busy_s": busy,
+        "tokens_per_s": tokens / busy if busy else 0.0,
+        "losses": [s["loss"] for s in r["steps"]],
+        "peak_rss_mb": r["peak_rss_mb"],
+        "precompute_s": r.get("precompute_s"),
+        "run_s": r.get("run_s"),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--rows", type=int, default=0, help="pairs of data (default: steps x batch size, one epoch)")
+    p.add_argument("--lr", type=float, default=5e-6)
+    p.add_argument("--threads", type=int, default=0, help="torch threads for every side (default: measured once)")
+    p.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    p.add_argument("--worker", choices=SIDES)
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args()
+    if args.rows <= 0:
+        args.rows = args.steps * args.batch_size  # one epoch: every side sees the same pairs once
+    if args.worker:
+        result = worker_ours(args) if args.worker == "ours" else worker_trl(args, best=args.worker == "trl-best")
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+
+    if args.threads <= 0:
+        from training.engine.device import choose_cpu_threads
+
+        args.threads, timings = choose_cpu_threads()
+        print(f"threads: {args.threads} for every side (measured: {timings})")
+    print(
+        f"bench/dpo_throughput.py: SmolLM2-135M-Instruct LoRA DPO (r16, attention+MLP), first {args.rows} HH-RLHF "
+        f"pairs, {args.steps} steps, batch {args.batch_size}, max_length {args.max_length}, beta 0.1, lr {args.lr}, "
+        f"{args.threads} threads, load {os.getloadavg()[0]:.2f}, native bf16 {_bf16_native()}"
+    )
+    results: dict[str, dict[str, Any]] = {}
+    for name in args.sides:
+        t0 = time.perf_counter()
+        raw = run_worker(name, args)
+        results[name] = {**summarize(raw), "setup": raw.get("setup"), "wall_s": time.perf_counter() - t0}
+        s = results[name]
+        pre = f"{s['precompute_s']:.1f} s" if s["precompute_s"] is not None else "none (reference forward per step)"
+        print(
+            f"  {name:11s} {s['tokens_per_s']:8.1f} real tokens/s  ({s['tokens']} tokens in {s['busy_s']:.1f} s, "
+            f"steps 2..{args.steps})  precompute {pre}  run {s['run_s']:.1f} s  process wall {s['wall_s']:.0f} s  "
+            f"peak RSS {s['peak_rss_mb']:.0f} MB"
+        )
+        print(f"              loss: {' '.join(f'{x:.4f}' if x is not None else '-' for x in s['losses'])}")
+        print(f"              setup: {s['setup']}")
+    ours = results.get("ours")
+    for base in ("trl-best", "trl-default"):
+        if ours is None or base not in results or not results[base]["tokens_per_s"]:
+            continue
+        b = results[base]
+        speedup = ours["tokens_per_s"] / b["tokens_per_s"]
+        run_ratio = b["run_s"] / ours["run_s"]
+        target = f" (target >= 2.0x)  -> {'MET' if speedup >= 2 else 'NOT MET'}" if base == "trl-best" else ""
+        print(f"speed-up vs {base}: {speedup:.2f}x real tokens/s{target}; whole run {run_ratio:.2f}x faster")
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

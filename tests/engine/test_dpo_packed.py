@@ -1,0 +1,157 @@
+"""The packed CPU DPO path (``trainers/dpo_packed.py``): the fused linear + log-softmax gather equals the plain
+computation (values and gradients), the padding-free forward gives the same per-token and per-sequence log-probs
+(and LoRA gradients) as TRL's own fused-head forward on the padded batch, and the path is chosen where it applies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training.engine import ListCallback, run_training
+from training.engine.trainers import dpo_packed
+from training.engine.trainers.dpo_packed import linear_logprobs, packed_token_logprobs, select_dpo_path
+
+
+def test_linear_logprobs_matches_log_softmax_gather(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    rows, dim, vocab = 37, 16, 1000
+    monkeypatch.setattr(dpo_packed, "_CHUNK_ELEMENTS", 16 * vocab)  # 16-row chunks: 3 chunks, a partial last one
+    hidden = torch.randn(rows, dim, dtype=torch.float64).float().requires_grad_()
+    weight = torch.randn(vocab, dim).mul_(0.5).requires_grad_()
+    targets = torch.randint(0, vocab, (rows,))
+    upstream = torch.randn(rows)
+
+    logp, entropy, mean_logits, is_top1 = linear_logprobs(hidden, weight, targets, stats=True)
+    (logp * upstream).sum().backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+
+    logits = hidden @ weight.t()
+    log_softmax = torch.log_softmax(logits, dim=-1)
+    ref = log_softmax.gather(1, targets[:, None]).squeeze(1)
+    (ref * upstream).sum().backward()
+    torch.testing.assert_close(logp, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0], hidden.grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(grads[1], weight.grad, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        probs = log_softmax.exp()
+        torch.testing.assert_close(entropy, -(probs * log_softmax).sum(-1), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(mean_logits, logits.mean(-1), atol=1e-5, rtol=1e-5)
+        assert torch.equal(is_top1, logits.argmax(-1) == targets)
+        # without gradients (evaluation, the reference pass) the same values come from the plain chunked loop
+        again = linear_logprobs(hidden, weight, targets)[0]
+    torch.testing.assert_close(again, logp)
+
+
+def _preference_batch(tokenizer: Any, short_hh: Path, pairs: int) -> dict[str, Any]:
+    """TRL's collated ``[2B, T]`` batch for the first ``pairs`` short HH-RLHF pairs, tokenized like TRL does."""
+    from trl.data_utils import common_prefix_length
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from training.engine.data import load_examples
+
+    def ids(messages: list[dict[str, str]], prompt: bool) -> list[int]:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    examples = []
+    for ex in load_examples([short_hh]).examples[:pairs]:
+        prompt = ids(ex["prompt"], True)
+        chosen = ids(ex["prompt"] + ex["chosen"], False)
+        rejected = ids(ex["prompt"] + ex["rejected"], False)
+        n = min(common_prefix_length(prompt, chosen), common_prefix_length(prompt, rejected))
+        examples.append({"prompt_ids": prompt[:n], "chosen_ids": chosen[n:], "rejected_ids": rejected[n:]})
+    return DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)(examples)
+
+
+def test_packed_logprobs_equal_trl_fused_head(model_path: str, short_hh: Path) -> None:
+    """fp32 (a 4-layer cut of the model): the packed forward's per-token log-probs, their per-sequence sums, TRL's logging statistics and the
+    LoRA gradients equal those of TRL's ``fused_lm_head`` forward on the padded batch, with the adapter on (policy)
+    and off (reference)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.trainer.utils import add_fused_lm_head, use_adapter
+
+    from training.engine.trainers.packed_attention import register
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    # 4 of the 30 layers: the packing is checked just as well, in a fraction of the time
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32, attn_implementation="sdpa", num_hidden_layers=4
+    )
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    model = get_peft_model(model, config)  # random B: the policy differs from the reference
+    add_fused_lm_head(model.get_base_model(), outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
+    model.get_base_model().set_attn_implementation(register())  # padded batches (with a mask) fall through to SDPA
+    batch = _preference_batch(tokenizer, short_hh, pairs=3)
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+
+    stock = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, fused_lm_head=True
+    )
+    stock.log_probs.sum().backward()
+    stock_grads = [p.grad.clone() for p in lora]
+    model.zero_grad()
+    ours = packed_token_logprobs(model, batch["input_ids"], batch["attention_mask"], labels, stats=True)
+    ours["log_probs"].sum().backward()
+
+    mask = ours["label_mask"]
+    assert torch.equal(mask, labels[:, 1:] != -100) and mask.sum() > 0
+    torch.testing.assert_close(ours["log_probs"], stock.log_probs, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(ours["log_probs"].sum(1), stock.log_probs.sum(1), atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(ours["entropy"], stock.entropy.detach(), atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(ours["mean_logits"], stock.mean_logits, atol=2e-4, rtol=1e-4)
+    assert (ours["is_top1"] != stock.is_top1)[mask].sum() <= 1  # a near tie may flip one token
+    for g_ours, g_stock in zip((p.grad for p in lora), stock_grads, strict=True):
+        torch.testing.assert_close(g_ours, g_stock, atol=1e-4, rtol=1e-3)
+
+    with torch.no_grad(), use_adapter(model, adapter_name=None):
+        ref_stock = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, fused_lm_head=True
+        ).log_probs.sum(1)
+        ref_ours = packed_token_logprobs(model, batch["input_ids"], batch["attention_mask"], labels)["log_probs"]
+    torch.testing.assert_close(ref_ours.sum(1), ref_stock, atol=1e-3, rtol=1e-5)
+    assert (ref_ours.sum(1) - ours["log_probs"].detach().sum(1)).abs().max() > 1e-2  # the adapter mattered
+
+
+def test_path_selection() -> None:
+    common: dict[str, Any] = {"use_unsloth": False, "num_processes": 1, "supports_packed": True}
+    assert select_dpo_path(device_type="cpu", weights="lora", loss_types=["sigmoid"], **common).packed
+    assert select_dpo_path(device_type="cpu", weights="lora", loss_types=["ipo"], **common).packed
+    full = select_dpo_path(device_type="cpu", weights="full", loss_types=["sigmoid"], **common)
+    assert not full.packed and "full" in full.describe()
+    odd = select_dpo_path(device_type="cpu", weights="lora", loss_types=["a_future_loss"], **common)
+    assert not odd.packed and "a_future_loss" in odd.reason
+    assert not select_dpo_path(device_type="cuda", weights="lora", loss_types=["sigmoid"], **common).packed
+    assert not select_dpo_path(device_type="cpu", weights="qlora", loss_types=["sigmoid"], **common).packed
+    assert not select_dpo_path(
+        device_type="cpu", weights="lora", loss_types=["sigmoid"], **{**common, "num_processes": 2}
+    ).packed
+    assert not select_dpo_path(
+        device_type="cpu", weights="lora", loss_types=["sigmoid"], **{**common, "supports_packed": False}
+    ).packed
+
+
+def test_cpu_lora_dpo_run_takes_the_packed_path(tmp_path: Path, make_spec: Any, short_hh: Path) -> None:
+    spec = make_spec(
+        tmp_path / "run",
+        short_hh,
+        method="dpo",
+        hyper={"max_steps": 2, "per_device_train_batch_size": 2, "max_length": 96, "beta": 0.1},
+        data={"limit": 4},
+    )
+    events = ListCallback()
+    result = run_training(spec, [events])
+    assert result.status == "succeeded" and result.final_step == 2
+    lines = [e.line for e in events.of_type("log")]
+    assert any(line.startswith("DPO path: packed") for line in lines), lines
+    assert any("reference log-probs precomputed: 4 pairs" in line for line in lines), lines
+    assert all(m.loss is not None for m in events.metrics)
+    assert any("rewards/margins" in k for k in events.metrics[-1].extra)

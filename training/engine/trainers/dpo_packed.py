@@ -1,0 +1,358 @@
+"""DPO on CPU without padding, per-step reference passes or full logits (``PackedDPOTrainer``).
+
+Stock ``trl.DPOTrainer`` (1.16) pads the micro-batch's chosen and rejected sequences to the longest one, runs the
+reference model (the base with the LoRA adapter disabled) every step, and on devices without Triton its fused LM head
+projects *every* position (prompt and padding included) onto the vocabulary, then projects them again in backward.
+On a CPU each of those is real time. This path keeps TRL's data pipeline, loss types, metrics and logging, and
+changes only how the per-token log-probabilities are computed:
+
+- the reference log-probs are computed once before training (TRL's ``precompute_ref_log_probs`` machinery, fed by
+  the packed no-grad forward below with the adapter disabled), so a step is one policy forward + backward;
+- the 2B sequences of a micro-batch are packed padding-free into one row with restarting ``position_ids`` and run
+  through the per-sequence attention of ``packed_attention.py``;
+- only the completion positions are projected onto the vocabulary, by a chunked "linear + log-softmax gather"
+  (``linear_logprobs``) that computes the gradient with respect to the hidden states in forward
+  (``d log p(t) / d h = W[t] - softmax(h W^T) @ W``) and only scales it by the upstream per-token gradient in
+  backward: one chunk of logits exists at a time, and there is no recomputation.
+
+The model call TRL makes (``model(input_ids, attention_mask, labels, fused_lm_head=True)``) is answered by
+``PackedCausalLM`` with per-token fields in TRL's padded ``[2B, T-1]`` layout, so TRL's own loss code (every loss
+type, ``ld_alpha``, the reward and logit metrics) runs unchanged on top of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+# TRL 1.16's DPO losses, all computed by TRL from per-token log-probs of the completions (and completion lengths),
+# which is what the packed forward provides. A loss type TRL adds later is not assumed to fit: it runs on stock TRL.
+PACKED_LOSS_TYPES = frozenset(
+    {
+        "sigmoid",
+        "hinge",
+        "ipo",
+        "exo_pair",
+        "nca_pair",
+        "robust",
+        "bco_pair",
+        "sppo_hard",
+        "aot",
+        "aot_unpaired",
+        "apo_zero",
+        "apo_down",
+        "discopop",
+        "sft",
+        "sigmoid_norm",
+    }
+)
+_CHUNK_ELEMENTS = 8 * 1024 * 1024  # logits per chunk (32 MB in fp32)
+
+
+# --- path selection ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DpoPath:
+    """Which DPO implementation a run uses, and why (for the job log)."""
+
+    packed: bool
+    reason: str
+
+    def describe(self) -> str:
+        """One line for the job log."""
+        if self.packed:
+            return (
+                "packed (padding-free rows, per-sequence attention, fused chunked log-probs over completion tokens, "
+                f"reference log-probs precomputed once; {self.reason})"
+            )
+        return f"stock TRL DPOTrainer ({self.reason})"
+
+
+def select_dpo_path(
+    *,
+    device_type: str,
+    weights: str,
+    use_unsloth: bool,
+    num_processes: int,
+    supports_packed: bool,
+    loss_types: Sequence[str],
+    use_weighting: bool = False,
+) -> DpoPath:
+    """The packed path on CPU for LoRA weights (the reference is the base with the adapter disabled) on a model with
+    a plain linear head and packed-attention support, one process, and loss types TRL computes from per-token
+    log-probs; stock TRL otherwise (with the reason)."""
+    if device_type != "cpu":
+        return DpoPath(False, f"device {device_type}")
+    if weights != "lora":
+        return DpoPath(False, f"{weights} weights: the reference is not the adapter-disabled base")
+    if use_unsloth:
+        return DpoPath(False, "Unsloth")
+    if num_processes != 1:
+        return DpoPath(False, f"{num_processes} processes")
+    if not supports_packed:
+        return DpoPath(False, "the model lacks a plain linear head or packed-sequence support")
+    unknown = [t for t in loss_types if t not in PACKED_LOSS_TYPES]
+    if unknown:
+        return DpoPath(False, f"loss type {', '.join(unknown)} is not supported by the packed path")
+    if use_weighting:
+        return DpoPath(False, "WPO weighting needs per-token log(sum p^2)")
+    return DpoPath(True, f"loss {'+'.join(loss_types)}")
+
+
+# --- the fused linear + log-softmax gather ---------------------------------------------------------------------------
+
+
+def _chunk_rows(vocab: int) -> int:
+    return max(16, _CHUNK_ELEMENTS // max(vocab, 1))
+
+
+def _forward_chunks(hidden: Any, weight: Any, targets: Any, *, stats: bool, grad_hidden: bool) -> tuple[Any, ...]:
+    """Per-token ``log softmax(hidden @ weight.T)[target]`` chunk by chunk (fp32), optionally the per-token entropy,
+    mean logit and top-1 hit (TRL's logging metrics), and ``d logp / d hidden`` (``W[t] - p @ W``, hidden's dtype)."""
+    import torch
+
+    rows, vocab = hidden.shape[0], weight.shape[0]
+    device = hidden.device
+    chunk = _chunk_rows(vocab)
+    w = weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype)  # cast once, not per chunk
+    logp = torch.empty(rows, dtype=torch.float32, device=device)
+    entropy = torch.empty(rows if stats else 0, dtype=torch.float32, device=device)
+    mean_logits = torch.empty(rows if stats else 0, dtype=torch.float32, device=device)
+    is_top1 = torch.empty(rows if stats else 0, dtype=torch.bool, device=device)
+    d_hidden = torch.empty_like(hidden) if grad_hidden else None
+    width = min(chunk, max(rows, 1))
+    # Reused fp32 buffers (a fresh vocabulary-sized block per chunk is page-faulted in again each time, see losses.py)
+    logits_buf = torch.empty((width, vocab), dtype=torch.float32, device=device)
+    exps_buf = torch.empty((width, vocab), dtype=torch.float32, device=device) if stats else None
+    for start in range(0, rows, chunk):
+        end = min(start + chunk, rows)
+        t = targets[start:end]
+        z = logits_buf[: end - start]
+        z.copy_(hidden[start:end] @ w.t())
+        picked = z.gather(1, t[:, None])
+        peak = z.amax(dim=1, keepdim=True)
+        if stats and exps_buf is not None:
+            mean_logits[start:end] = z.mean(dim=1)
+            is_top1[start:end] = z.argmax(dim=1) == t
+            shifted = z.sub_(peak)
+            exps = torch.exp(shifted, out=exps_buf[: end - start])
+            sums = exps.sum(dim=1, keepdim=True)
+            # entropy = logsumexp - E_p[z] = log(sum e) - sum(e * (z - peak)) / sum e
+            weighted = shifted.mul_(exps).sum(dim=1, keepdim=True)
+            entropy[start:end] = (sums.log() - weighted / sums).squeeze(1)
+        else:
+            exps = z.sub_(peak).exp_()
+            sums = exps.sum(dim=1, keepdim=True)
+        logp[start:end] = (picked - peak - sums.log()).squeeze(1)
+        if d_hidden is not None:
+            # onehot(t) - softmax, then one matmul: d logp / d h for every row of the chunk
+            grad = exps.mul_(sums.reciprocal_().neg_())
+            grad[torch.arange(end - start, device=device), t] += 1.0
+            d_hidden[start:end] = grad.to(w.dtype) @ w
+    return logp, entropy, mean_logits, is_top1, d_hidden
+
+
+def _weight_grad(hidden: Any, weight: Any, targets: Any, grad_logp: Any) -> Any:
+    """``d sum(g * logp) / d weight`` (fp32), recomputing each chunk's softmax (only for a trained head)."""
+    import torch
+
+    rows, vocab = hidden.shape[0], weight.shape[0]
+    chunk = _chunk_rows(vocab)
+    w = weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype)
+    out = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+    for start in range(0, rows, chunk):
+        end = min(start + chunk, rows)
+        h = hidden[start:end]
+        t = targets[start:end]
+        probs = torch.softmax((h @ w.t()).float(), dim=1)
+        grad = probs.mul_(-grad_logp[start:end, None].float())
+        grad[torch.arange(end - start, device=grad.device), t] += grad_logp[start:end].float()
+        out.addmm_(grad.t(), h.float())
+    return out
+
+
+def _function() -> Any:
+    import torch
+
+    class LinearLogProbs(torch.autograd.Function):
+        """Per-token log-probs of ``targets`` under ``hidden @ weight.T``; see ``linear_logprobs``."""
+
+        @staticmethod
+        def forward(ctx: Any, hidden: Any, weight: Any, targets: Any, stats: bool) -> Any:  # type: ignore[override]
+            ctx.set_materialize_grads(False)
+            need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            logp, entropy, mean_logits, is_top1, d_hidden = _forward_chunks(
+                hidden, weight, targets, stats=stats, grad_hidden=need_h
+            )
+            ctx.need_h, ctx.need_w = need_h, need_w
+            saved = [d_hidden] if need_h else []
+            if need_w:
+                saved += [hidden, weight, targets]
+            ctx.save_for_backward(*saved)
+            ctx.mark_non_differentiable(entropy, mean_logits, is_top1)
+            return logp, entropy, mean_logits, is_top1
+
+        @staticmethod
+        def backward(ctx: Any, grad_logp: Any, *_unused: Any) -> Any:  # type: ignore[override]
+            if grad_logp is None:
+                return None, None, None, None
+            saved = list(ctx.saved_tensors)
+            grad_h = grad_w = None
+            if ctx.need_h:
+                d_hidden = saved.pop(0)
+                grad_h = (d_hidden.float() * grad_logp[:, None].float()).to(d_hidden.dtype)
+            if ctx.need_w:
+                hidden, weight, targets = saved
+                grad_w = _weight_grad(hidden, weight, targets, grad_logp).to(weight.dtype)
+            return grad_h, grad_w, None, None
+
+    return LinearLogProbs
+
+
+_FN: Any = None
+
+
+def linear_logprobs(hidden: Any, weight: Any, targets: Any, *, stats: bool = False) -> tuple[Any, Any, Any, Any]:
+    """Per-token ``log_softmax(hidden @ weight.T)[targets]`` (fp32, shape ``[N]``) without the full logits.
+
+    With ``stats`` also the per-token entropy, mean logit and whether the target is the top-1 token (no gradient;
+    empty tensors otherwise). The gradient with respect to ``hidden`` is computed chunk by chunk in forward and
+    scaled by the upstream per-token gradient in backward; a trained ``weight`` gets its gradient in backward."""
+    import torch
+
+    global _FN
+    if not (torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)):
+        logp, entropy, mean_logits, is_top1, _ = _forward_chunks(
+            hidden, weight, targets, stats=stats, grad_hidden=False
+        )
+        return logp, entropy, mean_logits, is_top1
+    if _FN is None:
+        _FN = _function()
+    return _FN.apply(hidden, weight, targets, stats)
+
+
+# --- the packed forward --------------------------------------------------------------------------------------------
+
+
+def _base(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def packed_token_logprobs(
+    model: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    labels: Any,
+    *,
+    stats: bool = False,
+    autocast: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> dict[str, Any]:
+    """Per-token log-probs of the padded batch's labelled tokens, computed on one padding-free row.
+
+    ``input_ids``/``attention_mask``/``labels`` are TRL's padded ``[2B, T]`` batch (labels ``-100`` outside the
+    completions). The real tokens of each sequence are concatenated into one row with restarting ``position_ids``
+    (the packed attention keeps the sequences apart), the decoder runs once, and only the hidden states that predict
+    a labelled token are projected (``linear_logprobs``). Returns ``log_probs`` (and with ``stats`` ``entropy``,
+    ``mean_logits``, ``is_top1``) in the shifted ``[2B, T-1]`` layout, zero where there is no label, and
+    ``label_mask``."""
+    import contextlib
+
+    import torch
+
+    keep = attention_mask.bool() if attention_mask is not None else torch.ones_like(input_ids, dtype=torch.bool)
+    flat_index = keep.flatten().cumsum(0).view_as(keep) - 1  # position of each real token in the packed row
+    positions = (keep.long().cumsum(1) - 1)[keep]
+    ids = input_ids[keep][None]
+    label_mask = (labels[:, 1:] != -100) & keep[:, 1:] & keep[:, :-1]
+    source = flat_index[:, :-1][label_mask]  # hidden state that predicts each labelled token (row-major order)
+    targets = input_ids[:, 1:][label_mask]
+    base = _base(model)
+    decoder, head = base.get_decoder(), base.get_output_embeddings()
+    with autocast() if autocast is not None else contextlib.nullcontext():
+        hidden = decoder(input_ids=ids, position_ids=positions[None], use_cache=False).last_hidden_state[0]
+    logp, entropy, mean_logits, is_top1 = linear_logprobs(hidden[source], head.weight, targets, stats=stats)
+    shape = label_mask.shape
+    out: dict[str, Any] = {
+        "log_probs": logp.new_zeros(shape).masked_scatter(label_mask, logp),
+        "label_mask": label_mask,
+        "entropy": None,
+        "mean_logits": None,
+        "is_top1": None,
+    }
+    if stats:
+        out["entropy"] = entropy.new_zeros(shape).masked_scatter(label_mask, entropy)
+        out["mean_logits"] = mean_logits.new_zeros(shape).masked_scatter(label_mask, mean_logits)
+        out["is_top1"] = is_top1.new_zeros(shape).masked_scatter(label_mask, is_top1)
+    return out
+
+
+class PackedCausalLM:
+    """Answers TRL's ``model(input_ids=..., attention_mask=..., labels=..., fused_lm_head=True)`` with the packed
+    forward (a ``FusedCausalLMOutput`` in TRL's padded layout); any other call goes to the model itself."""
+
+    def __init__(self, model: Any, autocast: Callable[[], AbstractContextManager[Any]], *, stats: bool) -> None:
+        self.model = model
+        self.autocast = autocast
+        self.stats = stats
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        fused = kwargs.pop("fused_lm_head", False)
+        kwargs.pop("use_cache", None)
+        plain = set(kwargs) <= {"input_ids", "attention_mask", "labels"}
+        if args or not fused or not plain or kwargs.get("labels") is None:
+            if fused:
+                kwargs["fused_lm_head"] = True
+            return self.model(*args, **kwargs, use_cache=False)
+        from trl.trainer.utils import FusedCausalLMOutput
+
+        out = packed_token_logprobs(
+            self.model,
+            kwargs["input_ids"],
+            kwargs.get("attention_mask"),
+            kwargs["labels"],
+            stats=self.stats,
+            autocast=self.autocast,
+        )
+        return FusedCausalLMOutput(loss=None, aux_loss=None, log_sum_sq_probs=None, **out)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+# --- the trainer ---------------------------------------------------------------------------------------------------
+
+
+def packed_dpo_trainer_class(base: type) -> type:
+    """``base`` (a ``trl.DPOTrainer`` subclass, e.g. with the engine mixin) whose policy and reference log-probs
+    come from the packed forward. Build it with ``precompute_ref_log_probs=True`` (a step is then one policy
+    forward + backward); ``precompute_s`` is the time the reference pass took."""
+
+    class PackedDPOTrainer(base):  # type: ignore[misc, valid-type]
+        """``DPOTrainer`` on padding-free rows with fused completion-only log-probs (see ``dpo_packed``)."""
+
+        precompute_s: float = 0.0
+        precompute_pairs: int = 0
+
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
+            policy = PackedCausalLM(model, self.accelerator.autocast, stats=True)
+            return super().compute_loss(policy, inputs, return_outputs, num_items_in_batch)
+
+        def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
+            # TRL disables the adapter (or selects the "ref" adapter) and enters no_grad + autocast around this call
+            return super().compute_ref_log_probs(PackedCausalLM(model, self.accelerator.autocast, stats=False), inputs)
+
+        def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+            started = time.perf_counter()
+            try:
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            finally:
+                self.precompute_s += time.perf_counter() - started
+                self.precompute_pairs += len(dataset)
+
+    return PackedDPOTrainer
