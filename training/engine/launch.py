@@ -175,3 +175,29 @@ def record_exit_code(code: int) -> None:
             fh.write(str(code))
     except OSError:
         pass
+
+
+def engine_error_from_stderr(stderr_file: str | os.PathLike[str]) -> Exception | None:
+    """The ``EngineError`` rank 0 of a launched run printed on stderr (one JSON object with ``"type": "error"``, the
+    CLI's error line), with its ``kind``; None when there is none (a crash, a killed rank)."""
+    import json
+
+    from .errors import EngineError
+
+    try:
+        with open(stderr_file, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if not line.startswith("{"):
+            continue
+        try:
+            payload = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(payload, dict) and payload.get("type") == "error":
+            error = EngineError(str(payload.get("message") or "training failed"))
+            error.kind = str(payload.get("kind") or "engine")  # type: ignore[attr-defined]
+            return error
+    return None

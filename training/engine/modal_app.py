@@ -29,6 +29,8 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .launch import engine_error_from_stderr
+
 if TYPE_CHECKING:
     from .spec import TrainingSpec
 
@@ -131,28 +133,6 @@ def _snapshot(path: str, into: Path) -> str | None:
         shutil.rmtree(target, ignore_errors=True)
         return None
     return str(target)
-
-
-def _engine_error(stderr_file: Path) -> Exception | None:
-    """The ``EngineError`` rank 0 printed on stderr (one JSON object with ``"type": "error"``), if any."""
-    from .errors import EngineError
-
-    try:
-        lines = stderr_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        if not line.startswith("{"):
-            continue
-        try:
-            payload = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(payload, dict) and payload.get("type") == "error":
-            error = EngineError(str(payload.get("message") or "training failed"))
-            error.kind = str(payload.get("kind") or "engine")  # type: ignore[attr-defined]
-            return error
-    return None
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
@@ -284,7 +264,7 @@ def relay_distributed(spec: TrainingSpec, callbacks: list[Any], work: Path) -> t
                 shutil.rmtree(snapshot, ignore_errors=True)
     if result is not None and code in (0, 130):
         return result, signalled
-    error = _engine_error(stderr_file)
+    error = engine_error_from_stderr(stderr_file)
     if error is not None:
         raise error
     tail = stderr_file.read_text(encoding="utf-8", errors="replace")[-2000:]

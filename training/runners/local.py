@@ -24,6 +24,7 @@ from finetune.db import retry_on_lost_connection
 from training import services, tracking, workspace
 from training.engine import run_training
 from training.engine.errors import EngineError
+from training.engine.launch import engine_error_from_stderr
 from training.engine.spec import TrainingSpec
 from training.models import TrainingJob
 from training.reporting import DjangoReporter
@@ -125,7 +126,7 @@ def run_distributed(spec: TrainingSpec, scratch: Path, reporter: DjangoReporter)
             watcher.join(timeout=5)
     if result is not None and code in (0, 130):
         return result
-    error = _engine_error(stderr_file)
+    error = engine_error_from_stderr(stderr_file)
     if error is not None:
         raise error
     tail = stderr_file.read_text(encoding="utf-8", errors="replace")[-2000:]
@@ -153,23 +154,3 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _engine_error(stderr_file: Path) -> EngineError | None:
-    """The ``EngineError`` rank 0 printed on stderr (one JSON object with ``"type": "error"``), if any."""
-    try:
-        lines = stderr_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        if not line.startswith("{"):
-            continue
-        try:
-            payload = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(payload, dict) and payload.get("type") == "error":
-            error = EngineError(str(payload.get("message") or "training failed"))
-            error.kind = str(payload.get("kind") or "engine")
-            return error
-    return None

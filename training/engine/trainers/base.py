@@ -180,9 +180,22 @@ class MethodTrainer(ABC):
         """Write the trained model (adapter for LoRA/QLoRA, full weights otherwise) + tokenizer + chat template."""
         model = self.trainer.model if self.trainer is not None else self.model
         model = getattr(self.trainer, "accelerator", None).unwrap_model(model) if self.trainer is not None else model
+        _record_stock_attention(model)
         full_state = getattr(self, "full_state", None)
         extra = {"state_dict": full_state} if full_state is not None else {}
         model.save_pretrained(dest, safe_serialization=True, **extra)
         tokenizer = self.ctx.tokenizer
         tokenizer.chat_template = self.ctx.chat_template
         tokenizer.save_pretrained(dest)
+
+
+def _record_stock_attention(model: Any) -> None:
+    """Saved models name the stock SDPA attention: the packed attention of the CPU paths (``packed_attention.py``)
+    is a training-time detail that loaders elsewhere do not know."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if getattr(config, "_attn_implementation", None) not in (None, "sdpa", "eager"):
+        try:
+            base.set_attn_implementation("sdpa")
+        except (ValueError, AttributeError):
+            pass

@@ -16,7 +16,7 @@ from .dpo_packed import DpoPath, packed_dpo_trainer_class, select_dpo_path
 from .hf_trainer import EngineTrainerMixin
 from .preference import PreferenceTrainer, preference_dataset
 from .registry import register
-from .sft import _base, _supports, _use_packed_attention, supports_fused_loss
+from .sft import _supports, _use_packed_attention, supports_fused_loss
 
 __all__ = ["DPOMethod", "preference_dataset"]
 
@@ -89,13 +89,3 @@ class DPOMethod(PreferenceTrainer):
                 f"DPO reference log-probs precomputed: {self.trainer.precompute_pairs} pairs in "
                 f"{self.trainer.precompute_s:.1f} s",
             )
-
-    def save_final(self, dest: str) -> None:
-        """Save with the stock attention implementation recorded (the packed one is a training-time detail)."""
-        base = _base(self.trainer.model if self.trainer is not None else self.model)
-        if getattr(base.config, "_attn_implementation", None) not in (None, "sdpa", "eager"):
-            try:
-                base.set_attn_implementation("sdpa")
-            except (ValueError, AttributeError):
-                pass
-        super().save_final(dest)

@@ -344,13 +344,3 @@ class SFTMethod(MethodTrainer):
             trainer.loss_mode,
             self.gradient_checkpointing,
         )
-
-    def save_final(self, dest: str) -> None:
-        """Save with the stock attention implementation recorded (ours is a training-time detail)."""
-        base = _base(self.trainer.model if self.trainer is not None else self.model)
-        if getattr(base.config, "_attn_implementation", None) not in (None, "sdpa", "eager"):
-            try:
-                base.set_attn_implementation("sdpa")
-            except (ValueError, AttributeError):
-                pass
-        super().save_final(dest)
