@@ -32,7 +32,6 @@ import argparse
 import gzip
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.trl_timing import attach_step_timer, peak_rss_mb  # noqa: E402
+
 # Public datasets: FINETUNE_DATASETS_DIR, as the tests take them.
 SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
 DATA = SHARED / "hh_rlhf_harmless_test.jsonl.gz"
@@ -67,10 +68,6 @@ def _pairs(path: Path) -> list[dict[str, Any]]:
         {"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]}
         for r in load_examples([path]).examples
     ]
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _bf16_native() -> bool:
@@ -135,7 +132,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
             precompute_s = float(line.rsplit(" in ", 1)[1].split()[0])
     return {
         "steps": steps,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "precompute_s": precompute_s,
         "run_s": run_s,
         "setup": {
@@ -153,7 +150,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     from training.engine.embedded import embedded_model_path
@@ -163,32 +160,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(path)
     with tempfile.TemporaryDirectory() as tmp:
         dataset = Dataset.from_list(_pairs(_write_rows(args.rows, Path(tmp) / "hh.jsonl.gz")))
-    counted = {"tokens": 0}
     native = _bf16_native()
-
-    class Timer(TrainerCallback):
-        def __init__(self) -> None:
-            self.steps: list[dict[str, Any]] = []
-            self._t = 0.0
-            self._tokens = 0
-
-        def on_step_begin(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
-            self._t = time.perf_counter()
-            self._tokens = counted["tokens"]
-
-        def on_step_end(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.steps.append(
-                {
-                    "step": state.global_step,
-                    "busy_s": time.perf_counter() - self._t,
-                    "tokens": counted["tokens"] - self._tokens,
-                    "loss": None,
-                }
-            )
-
-        def on_log(self, a: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if logs and "loss" in logs and self.steps:
-                self.steps[-1]["loss"] = float(logs["loss"])
 
     timing = {"precompute_s": 0.0}
 
@@ -238,7 +210,6 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
         warnings.simplefilter("always")
         config = DPOConfig(**kwargs)
         peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
-        timer = Timer()
         started = time.perf_counter()
         trainer = TimedDPOTrainer(
             model=str(path),
@@ -246,22 +217,14 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=[timer],
         )
-        step = trainer.training_step
-
-        def counting(model: Any, inputs: Any, *a: Any, **kw: Any) -> Any:
-            mask = inputs.get("attention_mask")
-            counted["tokens"] += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
-            return step(model, inputs, *a, **kw)
-
-        trainer.training_step = counting  # type: ignore[method-assign]
+        timer = attach_step_timer(trainer)
         trainer.train()
         run_s = time.perf_counter() - started
     notes = [m for m in messages + [str(w.message) for w in caught] if "padding" in m.lower()]
     return {
         "steps": timer.steps,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "precompute_s": timing["precompute_s"] if best else None,
         "run_s": run_s,
         "setup": {

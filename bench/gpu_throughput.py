@@ -42,7 +42,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -53,6 +52,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.trl_timing import attach_step_timer, peak_rss_mb  # noqa: E402
+
 # Public datasets (Alpaca etc.): FINETUNE_DATASETS_DIR, as the tests take them.
 SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
 DATA = SHARED / "alpaca_en_demo.json"
@@ -115,10 +116,6 @@ def _spec_dict(args: argparse.Namespace, case: str, data: Path, output: Path, *,
 # --- measurements ----------------------------------------------------------------------------------------------------
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _cuda_peak_mb() -> float:
     import torch
 
@@ -131,7 +128,7 @@ def _peak_mb(cuda_peak: float) -> tuple[float, str]:
 
     if torch.cuda.is_available():
         return cuda_peak, "cuda_max_allocated"
-    return _peak_rss_mb(), "peak_rss"
+    return peak_rss_mb(), "peak_rss"
 
 
 # --- workers (each in its own process) -------------------------------------------------------------------------------
@@ -191,7 +188,7 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     cuda = torch.cuda.is_available()
@@ -216,42 +213,6 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_path)
     dataset = Dataset.from_list(_prompt_completion_rows(args.rows))
-    counted = {"tokens": 0}
-
-    class Timer(TrainerCallback):
-        """Per optimizer step: wall time, real tokens, loss; the CUDA peak during training."""
-
-        def __init__(self) -> None:
-            self.steps: list[dict[str, Any]] = []
-            self.cuda_peak_mb = 0.0
-            self._t = 0.0
-            self._tokens = 0
-
-        def on_train_begin(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-
-        def on_step_begin(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
-            self._t = time.perf_counter()
-            self._tokens = counted["tokens"]
-
-        def on_step_end(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
-            if cuda:
-                torch.cuda.synchronize()
-                self.cuda_peak_mb = max(self.cuda_peak_mb, _cuda_peak_mb())
-            self.steps.append(
-                {
-                    "step": state.global_step,
-                    "busy_s": time.perf_counter() - self._t,
-                    "tokens": counted["tokens"] - self._tokens,
-                    "loss": None,
-                }
-            )
-
-        def on_log(self, a: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if logs and "loss" in logs and self.steps:
-                self.steps[-1]["loss"] = float(logs["loss"])
-
     config = SFTConfig(
         output_dir=tempfile.mkdtemp(prefix="bench-trl-"),
         max_steps=args.steps,
@@ -274,24 +235,14 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
     peft_config = LoraConfig(
         r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM"
     )
-    timer = Timer()
     trainer = SFTTrainer(
         model=args.model_path,
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[timer],
     )
-    step = trainer.training_step
-
-    def counting(model: Any, inputs: Any, *a: Any, **kw: Any) -> Any:
-        # Padding-free batches are one row without padding (no attention mask): every input id is a real token.
-        mask = inputs.get("attention_mask")
-        counted["tokens"] += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
-        return step(model, inputs, *a, **kw)
-
-    trainer.training_step = counting  # type: ignore[method-assign]
+    timer = attach_step_timer(trainer)  # padding-free rows have no attention mask: every input id is a real token
     trainer.train()
     shutil.rmtree(config.output_dir, ignore_errors=True)
     peak, kind = _peak_mb(timer.cuda_peak_mb)

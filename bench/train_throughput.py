@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.trl_timing import attach_step_timer, matmul_gflops, peak_rss_mb  # noqa: E402
+
 # Public datasets (Alpaca etc.): FINETUNE_DATASETS_DIR, as the tests take them.
 SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
 DATA = SHARED / "alpaca_en_demo.json"
@@ -65,10 +66,6 @@ def _prompt_completion_rows(n: int, max_length: int) -> list[dict[str, Any]]:
     return [{"prompt": r["messages"][:1], "completion": r["messages"][1:]} for r in _rows(n, max_length)]
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _rss_mb() -> float:
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
@@ -94,7 +91,7 @@ def _RssByPhase(base: type) -> type:  # noqa: N802 (a class factory)
             elif event.type == "metric" and event.step <= 2:
                 label = f"after training step {event.step}"
             if label and label not in self.phases:
-                self.phases[label] = round(_peak_rss_mb())
+                self.phases[label] = round(peak_rss_mb())
 
     return RssByPhase
 
@@ -149,7 +146,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "name": "ours",
         "steps": steps,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "device": result.device,
         "status": result.status,
         "rss_by_phase_mb": cb.phases,
@@ -160,7 +157,7 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from training.engine.embedded import embedded_model_path
@@ -168,32 +165,6 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
     path = embedded_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     dataset = Dataset.from_list(_prompt_completion_rows(args.rows, args.max_length))
-    counted = {"tokens": 0}
-
-    class Timer(TrainerCallback):
-        def __init__(self) -> None:
-            self.steps: list[dict[str, Any]] = []
-            self._t = 0.0
-            self._tokens = 0
-
-        def on_step_begin(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
-            self._t = time.perf_counter()
-            self._tokens = counted["tokens"]
-
-        def on_step_end(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.steps.append(
-                {
-                    "step": state.global_step,
-                    "busy_s": time.perf_counter() - self._t,
-                    "tokens": counted["tokens"] - self._tokens,
-                    "loss": None,
-                }
-            )
-
-        def on_log(self, a: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            if logs and "loss" in logs and self.steps:
-                self.steps[-1]["loss"] = float(logs["loss"])
-
     # TRL's defaults, except what must match ours: batch size, steps, max length, LR, LoRA, seed, logging every step.
     # (use_cpu: TRL's default bf16=True refuses to start on a machine without a GPU otherwise.)
     common: dict[str, Any] = {
@@ -227,28 +198,19 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
     else:
         config = SFTConfig(**common, max_length=args.max_length)
     peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
-    timer = Timer()
     trainer = SFTTrainer(
         model=str(path),
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[timer],
     )
-    step = trainer.training_step
-
-    def counting(model: Any, inputs: Any, *a: Any, **kw: Any) -> Any:
-        mask = inputs.get("attention_mask")
-        counted["tokens"] += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
-        return step(model, inputs, *a, **kw)
-
-    trainer.training_step = counting  # type: ignore[method-assign]
+    timer = attach_step_timer(trainer)
     trainer.train()
     return {
         "name": args.worker,
         "steps": timer.steps,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "device": {
             "bf16": config.bf16,
             "gradient_checkpointing": config.gradient_checkpointing,
@@ -260,21 +222,6 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --- the parent: roofline, both workers, comparison ---------------------------------------------------------------
-
-
-def matmul_gflops(dtype_name: str, n: int = 2048, seconds: float = 3.0) -> float:
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    for _ in range(2):
-        a @ b
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
 def lora_flops_per_token() -> float:
