@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 EXIT_CODE_FILE_ENV = "FINETUNE_EXIT_CODE_FILE"  # where rank 0 writes its exit code for the launcher
@@ -201,3 +202,17 @@ def engine_error_from_stderr(stderr_file: str | os.PathLike[str]) -> Exception |
             error.kind = str(payload.get("kind") or "engine")  # type: ignore[attr-defined]
             return error
     return None
+
+
+def rank0_events(stream: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON-lines events rank 0 of a launched run prints on stdout (the CLI's ``JsonLinesCallback``), in order;
+    anything else on the stream (a library's print) is skipped."""
+    import json
+
+    for line in stream:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            yield event

@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .launch import engine_error_from_stderr
+from .launch import engine_error_from_stderr, rank0_events
 
 if TYPE_CHECKING:
     from .spec import TrainingSpec
@@ -179,13 +179,7 @@ def relay_distributed(spec: TrainingSpec, callbacks: list[Any], work: Path) -> t
             nonlocal result
             assert proc.stdout is not None
             try:
-                for line in proc.stdout:
-                    try:
-                        event = json.loads(line)
-                    except ValueError:
-                        continue
-                    if not isinstance(event, dict):
-                        continue
+                for event in rank0_events(proc.stdout):
                     if event.get("type") == "result":
                         result = event
                     elif event.get("type") == "checkpoint":

@@ -24,7 +24,7 @@ from finetune.db import retry_on_lost_connection
 from training import services, tracking, workspace
 from training.engine import run_training
 from training.engine.errors import EngineError
-from training.engine.launch import engine_error_from_stderr
+from training.engine.launch import engine_error_from_stderr, rank0_events
 from training.engine.spec import TrainingSpec
 from training.models import TrainingJob
 from training.reporting import DjangoReporter
@@ -105,13 +105,7 @@ def run_distributed(spec: TrainingSpec, scratch: Path, reporter: DjangoReporter)
         failed = ""  # rank 0's failure message, if it sent one
         try:
             assert proc.stdout is not None
-            for line in proc.stdout:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(event, dict):
-                    continue
+            for event in rank0_events(proc.stdout):
                 if event.get("type") == "result":
                     result = event
                 else:
