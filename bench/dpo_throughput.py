@@ -32,7 +32,6 @@ import argparse
 import gzip
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.trl_timing import attach_step_timer, peak_rss_mb  # noqa: E402
+from bench.trl_timing import attach_step_timer, peak_rss_mb, run_worker, summarize  # noqa: E402
 
 # Public datasets: FINETUNE_DATASETS_DIR, as the tests take them.
 SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
@@ -242,41 +241,14 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
 # --- the parent ----------------------------------------------------------------------------------------------------
 
 
-def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--worker",
-        name,
-        "--steps",
-        str(args.steps),
-        "--batch-size",
-        str(args.batch_size),
-    ]
-    cmd += ["--max-length", str(args.max_length), "--rows", str(args.rows), "--lr", str(args.lr)]
-    cmd += ["--threads", str(args.threads)]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1"}
-    env["FINETUNE_CPU_THREADS"] = str(args.threads)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise SystemExit(f"{name} worker failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+def _worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    argv = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+    argv += ["--rows", str(args.rows), "--lr", str(args.lr), "--threads", str(args.threads)]
+    return run_worker(__file__, name, argv, env={"TQDM_DISABLE": "1", "FINETUNE_CPU_THREADS": str(args.threads)})
 
 
-def summarize(r: dict[str, Any]) -> dict[str, Any]:
-    timed = [s for s in r["steps"] if s["step"] > 1]
-    tokens = sum(s["tokens"] for s in timed)
-    busy = sum(s["busy_s"] for s in timed)
-    return {
-        "tokens": tokens,
-        "busy_s": busy,
-        "tokens_per_s": tokens / busy if busy else 0.0,
-        "losses": [s["loss"] for s in r["steps"]],
-        "peak_rss_mb": r["peak_rss_mb"],
-        "precompute_s": r.get("precompute_s"),
-        "run_s": r.get("run_s"),
-    }
+def _summarize(r: dict[str, Any]) -> dict[str, Any]:
+    return {**summarize(r), "precompute_s": r.get("precompute_s"), "run_s": r.get("run_s")}
 
 
 def main() -> None:
@@ -311,8 +283,8 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     for name in args.sides:
         t0 = time.perf_counter()
-        raw = run_worker(name, args)
-        results[name] = {**summarize(raw), "setup": raw.get("setup"), "wall_s": time.perf_counter() - t0}
+        raw = _worker(name, args)
+        results[name] = {**_summarize(raw), "setup": raw.get("setup"), "wall_s": time.perf_counter() - t0}
         s = results[name]
         pre = f"{s['precompute_s']:.1f} s" if s["precompute_s"] is not None else "none (reference forward per step)"
         print(

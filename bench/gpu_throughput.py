@@ -52,7 +52,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.trl_timing import attach_step_timer, peak_rss_mb  # noqa: E402
+from bench.trl_timing import attach_step_timer, peak_rss_mb, run_worker, summarize  # noqa: E402
 
 # Public datasets (Alpaca etc.): FINETUNE_DATASETS_DIR, as the tests take them.
 SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
@@ -304,34 +304,12 @@ def _env(gpus: int | None) -> dict[str, str]:
     return env
 
 
-def run_worker(name: str, case: str, args: argparse.Namespace, gpus: int) -> dict[str, Any]:
+def _worker(name: str, case: str, args: argparse.Namespace, gpus: int) -> dict[str, Any]:
     """Run one worker (ours/trl) for one case in its own process; its RESULT line."""
-    cmd = [
-        sys.executable,
-        __file__,
-        "--worker",
-        name,
-        "--case",
-        case,
-        "--model-path",
-        args.model_path,
-        "--steps",
-        str(args.steps),
-        "--batch-size",
-        str(args.batch_size),
-        "--max-length",
-        str(args.max_length),
-        "--rows",
-        str(args.rows),
-        "--lr",
-        str(args.lr),
-    ]
+    argv = ["--case", case, "--model-path", args.model_path, "--steps", str(args.steps)]
+    argv += ["--batch-size", str(args.batch_size), "--max-length", str(args.max_length), "--rows", str(args.rows)]
     env = _env(gpus if gpus > 0 else None)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=WORKER_TIMEOUT_S)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise SystemExit(f"{name}/{case} worker failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return run_worker(__file__, name, [*argv, "--lr", str(args.lr)], env=env, timeout=WORKER_TIMEOUT_S)
 
 
 def run_scaling(args: argparse.Namespace, nproc: int) -> dict[str, Any]:
@@ -361,16 +339,13 @@ def run_scaling(args: argparse.Namespace, nproc: int) -> dict[str, Any]:
     return {"steps": steps}
 
 
-def summarize(raw: dict[str, Any]) -> dict[str, Any]:
-    """Tokens/s over the timed steps (step 1, the warm-up, excluded) and the loss per step."""
-    timed = [s for s in raw["steps"] if s["step"] > 1]
-    tokens = sum(s["tokens"] for s in timed)
-    busy = sum(s["busy_s"] for s in timed)
+def _summarize(raw: dict[str, Any]) -> dict[str, Any]:
+    """Tokens/s over the timed steps (step 1, the warm-up, excluded), the loss per step and the peak memory."""
+    out = summarize(raw)
+    out.pop("peak_rss_mb", None)
     return {
-        "tokens": tokens,
-        "busy_s": round(busy, 4),
-        "tokens_per_s": tokens / busy if busy else 0.0,
-        "losses": [s["loss"] for s in raw["steps"]],
+        **out,
+        "busy_s": round(out["busy_s"], 4),
         **{k: raw[k] for k in ("peak_mb", "peak_kind", "setup") if k in raw},
     }
 
@@ -472,7 +447,7 @@ def main() -> None:
             results = {}
             for name in ("ours", "trl"):
                 t0 = time.perf_counter()
-                results[name] = {**summarize(run_worker(name, case, args, gpus)), "wall_s": time.perf_counter() - t0}
+                results[name] = {**_summarize(_worker(name, case, args, gpus)), "wall_s": time.perf_counter() - t0}
             ours, trl = results["ours"], results["trl"]
             speedup = ours["tokens_per_s"] / trl["tokens_per_s"] if trl["tokens_per_s"] else math.inf
             mem = "peak VRAM" if cuda else "peak RSS"
@@ -490,9 +465,9 @@ def main() -> None:
         if nproc > 1:
             base = report["cases"].get("lora", {}).get("ours")
             if base is None:  # the one-process reference is the LoRA run
-                base = summarize(run_worker("ours", "lora", args, gpus))
+                base = _summarize(_worker("ours", "lora", args, gpus))
             t0 = time.perf_counter()
-            multi = {**summarize(run_scaling(args, nproc)), "wall_s": time.perf_counter() - t0}
+            multi = {**_summarize(run_scaling(args, nproc)), "wall_s": time.perf_counter() - t0}
             one = base["tokens_per_s"]
             efficiency = multi["tokens_per_s"] / (nproc * one) if one else 0.0
             caveat = (

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.trl_timing import attach_step_timer, matmul_gflops, peak_rss_mb  # noqa: E402
+from bench.trl_timing import attach_step_timer, matmul_gflops, peak_rss_mb, run_worker, summarize  # noqa: E402
 
 # Public datasets (Alpaca etc.): FINETUNE_DATASETS_DIR, as the tests take them.
 SHARED = Path(os.environ.get("FINETUNE_DATASETS_DIR", ROOT.parent / "shared" / "datasets"))
@@ -237,42 +236,9 @@ def lora_flops_per_token() -> float:
     return 4.0 * (layers * per_layer + h * v)
 
 
-def run_worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--worker",
-        name,
-        "--steps",
-        str(args.steps),
-        "--batch-size",
-        str(args.batch_size),
-        "--max-length",
-        str(args.max_length),
-        "--rows",
-        str(args.rows),
-        "--lr",
-        str(args.lr),
-    ]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise SystemExit(f"{name} worker failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-
-
-def summarize(r: dict[str, Any]) -> dict[str, Any]:
-    timed = [s for s in r["steps"] if s["step"] > 1]
-    tokens = sum(s["tokens"] for s in timed)
-    busy = sum(s["busy_s"] for s in timed)
-    return {
-        "tokens": tokens,
-        "busy_s": busy,
-        "tokens_per_s": tokens / busy if busy else 0.0,
-        "losses": [s["loss"] for s in r["steps"]],
-        "peak_rss_mb": r["peak_rss_mb"],
-    }
+def _worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    argv = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+    return run_worker(__file__, name, [*argv, "--rows", str(args.rows), "--lr", str(args.lr)])
 
 
 SIDES = ("ours", "trl-best", "trl")
@@ -312,7 +278,7 @@ def main() -> None:
         if name == "trl" and args.skip_defaults:
             continue
         t0 = time.perf_counter()
-        raw = run_worker(name, args)
+        raw = _worker(name, args)
         results[name] = {**summarize(raw), "device": raw.get("device"), "wall_s": time.perf_counter() - t0}
         s = results[name]
         print(

@@ -1,11 +1,19 @@
-"""What the training benchmarks share to time a TRL trainer like our engine times itself: per optimizer step, the wall
-time, the real (non-padding) tokens it trained and its loss, plus the process's peak RSS and, on CUDA, peak memory."""
+"""What the training benchmarks share: timing a TRL trainer like our engine times itself (per optimizer step the wall
+time, the real (non-padding) tokens it trained and its loss; the process's peak RSS and, on CUDA, peak memory), the
+matmul roofline, running each side in its own process and summarizing its steps."""
 
 from __future__ import annotations
 
+import json
+import os
 import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def peak_rss_mb() -> float:
@@ -83,3 +91,32 @@ def attach_step_timer(trainer: Any) -> Any:
 
     trainer.training_step = counting
     return timer
+
+
+def run_worker(
+    script: str, name: str, argv: list[str], *, env: dict[str, str] | None = None, timeout: float | None = None
+) -> dict[str, Any]:
+    """Run ``script --worker name *argv`` in its own process (so its peak memory is its own); the JSON of its
+    ``RESULT `` line, or exit with the worker's output when it failed."""
+    base = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, script, "--worker", name, *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**base, **(env or {})}, cwd=ROOT, timeout=timeout)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return dict(json.loads(line[len("RESULT ") :]))
+    raise SystemExit(f"{name} worker failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+
+
+def summarize(raw: dict[str, Any]) -> dict[str, Any]:
+    """Real tokens/s over the timed steps (the first, a warm-up, excluded), the loss curve and peak memory of a
+    worker's result."""
+    timed = [s for s in raw["steps"] if s["step"] > 1]
+    tokens = sum(s["tokens"] for s in timed)
+    busy = sum(s["busy_s"] for s in timed)
+    return {
+        "tokens": tokens,
+        "busy_s": busy,
+        "tokens_per_s": tokens / busy if busy else 0.0,
+        "losses": [s["loss"] for s in raw["steps"]],
+        "peak_rss_mb": raw.get("peak_rss_mb"),
+    }
