@@ -86,7 +86,7 @@ def _RssByPhase(base: type) -> type:  # noqa: N802 (a class factory)
             super().on_event(event)
             label = None
             if event.type == "status":
-                label = {"evaluating": "model loaded", "training": "base model evaluated"}.get(event.status)
+                label = {"evaluating": "model loaded", "training": "before the first step"}.get(event.status)
             elif event.type == "metric" and event.step <= 2:
                 label = f"after training step {event.step}"
             if label and label not in self.phases:
@@ -126,6 +126,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
                     "save_steps": 10_000,
                     "seed": 42,
                     "warmup_ratio": 0.0,
+                    "validation_split": 0.0,  # every row trains, as in TRL's runs (no held-out rows, no evaluation)
                 },
                 "output_dir": str(Path(tmp) / "run"),
             }
