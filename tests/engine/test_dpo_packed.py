@@ -11,7 +11,12 @@ import pytest
 
 from training.engine import ListCallback, run_training
 from training.engine.trainers import dpo_packed
-from training.engine.trainers.dpo_packed import linear_logprobs, packed_token_logprobs, select_dpo_path
+from training.engine.trainers.dpo_packed import (
+    linear_logprobs,
+    packed_token_logprobs,
+    precompute_pays,
+    select_dpo_path,
+)
 
 
 def test_linear_logprobs_matches_log_softmax_gather(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,3 +160,26 @@ def test_cpu_lora_dpo_run_takes_the_packed_path(tmp_path: Path, make_spec: Any, 
     assert any("reference log-probs precomputed: 4 pairs" in line for line in lines), lines
     assert all(m.loss is not None for m in events.metrics)
     assert any("rewards/margins" in k for k in events.metrics[-1].extra)
+
+    # One step trains on 2 of the 4 pairs: the reference is computed with the step, not for all 4 up front. In fp32
+    # (bf16 rounds the no-grad reference pass and the policy pass apart: 0.6999 measured) policy == reference at
+    # the first step gives exactly ln 2.
+    spec = make_spec(
+        tmp_path / "short",
+        short_hh,
+        method="dpo",
+        hyper={"max_steps": 1, "per_device_train_batch_size": 2, "max_length": 96, "beta": 0.1, "precision": "fp32"},
+        data={"limit": 4},
+    )
+    events = ListCallback()
+    result = run_training(spec, [events])
+    assert result.status == "succeeded" and result.final_step == 1
+    lines = [e.line for e in events.of_type("log")]
+    assert any("computed with each step (the run trains on 2 of 4 pairs)" in line for line in lines), lines
+    assert events.metrics[0].loss == pytest.approx(0.6931, abs=1e-4)  # policy == reference: the reference is right
+
+
+def test_the_reference_is_precomputed_only_when_the_run_covers_the_data() -> None:
+    assert precompute_pays(max_steps=-1, rows_per_step=4, train_rows=1000)  # epochs
+    assert precompute_pays(max_steps=250, rows_per_step=4, train_rows=1000)
+    assert not precompute_pays(max_steps=10, rows_per_step=4, train_rows=1000)

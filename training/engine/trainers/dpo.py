@@ -2,8 +2,8 @@
 disabled; full: TRL keeps a frozen copy).
 
 On CPU with LoRA weights on a llama-family model (one process) the trainer is ``PackedDPOTrainer``
-(``dpo_packed.py``): TRL's data pipeline, losses, metrics and logging, with the reference log-probs precomputed once,
-padding-free rows under per-sequence attention and fused completion-only log-probs; bf16 autocast wherever
+(``dpo_packed.py``): TRL's data pipeline, losses, metrics and logging, with the reference log-probs precomputed once
+when the run trains on every pair (else with each step), padding-free rows under per-sequence attention and fused completion-only log-probs; bf16 autocast wherever
 ``common_args`` turned it on (a device with native bf16). Anything else runs on stock TRL.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .dpo_packed import DpoPath, packed_dpo_trainer_class, select_dpo_path
+from .dpo_packed import DpoPath, packed_dpo_trainer_class, precompute_pays, select_dpo_path
 from .hf_trainer import EngineTrainerMixin
 from .preference import PreferenceTrainer, preference_dataset
 from .registry import register
@@ -46,13 +46,22 @@ class DPOMethod(PreferenceTrainer):
             )
         return self.dpo_path
 
+    def precompute_reference(self) -> bool:
+        """Whether the packed path computes the reference log-probs once up front (see ``precompute_pays``)."""
+        h = self.ctx.spec.hyper
+        return precompute_pays(
+            max_steps=h.max_steps,
+            rows_per_step=h.per_device_train_batch_size * h.gradient_accumulation_steps,
+            train_rows=len(self.train_rows),
+        )
+
     def config(self) -> Any:
         """The ``DPOConfig`` for this spec (reference log-probs precomputed on the packed path)."""
         from trl import DPOConfig
 
         h = self.ctx.spec.hyper
         extra: dict[str, Any] = {}
-        if self.path().packed:
+        if self.path().packed and self.precompute_reference():
             # No-grad packed rows are cheap in memory: a larger batch amortizes the per-call overhead.
             extra = {"precompute_ref_log_probs": True, "precompute_ref_batch_size": 2 * h.per_device_train_batch_size}
         return DPOConfig(
@@ -84,8 +93,16 @@ class DPOMethod(PreferenceTrainer):
         self.ctx.emitter.log("info", f"DPO path: {path.describe()}")
         super().build(callbacks)
         if path.packed and self.trainer is not None:
-            self.ctx.emitter.log(
-                "info",
-                f"DPO reference log-probs precomputed: {self.trainer.precompute_pairs} pairs in "
-                f"{self.trainer.precompute_s:.1f} s",
-            )
+            if self.precompute_reference():
+                message = (
+                    f"DPO reference log-probs precomputed: {self.trainer.precompute_pairs} pairs in "
+                    f"{self.trainer.precompute_s:.1f} s"
+                )
+            else:
+                h = self.ctx.spec.hyper
+                rows = h.max_steps * h.per_device_train_batch_size * h.gradient_accumulation_steps
+                message = (
+                    f"DPO reference log-probs computed with each step (the run trains on {rows} of "
+                    f"{len(self.train_rows)} pairs)"
+                )
+            self.ctx.emitter.log("info", message)

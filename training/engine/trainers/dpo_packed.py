@@ -55,6 +55,14 @@ _CHUNK_ELEMENTS = 8 * 1024 * 1024  # logits per chunk (32 MB in fp32)
 # --- path selection ------------------------------------------------------------------------------------------------
 
 
+def precompute_pays(*, max_steps: int, rows_per_step: int, train_rows: int) -> bool:
+    """Whether to compute the reference log-probs of every training pair once before training: when the run trains
+    on every pair at least once (an epoch-based run, or enough steps). TRL's precompute covers the whole dataset, so a
+    run of a few steps over a large dataset would pay for pairs it never trains on; it then computes the reference
+    with each step instead (one no-grad packed forward of the step's pairs)."""
+    return max_steps <= 0 or max_steps * rows_per_step >= train_rows
+
+
 @dataclass(frozen=True)
 class DpoPath:
     """Which DPO implementation a run uses, and why (for the job log)."""
@@ -66,8 +74,8 @@ class DpoPath:
         """One line for the job log."""
         if self.packed:
             return (
-                "packed (padding-free rows, per-sequence attention, fused chunked log-probs over completion tokens, "
-                f"reference log-probs precomputed once; {self.reason})"
+                "packed (padding-free rows, per-sequence attention, fused chunked log-probs over completion tokens; "
+                f"{self.reason})"
             )
         return f"stock TRL DPOTrainer ({self.reason})"
 
