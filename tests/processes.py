@@ -208,3 +208,23 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def torchrun_ranks(cmdline_marker: str) -> dict[int, int]:
+    """{rank: pid} of the live torchrun rank processes whose command line contains ``cmdline_marker`` (a job's spec
+    path), read from /proc."""
+    found: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline_marker.encode() not in cmdline or not any(v.startswith(b"TORCHELASTIC_RUN_ID=") for v in environ):
+            continue
+        for value in environ:
+            if value.startswith(b"RANK="):
+                found[int(value[len(b"RANK=") :])] = int(entry)
+    return found

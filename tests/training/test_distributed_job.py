@@ -12,7 +12,7 @@ import pytest
 
 from tests.clients import wait_for_status
 from tests.factories import TINY_HYPER, make_ready_dataset
-from tests.processes import server_env, start_celery_worker, stop
+from tests.processes import server_env, start_celery_worker, stop, torchrun_ranks
 from training.models import TrainingJob
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.slow]
@@ -20,21 +20,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.m
 
 def _rank_pid(job_id: int, rank: int) -> int | None:
     """The process of ``rank`` in the torchrun run of ``job_id`` (its spec file is in the job's scratch folder)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if (
-            f"RANK={rank}".encode() in environ
-            and any(v.startswith(b"TORCHELASTIC_RUN_ID=") for v in environ)
-            and f"job-{job_id}-".encode() in cmdline
-        ):
-            return int(entry)
-    return None
+    return torchrun_ranks(f"job-{job_id}-").get(rank)
 
 
 def test_two_process_job_reports_once_and_resumes_after_a_rank_is_killed(

@@ -6,7 +6,6 @@ alone (Modal preempting the container) stores the checkpoint and leaves the job 
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -15,27 +14,13 @@ import pytest
 
 from tests.clients import wait_for_status
 from tests.factories import TINY_HYPER, make_ready_dataset
+from tests.processes import torchrun_ranks
 from training.models import TrainingJob
 
 
 def _rank_pids(job_id: int) -> list[int]:
     """The torchrun ranks of the Modal run of ``job_id`` (their spec file is in the run's folder ``job-<id>/``)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if (
-            any(v.startswith(b"TORCHELASTIC_RUN_ID=") for v in environ)
-            and any(v.startswith(b"RANK=") for v in environ)
-            and f"job-{job_id}/distributed-spec.json".encode() in cmdline
-        ):
-            found.append(int(entry))
-    return found
+    return list(torchrun_ranks(f"job-{job_id}/distributed-spec.json").values())
 
 
 def _create(name: str, hyper: dict, gpu: str) -> TrainingJob:
