@@ -168,8 +168,12 @@ class Run:
             from .trainers.hf_trainer import run_sharding
 
             strategy = run_sharding(self.ctx)  # a plain ConfigError before the model loads
-            held = {"ddp": "a whole copy of the model each (DDP)", "fsdp": "the model sharded (FSDP2)"}
-            self.emitter.log("info", f"{processes} processes, {held.get(strategy, 'the model sharded (ZeRO-3)')}")
+            held = {
+                "ddp": "a whole copy of the model each (DDP)",
+                "fsdp": "the model sharded (FSDP2)",
+                "zero3": "the model sharded (ZeRO-3)",
+            }[strategy]
+            self.emitter.log("info", f"{processes} processes, {held}")
         load_tokenizer(self.ctx)
         self._prepare_data()
 

@@ -40,6 +40,7 @@ class MethodTrainer(ABC):
         self.gradient_checkpointing = 0  # 0 = off, n = every n-th layer
         self.report: DataReport | None = None
         self.memory_estimate: MemoryEstimate | None = None  # the memory model's step estimate (set by ``load``)
+        self.full_state: dict[str, Any] | None = None  # sharded runs: the gathered weights rank 0 saves
 
     # data ----------------------------------------------------------------------------------------------------------
     @abstractmethod
@@ -181,8 +182,7 @@ class MethodTrainer(ABC):
         model = self.trainer.model if self.trainer is not None else self.model
         model = getattr(self.trainer, "accelerator", None).unwrap_model(model) if self.trainer is not None else model
         _record_stock_attention(model)
-        full_state = getattr(self, "full_state", None)
-        extra = {"state_dict": full_state} if full_state is not None else {}
+        extra = {"state_dict": self.full_state} if self.full_state is not None else {}
         model.save_pretrained(dest, safe_serialization=True, **extra)
         tokenizer = self.ctx.tokenizer
         tokenizer.chat_template = self.ctx.chat_template
