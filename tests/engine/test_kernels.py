@@ -2,6 +2,8 @@
 
 - ``linear_cross_entropy`` (chunked linear + cross-entropy, gradients computed in forward) vs ``F.cross_entropy``
   on full logits: loss and gradients for the hidden states and the output weight, in fp32 and bf16, across chunks.
+- The written-out RMSNorm and LoRA linear (``fused_layers``) vs transformers' LlamaRMSNorm and PEFT's LoRA forward, and
+  the largest-first sampler of the SFT path.
 - The packed attention (one causal attention per sequence of a padding-free row, the direct two-matmul path on CPU
   for short sequences) vs ``F.scaled_dot_product_attention`` with a block-diagonal causal mask.
 """
@@ -110,3 +112,115 @@ def test_packed_attention_equals_a_block_diagonal_causal_mask(
     ref = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=0.25, enable_gqa=True)
     assert out.shape == (1, total, 9, 16)  # (batch, seq, heads, dim) as transformers' attention functions return
     assert torch.allclose(out, ref.transpose(1, 2), atol=1e-5)
+
+
+# --- written-out RMSNorm and LoRA linear (fused_layers) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_written_out_rms_norm_matches_llama(dtype: Any, tol: float) -> None:
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    from training.engine.trainers.fused_layers import use_fused_norms
+
+    torch.manual_seed(5)
+    ref = LlamaRMSNorm(48, eps=1e-5).to(dtype)
+    ref.weight.data = (torch.rand(48) + 0.5).to(dtype)
+    ours = LlamaRMSNorm(48, eps=1e-5).to(dtype)
+    ours.weight.data = ref.weight.data.clone()
+    assert use_fused_norms(ours) == 1
+    x = (torch.randn(2, 7, 48) * 3).to(dtype)
+    grad = torch.randn(2, 7, 48).to(dtype)
+    results = []
+    for module in (ref, ours):
+        xi = x.clone().requires_grad_()
+        out = module(xi)
+        out.backward(grad)
+        results.append((out.float(), xi.grad.float(), module.weight.grad.float()))
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b, atol=tol, rtol=tol), (a - b).abs().max()
+
+
+class _TwoLinears(torch.nn.Module):
+    def __init__(self, bias: bool) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(24, 40, bias=bias)
+        self.out = torch.nn.Linear(40, 24, bias=False)
+
+    def forward(self, x: Any) -> Any:
+        return self.out(torch.nn.functional.silu(self.proj(x)))
+
+
+def _lora_model(bias: bool, dropout: float = 0.0) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(7)
+    model = get_peft_model(
+        _TwoLinears(bias), LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=["proj", "out"])
+    )
+    for name, param in model.named_parameters():
+        if "lora_B" in name:  # PEFT starts B at zero, which would leave A's gradient zero
+            param.data.normal_(0, 0.2)
+    return model
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_written_out_lora_linear_matches_peft(bias: bool, autocast: bool) -> None:
+    """Same output and the same gradients for the input and every adapter weight as PEFT's forward, in fp32 and
+    under bf16 autocast (the CPU training path), with and without a base bias."""
+    from training.engine.trainers.fused_layers import use_fused_lora
+
+    tol = 3e-2 if autocast else 1e-5
+    x = torch.randn(3, 5, 24)
+    results = []
+    for fused in (False, True):
+        model = _lora_model(bias)
+        if fused:
+            assert use_fused_lora(model) == 2
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(xi)
+        out.float().square().sum().backward()
+        grads = {n: p.grad.float() for n, p in model.named_parameters() if p.requires_grad}
+        assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
+        results.append((out.float(), xi.grad.float(), grads))
+    (out_a, gx_a, ga), (out_b, gx_b, gb) = results
+    assert torch.allclose(out_a, out_b, atol=tol, rtol=tol)
+    assert torch.allclose(gx_a, gx_b, atol=tol, rtol=tol)
+    assert ga.keys() == gb.keys() and len(ga) == 4
+    for name in ga:
+        assert gb[name].abs().sum() > 0
+        assert torch.allclose(ga[name], gb[name], atol=tol * 10, rtol=tol), name
+
+
+def test_written_out_lora_falls_back_to_peft_where_it_does_not_apply() -> None:
+    """A disabled adapter (DPO's reference pass) runs the base layer only; dropout keeps PEFT's own forward."""
+    from training.engine.trainers.fused_layers import _vanilla_adapter, use_fused_lora
+
+    model = _lora_model(bias=False)
+    use_fused_lora(model)
+    x = torch.randn(2, 24)
+    base = model.get_base_model()
+    plain = base.out.base_layer(torch.nn.functional.silu(base.proj.base_layer(x)))
+    with model.disable_adapter():
+        assert torch.allclose(model(x), plain)
+    assert not torch.allclose(model(x), plain)
+    assert _vanilla_adapter(base.proj) == "default"
+    dropped = _lora_model(bias=False, dropout=0.1)
+    use_fused_lora(dropped)
+    assert _vanilla_adapter(dropped.get_base_model().proj) is None
+
+
+def test_largest_first_sampler_starts_with_the_largest_global_batch() -> None:
+    from training.engine.trainers.sft import LargestFirstSampler
+
+    lengths = [10, 200, 30, 40, 50, 60, 70, 5, 999]  # 9 rows in global batches of 4: the last batch is partial
+    sampler = LargestFirstSampler(lengths, group=4, seed=3)
+    order = list(sampler)
+    assert sorted(order) == list(range(9))
+    full = [order[i : i + 4] for i in (0, 4)]
+    assert sum(lengths[j] for j in full[0]) == max(sum(lengths[j] for j in b) for b in full)
+    assert order == list(LargestFirstSampler(lengths, group=4, seed=3))  # the same order for the same seed (resume)
+    sampler.set_epoch(1)
+    assert sorted(sampler) == list(range(9))

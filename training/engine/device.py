@@ -188,6 +188,31 @@ def choose_cpu_threads() -> tuple[int, dict[int, float]]:
     return chosen, timings
 
 
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel (Linux only; a no-op
+    elsewhere or when ``FINETUNE_CPU_KEEP_MEMORY=0``); True when applied.
+
+    By default glibc serves large blocks (a layer's activations, a logits chunk) with fresh mmaps and trims the
+    heap's free top, so each step larger than the one before page-faults its memory in again; on 2 CPU cores that
+    was 120k-170k faults and 0.6-1.4 s of a 2 s step. Here blocks up to 32 MB (glibc's ceiling) come from the heap,
+    whose free memory is kept (the process's peak RSS is unchanged: it is reached anyway)."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux") or os.environ.get("FINETUNE_CPU_KEEP_MEMORY", "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl or another libc without mallopt
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    applied = mallopt(m_mmap_threshold, 32 * 2**20) == 1
+    applied = mallopt(m_trim_threshold, 2**40) == 1 and applied
+    return mallopt(m_top_pad, 64 * 2**20) == 1 and applied
+
+
 def _rss_mb() -> float:
     try:
         import psutil

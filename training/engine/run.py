@@ -187,7 +187,7 @@ class Run:
         if device.type == "cpu":
             import torch
 
-            from .device import choose_cpu_threads
+            from .device import choose_cpu_threads, keep_freed_memory
 
             if launch.is_distributed():  # the ranks of this host share its cores (no probe: they would race)
                 cores = os.cpu_count() or 1
@@ -195,6 +195,7 @@ class Run:
             else:
                 threads, timings = choose_cpu_threads()
             torch.set_num_threads(threads)
+            keep_freed_memory()
             device = dataclasses.replace(device, cpu_threads=threads)
             self.emitter.log(
                 "info", f"CPU training with {threads} thread(s) (probe seconds by thread count: {timings})"

@@ -34,28 +34,39 @@ def _function() -> Any:
             scale = 1.0 / denom
             # The input-gradient matmul runs in the hidden states' dtype (bf16 under autocast): the weight is cast
             # once here, not once per chunk, and the probabilities once per chunk.
-            w_compute = weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype)
-            # one fp32 logits buffer reused by every chunk (a fresh vocabulary-sized block per chunk is served by
-            # mmap and page-faulted in again each time: that cost as much as the chunk's matmul)
-            buffer = torch.empty((min(chunk, rows), vocab), dtype=torch.float32, device=hidden.device)
+            dtype = hidden.dtype
+            w_compute = weight if weight.dtype == dtype else weight.to(dtype)
+            width = min(chunk, rows)
+            # Vocabulary-sized buffers live for the process (``_scratch``): a fresh one per call or chunk is served
+            # by mmap and page-faulted in again each time, which cost as much as the chunk's matmul.
+            exps_buf = _scratch("exps", width, vocab, torch.float32, hidden.device)
+            same = dtype == torch.float32
+            logits_buf = exps_buf if same else _scratch("logits", width, vocab, dtype, hidden.device)
+            grad_buf = None if same or not need_h or need_w else _scratch("grad", width, vocab, dtype, hidden.device)
             for start in range(0, rows, chunk):
                 h = hidden[start : start + chunk]
                 t = targets[start : start + chunk]
-                logits = buffer[: h.shape[0]]
-                logits.copy_(h @ w_compute.t())
-                picked = logits.gather(1, t[:, None]).squeeze(1)
-                # log-sum-exp and softmax from one exp pass, in place (no second vocabulary-sized buffer)
+                n = h.shape[0]
+                logits = torch.mm(h, w_compute.t(), out=logits_buf[:n])
+                picked = logits.gather(1, t[:, None]).squeeze(1).float()
+                # log-sum-exp and softmax from one exp pass over one fp32 buffer (the subtraction of the row
+                # maximum also widens the logits to fp32)
                 peak = logits.amax(dim=-1, keepdim=True)
-                exps = logits.sub_(peak).exp_()
+                exps = torch.sub(logits, peak, out=exps_buf[:n]).exp_()
                 sums = exps.sum(dim=-1, keepdim=True)
-                total += (peak + sums.log()).squeeze(1).sub_(picked).sum()
+                total += (peak.float() + sums.log()).squeeze(1).sub_(picked).sum()
                 if need_h or need_w:
-                    probs = exps.mul_(sums.reciprocal_().mul_(scale))  # softmax / denom
-                    probs[torch.arange(probs.shape[0], device=probs.device), t] -= scale
+                    # softmax / denom - onehot / denom = (exps - onehot * sums) * (1 / (sums * denom))
+                    exps[torch.arange(n, device=exps.device), t] -= sums.squeeze(1)
+                    coef = sums.reciprocal_().mul_(scale)
+                    if grad_buf is not None:  # one pass: scale and round to the compute dtype
+                        probs = torch.mul(exps, coef, out=grad_buf[:n])
+                    else:
+                        probs = exps.mul_(coef)
                     if grad_h is not None:
-                        grad_h[start : start + chunk] = probs.to(w_compute.dtype) @ w_compute
+                        torch.mm(probs.to(dtype), w_compute, out=grad_h[start : start + n])
                     if grad_w is not None:
-                        grad_w.addmm_(probs.t(), h.float())
+                        grad_w.addmm_(probs.float().t(), h.float())
             ctx.save_for_backward(*(g for g in (grad_h, grad_w) if g is not None))
             ctx.has = (grad_h is not None, grad_w is not None)
             ctx.weight_dtype = weight.dtype
@@ -69,6 +80,21 @@ def _function() -> Any:
             return grad_h, grad_w, None, None
 
     return LinearCrossEntropy
+
+
+_SCRATCH: dict[tuple[str, Any, str], Any] = {}
+
+
+def _scratch(name: str, rows: int, cols: int, dtype: Any, device: Any) -> Any:
+    """A ``(rows, cols)`` work buffer kept for the life of the process (grown when a larger one is asked for)."""
+    import torch
+
+    key = (name, dtype, str(device))
+    buf = _SCRATCH.get(key)
+    if buf is None or buf.numel() < rows * cols:
+        buf = torch.empty(rows * cols, dtype=dtype, device=device)
+        _SCRATCH[key] = buf
+    return buf[: rows * cols].view(rows, cols)
 
 
 _FN: Any = None

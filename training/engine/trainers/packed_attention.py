@@ -38,6 +38,7 @@ def packed_sdpa_attention(
     **kwargs: Any,
 ) -> tuple[Any, None]:
     """Per-sequence causal SDPA for a single packed row; the stock SDPA path otherwise."""
+    import torch
     import torch.nn.functional as F
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -57,14 +58,15 @@ def packed_sdpa_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
-    import torch
 
     gqa = getattr(module, "num_key_value_groups", 1) > 1
     p = dropout if module.training else 0.0
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     direct_max = cpu_direct_max_length() if query.device.type == "cpu" and p == 0.0 else 0
+    if all(e - s <= direct_max for s, e in segments):
+        return packed_direct_attention(query, key, value, segments, scale), None
     outs = [
-        _direct_causal_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], scale)
+        packed_direct_attention(query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], [(0, e - s)], scale)
         if e - s <= direct_max
         else F.scaled_dot_product_attention(
             query[:, :, s:e],
@@ -74,11 +76,10 @@ def packed_sdpa_attention(
             dropout_p=p,
             scale=scale,
             enable_gqa=gqa,
-        )
+        ).transpose(1, 2)
         for s, e in segments
     ]
-    out = torch.cat(outs, dim=2)
-    return out.transpose(1, 2).contiguous(), None
+    return torch.cat(outs, dim=1).contiguous(), None
 
 
 def cpu_direct_max_length() -> int:
@@ -92,34 +93,108 @@ def cpu_direct_max_length() -> int:
         return 512
 
 
-_MASKS: dict[tuple[int, str], Any] = {}
+_BIASES: dict[tuple[int, int, Any, str], Any] = {}
 
 
-def _direct_causal_attention(query: Any, key: Any, value: Any, scale: float) -> Any:
-    """Causal attention of one sequence as two batched matmuls with the query heads of each key/value head grouped
-    into one matrix (no key/value expansion for GQA) and a softmax in the compute dtype.
+def _causal_bias(length: int, groups: int, dtype: Any, device: Any) -> Any:
+    """The additive causal mask (0 on and below the diagonal, -inf above) of one sequence, repeated for the
+    ``groups`` query heads that share a key/value head: ``(groups * length, length)``, cached per shape."""
+    import torch
+
+    key = (length, groups, dtype, str(device))
+    bias = _BIASES.get(key)
+    if bias is None:
+        square = torch.full((length, length), float("-inf"), dtype=dtype, device=device).triu(1)
+        bias = square.repeat(groups, 1)
+        if len(_BIASES) > 64:
+            _BIASES.clear()
+        _BIASES[key] = bias
+    return bias
+
+
+_FN: Any = None
+
+
+def _function() -> Any:
+    import torch
+
+    class PackedCausalAttention(torch.autograd.Function):
+        """Causal attention of each sequence of a packed row as two batched matmuls, forward and backward written
+        out (no autograd graph of a dozen nodes per sequence).
+
+        Per sequence of length L the query heads that share a key/value head form one ``(groups * L, dim)``
+        matrix (no key/value expansion for GQA); the scores are one ``baddbmm`` onto the cached causal bias (the
+        mask and the scale cost no pass of their own); the softmax runs in the input dtype (fp32 inside the
+        kernel) and its output, the only L x L tensor kept, serves the backward's three products. The output is
+        written straight into the ``(1, total, heads, dim)`` layout transformers expects."""
+
+        @staticmethod
+        def forward(ctx: Any, query: Any, key: Any, value: Any, segments: Any, scale: float) -> Any:  # type: ignore[override]
+            with torch.autocast(query.device.type, enabled=False):
+                key, value = key.to(query.dtype), value.to(query.dtype)
+                _, heads, total, dim = query.shape
+                kv_heads = key.shape[1]
+                groups = heads // kv_heads
+                out = query.new_empty((1, total, heads, dim))
+                probs_kept = []
+                for s, e in segments:
+                    n = e - s
+                    q = torch.mul(query[0, :, s:e], scale).reshape(kv_heads, groups * n, dim)
+                    scores = torch.baddbmm(
+                        _causal_bias(n, groups, query.dtype, query.device), q, key[0, :, s:e].transpose(1, 2)
+                    )
+                    probs = torch.softmax(scores, dim=-1)
+                    o = torch.bmm(probs, value[0, :, s:e])  # (kv_heads, groups * n, dim)
+                    out[0, s:e] = o.view(heads, n, dim).transpose(0, 1)
+                    probs_kept.append(probs)
+            ctx.save_for_backward(query, key, value, *probs_kept)
+            ctx.segments, ctx.scale = segments, scale
+            return out
+
+        @staticmethod
+        def backward(ctx: Any, grad_out: Any) -> Any:  # type: ignore[override]
+            query, key, value, *probs_kept = ctx.saved_tensors
+            scale = ctx.scale
+            with torch.autocast(query.device.type, enabled=False):
+                grad_out = grad_out.to(query.dtype)
+                _, heads, total, dim = query.shape
+                kv_heads = key.shape[1]
+                groups = heads // kv_heads
+                grad_q = torch.empty_like(query, memory_format=torch.contiguous_format)
+                grad_k = torch.empty_like(key, memory_format=torch.contiguous_format)
+                grad_v = torch.empty_like(value, memory_format=torch.contiguous_format)
+                for (s, e), probs in zip(ctx.segments, probs_kept, strict=True):
+                    n = e - s
+                    d_o = grad_out[0, s:e].transpose(0, 1).reshape(kv_heads, groups * n, dim)
+                    k, v = key[0, :, s:e], value[0, :, s:e]
+                    grad_v[0, :, s:e] = torch.bmm(probs.transpose(1, 2), d_o)
+                    d_p = torch.bmm(d_o, v.transpose(1, 2))
+                    d_s = torch._softmax_backward_data(d_p, probs, -1, probs.dtype)
+                    grad_q[0, :, s:e] = torch.bmm(d_s, k).mul_(scale).view(heads, n, dim)
+                    q = torch.mul(query[0, :, s:e], scale).reshape(kv_heads, groups * n, dim)
+                    grad_k[0, :, s:e] = torch.bmm(d_s.transpose(1, 2), q)
+            return grad_q, grad_k, grad_v, None, None
+
+    return PackedCausalAttention
+
+
+def packed_direct_attention(query: Any, key: Any, value: Any, segments: list[tuple[int, int]], scale: float) -> Any:
+    """Causal attention within each ``(start, end)`` segment of a packed row: query ``(1, heads, total, dim)``,
+    key/value ``(1, kv_heads, total, dim)`` -> ``(1, total, heads, dim)``.
 
     On CPU, SDPA's flash kernel runs short sequences' backward slowly: measured on 2 cores in bf16 with SmolLM2's
     shapes (9 query heads, 3 key/value heads, head dim 64), forward + backward of one layer took 4.7 ms (flash) vs
-    1.6 ms (this) at L=150, 10.5 vs 5.4 ms at L=350, 18 vs 11 ms at L=512. The cost is the L x L probabilities kept
-    for backward (9 x 512 x 512 bf16 = 4.7 MB per layer at L=512), hence the length cap."""
-    import torch
+    1.6 ms (direct matmuls) at L=150, 10.5 vs 5.4 ms at L=350, 18 vs 11 ms at L=512. The cost is the L x L
+    probabilities kept for backward (9 x 512 x 512 bf16 = 4.7 MB per layer at L=512), hence the length cap."""
+    global _FN
+    if _FN is None:
+        _FN = _function()
+    return _FN.apply(query, key, value, segments, float(scale))
 
-    _, heads, length, dim = query.shape
-    kv_heads = key.shape[1]
-    groups = heads // kv_heads
-    q = (query * scale).reshape(kv_heads, groups * length, dim)
-    scores = torch.bmm(q, key.reshape(kv_heads, length, dim).transpose(1, 2))
-    mask = _MASKS.get((length, str(query.device)))
-    if mask is None:
-        mask = torch.ones(length, length, dtype=torch.bool, device=query.device).triu(1)
-        if len(_MASKS) > 64:
-            _MASKS.clear()
-        _MASKS[(length, str(query.device))] = mask
-    scores.view(kv_heads, groups, length, length).masked_fill_(mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    out = torch.bmm(probs, value.reshape(kv_heads, length, dim))
-    return out.view(1, heads, length, dim)
+
+def _direct_causal_attention(query: Any, key: Any, value: Any, scale: float) -> Any:
+    """One sequence's causal attention, ``(1, heads, length, dim)`` in and out (the layout of SDPA)."""
+    return packed_direct_attention(query, key, value, [(0, query.shape[2])], scale).transpose(1, 2)
 
 
 def _packed_mask(*args: Any, **kwargs: Any) -> Any:
