@@ -12,6 +12,7 @@ every token, as model FLOPs are, though our loss only projects the trained (assi
 
     .venv/bin/python bench/train_throughput.py                 # defaults: 10 steps, batch 4, max_length 512
     .venv/bin/python bench/train_throughput.py --steps 6 --batch-size 2 --skip-defaults
+    .venv/bin/python bench/train_throughput.py --precision fp32 --skip-defaults   # the fp32 path, fp32 roofline
 
 Three sides: ours, TRL at its best for the machine ("trl-best": padding-free batches, no gradient checkpointing, bf16
 only where the CPU/GPU computes it natively, Liger on CUDA) and TRL's defaults ("trl"). Targets: ours >= 1.6x
@@ -120,6 +121,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
                     "per_device_train_batch_size": args.batch_size,
                     "max_length": args.max_length,
                     "learning_rate": args.lr,
+                    "precision": args.precision,
                     "lora_r": 16,
                     "lora_alpha": 32,
                     "lora_dropout": 0.0,
@@ -187,7 +189,7 @@ def worker_trl(args: argparse.Namespace) -> dict[str, Any]:
         from training.engine.device import detect_device
         from training.engine.trainers.kernels import liger_available
 
-        native_bf16 = detect_device().bf16_native
+        native_bf16 = detect_device().bf16_native if args.precision == "auto" else args.precision == "bf16"
         config = SFTConfig(
             **common,
             max_length=None,
@@ -260,6 +262,7 @@ def _row_lengths(rows: int, max_length: int) -> list[int]:
 
 def _worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     argv = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
+    argv += ["--precision", args.precision]
     return run_worker(__file__, name, [*argv, "--rows", str(args.rows), "--lr", str(args.lr)])
 
 
@@ -273,6 +276,13 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--rows", type=int, default=0, help="rows of data (default: steps x batch size, one epoch)")
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="compute precision of ours and TRL-best (auto: bf16 where the CPU has bf16 units, else fp32); fp32 "
+        "on a bf16 machine measures the path an AVX2-only machine takes, against the fp32 roofline",
+    )
     p.add_argument("--worker", choices=SIDES)
     p.add_argument("--skip-defaults", action="store_true", help="leave TRL's defaults out (they are the slow side)")
     p.add_argument("--json", type=Path, help="also write the figures here")
@@ -312,6 +322,14 @@ def main() -> None:
         if raw.get("rss_by_phase_mb"):
             phases = ", ".join(f"{k} {v:.0f}" for k, v in raw["rss_by_phase_mb"].items())
             print(f"           peak RSS by phase (MB): {phases}")
+        if name == "ours":
+            # This kind of machine's speed drifts (shared hosts): the roofline is measured again right after our
+            # run, and our share is taken against the mean of the two measurements around it.
+            after = {"bf16": matmul_gflops("bfloat16"), "fp32": matmul_gflops("float32")}
+            print(
+                f"matmul roofline again after ours: bf16 {after['bf16']:.1f} GFLOP/s, fp32 {after['fp32']:.1f} GFLOP/s"
+            )
+            roof = {k: (roof[k] + after[k]) / 2 for k in roof}
     ours, best = results["ours"], results["trl-best"]
     speedup = ours["tokens_per_s"] / best["tokens_per_s"] if best["tokens_per_s"] else float("inf")
     mem_ratio = ours["peak_rss_mb"] / best["peak_rss_mb"]
@@ -342,8 +360,8 @@ def main() -> None:
     print(
         f"roofline: ours does {achieved:.1f} GFLOP/s of model FLOPs ({flops / 1e9:.3f} GFLOP/token, causal attention "
         f"{attention_share * 100:.1f}% of it) in {precision} = "
-        f"{share * 100:.0f}% of the {precision} matmul roofline (target >= 70%)  -> "
-        f"{'MET' if share >= 0.70 else 'NOT MET'}"
+        f"{share * 100:.0f}% of the {precision} matmul roofline ({used_roof:.0f} GFLOP/s, the mean of the two "
+        f"measurements; target >= 70%)  -> {'MET' if share >= 0.70 else 'NOT MET'}"
     )
     if args.json:
         args.json.write_text(

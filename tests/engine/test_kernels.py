@@ -64,7 +64,7 @@ def test_linear_cross_entropy_with_a_frozen_head_and_no_rows() -> None:
     assert zero.item() == 0.0
 
 
-@pytest.mark.parametrize("length", [1, 9, 130])
+@pytest.mark.parametrize("length", [1, 9, 130, 300])
 def test_direct_causal_attention_matches_sdpa(length: int) -> None:
     torch.manual_seed(length)
     # SmolLM2's layout: 9 query heads sharing 3 key/value heads, queries non-contiguous as after transpose(1, 2)

@@ -43,6 +43,28 @@ def test_step_memory_grows_with_weights_batch_length_and_preference_methods() ->
     assert _step(max_length=2048).activations_mb == pytest.approx(2 * _step().activations_mb)
     assert _step(method="dpo").activations_mb > 2 * _step().activations_mb  # pairs, plus TRL's full logits
     assert _step(precision="fp32", device_type="cpu").activations_mb > _step().activations_mb
+    packed = _step(method="dpo", device_type="cpu", chunked_logits=True)  # one logits chunk, not all of them
+    assert packed.activations_mb < _step(method="dpo", device_type="cpu").activations_mb - 1000
+    assert packed.activations_mb > 2 * _step(device_type="cpu").activations_mb
+
+
+@pytest.mark.parametrize(
+    "model_type,weights,device,packed",
+    [
+        ("llama", "lora", "cpu", True),
+        ("gpt2", "lora", "cpu", False),
+        ("llama", "full", "cpu", False),
+        ("llama", "lora", "cuda", False),
+    ],
+)
+def test_a_run_expects_the_packed_dpo_path_where_it_will_take_it(
+    model_type: str, weights: str, device: str, packed: bool
+) -> None:
+    from training.engine.trainers.memory_guard import _packed_dpo_expected
+
+    spec = SimpleNamespace(weights=weights, hyper=SimpleNamespace(num_processes=1, loss_type=None))
+    ctx = SimpleNamespace(spec=spec, device=SimpleNamespace(type=device), use_unsloth=False)
+    assert _packed_dpo_expected(ctx, SimpleNamespace(model_type=model_type)) is packed  # type: ignore[arg-type]
 
 
 def test_checkpointing_is_the_sparsest_choice_that_fits_the_budget() -> None:

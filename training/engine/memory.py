@@ -26,6 +26,9 @@ RUNTIME_MB = 400.0  # the Python/torch runtime (or the CUDA context): a device's
 CHECKPOINT_CHOICES = (0, 3, 2, 1)  # off, then every 3rd / 2nd / every layer (~+11%, +16%, +33% step time)
 # Two sequences per row (chosen + rejected; KTO: the completion + a KL completion), full logits (TRL).
 PREFERENCE_METHODS = ("dpo", "orpo", "kto")
+# The packed DPO path (CPU) projects onto the vocabulary one chunk of 8M logits at a time: an fp32 chunk and its
+# compute-dtype copy, instead of TRL's full logits.
+CHUNKED_LOGITS_BYTES = 8 * 2**20 * (4 + 2)
 WEIGHTS = ("full", "lora", "qlora")
 OOM_ADVICE = (
     "lower per_device_train_batch_size (raise gradient_accumulation_steps to keep the effective batch), lower "
@@ -174,15 +177,18 @@ def estimate_memory(
     max_length: int,
     precision: str = "bf16",
     device_type: str = "cuda",
+    chunked_logits: bool = False,
 ) -> MemoryEstimate:
-    """Rough peak memory of a training step of ``shape`` (see the module docstring for the model)."""
+    """Rough peak memory of a training step of ``shape`` (see the module docstring for the model).
+    ``chunked_logits``: a preference run on the packed DPO path, which never holds the full logits."""
     preference = method in PREFERENCE_METHODS
     tokens = batch_size * max_length * (2 if preference else 1)
     act_bytes = 2 if precision in ("bf16", "fp16") else 4
     fragmentation = 1.6 if device_type == "cpu" else 1.1
     activations = tokens * shape.layers * (10 * shape.hidden + 4 * shape.intermediate) * act_bytes * fragmentation
     if preference:
-        activations += tokens * shape.vocab * 4 * 2  # TRL computes full logits
+        # TRL computes full logits (fp32, and their gradient); the packed path one chunk at a time
+        activations += CHUNKED_LOGITS_BYTES if chunked_logits else tokens * shape.vocab * 4 * 2
     weight_bytes = {"qlora": 0.6, "lora": 2 if act_bytes == 2 and device_type != "cpu" else 4, "full": 4}[weights]
     optimizer = shape.params * 12 if weights == "full" else 0  # fp32 gradients + Adam moments
     return MemoryEstimate((shape.params * weight_bytes + optimizer) / 2**20, activations / 2**20)

@@ -26,7 +26,25 @@ def step_memory(ctx: RunContext, config: Any) -> memory.MemoryEstimate:
         max_length=h.max_length,
         precision=ctx.device.precision,
         device_type=ctx.device.type,
+        chunked_logits=ctx.spec.method == "dpo" and _packed_dpo_expected(ctx, config),
     )
+
+
+def _packed_dpo_expected(ctx: RunContext, config: Any) -> bool:
+    """Whether a DPO run will take the packed path (``dpo_packed.select_dpo_path``), judged from the model's config
+    before the model is loaded (the path itself is chosen on the loaded model)."""
+    from .dpo_packed import select_dpo_path
+    from .losses import FUSED_LOSS_MODEL_TYPES
+
+    h = ctx.spec.hyper
+    return select_dpo_path(
+        device_type=ctx.device.type,
+        weights=ctx.spec.weights,
+        use_unsloth=ctx.use_unsloth,
+        num_processes=h.num_processes,
+        supports_packed=getattr(config, "model_type", None) in FUSED_LOSS_MODEL_TYPES,
+        loss_types=[h.loss_type] if h.loss_type else ["sigmoid"],
+    ).packed
 
 
 def want_gradient_checkpointing(ctx: RunContext, estimate: memory.MemoryEstimate) -> int:

@@ -93,23 +93,34 @@ def cpu_direct_max_length() -> int:
         return 512
 
 
-_BIASES: dict[tuple[int, int, Any, str], Any] = {}
+_BIASES: dict[tuple[int, int, int, Any, str], Any] = {}
+QUERY_BLOCK = 128  # query positions per block: a block attends to the keys up to its last position only
 
 
-def _causal_bias(length: int, groups: int, dtype: Any, device: Any) -> Any:
-    """The additive causal mask (0 on and below the diagonal, -inf above) of one sequence, repeated for the
-    ``groups`` query heads that share a key/value head: ``(groups * length, length)``, cached per shape."""
+def _causal_bias(start: int, end: int, groups: int, dtype: Any, device: Any) -> Any:
+    """The additive causal mask of query positions ``start..end-1`` (each repeated for the ``groups`` query heads
+    sharing a key/value head, position-major) over keys ``0..end-1``: 0 where the key is not after the query, -inf
+    where it is. ``((end - start) * groups, end)``, cached per shape."""
     import torch
 
-    key = (length, groups, dtype, str(device))
+    key = (start, end, groups, dtype, str(device))
     bias = _BIASES.get(key)
     if bias is None:
-        square = torch.full((length, length), float("-inf"), dtype=dtype, device=device).triu(1)
-        bias = square.repeat(groups, 1)
-        if len(_BIASES) > 64:
+        positions = torch.arange(start, end, device=device).repeat_interleave(groups)
+        keys = torch.arange(end, device=device)
+        bias = torch.zeros((positions.shape[0], end), dtype=dtype, device=device)
+        bias.masked_fill_(keys[None, :] > positions[:, None], float("-inf"))
+        if len(_BIASES) > 256:
             _BIASES.clear()
         _BIASES[key] = bias
     return bias
+
+
+def _blocks(length: int) -> list[tuple[int, int]]:
+    """Query position blocks of one sequence: about ``QUERY_BLOCK`` positions each, in equal parts."""
+    count = max(1, -(-length // QUERY_BLOCK))
+    bounds = [round(i * length / count) for i in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 _FN: Any = None
@@ -119,14 +130,16 @@ def _function() -> Any:
     import torch
 
     class PackedCausalAttention(torch.autograd.Function):
-        """Causal attention of each sequence of a packed row as two batched matmuls, forward and backward written
-        out (no autograd graph of a dozen nodes per sequence).
+        """Causal attention of each sequence of a packed row as batched matmuls, forward and backward written out
+        (no autograd graph of a dozen nodes per sequence).
 
-        Per sequence of length L the query heads that share a key/value head form one ``(groups * L, dim)``
-        matrix (no key/value expansion for GQA); the scores are one ``baddbmm`` onto the cached causal bias (the
-        mask and the scale cost no pass of their own); the softmax runs in the input dtype (fp32 inside the
-        kernel) and its output, the only L x L tensor kept, serves the backward's three products. The output is
-        written straight into the ``(1, total, heads, dim)`` layout transformers expects."""
+        Per sequence the query heads that share a key/value head form one position-major ``(length * groups,
+        dim)`` matrix (no key/value expansion for GQA, and the output lands in transformers' ``(1, total, heads,
+        dim)`` layout with one copy). Queries go in blocks of about ``QUERY_BLOCK`` positions, each against the
+        keys up to its own last position only, so the masked upper triangle is mostly not computed (a sequence of
+        300 tokens in 3 blocks computes 2/3 of the square). A block's scores are one ``baddbmm`` onto the cached
+        causal bias (the mask and the scale cost no pass of their own); the softmax runs in the input dtype (fp32
+        inside the kernel) and its output is the only score-sized tensor kept for backward."""
 
         @staticmethod
         def forward(ctx: Any, query: Any, key: Any, value: Any, segments: Any, scale: float) -> Any:  # type: ignore[override]
@@ -139,14 +152,16 @@ def _function() -> Any:
                 probs_kept = []
                 for s, e in segments:
                     n = e - s
-                    q = torch.mul(query[0, :, s:e], scale).reshape(kv_heads, groups * n, dim)
-                    scores = torch.baddbmm(
-                        _causal_bias(n, groups, query.dtype, query.device), q, key[0, :, s:e].transpose(1, 2)
-                    )
-                    probs = torch.softmax(scores, dim=-1)
-                    o = torch.bmm(probs, value[0, :, s:e])  # (kv_heads, groups * n, dim)
-                    out[0, s:e] = o.view(heads, n, dim).transpose(0, 1)
-                    probs_kept.append(probs)
+                    q = _position_major(query[0, :, s:e], kv_heads, scale)  # (kv_heads, n * groups, dim)
+                    k, v = key[0, :, s:e], value[0, :, s:e]
+                    o = q.new_empty(q.shape)
+                    for bs, be in _blocks(n):
+                        bias = _causal_bias(bs, be, groups, query.dtype, query.device)
+                        scores = torch.baddbmm(bias, q[:, bs * groups : be * groups], k[:, :be].transpose(1, 2))
+                        probs = torch.softmax(scores, dim=-1)
+                        torch.bmm(probs, v[:, :be], out=o[:, bs * groups : be * groups])
+                        probs_kept.append(probs)
+                    out[0, s:e] = o.view(kv_heads, n, groups, dim).transpose(0, 1).reshape(n, heads, dim)
             ctx.save_for_backward(query, key, value, *probs_kept)
             ctx.segments, ctx.scale = segments, scale
             return out
@@ -155,27 +170,56 @@ def _function() -> Any:
         def backward(ctx: Any, grad_out: Any) -> Any:  # type: ignore[override]
             query, key, value, *probs_kept = ctx.saved_tensors
             scale = ctx.scale
+            kept = iter(probs_kept)
             with torch.autocast(query.device.type, enabled=False):
                 grad_out = grad_out.to(query.dtype)
                 _, heads, total, dim = query.shape
                 kv_heads = key.shape[1]
                 groups = heads // kv_heads
-                grad_q = torch.empty_like(query, memory_format=torch.contiguous_format)
-                grad_k = torch.empty_like(key, memory_format=torch.contiguous_format)
-                grad_v = torch.empty_like(value, memory_format=torch.contiguous_format)
-                for (s, e), probs in zip(ctx.segments, probs_kept, strict=True):
+                grad_q = torch.empty((1, total, heads, dim), dtype=query.dtype, device=query.device)
+                # key/value gradients sum over the query blocks: accumulated in fp32 (bf16 would round once per block)
+                grad_k = torch.zeros((kv_heads, total, dim), dtype=torch.float32, device=key.device)
+                grad_v = torch.zeros((kv_heads, total, dim), dtype=torch.float32, device=value.device)
+                exact = query.dtype == torch.float32
+                for s, e in ctx.segments:
                     n = e - s
-                    d_o = grad_out[0, s:e].transpose(0, 1).reshape(kv_heads, groups * n, dim)
+                    # (kv_heads, n * groups, dim), position-major like the forward's queries
+                    d_o = grad_out[0, s:e].reshape(n, kv_heads, groups, dim).transpose(0, 1).reshape(kv_heads, -1, dim)
+                    q = _position_major(query[0, :, s:e], kv_heads, scale)
                     k, v = key[0, :, s:e], value[0, :, s:e]
-                    grad_v[0, :, s:e] = torch.bmm(probs.transpose(1, 2), d_o)
-                    d_p = torch.bmm(d_o, v.transpose(1, 2))
-                    d_s = torch._softmax_backward_data(d_p, probs, -1, probs.dtype)
-                    grad_q[0, :, s:e] = torch.bmm(d_s, k).mul_(scale).view(heads, n, dim)
-                    q = torch.mul(query[0, :, s:e], scale).reshape(kv_heads, groups * n, dim)
-                    grad_k[0, :, s:e] = torch.bmm(d_s.transpose(1, 2), q)
-            return grad_q, grad_k, grad_v, None, None
+                    g_k, g_v = grad_k[:, s:e], grad_v[:, s:e]
+                    d_q = q.new_empty(q.shape)
+                    for bs, be in _blocks(n):
+                        probs = next(kept)
+                        rows = slice(bs * groups, be * groups)
+                        if exact:
+                            g_v[:, :be].baddbmm_(probs.transpose(1, 2), d_o[:, rows])
+                        else:
+                            g_v[:, :be] += torch.bmm(probs.transpose(1, 2), d_o[:, rows])
+                        d_p = torch.bmm(d_o[:, rows], v[:, :be].transpose(1, 2))
+                        d_s = torch._softmax_backward_data(d_p, probs, -1, probs.dtype)
+                        torch.bmm(d_s, k[:, :be], out=d_q[:, rows])
+                        if exact:
+                            g_k[:, :be].baddbmm_(d_s.transpose(1, 2), q[:, rows])
+                        else:
+                            g_k[:, :be] += torch.bmm(d_s.transpose(1, 2), q[:, rows])
+                    d_q.mul_(scale)
+                    grad_q[0, s:e] = d_q.view(kv_heads, n, groups, dim).transpose(0, 1).reshape(n, heads, dim)
+            return grad_q.transpose(1, 2), grad_k[None].to(key.dtype), grad_v[None].to(value.dtype), None, None
 
     return PackedCausalAttention
+
+
+def _position_major(query: Any, kv_heads: int, scale: float) -> Any:
+    """``(heads, n, dim)`` queries times ``scale`` as ``(kv_heads, n * groups, dim)``: row ``p * groups + g`` is
+    position p of the g-th query head sharing the key/value head (head ``kv * groups + g``, as in ``repeat_kv``)."""
+    import torch
+
+    heads, n, dim = query.shape
+    groups = heads // kv_heads
+    out = torch.empty((kv_heads, n, groups, dim), dtype=query.dtype, device=query.device)
+    torch.mul(query.view(kv_heads, groups, n, dim).transpose(1, 2), scale, out=out)
+    return out.view(kv_heads, n * groups, dim)
 
 
 def packed_direct_attention(query: Any, key: Any, value: Any, segments: list[tuple[int, int]], scale: float) -> Any:
