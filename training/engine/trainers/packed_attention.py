@@ -110,7 +110,7 @@ def _causal_bias(start: int, end: int, groups: int, dtype: Any, device: Any) -> 
         keys = torch.arange(end, device=device)
         bias = torch.zeros((positions.shape[0], end), dtype=dtype, device=device)
         bias.masked_fill_(keys[None, :] > positions[:, None], float("-inf"))
-        if len(_BIASES) > 256:
+        if len(_BIASES) > 64:
             _BIASES.clear()
         _BIASES[key] = bias
     return bias
