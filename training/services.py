@@ -174,6 +174,25 @@ def modal_gpus_per_container(gpu: str) -> int:
     return MODAL_MAX_GPUS_BY_TYPE.get(gpu, MODAL_MAX_GPUS_PER_CONTAINER)
 
 
+def _check_sharding(hyper: dict[str, Any], *, weights: str, backend: str) -> None:
+    """Refuse at creation what the engine would refuse when the job starts: ``fsdp``/``zero3`` where the workers
+    have no GPU (local workers on a deployment without ``TRAINING_DEVICE_MEMORY_GB``), ``fsdp`` with QLoRA."""
+    from training.engine.memory import local_device_type
+    from training.engine.trainers.sharding import resolve_sharding
+
+    device_type = "cuda" if backend == "modal" else local_device_type(settings.TRAINING_DEVICE_MEMORY_GB)
+    try:
+        resolve_sharding(
+            sharding=str(hyper.get("sharding") or "auto"),
+            processes=int(hyper.get("num_processes") or 1),
+            weights=weights,
+            device_type=device_type,
+            check_installed=False,
+        )
+    except ConfigError as exc:
+        raise ServiceError(str(exc), field="hyperparameters.sharding") from exc
+
+
 def create_job(
     *,
     owner: User,
@@ -215,6 +234,7 @@ def create_job(
             "num_processes to that or fewer, or pick another GPU.",
             field="hyperparameters.num_processes",
         )
+    _check_sharding(hyper, weights=weights, backend=backend)
     eval_ds = evaluation_source(owner, ds, hyper, compare_prompts, eval_dataset_id, eval_dataset_version)
     if base.context_length and hyper["max_length"] > base.context_length:
         raise ServiceError(

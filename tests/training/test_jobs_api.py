@@ -284,3 +284,22 @@ def test_several_processes_run_locally_or_on_one_modal_host(auth_client, ready_d
         "/api/training/jobs/", _body(ready_dataset, embedded_base, hyperparameters=hyper), format="json"
     )
     assert r.status_code == 201 and r.json()["hyperparameters"]["num_processes"] == 2, r.content
+
+
+def test_sharding_the_workers_cannot_run_is_refused_at_creation(auth_client, ready_dataset, embedded_base, settings):
+    """fsdp on local workers without GPUs (no TRAINING_DEVICE_MEMORY_GB), and fsdp with QLoRA anywhere, get the
+    engine's message at creation instead of a failed job; the same fsdp run on Modal GPUs is accepted."""
+    settings.TRAINING_DEVICE_MEMORY_GB = None
+    fsdp = {**TINY_HYPER, "num_processes": 2, "sharding": "fsdp"}
+    cases = [
+        ({"hyperparameters": fsdp, "weights": "full"}, "needs CUDA GPUs"),
+        ({"hyperparameters": fsdp, "weights": "qlora", "backend": "modal", "modal_gpu": "A10G"}, "QLoRA"),
+    ]
+    for extra, needle in cases:
+        r = auth_client.post("/api/training/jobs/", _body(ready_dataset, embedded_base, **extra), format="json")
+        assert r.status_code == 400 and "hyperparameters.sharding" in r.json()["errors"], r.content
+        assert needle in str(r.json()), r.json()
+    assert TrainingJob.objects.count() == 0
+    body = _body(ready_dataset, embedded_base, weights="full", backend="modal", modal_gpu="A10G", hyperparameters=fsdp)
+    r = auth_client.post("/api/training/jobs/", body, format="json")
+    assert r.status_code == 201 and r.json()["hyperparameters"]["sharding"] == "fsdp", r.content

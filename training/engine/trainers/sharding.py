@@ -29,8 +29,12 @@ def deepspeed_available() -> bool:
     return importlib.util.find_spec("deepspeed") is not None
 
 
-def resolve_sharding(*, sharding: str, processes: int, weights: str, device_type: str) -> Strategy:
-    """The strategy a run uses (``single`` for one process), or a ``ConfigError`` naming what is missing."""
+def resolve_sharding(
+    *, sharding: str, processes: int, weights: str, device_type: str, check_installed: bool = True
+) -> Strategy:
+    """The strategy a run uses (``single`` for one process), or a ``ConfigError`` naming what is missing.
+    ``check_installed=False`` leaves out what only the worker's own environment can tell (DeepSpeed installed): the
+    platform checks a job at creation with it."""
     if processes <= 1:
         return "single"
     if sharding == "auto":
@@ -40,7 +44,7 @@ def resolve_sharding(*, sharding: str, processes: int, weights: str, device_type
             f"sharding '{sharding}' needs CUDA GPUs (accelerate shards only GPU processes); this run is on "
             f"{device_type}: use sharding 'ddp' or 'auto'."
         )
-    if sharding == "zero3" and not deepspeed_available():
+    if sharding == "zero3" and check_installed and not deepspeed_available():
         raise ConfigError(
             "sharding 'zero3' needs DeepSpeed on the worker (`pip install deepspeed`); use sharding 'fsdp' for the "
             "same memory savings with PyTorch's FSDP2."
