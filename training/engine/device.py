@@ -207,10 +207,31 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # musl or another libc without mallopt
         return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    applied = mallopt(m_mmap_threshold, 32 * 2**20) == 1
-    applied = mallopt(m_trim_threshold, 2**40) == 1 and applied
-    return mallopt(m_top_pad, 64 * 2**20) == 1 and applied
+    applied = mallopt(_M_MMAP_THRESHOLD, 32 * 2**20) == 1
+    applied = mallopt(_M_TRIM_THRESHOLD, 2**40) == 1 and applied
+    return mallopt(_M_TOP_PAD, 64 * 2**20) == 1 and applied
+
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def release_freed_memory() -> None:
+    """After a run: glibc's default thresholds again (128 KB) and the kept free memory handed back to the kernel
+    (``malloc_trim``), so a long-lived worker process does not sit on its last run's peak. Linux/glibc only."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+        libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+        libc.mallopt(_M_TOP_PAD, 0)
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        return
 
 
 def _rss_mb() -> float:

@@ -81,6 +81,15 @@ class Run:
             self.tracking.close("FAILED")
             self._fail(exc)
             raise
+        finally:
+            if self.ctx is not None and self.ctx.device.type == "cpu":
+                import gc
+
+                from .device import release_freed_memory
+
+                self._method = None  # the model, its trainer and optimizer: freed before the memory goes back
+                gc.collect()
+                release_freed_memory()
 
     def _phases(self) -> TrainingResult:
         self.prepare()
