@@ -129,22 +129,30 @@ def test_base_model_shape_reads_the_embedded_config_without_converting(tmp_path,
 
 def test_cpu_runs_keep_freed_memory_and_hand_it_back_afterwards() -> None:
     """``keep_freed_memory`` (a CPU run's start): freed blocks stay in the process for the next step instead of being
-    page-faulted in again; ``release_freed_memory`` (the run's end) hands them back to the kernel."""
+    page-faulted in again; ``release_freed_memory`` (the run's end) hands them back to the kernel. Measured in a fresh
+    process: this one's heap already holds the free memory of the tests before."""
+    import json
+    import subprocess
     import sys
 
-    import torch
-
-    from training.engine.device import _rss_mb, keep_freed_memory, release_freed_memory
-
-    if not sys.platform.startswith("linux") or not keep_freed_memory():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's mallopt is Linux-only")
+    script = """
+import json, torch
+from training.engine.device import _rss_mb, keep_freed_memory, release_freed_memory
+applied = keep_freed_memory()
+base = _rss_mb()
+blocks = [torch.ones(2**18) for _ in range(300)]  # 300 x 1 MB, served from the heap
+grown = _rss_mb()
+del blocks
+kept = _rss_mb()
+release_freed_memory()
+print(json.dumps({"applied": applied, "base": base, "grown": grown, "kept": kept, "released": _rss_mb()}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    rss = json.loads(out.stdout.strip().splitlines()[-1])
+    if not rss["applied"]:
         pytest.skip("glibc's mallopt is not available here")
-    try:
-        base = _rss_mb()
-        blocks = [torch.ones(2**18) for _ in range(300)]  # 300 x 1 MB, served from the heap
-        assert _rss_mb() > base + 250
-        del blocks
-        kept = _rss_mb()
-        assert kept > base + 250  # still resident: the next step reuses it without faults
-    finally:
-        release_freed_memory()
-    assert _rss_mb() < kept - 200
+    assert rss["grown"] > rss["base"] + 250, rss
+    assert rss["kept"] > rss["base"] + 250, rss  # still resident: the next step reuses it without faults
+    assert rss["released"] < rss["kept"] - 200, rss

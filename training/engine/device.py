@@ -208,7 +208,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl or another libc without mallopt
         return False
     applied = mallopt(_M_MMAP_THRESHOLD, 32 * 2**20) == 1
-    applied = mallopt(_M_TRIM_THRESHOLD, 2**40) == 1 and applied
+    applied = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and applied  # (an int: 2 GB)
     return mallopt(_M_TOP_PAD, 64 * 2**20) == 1 and applied
 
 
