@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from training.engine.trainers import losses
-from training.engine.trainers.packed_attention import _direct_causal_attention, packed_sdpa_attention
+from training.engine.trainers.packed_attention import packed_direct_attention, packed_sdpa_attention
 
 
 def _reference_loss(hidden: Any, weight: Any, targets: Any, denom: float) -> Any:
@@ -71,7 +71,7 @@ def test_direct_causal_attention_matches_sdpa(length: int) -> None:
     query = torch.randn(1, length, 9, 16).transpose(1, 2).requires_grad_()
     key = torch.randn(1, 3, length, 16, requires_grad=True)
     value = torch.randn(1, 3, length, 16, requires_grad=True)
-    ours = _direct_causal_attention(query, key, value, 0.25)
+    ours = packed_direct_attention(query, key, value, [(0, length)], 0.25).transpose(1, 2)
     ref = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=0.25, enable_gqa=True)
     assert ours.shape == ref.shape
     assert torch.allclose(ours, ref, atol=1e-5)

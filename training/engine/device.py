@@ -188,6 +188,25 @@ def choose_cpu_threads() -> tuple[int, dict[int, float]]:
     return chosen, timings
 
 
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
+
+
+def _glibc() -> Any:
+    """glibc (its ``mallopt`` and ``malloc_trim``) on Linux, else None (another OS, musl or another libc)."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 (raises AttributeError without them)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel (Linux only; a no-op
     elsewhere or when ``FINETUNE_CPU_KEEP_MEMORY=0``); True when applied.
@@ -196,42 +215,24 @@ def keep_freed_memory() -> bool:
     heap's free top, so each step larger than the one before page-faults its memory in again; on 2 CPU cores that
     was 120k-170k faults and 0.6-1.4 s of a 2 s step. Here blocks up to 32 MB (glibc's ceiling) come from the heap,
     whose free memory is kept (the process's peak RSS is unchanged: it is reached anyway)."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux") or os.environ.get("FINETUNE_CPU_KEEP_MEMORY", "1") == "0":
+    libc = _glibc()
+    if libc is None or os.environ.get("FINETUNE_CPU_KEEP_MEMORY", "1") == "0":
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl or another libc without mallopt
-        return False
-    applied = mallopt(_M_MMAP_THRESHOLD, 32 * 2**20) == 1
-    applied = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and applied  # (an int: 2 GB)
-    return mallopt(_M_TOP_PAD, 64 * 2**20) == 1 and applied
-
-
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+    applied = libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20) == 1
+    applied = libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and applied  # (an int: 2 GB)
+    return libc.mallopt(_M_TOP_PAD, 64 * 2**20) == 1 and applied
 
 
 def release_freed_memory() -> None:
     """After a run: glibc's default thresholds again (128 KB) and the kept free memory handed back to the kernel
     (``malloc_trim``), so a long-lived worker process does not sit on its last run's peak. Linux/glibc only."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    if libc is None:
         return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
-        libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
-        libc.mallopt(_M_TOP_PAD, 0)
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        return
+    libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+    libc.mallopt(_M_TOP_PAD, 0)
+    libc.malloc_trim(0)
 
 
 def _rss_mb() -> float:

@@ -26,9 +26,11 @@ RUNTIME_MB = 400.0  # the Python/torch runtime (or the CUDA context): a device's
 CHECKPOINT_CHOICES = (0, 3, 2, 1)  # off, then every 3rd / 2nd / every layer (~+11%, +16%, +33% step time)
 # Two sequences per row (chosen + rejected; KTO: the completion + a KL completion), full logits (TRL).
 PREFERENCE_METHODS = ("dpo", "orpo", "kto")
-# The packed DPO path (CPU) projects onto the vocabulary one chunk of 8M logits at a time: an fp32 chunk and its
-# compute-dtype copy, instead of TRL's full logits.
-CHUNKED_LOGITS_BYTES = 8 * 2**20 * (4 + 2)
+# The CPU paths' fused losses (``trainers/losses.py``, ``trainers/dpo_packed.py``) project onto the vocabulary one
+# chunk of logits at a time; on the packed DPO path that chunk (fp32) and its compute-dtype copy replace TRL's full
+# logits.
+LOGITS_CHUNK_ELEMENTS = 8 * 2**20
+CHUNKED_LOGITS_BYTES = LOGITS_CHUNK_ELEMENTS * (4 + 2)
 WEIGHTS = ("full", "lora", "qlora")
 OOM_ADVICE = (
     "lower per_device_train_batch_size (raise gradient_accumulation_steps to keep the effective batch), lower "

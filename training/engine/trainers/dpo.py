@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .dpo_packed import DpoPath, packed_dpo_trainer_class, precompute_pays, select_dpo_path
+from .dpo_packed import DpoPath, packed_dpo_trainer_class, precompute_pays, select_dpo_path, spec_loss_types
 from .hf_trainer import EngineTrainerMixin
 from .preference import PreferenceTrainer, preference_dataset
 from .registry import register
@@ -29,8 +29,7 @@ class DPOMethod(PreferenceTrainer):
 
     def loss_types(self) -> list[str]:
         """The spec's loss type as TRL's list (sigmoid unless set)."""
-        h = self.ctx.spec.hyper
-        return [h.loss_type] if h.loss_type else ["sigmoid"]
+        return spec_loss_types(self.ctx.spec.hyper)
 
     def path(self) -> DpoPath:
         """The packed CPU path or stock TRL, decided once the model is loaded."""

@@ -28,6 +28,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from training.engine.memory import LOGITS_CHUNK_ELEMENTS
+
 # TRL 1.16's DPO losses, all computed by TRL from per-token log-probs of the completions (and completion lengths),
 # which is what the packed forward provides. A loss type TRL adds later is not assumed to fit: it runs on stock TRL.
 PACKED_LOSS_TYPES = frozenset(
@@ -49,7 +51,7 @@ PACKED_LOSS_TYPES = frozenset(
         "sigmoid_norm",
     }
 )
-_CHUNK_ELEMENTS = 8 * 1024 * 1024  # logits per chunk (32 MB in fp32)
+_CHUNK_ELEMENTS = LOGITS_CHUNK_ELEMENTS  # logits per chunk (32 MB in fp32)
 
 
 # --- path selection ------------------------------------------------------------------------------------------------
@@ -61,6 +63,11 @@ def precompute_pays(*, max_steps: int, rows_per_step: int, train_rows: int) -> b
     run of a few steps over a large dataset would pay for pairs it never trains on; it then computes the reference
     with each step instead (one no-grad packed forward of the step's pairs)."""
     return max_steps <= 0 or max_steps * rows_per_step >= train_rows
+
+
+def spec_loss_types(hyper: Any) -> list[str]:
+    """A spec's DPO loss type as TRL's list (sigmoid unless set)."""
+    return [hyper.loss_type] if hyper.loss_type else ["sigmoid"]
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from training.engine.memory import LOGITS_CHUNK_ELEMENTS
+
 # Model types whose head is a plain ``lm_head`` Linear applied to the decoder's last hidden state (no logit
 # soft-capping or scaling), so the fused loss equals the model's own logits -> cross-entropy.
 FUSED_LOSS_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2"})
-_CHUNK_ELEMENTS = 8 * 1024 * 1024  # logits per chunk (32 MB in fp32)
+_CHUNK_ELEMENTS = LOGITS_CHUNK_ELEMENTS  # logits per chunk (32 MB in fp32)
 
 
 def _function() -> Any:

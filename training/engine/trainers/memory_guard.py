@@ -33,7 +33,7 @@ def step_memory(ctx: RunContext, config: Any) -> memory.MemoryEstimate:
 def _packed_dpo_expected(ctx: RunContext, config: Any) -> bool:
     """Whether a DPO run will take the packed path (``dpo_packed.select_dpo_path``), judged from the model's config
     before the model is loaded (the path itself is chosen on the loaded model)."""
-    from .dpo_packed import select_dpo_path
+    from .dpo_packed import select_dpo_path, spec_loss_types
     from .losses import FUSED_LOSS_MODEL_TYPES
 
     h = ctx.spec.hyper
@@ -43,7 +43,7 @@ def _packed_dpo_expected(ctx: RunContext, config: Any) -> bool:
         use_unsloth=ctx.use_unsloth,
         num_processes=h.num_processes,
         supports_packed=getattr(config, "model_type", None) in FUSED_LOSS_MODEL_TYPES,
-        loss_types=[h.loss_type] if h.loss_type else ["sigmoid"],
+        loss_types=spec_loss_types(h),
     ).packed
 
 

@@ -1,12 +1,12 @@
-"""Attention for padding-free batches: one causal SDPA call per packed sequence.
+"""Attention for padding-free batches: causal attention within each packed sequence.
 
 transformers' own answer to packed ``position_ids`` under SDPA is a dense block-diagonal mask over the whole packed
 row: attention then costs (sum of lengths)^2 instead of the sum of length^2, and the masked SDPA path cannot use the
 causal fast kernel. Here the mask is skipped (``attention_mask is None``) and each sequence (found from the restarts
 of ``position_ids``) runs causal attention on its own slice: ``scaled_dot_product_attention(is_causal=True)``, or on
-CPU for sequences up to ``FINETUNE_CPU_DIRECT_ATTENTION_MAX`` tokens two grouped matmuls (faster there, see
-``_direct_causal_attention``). Any other input (padded
-batches with a mask, generation with a KV cache) falls through to the stock SDPA implementation.
+CPU for sequences up to ``FINETUNE_CPU_DIRECT_ATTENTION_MAX`` tokens blocked grouped matmuls with a written-out
+backward (faster there, see ``packed_direct_attention``). Any other input (padded batches with a mask, generation
+with a KV cache) falls through to the stock SDPA implementation.
 """
 
 from __future__ import annotations
@@ -234,11 +234,6 @@ def packed_direct_attention(query: Any, key: Any, value: Any, segments: list[tup
     if _FN is None:
         _FN = _function()
     return _FN.apply(query, key, value, segments, float(scale))
-
-
-def _direct_causal_attention(query: Any, key: Any, value: Any, scale: float) -> Any:
-    """One sequence's causal attention, ``(1, heads, length, dim)`` in and out (the layout of SDPA)."""
-    return packed_direct_attention(query, key, value, [(0, query.shape[2])], scale).transpose(1, 2)
 
 
 def _packed_mask(*args: Any, **kwargs: Any) -> Any:
