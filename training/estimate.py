@@ -17,6 +17,7 @@ from datasets_app.models import Dataset
 from models_app.models import BaseModel
 from training.engine import memory
 from training.engine.data import wants_packing
+from training.engine.trainers.memory_guard import packed_preference_expected
 
 from . import pricing
 
@@ -50,18 +51,44 @@ def processes(hyper: dict[str, Any]) -> int:
 
 
 def _memory(
-    shape: memory.ModelShape, *, method: str, hyper: dict[str, Any], device_type: str
+    shape: memory.ModelShape, *, method: str, hyper: dict[str, Any], device_type: str, model_type: str | None = None
 ) -> dict[str, memory.MemoryEstimate]:
-    """The memory model's step estimate for full / LoRA / QLoRA on a device type."""
+    """The memory model's step estimate for full / LoRA / QLoRA on a device type (``model_type``: the base model's
+    ``config.model_type``, which decides whether a preference run takes the engine's packed path)."""
     precision = memory.default_precision(device_type, str(hyper.get("precision") or "auto"))
-    return memory.estimates_by_weights(
-        shape,
-        method=method,
-        batch_size=int(hyper["per_device_train_batch_size"]),
-        max_length=int(hyper["max_length"]),
-        precision=precision,
-        device_type=device_type,
-    )
+    return {
+        weights: memory.estimate_memory(
+            shape,
+            method=method,
+            weights=weights,
+            batch_size=int(hyper["per_device_train_batch_size"]),
+            max_length=int(hyper["max_length"]),
+            precision=precision,
+            device_type=device_type,
+            chunked_logits=packed_preference_expected(
+                method,
+                weights=weights,
+                device_type=device_type,
+                num_processes=processes(hyper),
+                model_type=model_type,
+                loss_type=hyper.get("loss_type") or None,
+            ),
+        )
+        for weights in memory.WEIGHTS
+    }
+
+
+def base_model_type(base_model: BaseModel) -> str | None:
+    """The catalogue model's ``config.model_type``: the embedded model's converted config, else derived from its
+    architecture (``LlamaForCausalLM`` -> ``llama``); None when unknown."""
+    from training.engine.embedded import embedded_model_dir, is_embedded
+
+    if is_embedded(base_model.repo_id):
+        return str((memory.read_model_config(embedded_model_dir()) or {}).get("model_type") or "") or None
+    arch = base_model.architecture or ""
+    if not arch.endswith("ForCausalLM"):
+        return None
+    return arch.removesuffix("ForCausalLM").lower() or None
 
 
 def _modal(
@@ -133,7 +160,9 @@ def estimate(
     configured = settings.TRAINING_DEVICE_MEMORY_GB
     local_gb = memory.local_memory_gb(configured)
     device_type = "cuda" if backend == "modal" else memory.local_device_type(configured)
-    steps_memory = _memory(shape, method=method, hyper=hyper, device_type=device_type)
+    steps_memory = _memory(
+        shape, method=method, hyper=hyper, device_type=device_type, model_type=base_model_type(base_model)
+    )
     by_weights = {w: step.device_gb() for w, step in steps_memory.items()}
     fits_local = steps_memory[weights].fits(local_gb * 1024)
     modal = _modal(shape, method=method, weights=weights, hyper=hyper, tokens=tokens, scale=scale, pref=pref)

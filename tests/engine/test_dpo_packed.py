@@ -1,6 +1,7 @@
-"""The packed CPU DPO path (``trainers/dpo_packed.py``): the fused linear + log-softmax gather equals the plain
-computation (values and gradients), the padding-free forward gives the same per-token and per-sequence log-probs
-(and LoRA gradients) as TRL's own fused-head forward on the padded batch, and the path is chosen where it applies."""
+"""The packed CPU preference paths (``trainers/dpo_packed.py``, ``trainers/orpo_packed.py``): the fused linear +
+log-softmax gather equals the plain computation (values and gradients), the padding-free forward gives the same
+per-token and per-sequence log-probs (and LoRA gradients) as TRL's own fused-head forward on the padded batch, the
+packed ORPO forward gives what TRL's ORPO forward gives, and each path is chosen where it applies."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from training.engine.trainers.dpo_packed import (
     precompute_pays,
     select_dpo_path,
 )
+from training.engine.trainers.orpo_packed import packed_orpo_forward, select_orpo_path
 
 
 def test_linear_logprobs_matches_log_softmax_gather(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,6 +128,83 @@ def test_packed_logprobs_equal_trl_fused_head(model_path: str, short_hh: Path) -
     assert (ref_ours.sum(1) - ours["log_probs"].detach().sum(1)).abs().max() > 1e-2  # the adapter mattered
 
 
+def _orpo_batch(tokenizer: Any, short_hh: Path, pairs: int) -> dict[str, Any]:
+    """TRL's collated ORPO batch (``chosen_*``/``rejected_*``/``prompt_*``, right-padded, prompt labels -100) for the
+    first ``pairs`` short HH-RLHF pairs, of differing lengths."""
+    from trl.experimental.utils import DPODataCollatorWithPadding
+
+    from training.engine.data import load_examples
+
+    def ids(messages: list[dict[str, str]], prompt: bool) -> list[int]:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    rows = []
+    for ex in load_examples([short_hh]).examples[:pairs]:
+        prompt = ids(ex["prompt"], True)
+        row: dict[str, Any] = {"prompt_input_ids": prompt, "prompt_attention_mask": [1] * len(prompt)}
+        for side in ("chosen", "rejected"):
+            answer = ids(ex["prompt"] + ex[side], False)[len(prompt) :]
+            row[f"{side}_input_ids"] = prompt + answer
+            row[f"{side}_attention_mask"] = [1] * (len(prompt) + len(answer))
+            row[f"{side}_labels"] = [-100] * len(prompt) + answer
+        rows.append(row)
+    return DPODataCollatorWithPadding(pad_token_id=tokenizer.pad_token_id)(rows)
+
+
+def test_packed_orpo_forward_equals_trl(model_path: str, short_hh: Path) -> None:
+    """fp32 (a 4-layer cut of the model): the packed ORPO forward's chosen and rejected mean log-probs, chosen NLL and
+    the LoRA gradients of the full ORPO loss equal those of TRL's ``ORPOTrainer.concatenated_forward`` on the padded
+    batch."""
+    from types import SimpleNamespace
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.experimental.orpo import ORPOTrainer
+
+    from training.engine.trainers.packed_attention import register
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32, attn_implementation="sdpa", num_hidden_layers=4
+    )
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    model = get_peft_model(model, config)
+    batch = _orpo_batch(tokenizer, short_hh, pairs=3)
+    lengths = batch["chosen_attention_mask"].sum(1).tolist() + batch["rejected_attention_mask"].sum(1).tolist()
+    assert len(set(lengths)) > 1  # padding is in play
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    trainer = SimpleNamespace(
+        concatenated_inputs=ORPOTrainer.concatenated_inputs,
+        get_batch_logps=ORPOTrainer.get_batch_logps,
+        is_encoder_decoder=False,
+        aux_loss_enabled=False,
+        padding_value=tokenizer.pad_token_id,
+        accelerator=SimpleNamespace(device=torch.device("cpu")),
+    )
+
+    def loss(out: tuple[Any, ...]) -> Any:  # ORPO's loss: chosen NLL - beta * log sigmoid(log odds)
+        chosen, rejected, nll = out[0], out[1], out[4]
+        log_odds = (chosen - rejected) - (torch.log1p(-chosen.exp()) - torch.log1p(-rejected.exp()))
+        return nll - 0.1 * torch.nn.functional.logsigmoid(log_odds).mean()
+
+    stock = ORPOTrainer.concatenated_forward(trainer, model, batch)  # type: ignore[arg-type]
+    loss(stock).backward()
+    stock_grads = [p.grad.clone() for p in lora]
+    model.zero_grad()
+    model.get_base_model().set_attn_implementation(register())
+    ours = packed_orpo_forward(model, batch, padding_value=tokenizer.pad_token_id, autocast=None)
+    loss(ours).backward()
+
+    for i in (0, 1, 4):  # chosen mean log-probs, rejected mean log-probs, chosen NLL
+        torch.testing.assert_close(ours[i], stock[i], atol=2e-5, rtol=1e-5)
+    assert ours[2].numel() > 0 and ours[3].numel() > 0  # the logging stand-ins
+    for g_ours, g_stock in zip((p.grad for p in lora), stock_grads, strict=True):
+        torch.testing.assert_close(g_ours, g_stock, atol=1e-5, rtol=1e-3)
+
+
 def test_path_selection() -> None:
     common: dict[str, Any] = {"use_unsloth": False, "num_processes": 1, "supports_packed": True}
     assert select_dpo_path(device_type="cpu", weights="lora", loss_types=["sigmoid"], **common).packed
@@ -142,6 +221,13 @@ def test_path_selection() -> None:
     assert not select_dpo_path(
         device_type="cpu", weights="lora", loss_types=["sigmoid"], **{**common, "supports_packed": False}
     ).packed
+    # ORPO has no reference model: full weights take the packed path too
+    assert select_orpo_path(device_type="cpu", weights="lora", **common).packed
+    assert select_orpo_path(device_type="cpu", weights="full", **common).packed
+    stock = select_orpo_path(device_type="cpu", weights="qlora", **common)
+    assert not stock.packed and stock.describe() == "stock TRL ORPOTrainer (qlora weights)"
+    assert not select_orpo_path(device_type="cuda", weights="lora", **common).packed
+    assert not select_orpo_path(device_type="cpu", weights="lora", **{**common, "num_processes": 2}).packed
 
 
 def test_cpu_lora_dpo_run_takes_the_packed_path(tmp_path: Path, make_spec: Any, short_hh: Path) -> None:

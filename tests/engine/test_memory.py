@@ -49,22 +49,26 @@ def test_step_memory_grows_with_weights_batch_length_and_preference_methods() ->
 
 
 @pytest.mark.parametrize(
-    "model_type,weights,device,packed",
+    "method,model_type,weights,device,packed",
     [
-        ("llama", "lora", "cpu", True),
-        ("gpt2", "lora", "cpu", False),
-        ("llama", "full", "cpu", False),
-        ("llama", "lora", "cuda", False),
+        ("dpo", "llama", "lora", "cpu", True),
+        ("dpo", "gpt2", "lora", "cpu", False),
+        ("dpo", "llama", "full", "cpu", False),
+        ("dpo", "llama", "lora", "cuda", False),
+        ("orpo", "llama", "full", "cpu", True),  # no reference model: full weights are packed too
+        ("orpo", "qwen2", "lora", "cpu", True),
+        ("orpo", None, "lora", "cpu", False),
+        ("kto", "llama", "lora", "cpu", False),
     ],
 )
-def test_a_run_expects_the_packed_dpo_path_where_it_will_take_it(
-    model_type: str, weights: str, device: str, packed: bool
+def test_a_run_expects_the_packed_preference_path_where_it_will_take_it(
+    method: str, model_type: str | None, weights: str, device: str, packed: bool
 ) -> None:
-    from training.engine.trainers.memory_guard import _packed_dpo_expected
+    from training.engine.trainers.memory_guard import _packed_preference_expected
 
-    spec = SimpleNamespace(weights=weights, hyper=SimpleNamespace(num_processes=1, loss_type=None))
+    spec = SimpleNamespace(method=method, weights=weights, hyper=SimpleNamespace(num_processes=1, loss_type=None))
     ctx = SimpleNamespace(spec=spec, device=SimpleNamespace(type=device), use_unsloth=False)
-    assert _packed_dpo_expected(ctx, SimpleNamespace(model_type=model_type)) is packed  # type: ignore[arg-type]
+    assert _packed_preference_expected(ctx, SimpleNamespace(model_type=model_type)) is packed  # type: ignore[arg-type]
 
 
 def test_checkpointing_is_the_sparsest_choice_that_fits_the_budget() -> None:

@@ -44,6 +44,9 @@ def test_preference_training_with_lora_lowers_the_loss(
         assert any("rewards/margins" in k for k in events.metrics[-1].extra)
     else:
         assert result.metrics["perplexity_after"] < result.metrics["perplexity_before"]  # of the chosen responses
+        assert any("log_odds_ratio" in k for k in events.metrics[-1].extra)
+    lines = [e.line for e in events.of_type("log")]
+    assert any(line.startswith(f"{method.upper()} path: packed") for line in lines), lines  # CPU, LoRA, llama
     assert lora_b_norm(result.model_dir) > 0
     assert (Path(result.model_dir) / "chat_template.jinja").is_file()
 

@@ -121,6 +121,27 @@ def test_presets_and_estimate(auth_client, ready_dataset, embedded_base):
     assert est["fits"] is True
 
 
+def test_the_estimate_knows_which_preference_runs_hold_one_logits_chunk(embedded_base):
+    """On a CPU host the packed DPO (LoRA) and ORPO (LoRA or full) paths hold one chunk of logits, stock TRL all of
+    them; the pre-launch estimate says the same as the run's memory model."""
+    from types import SimpleNamespace
+
+    from training import estimate
+    from training.engine import memory
+
+    assert estimate.base_model_type(embedded_base) == "llama"
+    qwen = SimpleNamespace(repo_id="Qwen/Qwen2.5-0.5B", architecture="Qwen2ForCausalLM")
+    assert estimate.base_model_type(qwen) == "qwen2"
+    shape = memory.base_model_shape(embedded_base.repo_id)
+    hyper = {"per_device_train_batch_size": 4, "max_length": 1024, "precision": "fp32"}
+    dpo = estimate._memory(shape, method="dpo", hyper=hyper, device_type="cpu", model_type="llama")
+    orpo = estimate._memory(shape, method="orpo", hyper=hyper, device_type="cpu", model_type="llama")
+    unknown = estimate._memory(shape, method="orpo", hyper=hyper, device_type="cpu", model_type=None)
+    assert dpo["lora"].activations_mb < dpo["full"].activations_mb - 1000  # full DPO runs on stock TRL
+    assert orpo["full"].activations_mb == orpo["lora"].activations_mb == dpo["lora"].activations_mb
+    assert unknown["lora"].activations_mb == dpo["full"].activations_mb
+
+
 def test_estimate_says_when_it_will_not_fit(auth_client, ready_dataset, embedded_base, settings):
     settings.TRAINING_DEVICE_MEMORY_GB = 1
     body = _body(

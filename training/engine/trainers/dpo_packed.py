@@ -72,19 +72,20 @@ def spec_loss_types(hyper: Any) -> list[str]:
 
 @dataclass(frozen=True)
 class DpoPath:
-    """Which DPO implementation a run uses, and why (for the job log)."""
+    """Which implementation a preference run (DPO, ORPO) uses, and why (for the job log)."""
 
     packed: bool
     reason: str
+    stock: str = "stock TRL DPOTrainer"
 
     def describe(self) -> str:
         """One line for the job log."""
         if self.packed:
             return (
-                "packed (padding-free rows, per-sequence attention, fused chunked log-probs over completion tokens; "
+                "packed (padding-free rows, per-sequence attention, fused chunked log-probs of the used positions; "
                 f"{self.reason})"
             )
-        return f"stock TRL DPOTrainer ({self.reason})"
+        return f"{self.stock} ({self.reason})"
 
 
 def select_dpo_path(

@@ -26,25 +26,56 @@ def step_memory(ctx: RunContext, config: Any) -> memory.MemoryEstimate:
         max_length=h.max_length,
         precision=ctx.device.precision,
         device_type=ctx.device.type,
-        chunked_logits=ctx.spec.method == "dpo" and _packed_dpo_expected(ctx, config),
+        chunked_logits=_packed_preference_expected(ctx, config),
     )
 
 
-def _packed_dpo_expected(ctx: RunContext, config: Any) -> bool:
-    """Whether a DPO run will take the packed path (``dpo_packed.select_dpo_path``), judged from the model's config
-    before the model is loaded (the path itself is chosen on the loaded model)."""
+def _packed_preference_expected(ctx: RunContext, config: Any) -> bool:
+    """Whether this DPO or ORPO run will take its packed path, judged from the model's config before the model is
+    loaded (the path itself is chosen on the loaded model)."""
+    h = ctx.spec.hyper
+    return packed_preference_expected(
+        ctx.spec.method,
+        weights=ctx.spec.weights,
+        device_type=ctx.device.type,
+        num_processes=h.num_processes,
+        model_type=getattr(config, "model_type", None),
+        loss_type=h.loss_type,
+        use_unsloth=ctx.use_unsloth,
+    )
+
+
+def packed_preference_expected(
+    method: str,
+    *,
+    weights: str,
+    device_type: str,
+    num_processes: int,
+    model_type: str | None,
+    loss_type: str | None = None,
+    use_unsloth: bool = False,
+) -> bool:
+    """Whether a DPO or ORPO run takes its packed path (``dpo_packed.select_dpo_path``,
+    ``orpo_packed.select_orpo_path``), which holds one chunk of logits instead of all of them: for the memory model,
+    before the model is loaded (the run and the pre-launch estimate)."""
+    from types import SimpleNamespace
+
     from .dpo_packed import select_dpo_path, spec_loss_types
     from .losses import FUSED_LOSS_MODEL_TYPES
+    from .orpo_packed import select_orpo_path
 
-    h = ctx.spec.hyper
-    return select_dpo_path(
-        device_type=ctx.device.type,
-        weights=ctx.spec.weights,
-        use_unsloth=ctx.use_unsloth,
-        num_processes=h.num_processes,
-        supports_packed=getattr(config, "model_type", None) in FUSED_LOSS_MODEL_TYPES,
-        loss_types=spec_loss_types(h),
-    ).packed
+    common: dict[str, Any] = {
+        "device_type": device_type,
+        "weights": weights,
+        "use_unsloth": use_unsloth,
+        "num_processes": num_processes,
+        "supports_packed": model_type in FUSED_LOSS_MODEL_TYPES,
+    }
+    if method == "dpo":
+        return select_dpo_path(**common, loss_types=spec_loss_types(SimpleNamespace(loss_type=loss_type))).packed
+    if method == "orpo":
+        return select_orpo_path(**common).packed
+    return False
 
 
 def want_gradient_checkpointing(ctx: RunContext, estimate: memory.MemoryEstimate) -> int:

@@ -1,13 +1,23 @@
 """Odds Ratio Preference Optimization with ``trl.experimental.orpo.ORPOTrainer`` (no reference model: an SFT loss on
-the chosen response plus ``beta`` x the log odds ratio of chosen over rejected)."""
+the chosen response plus ``beta`` x the log odds ratio of chosen over rejected).
+
+On CPU with LoRA or full weights on a llama-family model (one process) the trainer is ``PackedORPOTrainer``
+(``orpo_packed.py``): TRL's data pipeline, loss, metrics and logging, with padding-free rows under per-sequence
+attention and fused log-probs of only the positions the loss uses; bf16 autocast wherever ``common_args`` turned it
+on (a device with native bf16). Anything else runs on stock TRL.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from .dpo_packed import DpoPath
 from .hf_trainer import EngineTrainerMixin
+from .orpo_packed import packed_orpo_trainer_class, select_orpo_path
 from .preference import PreferenceTrainer
 from .registry import register
+from .sft import _supports, _use_packed_attention, supports_fused_loss
 
 
 @register("orpo")
@@ -15,6 +25,20 @@ class ORPOMethod(PreferenceTrainer):
     """ORPO on preference pairs; its eval perplexity is that of the chosen responses (``eval_nll_loss``)."""
 
     perplexity_key = "eval_nll_loss"
+    orpo_path: DpoPath | None = None
+
+    def path(self) -> DpoPath:
+        """The packed CPU path or stock TRL, decided once the model is loaded."""
+        if self.orpo_path is None:
+            ctx = self.ctx
+            self.orpo_path = select_orpo_path(
+                device_type=ctx.device.type,
+                weights=ctx.spec.weights,
+                use_unsloth=ctx.use_unsloth,
+                num_processes=ctx.spec.hyper.num_processes,
+                supports_packed=supports_fused_loss(self.model) and _supports(self.model, "position_ids"),
+            )
+        return self.orpo_path
 
     def args(self) -> dict[str, Any]:
         """``common_args`` with ``remove_unused_columns=False`` (the ORPO trainer keeps every dataset column)."""
@@ -28,10 +52,20 @@ class ORPOMethod(PreferenceTrainer):
         return ORPOConfig(**self.args(), beta=h.beta, max_length=h.max_length, dataset_num_proc=None)
 
     def trainer_class(self) -> type:
-        """``ORPOTrainer`` with the engine mixin."""
+        """``ORPOTrainer`` with the engine mixin (``PackedORPOTrainer`` on the packed path)."""
         from trl.experimental.orpo import ORPOTrainer
 
         class EngineORPOTrainer(EngineTrainerMixin, ORPOTrainer):
             pass
 
+        if self.path().packed:
+            return packed_orpo_trainer_class(EngineORPOTrainer)
         return EngineORPOTrainer
+
+    def build(self, callbacks: Sequence[Any]) -> None:
+        """Switch to the packed attention on the packed path, log the path, build the trainer."""
+        path = self.path()
+        if path.packed:
+            _use_packed_attention(self.model)
+        self.ctx.emitter.log("info", f"ORPO path: {path.describe()}")
+        super().build(callbacks)
