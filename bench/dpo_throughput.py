@@ -1,4 +1,5 @@
-"""DPO throughput: our engine's LoRA-DPO path vs TRL's `DPOTrainer` with its defaults and with its best settings.
+"""Preference-training throughput: our engine's LoRA-DPO (or ORPO, ``--method orpo``) path vs TRL's `DPOTrainer`
+(`ORPOTrainer`) with its defaults and with its best settings.
 
 Same model (the embedded SmolLM2-135M-Instruct), same data (the first pairs of
 ../shared/datasets/hh_rlhf_harmless_test.jsonl.gz, read by the engine's loader into conversational
@@ -10,7 +11,7 @@ excluded), the time spent precomputing the reference log-probs (where a side doe
 (model loading, data preparation, precompute and training), peak RSS and its per-step loss curve.
 
 Sides:
-- ours: `run_training` with method dpo (on CPU: `trainers/dpo_packed.py`);
+- ours: `run_training` with method dpo (on CPU: `trainers/dpo_packed.py`) or orpo (`trainers/orpo_packed.py`);
 - trl-default: `DPOConfig` defaults except the matched values above (so: gradient checkpointing on, the reference
   forward every step, the base loaded in fp32, TRL's default `bf16=True`, which on a CPU without native bf16 means
   emulated bf16);
@@ -18,12 +19,16 @@ Sides:
   did is printed), no gradient checkpointing, bf16 autocast and a bf16 frozen base only where the CPU has native
   bf16. (TRL 1.16 has no `use_logits_to_keep` for DPO: its fused LM head already scores only labelled positions on
   Triton devices, and every position elsewhere.)
+- with ``--method orpo``, TRL's `trl.experimental.orpo.ORPOTrainer`: defaults as above (gradient checkpointing on,
+  bf16 on); best: no gradient checkpointing, bf16 autocast and a bf16 frozen base only where native. ORPO has no
+  reference model and TRL 1.16's ORPO has no padding-free option.
 
     .venv/bin/python bench/dpo_throughput.py                   # defaults: 10 steps, batch 4, max_length 512
     .venv/bin/python bench/dpo_throughput.py --steps 6 --batch-size 4
     .venv/bin/python bench/dpo_throughput.py --sides ours trl-best
+    .venv/bin/python bench/dpo_throughput.py --method orpo --sides ours trl-best
 
-Target: ours >= 2.0x TRL-best's real tokens/s.
+Target (DPO): ours >= 2.0x TRL-best's real tokens/s. ORPO is measured the same way (the issue sets no figure).
 """
 
 from __future__ import annotations
@@ -87,9 +92,9 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
         data = _write_rows(args.rows, Path(tmp) / "hh.jsonl.gz")
         spec = TrainingSpec.from_dict(
             {
-                "job_id": "bench-dpo-ours",
+                "job_id": f"bench-{args.method}-ours",
                 "base_model": "embedded/SmolLM2-135M-Instruct",
-                "method": "dpo",
+                "method": args.method,
                 "weights": "lora",
                 "data": {"train_files": [str(data)]},
                 "hyper": {
@@ -137,7 +142,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
         "setup": {
             "status": result.status,
             "device": result.device,
-            "path": next((line for line in logs if line.startswith("DPO path:")), None),
+            "path": next((line for line in logs if line.startswith(f"{args.method.upper()} path:")), None),
         },
     }
 
@@ -151,6 +156,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
     from peft import LoraConfig
     from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
     from training.engine.embedded import embedded_model_path
 
@@ -187,7 +193,12 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
         "use_cpu": not torch.cuda.is_available(),
         "disable_tqdm": True,
     }
-    if best:
+    orpo = args.method == "orpo"
+    if best and orpo:
+        kwargs.update(gradient_checkpointing=False, bf16=native)
+        if native:
+            kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
+    elif best:
         kwargs.update(
             precompute_ref_log_probs=True,
             precompute_ref_batch_size=2 * args.batch_size,  # as ours
@@ -207,10 +218,10 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
     logging.getLogger("trl").addHandler(handler)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        config = DPOConfig(**kwargs)
+        config = ORPOConfig(**kwargs) if orpo else DPOConfig(**kwargs)
         peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
         started = time.perf_counter()
-        trainer = TimedDPOTrainer(
+        trainer = (ORPOTrainer if orpo else TimedDPOTrainer)(
             model=str(path),
             args=config,
             train_dataset=dataset,
@@ -224,13 +235,13 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
     return {
         "steps": timer.steps,
         "peak_rss_mb": peak_rss_mb(),
-        "precompute_s": timing["precompute_s"] if best else None,
+        "precompute_s": timing["precompute_s"] if best and not orpo else None,
         "run_s": run_s,
         "setup": {
             "bf16": config.bf16,
             "gradient_checkpointing": config.gradient_checkpointing,
-            "precompute_ref_log_probs": config.precompute_ref_log_probs,
-            "padding_free_requested": config.padding_free,
+            "precompute_ref_log_probs": getattr(config, "precompute_ref_log_probs", None),
+            "padding_free_requested": getattr(config, "padding_free", None),
             "padding_free_note": notes[0][:160] if notes else "no warning: padded batches as usual",
             "base_dtype": str(trainer.model.get_base_model().dtype),
             "threads": torch.get_num_threads(),
@@ -243,7 +254,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
 
 def _worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     argv = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
-    argv += ["--rows", str(args.rows), "--lr", str(args.lr), "--threads", str(args.threads)]
+    argv += ["--rows", str(args.rows), "--lr", str(args.lr), "--threads", str(args.threads), "--method", args.method]
     return run_worker(__file__, name, argv, env={"TQDM_DISABLE": "1", "FINETUNE_CPU_THREADS": str(args.threads)})
 
 
@@ -260,6 +271,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-6)
     p.add_argument("--threads", type=int, default=0, help="torch threads for every side (default: measured once)")
     p.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
+    p.add_argument("--method", choices=("dpo", "orpo"), default="dpo")
     p.add_argument("--worker", choices=SIDES)
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
@@ -276,7 +288,8 @@ def main() -> None:
         args.threads, timings = choose_cpu_threads()
         print(f"threads: {args.threads} for every side (measured: {timings})")
     print(
-        f"bench/dpo_throughput.py: SmolLM2-135M-Instruct LoRA DPO (r16, attention+MLP), first {args.rows} HH-RLHF "
+        f"bench/dpo_throughput.py: SmolLM2-135M-Instruct LoRA {args.method.upper()} (r16, attention+MLP), first "
+        f"{args.rows} HH-RLHF "
         f"pairs, {args.steps} steps, batch {args.batch_size}, max_length {args.max_length}, beta 0.1, lr {args.lr}, "
         f"{args.threads} threads, load {os.getloadavg()[0]:.2f}, native bf16 {_bf16_native()}"
     )
@@ -286,7 +299,12 @@ def main() -> None:
         raw = _worker(name, args)
         results[name] = {**_summarize(raw), "setup": raw.get("setup"), "wall_s": time.perf_counter() - t0}
         s = results[name]
-        pre = f"{s['precompute_s']:.1f} s" if s["precompute_s"] is not None else "none (reference forward per step)"
+        if args.method == "orpo":
+            pre = "none (no reference model)"
+        elif s["precompute_s"] is not None:
+            pre = f"{s['precompute_s']:.1f} s"
+        else:
+            pre = "none (reference forward per step)"
         print(
             f"  {name:11s} {s['tokens_per_s']:8.1f} real tokens/s  ({s['tokens']} tokens in {s['busy_s']:.1f} s, "
             f"steps 2..{args.steps})  precompute {pre}  run {s['run_s']:.1f} s  process wall {s['wall_s']:.0f} s  "
@@ -302,6 +320,8 @@ def main() -> None:
         speedup = ours["tokens_per_s"] / b["tokens_per_s"]
         run_ratio = b["run_s"] / ours["run_s"]
         target = f" (target >= 2.0x)  -> {'MET' if speedup >= 2 else 'NOT MET'}" if base == "trl-best" else ""
+        if args.method == "orpo" and target:
+            target = f" (DPO's target >= 2.0x: {'met' if speedup >= 2 else 'not met'})"
         print(f"speed-up vs {base}: {speedup:.2f}x real tokens/s{target}; whole run {run_ratio:.2f}x faster")
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=2))

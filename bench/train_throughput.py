@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -260,10 +261,10 @@ def _row_lengths(rows: int, max_length: int) -> list[int]:
     ]
 
 
-def _worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def _worker(name: str, args: argparse.Namespace, timeout: float | None = None) -> dict[str, Any]:
     argv = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
     argv += ["--precision", args.precision]
-    return run_worker(__file__, name, [*argv, "--rows", str(args.rows), "--lr", str(args.lr)])
+    return run_worker(__file__, name, [*argv, "--rows", str(args.rows), "--lr", str(args.lr)], timeout=timeout)
 
 
 SIDES = ("ours", "trl-best", "trl")
@@ -285,6 +286,13 @@ def main() -> None:
     )
     p.add_argument("--worker", choices=SIDES)
     p.add_argument("--skip-defaults", action="store_true", help="leave TRL's defaults out (they are the slow side)")
+    p.add_argument(
+        "--defaults-timeout",
+        type=float,
+        default=900.0,
+        help="seconds TRL's defaults may run before they are reported as not finished (their bf16 is emulated, and "
+        "very slow, on a CPU without bf16 units)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
     if args.rows <= 0:
@@ -310,7 +318,11 @@ def main() -> None:
         if name == "trl" and args.skip_defaults:
             continue
         t0 = time.perf_counter()
-        raw = _worker(name, args)
+        try:
+            raw = _worker(name, args, timeout=args.defaults_timeout if name == "trl" else None)
+        except subprocess.TimeoutExpired:
+            print(f"  {name:8s} did not finish {args.steps} steps in {args.defaults_timeout:.0f} s (stopped)")
+            continue
         results[name] = {**summarize(raw), "device": raw.get("device"), "wall_s": time.perf_counter() - t0}
         s = results[name]
         print(

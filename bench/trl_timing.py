@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
 def peak_rss_mb() -> float:
@@ -84,9 +85,10 @@ def attach_step_timer(trainer: Any) -> Any:
     trainer.add_callback(timer)
     step = trainer.training_step
 
+    from training.engine.trainers.hf_trainer import count_real_tokens
+
     def counting(model: Any, inputs: Any, *a: Any, **kw: Any) -> Any:
-        mask = inputs.get("attention_mask")
-        counted["tokens"] += int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+        counted["tokens"] += count_real_tokens(inputs)[0]  # as the engine counts its own (DPO/ORPO layouts too)
         return step(model, inputs, *a, **kw)
 
     trainer.training_step = counting
