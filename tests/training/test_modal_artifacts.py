@@ -168,3 +168,16 @@ def test_a_final_report_can_only_name_a_model_this_endpoint_stored(client, modal
     assert job.status == "succeeded", job.error
     assert job.produced_model.artifact_key == stored["artifact_key"]
     assert job.produced_model.artifact_sha256 == packed.sha256
+
+
+def test_an_interrupted_run_is_requeued_at_once(client, modal_job):
+    """A rank lost or the container preempted: the run says so in a final report, and the job goes back to the queue
+    at once (it resumes from its last stored checkpoint), not after the heartbeat timeout; the run is told to stop."""
+    TrainingJob.objects.filter(pk=modal_job.pk).update(attempt_history=[{"attempt": 2, "worker": "modal:call-1"}])
+    events = f"/api/internal/jobs/{modal_job.pk}/events/"
+    body = {"final": {"status": "interrupted", "error": "a training process stopped (exit code -9)"}}
+    r = client.post(events, json.dumps(body), content_type="application/json", **_auth(modal_job))
+    assert r.status_code == 200 and r.json() == {"stop": True}
+    job = TrainingJob.objects.get(pk=modal_job.pk)
+    assert job.status == "recovering" and job.lease_owner == "" and not job.error
+    assert job.attempt_history[-1]["outcome"] == "interrupted: a training process stopped (exit code -9)"

@@ -2,7 +2,7 @@
 ``<TYPE>:2``, remote_train runs the engine's command line under torchrun (2 gloo ranks on CPU) and relays rank 0's
 events through the signed callback: one set of metrics, checkpoints and the final model uploaded to the store. A
 cancel (the platform's stop answer and a SIGTERM to the container) stops every rank with a checkpoint; a SIGTERM
-alone (Modal preempting the container) stores the checkpoint and leaves the job to be resumed."""
+alone (Modal preempting the container) stores the checkpoint and the job is requeued at once to resume from it."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_a_signal_to_the_container_alone_stores_a_checkpoint_and_leaves_the_job_
     training_worker, daphne_url, media_root_for_servers
 ):
     """Modal preempting or shutting down the container (a SIGTERM with no cancel): every rank stops with a checkpoint,
-    which is uploaded; no final report, so the job is not cancelled and the platform resumes it like a lost run."""
+    which is uploaded; the run reports itself interrupted, so the job is not cancelled but requeued at once."""
     from tests.fakes.modal import SubprocessModalClient
 
     hyper = {**TINY_HYPER, "max_steps": 60, "save_steps": 100, "eval_steps": 0, "num_processes": 2}
@@ -149,10 +149,20 @@ def test_a_signal_to_the_container_alone_stores_a_checkpoint_and_leaves_the_job_
         time.sleep(0.3)
     assert all(_exited(pid) for pid in ranks)
     job.refresh_from_db()
-    assert job.status == "running" and not job.cancel_requested, job.status
-    assert 2 <= job.last_checkpoint_step < 60 and job.checkpoint_key  # what the next attempt resumes from
+    assert not job.cancel_requested and 2 <= job.last_checkpoint_step < 60 and job.checkpoint_key  # to resume from
+    history = job.attempt_history
+    assert history[0]["outcome"] == "interrupted: the Modal container was stopped (signal 15)", history
+    assert job.status in ("recovering", "queued", "starting", "running"), job.status  # requeued at once
     lines = list(job.log_lines.values_list("line", flat=True))
     assert any("got signal 15" in line for line in lines), lines
+    # The next attempt is this test's to stop: cancel it, and stop its container if one was spawned.
+    from training import services
+
+    services.request_cancel(job)
+    done = wait_for_status(job.pk, ("cancelled", "failed", "succeeded"), 150)
+    assert done.status == "cancelled", done.error
+    if done.attempts > 1 and done.external_id != job.external_id:
+        SubprocessModalClient().cancel(done.external_id)
 
 
 def test_a_checkpoint_snapshot_outlives_the_rotated_folder(tmp_path):

@@ -68,6 +68,10 @@ def job_events(request: HttpRequest, job_id: int) -> JsonResponse:
             services.record_event(job.pk, event)
     final = body.get("final")
     if isinstance(final, dict):
+        if final.get("status") == "interrupted":  # a lost rank, a preempted container: resume from the checkpoint
+            reason = str(final.get("error") or "the Modal run was interrupted")[:500]
+            services.release_for_retry(job.pk, job.lease_owner, reason)
+            return JsonResponse({"stop": True})
         if final.get("status") == "failed":
             services.fail_job(
                 job.pk, str(final.get("error") or "The remote run failed."), kind=str(final.get("kind") or "engine")

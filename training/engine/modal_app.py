@@ -353,13 +353,21 @@ def remote_train(payload: dict[str, Any]) -> dict[str, Any]:
     except EngineError as exc:
         callback.post({"final": {"status": "failed", "error": str(exc), "kind": getattr(exc, "kind", "engine")}})
         return {"status": "failed", "error": str(exc)}
-    except ProcessLost as exc:  # the platform sees the run stop reporting and resumes it from its last checkpoint
-        callback.post({"events": [{"type": "log", "level": "warning", "line": f"{exc}; the job will resume"}]})
+    except ProcessLost as exc:  # the platform requeues the job at once; it resumes from its last stored checkpoint
+        callback.post(
+            {
+                "events": [{"type": "log", "level": "warning", "line": f"{exc}; the job will resume"}],
+                "final": {"status": "interrupted", "error": str(exc)},
+            }
+        )
         raise
     if signalled is not None and result.get("status") == "cancelled" and not _platform_wants_stop(callback, signalled):
         # Stopped by the container's signal (Modal preempting or shutting it down), not by a cancel: the checkpoint
-        # is stored; no final report, so the platform resumes the job from it, as for a container that was lost.
+        # is stored; the platform requeues the job at once and it resumes from that checkpoint. (A container lost
+        # without a word is requeued once it has not reported for MODAL_HEARTBEAT_TIMEOUT_S.)
         shutil.rmtree(out, ignore_errors=True)
+        reason = f"the Modal container was stopped (signal {signalled})"
+        callback.post({"final": {"status": "interrupted", "error": reason}})
         return {**result, "status": "interrupted"}
     final = without_host_paths(result)
     if result.get("model_dir"):
