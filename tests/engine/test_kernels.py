@@ -28,6 +28,7 @@ def _reference_loss(hidden: Any, weight: Any, targets: Any, denom: float) -> Any
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 def test_linear_cross_entropy_matches_full_logits(monkeypatch: pytest.MonkeyPatch, dtype: Any, tol: float) -> None:
     monkeypatch.setattr(losses, "_CHUNK_ELEMENTS", 7 * 300)  # 7 rows per chunk: several chunks and a ragged last one
+    monkeypatch.setattr(losses, "VOCAB_MAJOR_ROWS", 7)  # the same for fp32's [vocab, rows] chunks
     torch.manual_seed(0)
     rows, hidden_size, vocab = 33, 24, 300
     hidden = (torch.randn(rows, hidden_size) * 0.5).to(dtype).requires_grad_()
