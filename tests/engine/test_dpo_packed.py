@@ -21,12 +21,28 @@ from training.engine.trainers.dpo_packed import (
 from training.engine.trainers.orpo_packed import packed_orpo_forward, select_orpo_path
 
 
-def test_linear_logprobs_matches_log_softmax_gather(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # fp32: vocabulary-major chunks; bf16: row-major
+def test_linear_logprobs_matches_log_softmax_gather(monkeypatch: pytest.MonkeyPatch, dtype: str) -> None:
     import torch
+
+    from training.engine.trainers import losses
 
     torch.manual_seed(0)
     rows, dim, vocab = 37, 16, 1000
     monkeypatch.setattr(dpo_packed, "_CHUNK_ELEMENTS", 16 * vocab)  # 16-row chunks: 3 chunks, a partial last one
+    monkeypatch.setattr(losses, "VOCAB_MAJOR_ROWS", 16)
+    if dtype == "bfloat16":  # the bf16 path against the fp32 computation: bf16 rounding of logits and gradients
+        h16 = torch.randn(rows, dim).bfloat16().requires_grad_()
+        w16 = torch.randn(vocab, dim).mul_(0.5).bfloat16().requires_grad_()
+        t = torch.randint(0, vocab, (rows,))
+        logp16, *_ = linear_logprobs(h16, w16, t, stats=True)
+        logp16.sum().backward()
+        hf, wf = h16.detach().float().requires_grad_(), w16.detach().float().requires_grad_()
+        ref16 = torch.log_softmax(hf @ wf.t(), dim=-1).gather(1, t[:, None]).squeeze(1)
+        ref16.sum().backward()
+        torch.testing.assert_close(logp16, ref16, atol=0.1, rtol=0.02)
+        torch.testing.assert_close(h16.grad.float(), hf.grad, atol=0.05, rtol=0.05)
+        return
     hidden = torch.randn(rows, dim, dtype=torch.float64).float().requires_grad_()
     weight = torch.randn(vocab, dim).mul_(0.5).requires_grad_()
     targets = torch.randint(0, vocab, (rows,))

@@ -30,7 +30,10 @@ PREFERENCE_METHODS = ("dpo", "orpo", "kto")
 # chunk of logits at a time; on the packed DPO path that chunk (fp32) and its compute-dtype copy replace TRL's full
 # logits.
 LOGITS_CHUNK_ELEMENTS = 8 * 2**20
-CHUNKED_LOGITS_BYTES = LOGITS_CHUNK_ELEMENTS * (4 + 2)
+# In fp32 the chunks are vocabulary-major and larger (``trainers/losses.py``): up to 512 positions of up to this many
+# logits (100 MB), two such buffers when the packed DPO path also logs the entropy.
+VOCAB_MAJOR_CHUNK_ELEMENTS = 512 * 49152
+CHUNKED_LOGITS_BYTES = max(LOGITS_CHUNK_ELEMENTS * (4 + 2), VOCAB_MAJOR_CHUNK_ELEMENTS * 4 * 2)
 WEIGHTS = ("full", "lora", "qlora")
 OOM_ADVICE = (
     "lower per_device_train_batch_size (raise gradient_accumulation_steps to keep the effective batch), lower "

@@ -128,9 +128,12 @@ def _chunk_rows(vocab: int) -> int:
 
 def _forward_chunks(hidden: Any, weight: Any, targets: Any, *, stats: bool, grad_hidden: bool) -> tuple[Any, ...]:
     """Per-token ``log softmax(hidden @ weight.T)[target]`` chunk by chunk (fp32), optionally the per-token entropy,
-    mean logit and top-1 hit (TRL's logging metrics), and ``d logp / d hidden`` (``W[t] - p @ W``, hidden's dtype)."""
+    mean logit and top-1 hit (TRL's logging metrics), and ``d logp / d hidden`` (``W[t] - p @ W``, hidden's dtype).
+    fp32 runs on vocabulary-major chunks (``_forward_chunks_vocab_major``), as the SFT loss does."""
     import torch
 
+    if hidden.dtype == torch.float32 and weight.dtype == torch.float32:
+        return _forward_chunks_vocab_major(hidden, weight, targets, stats=stats, grad_hidden=grad_hidden)
     rows, vocab = hidden.shape[0], weight.shape[0]
     device = hidden.device
     chunk = _chunk_rows(vocab)
@@ -169,6 +172,52 @@ def _forward_chunks(hidden: Any, weight: Any, targets: Any, *, stats: bool, grad
             grad = exps.mul_(sums.reciprocal_().neg_())
             grad[torch.arange(end - start, device=device), t] += 1.0
             d_hidden[start:end] = grad.to(w.dtype) @ w
+    return logp, entropy, mean_logits, is_top1, d_hidden
+
+
+def _forward_chunks_vocab_major(
+    hidden: Any, weight: Any, targets: Any, *, stats: bool, grad_hidden: bool
+) -> tuple[Any, ...]:
+    """``_forward_chunks`` for fp32 on ``[vocab, positions]`` chunks (``W @ h.T``, the softmax down the columns):
+    the projection runs near the matmul roofline where ``h @ W.T`` with few rows does not (``losses.py``)."""
+    import torch
+
+    from .losses import _scratch, vocab_major_rows
+
+    rows, vocab = hidden.shape[0], weight.shape[0]
+    device = hidden.device
+    chunk = vocab_major_rows(vocab)
+    logp = torch.empty(rows, dtype=torch.float32, device=device)
+    entropy = torch.empty(rows if stats else 0, dtype=torch.float32, device=device)
+    mean_logits = torch.empty(rows if stats else 0, dtype=torch.float32, device=device)
+    is_top1 = torch.empty(rows if stats else 0, dtype=torch.bool, device=device)
+    d_hidden = torch.empty_like(hidden) if grad_hidden else None
+    width = min(chunk, max(rows, 1))
+    logits_flat = _scratch("exps", 1, width * vocab, torch.float32, device).view(-1)
+    exps_flat = _scratch("exps2", 1, width * vocab, torch.float32, device).view(-1) if stats else None
+    for start in range(0, rows, chunk):
+        end = min(start + chunk, rows)
+        n = end - start
+        t = targets[start:end]
+        z = torch.mm(weight, hidden[start:end].t(), out=logits_flat[: vocab * n].view(vocab, n))
+        picked = z.gather(0, t[None, :]).squeeze(0)
+        peak = z.amax(dim=0, keepdim=True)
+        if stats and exps_flat is not None:
+            mean_logits[start:end] = z.mean(dim=0)
+            is_top1[start:end] = z.argmax(dim=0) == t
+            shifted = z.sub_(peak)
+            exps = torch.exp(shifted, out=exps_flat[: vocab * n].view(vocab, n))
+            sums = exps.sum(dim=0, keepdim=True)
+            weighted = shifted.mul_(exps).sum(dim=0, keepdim=True)
+            entropy[start:end] = (sums.log() - weighted / sums).squeeze(0)
+        else:
+            exps = z.sub_(peak).exp_()
+            sums = exps.sum(dim=0, keepdim=True)
+        logp[start:end] = picked - peak.squeeze(0) - sums.log().squeeze(0)
+        if d_hidden is not None:
+            grad = exps.mul_(sums.reciprocal_().neg_())
+            grad[t, torch.arange(n, device=device)] += 1.0
+            torch.mm(grad.t(), weight, out=d_hidden[start:end])
     return logp, entropy, mean_logits, is_top1, d_hidden
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.engine.memory import LOGITS_CHUNK_ELEMENTS
+from training.engine.memory import LOGITS_CHUNK_ELEMENTS, VOCAB_MAJOR_CHUNK_ELEMENTS
 
 # Model types whose head is a plain ``lm_head`` Linear applied to the decoder's last hidden state (no logit
 # soft-capping or scaling), so the fused loss equals the model's own logits -> cross-entropy.
@@ -105,13 +105,19 @@ def _row_major(hidden: Any, weight: Any, targets: Any, scale: float, grad_h: Any
 VOCAB_MAJOR_ROWS = 512
 
 
+def vocab_major_rows(vocab: int) -> int:
+    """Positions per fp32 vocabulary-major chunk: ``VOCAB_MAJOR_ROWS``, fewer for a vocabulary larger than SmolLM2's
+    (a chunk holds at most ``memory.VOCAB_MAJOR_CHUNK_ELEMENTS`` logits)."""
+    return max(1, min(VOCAB_MAJOR_ROWS, VOCAB_MAJOR_CHUNK_ELEMENTS // max(vocab, 1)))
+
+
 def _fp32_vocab_major(hidden: Any, weight: Any, targets: Any, scale: float, grad_h: Any, grad_w: Any) -> Any:
     """The fp32 forward of ``LinearCrossEntropy`` on ``[vocab, rows]`` chunks (logits transposed): the same loss
     and gradients (into ``grad_h`` / ``grad_w`` where given), the softmax taken down the columns."""
     import torch
 
     rows, vocab = hidden.shape[0], weight.shape[0]
-    chunk = VOCAB_MAJOR_ROWS
+    chunk = vocab_major_rows(vocab)
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
     flat = _scratch("exps", 1, min(chunk, rows) * vocab, torch.float32, hidden.device).view(-1)
     for start in range(0, rows, chunk):
