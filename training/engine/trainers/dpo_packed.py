@@ -126,6 +126,22 @@ def _chunk_rows(vocab: int) -> int:
     return max(16, _CHUNK_ELEMENTS // max(vocab, 1))
 
 
+def _outputs(hidden: Any, *, stats: bool, grad_hidden: bool) -> tuple[Any, ...]:
+    """The per-token outputs of ``_forward_chunks``, empty: log-probs, entropy, mean logit, top-1 hit (the three
+    statistics empty without ``stats``) and ``d logp / d hidden`` (None without ``grad_hidden``)."""
+    import torch
+
+    rows, device = hidden.shape[0], hidden.device
+    stat_rows = rows if stats else 0
+    return (
+        torch.empty(rows, dtype=torch.float32, device=device),
+        torch.empty(stat_rows, dtype=torch.float32, device=device),
+        torch.empty(stat_rows, dtype=torch.float32, device=device),
+        torch.empty(stat_rows, dtype=torch.bool, device=device),
+        torch.empty_like(hidden) if grad_hidden else None,
+    )
+
+
 def _forward_chunks(hidden: Any, weight: Any, targets: Any, *, stats: bool, grad_hidden: bool) -> tuple[Any, ...]:
     """Per-token ``log softmax(hidden @ weight.T)[target]`` chunk by chunk (fp32), optionally the per-token entropy,
     mean logit and top-1 hit (TRL's logging metrics), and ``d logp / d hidden`` (``W[t] - p @ W``, hidden's dtype).
@@ -138,11 +154,7 @@ def _forward_chunks(hidden: Any, weight: Any, targets: Any, *, stats: bool, grad
     device = hidden.device
     chunk = _chunk_rows(vocab)
     w = weight if weight.dtype == hidden.dtype else weight.to(hidden.dtype)  # cast once, not per chunk
-    logp = torch.empty(rows, dtype=torch.float32, device=device)
-    entropy = torch.empty(rows if stats else 0, dtype=torch.float32, device=device)
-    mean_logits = torch.empty(rows if stats else 0, dtype=torch.float32, device=device)
-    is_top1 = torch.empty(rows if stats else 0, dtype=torch.bool, device=device)
-    d_hidden = torch.empty_like(hidden) if grad_hidden else None
+    logp, entropy, mean_logits, is_top1, d_hidden = _outputs(hidden, stats=stats, grad_hidden=grad_hidden)
     width = min(chunk, max(rows, 1))
     # Reused fp32 buffers (a fresh vocabulary-sized block per chunk is page-faulted in again each time, see losses.py)
     logits_buf = torch.empty((width, vocab), dtype=torch.float32, device=device)
@@ -187,11 +199,7 @@ def _forward_chunks_vocab_major(
     rows, vocab = hidden.shape[0], weight.shape[0]
     device = hidden.device
     chunk = vocab_major_rows(vocab)
-    logp = torch.empty(rows, dtype=torch.float32, device=device)
-    entropy = torch.empty(rows if stats else 0, dtype=torch.float32, device=device)
-    mean_logits = torch.empty(rows if stats else 0, dtype=torch.float32, device=device)
-    is_top1 = torch.empty(rows if stats else 0, dtype=torch.bool, device=device)
-    d_hidden = torch.empty_like(hidden) if grad_hidden else None
+    logp, entropy, mean_logits, is_top1, d_hidden = _outputs(hidden, stats=stats, grad_hidden=grad_hidden)
     width = min(chunk, max(rows, 1))
     logits_flat = _scratch("exps", 1, width * vocab, torch.float32, device).view(-1)
     exps_flat = _scratch("exps2", 1, width * vocab, torch.float32, device).view(-1) if stats else None
