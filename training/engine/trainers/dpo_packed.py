@@ -88,6 +88,20 @@ class DpoPath:
         return f"{self.stock} ({self.reason})"
 
 
+def packed_refusal(*, device_type: str, use_unsloth: bool, num_processes: int, supports_packed: bool) -> str | None:
+    """Why a preference run cannot take a packed CPU path (DPO's or ORPO's), or None: they need the CPU, no
+    Unsloth, one process and a model with a plain linear head and packed-sequence support."""
+    if device_type != "cpu":
+        return f"device {device_type}"
+    if use_unsloth:
+        return "Unsloth"
+    if num_processes != 1:
+        return f"{num_processes} processes"
+    if not supports_packed:
+        return "the model lacks a plain linear head or packed-sequence support"
+    return None
+
+
 def select_dpo_path(
     *,
     device_type: str,
@@ -101,16 +115,13 @@ def select_dpo_path(
     """The packed path on CPU for LoRA weights (the reference is the base with the adapter disabled) on a model with
     a plain linear head and packed-attention support, one process, and loss types TRL computes from per-token
     log-probs; stock TRL otherwise (with the reason)."""
-    if device_type != "cpu":
-        return DpoPath(False, f"device {device_type}")
-    if weights != "lora":
-        return DpoPath(False, f"{weights} weights: the reference is not the adapter-disabled base")
-    if use_unsloth:
-        return DpoPath(False, "Unsloth")
-    if num_processes != 1:
-        return DpoPath(False, f"{num_processes} processes")
-    if not supports_packed:
-        return DpoPath(False, "the model lacks a plain linear head or packed-sequence support")
+    refusal = packed_refusal(
+        device_type=device_type, use_unsloth=use_unsloth, num_processes=num_processes, supports_packed=supports_packed
+    )
+    if refusal is None and weights != "lora":
+        refusal = f"{weights} weights: the reference is not the adapter-disabled base"
+    if refusal is not None:
+        return DpoPath(False, refusal)
     unknown = [t for t in loss_types if t not in PACKED_LOSS_TYPES]
     if unknown:
         return DpoPath(False, f"loss type {', '.join(unknown)} is not supported by the packed path")

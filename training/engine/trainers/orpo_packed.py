@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .dpo_packed import DpoPath, packed_token_logprobs
+from .dpo_packed import DpoPath, packed_refusal, packed_token_logprobs
 
 
 def select_orpo_path(
@@ -29,18 +29,12 @@ def select_orpo_path(
 ) -> DpoPath:
     """The packed path on CPU for LoRA or full weights on a model with a plain linear head and packed-attention
     support, one process; stock TRL otherwise (with the reason)."""
-    stock = "stock TRL ORPOTrainer"
-    if device_type != "cpu":
-        return DpoPath(False, f"device {device_type}", stock=stock)
-    if weights not in ("lora", "full"):
-        return DpoPath(False, f"{weights} weights", stock=stock)
-    if use_unsloth:
-        return DpoPath(False, "Unsloth", stock=stock)
-    if num_processes != 1:
-        return DpoPath(False, f"{num_processes} processes", stock=stock)
-    if not supports_packed:
-        return DpoPath(False, "the model lacks a plain linear head or packed-sequence support", stock=stock)
-    return DpoPath(True, f"{weights} weights", stock=stock)
+    refusal = packed_refusal(
+        device_type=device_type, use_unsloth=use_unsloth, num_processes=num_processes, supports_packed=supports_packed
+    )
+    if refusal is None and weights not in ("lora", "full"):
+        refusal = f"{weights} weights"
+    return DpoPath(refusal is None, refusal or f"{weights} weights", stock="stock TRL ORPOTrainer")
 
 
 def packed_orpo_forward(
