@@ -84,18 +84,47 @@ if [ "${SKIP_LLAMA_CPP_RUNTIME:-0}" = "1" ]; then
     echo "SKIP_LLAMA_CPP_RUNTIME=1: not installing llama-cpp-python"
     exit 0
 fi
+# Which build: "portable" (LLAMA_CPP_PORTABLE=1), "native" (-march=native) or, on a CPU with AMX, "native-no-amx":
+# this CPU's instruction sets named one by one, AMX left out. ggml's AMX matrix multiply died with SIGILL (on
+# `tileloadd`) when it ran on the OpenMP threads of a process that had loaded torch (an AMX Xeon VM, 2026-12-07:
+# every GGUF verification in the test suite), while torch's own AMX kernels ran; AVX512-VNNI runs q8_0 without it.
+FLAGS=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+has() { case "$FLAGS" in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+onoff() { if has "$1"; then echo ON; else echo OFF; fi; }
+if [ "${LLAMA_CPP_PORTABLE:-0}" = "1" ]; then
+    FLAVOR=portable
+elif has amx_tile; then
+    FLAVOR=native-no-amx
+else
+    FLAVOR=native
+fi
+BUILD_STAMP="$TARGET_DIR/.llama-cpp-python-build"
 INSTALLED="$("$PY" -c 'import llama_cpp; print(llama_cpp.__version__)' 2>/dev/null || true)"
-if [ "$INSTALLED" = "$VERSION" ]; then
+BUILT="$(cat "$BUILD_STAMP" 2>/dev/null || true)"
+if [ "$INSTALLED" = "$VERSION" ] && { [ "$BUILT" = "$VERSION $FLAVOR" ] || { [ -z "$BUILT" ] && [ "$FLAVOR" != native-no-amx ]; }; }; then
     echo "llama-cpp-python $VERSION already installed in $VENV_DIR"
     exit 0
 fi
 fetch_sdist
-echo "building llama-cpp-python $VERSION from source into $VENV_DIR (several minutes)"
+echo "building llama-cpp-python $VERSION ($FLAVOR) from source into $VENV_DIR (several minutes)"
 # Tests, examples and the server are not needed: the Python binding only loads libllama.
 export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF}"
-if [ "${LLAMA_CPP_PORTABLE:-0}" = "1" ]; then
+if [ "$FLAVOR" = portable ]; then
     CMAKE_ARGS="$CMAKE_ARGS -DGGML_NATIVE=OFF"
+elif [ "$FLAVOR" = native-no-amx ]; then
+    CMAKE_ARGS="$CMAKE_ARGS -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+    CMAKE_ARGS="$CMAKE_ARGS -DGGML_SSE42=$(onoff sse4_2) -DGGML_F16C=$(onoff f16c) -DGGML_FMA=$(onoff fma)"
+    CMAKE_ARGS="$CMAKE_ARGS -DGGML_BMI2=$(onoff bmi2) -DGGML_AVX=$(onoff avx) -DGGML_AVX2=$(onoff avx2)"
+    CMAKE_ARGS="$CMAKE_ARGS -DGGML_AVX_VNNI=$(onoff avx_vnni) -DGGML_AVX512=$(onoff avx512bw)"
+    CMAKE_ARGS="$CMAKE_ARGS -DGGML_AVX512_VBMI=$(onoff avx512vbmi) -DGGML_AVX512_VNNI=$(onoff avx512_vnni)"
+    CMAKE_ARGS="$CMAKE_ARGS -DGGML_AVX512_BF16=$(onoff avx512_bf16)"
 fi
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
-"$PY" -m pip install "${CONSTRAINT_ARGS[@]}" "$SDIST"
+REBUILD_ARGS=()
+if [ -n "$INSTALLED" ]; then  # another version or build flavor is installed: build this one, not a cached wheel
+    REBUILD_ARGS=(--force-reinstall --no-deps --no-cache-dir)
+fi
+"$PY" -m pip install "${REBUILD_ARGS[@]}" "${CONSTRAINT_ARGS[@]}" "$SDIST"
 "$PY" -c 'import llama_cpp; print("llama-cpp-python", llama_cpp.__version__, "installed")'
+mkdir -p "$TARGET_DIR"
+echo "$VERSION $FLAVOR" > "$BUILD_STAMP"

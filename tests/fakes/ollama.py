@@ -429,6 +429,10 @@ class FakeOllama:
         out = b""
         count = 0
         limit = int(params["num_predict"])
+        # Every request evaluates its whole prompt, as the export's verification does: llama-cpp-python would reuse
+        # the cached prefix of the previous prompt and evaluate only the rest, and how a prompt is batched changes
+        # llama.cpp's rounding enough to flip a near-tied greedy token (seen with the AVX-512 kernels).
+        llm.reset()
         for tok in llm.generate(tokens, reset=True, **sampling):
             if tok == llm.token_eos():
                 return out.decode("utf-8", "replace"), count, "stop"
