@@ -80,11 +80,12 @@ TOLERANCES = {
     "q6_k": Tolerance(
         min_prefix_tokens=8, min_similarity=0.4, tie_margin=1.0, min_argmax_agreement=0.75, max_logit_diff=8.0
     ),
+    # tie_margin 1.5 (q5_k_m, q4_k_m): llama.cpp's 4-bit model on an AVX2-only machine, and its 5-bit model on an
+    # AVX-512 one, opened a creative prompt with another first token that transformers scored 1.03 logits below its
+    # own (a near-tie; the answers were both fluent).
     "q5_k_m": Tolerance(
-        min_prefix_tokens=2, min_similarity=0.0, tie_margin=1.0, min_argmax_agreement=0.6, max_logit_diff=12.0
+        min_prefix_tokens=2, min_similarity=0.0, tie_margin=1.5, min_argmax_agreement=0.6, max_logit_diff=12.0
     ),
-    # tie_margin 1.5: on an AVX2-only machine llama.cpp's 4-bit model opened a creative prompt with another first
-    # token that transformers scored 1.03 logits below its own (a near-tie; the answers were both fluent).
     "q4_k_m": Tolerance(
         min_prefix_tokens=2, min_similarity=0.0, tie_margin=1.5, min_argmax_agreement=0.5, max_logit_diff=12.0
     ),
