@@ -86,10 +86,11 @@ def _row_major(hidden: Any, weight: Any, targets: Any, scale: float, grad_h: Any
             # softmax / denom - onehot / denom = (exps - onehot * sums) * (1 / (sums * denom))
             exps[torch.arange(n, device=exps.device), t] -= sums.squeeze(1)
             coef = sums.reciprocal_().mul_(scale)
-            if grad_buf is not None:  # one pass: scale and round to the compute dtype
-                probs = torch.mul(exps, coef, out=grad_buf[:n])
-            else:
-                probs = exps.mul_(coef)
+            probs = exps.mul_(coef)
+            if grad_buf is not None:
+                # rounded to the compute dtype by one vectorized copy: a mixed-dtype ``torch.mul(..., out=bf16)``
+                # doing both took 2.7x as long (4.3 vs 1.6 ms for 170 x 49152, 2-core AMX Xeon)
+                probs = grad_buf[:n].copy_(probs)
             if grad_h is not None:
                 torch.mm(probs.to(dtype), w_compute, out=grad_h[start : start + n])
             if grad_w is not None:
