@@ -13,7 +13,8 @@
 # Env: LLAMA_CPP_PYTHON_VERSION (default 0.3.36), FINETUNE_CACHE_DIR (default ~/.cache/finetune),
 #      SKIP_LLAMA_CPP_RUNTIME=1 to extract the converter only, CMAKE_ARGS passed through to the build,
 #      LLAMA_CPP_PORTABLE=1 to build for any x86_64 CPU (-DGGML_NATIVE=OFF: no -march=native), as the Docker and
-#      Modal images do (an image built on one host runs on others); the default tunes llama.cpp for this CPU.
+#      Modal images do (an image built on one host runs on others); the default tunes llama.cpp for this CPU
+#      (on a CPU with AMX: its instruction sets without AMX, see below).
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
