@@ -368,3 +368,56 @@ def test_model_page_playground_push_and_ollama_import(
     expect(page).to_have_url(re.compile(r"/models$"))
     expect(page.get_by_test_id("model-row")).to_have_count(1)
     assert not FineTunedModel.objects.filter(pk=v1.pk).exists()
+
+
+# What the generate socket sends for an answer that calls a tool (the server's own message shapes: tokens, then
+# `done` with the parsed calls in `results`; ``models_app.playground`` and its tests produce them from a real model).
+TOOL_ANSWER = ["Let me check. ", '<tool_call>\n{"name": "get_weather", ', '"arguments": {"city": "Paris"}}\n</tool_call>']
+TOOL_CALLS = [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
+
+
+def test_playground_shows_an_answers_tool_calls_as_calls(page, models_servers, make_finetuned, artifacts_dir):
+    """With a tools list in the settings, the request carries the tools and an answer's `<tool_call>` blocks show as
+    call cards (name and arguments), not as markup in the text. The socket is answered by the page's route with the
+    messages the server sends, so the model's choice to call a tool does not decide the test."""
+    import json
+
+    base_url = models_servers
+    _sign_up(page, base_url, "tess")
+    from accounts.models import User
+
+    model = make_finetuned(User.objects.get(username="tess"), name="tool-caller")
+    sent: list[dict] = []
+
+    def answer(ws) -> None:
+        def on_message(message) -> None:
+            body = json.loads(message)
+            sent.append(body)
+            ws.send(json.dumps({"type": "start"}))
+            for piece in TOOL_ANSWER:
+                ws.send(json.dumps({"type": "token", "text": piece, "source": "model"}))
+            text = "".join(TOOL_ANSWER)
+            result = {"text": text, "tokens": 21, "prompt_tokens": 90, "duration_s": 0.5, "tool_calls": TOOL_CALLS}
+            ws.send(json.dumps({"type": "done", "tokens": 21, "text": text, "results": {"model": result}}))
+
+        ws.on_message(on_message)
+
+    page.route_web_socket(re.compile(r"/ws/models/\d+/generate/$"), answer)
+    page.goto(f"{base_url}/playground?model={model.pk}")
+    expect(page.get_by_test_id("playground-model")).to_have_value(f"m:{model.pk}")
+    tools = '[{"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]'
+    page.get_by_test_id("playground-tools").fill(tools)
+    page.get_by_test_id("chat-input").fill("What's the weather in Paris?")
+    page.get_by_test_id("send-button").click()
+    reply = page.get_by_test_id("assistant-message").first
+    expect(reply).to_have_attribute("data-streaming", "false")
+    call = reply.get_by_test_id("tool-call")
+    expect(call).to_have_count(1)
+    expect(call).to_have_attribute("data-name", "get_weather")
+    assert json.loads(call.get_by_test_id("tool-call-arguments").inner_text()) == {"city": "Paris"}
+    expect(reply.locator(".md-msg__text")).to_have_text("Let me check.")
+    assert sent and sent[0]["tools"][0]["name"] == "get_weather"
+    assert sent[0]["messages"][-1] == {"role": "user", "content": "What's the weather in Paris?"}
+    shots = artifacts_dir / "models"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "17-playground-tool-call.png"), full_page=True)

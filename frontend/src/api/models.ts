@@ -2,7 +2,7 @@
 // the base-model catalogue with Hub search/download and fit estimates, and playground generation.
 import { keepPreviousData, useMutation, useQuery, useQueryClient, type QueryClient } from "@tanstack/react-query";
 import { api } from "./client";
-import type { BaseModelInfo, FineTunedModelInfo, MetricPoint, Paginated } from "./types";
+import type { BaseModelInfo, FineTunedModelInfo, MetricPoint, Paginated, ToolCall } from "./types";
 
 const BASE = "/api/models/";
 
@@ -464,12 +464,21 @@ export function useFit(baseId: number | null, params: { method: string; max_leng
 
 // ---------- Playground (REST fallback; streaming is in hooks/useGenerateStream.ts) ----------
 
+/** One whole answer from the REST endpoint (the playground's fallback when the socket cannot open). */
+export interface GenerateOnceAnswer {
+  text: string;
+  tokens?: number;
+  duration_s?: number;
+  tool_calls?: ToolCall[];
+  base?: { text: string; tokens?: number; duration_s?: number; tool_calls?: ToolCall[] };
+}
+
 export function generateOnce(
   target: { kind: "model" | "base"; id: number },
   params: GenerateParams & { compare_with_base?: boolean },
-): Promise<{ text: string; tokens?: number; base?: { text: string } }> {
+): Promise<GenerateOnceAnswer> {
   const path = target.kind === "base" ? `${BASE}base/${target.id}/generate/` : modelUrl(target.id, "generate/");
-  return api.post<{ text: string; tokens?: number; base?: { text: string } }>(path, params);
+  return api.post<GenerateOnceAnswer>(path, params);
 }
 
 // ---------- Live task updates ----------

@@ -6,6 +6,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { errorMessage } from "../api/client";
 import { generateOnce, type GenerateParams } from "../api/models";
+import type { ToolCall } from "../api/types";
 import { socketUrl } from "./useReconnectingSocket";
 
 export type StreamSide = "model" | "base";
@@ -26,6 +27,8 @@ export interface AnswerStats {
   duration_s?: number;
   prompt_tokens?: number;
   stopped?: boolean;
+  /** With tools: the answer's `<tool_call>` blocks as structured calls (absent when it called none). */
+  tool_calls?: ToolCall[];
 }
 
 function readResults(message: Record<string, unknown>): Partial<Record<StreamSide, AnswerStats>> | undefined {
@@ -103,9 +106,14 @@ export function useGenerateStream() {
           const body = await generateOnce(target, { ...params, compare_with_base: compareWithBase });
           if (finished) return;
           handlers.onToken("model", body.text ?? "");
-          const base = (body as { base?: { text?: string } }).base;
+          const base = body.base;
           if (compareWithBase && base && typeof base.text === "string") handlers.onToken("base", base.text);
-          finish({ fallback: true });
+          const stats = (a: { tokens?: number; duration_s?: number; tool_calls?: ToolCall[] }): AnswerStats => ({
+            tokens: a.tokens,
+            duration_s: a.duration_s,
+            tool_calls: a.tool_calls,
+          });
+          finish({ fallback: true, results: { model: stats(body), ...(compareWithBase && base ? { base: stats(base) } : {}) } });
         } catch (error) {
           finish({ error: errorMessage(error) });
         }

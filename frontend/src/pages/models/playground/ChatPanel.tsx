@@ -3,18 +3,33 @@ import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 
 import { Icon } from "../../../components/Icon";
 import { Banner, Button } from "../../../components/ui";
 import type { StreamSide } from "../../../hooks/useGenerateStream";
-import type { Answer, Exchange } from "./usePlaygroundChat";
+import { visibleText, type Answer, type Exchange } from "./usePlaygroundChat";
 
 function AnswerBubble({ answer, side, streaming, label }: { answer: Answer; side: StreamSide; streaming: boolean; label?: string }) {
   const rate = answer.durationS && answer.durationS > 0 ? answer.tokens / answer.durationS : null;
+  const text = visibleText(answer);
   return (
     <div className={`md-msg md-msg--assistant${side === "base" ? " md-msg--base" : ""}`} data-testid="assistant-message" data-side={side} data-streaming={streaming} data-tokens={answer.tokens}>
       {label && <div className="md-msg__label">{label}</div>}
       <div className="md-msg__text">
-        {answer.text}
+        {text}
         {streaming && <span className="md-caret" aria-hidden="true" />}
-        {!streaming && !answer.text && <span className="muted">(no answer)</span>}
+        {!streaming && !text && !answer.toolCalls.length && <span className="muted">(no answer)</span>}
       </div>
+      {answer.toolCalls.length > 0 && (
+        <div className="md-toolcalls" data-testid="tool-calls">
+          {answer.toolCalls.map((call, i) => (
+            <div key={i} className="md-toolcall" data-testid="tool-call" data-name={call.function.name}>
+              <div className="md-toolcall__head">
+                Calls <code>{call.function.name}</code>
+              </div>
+              <pre className="md-toolcall__args" data-testid="tool-call-arguments">
+                {JSON.stringify(call.function.arguments ?? {}, null, 2)}
+              </pre>
+            </div>
+          ))}
+        </div>
+      )}
       {(answer.tokens > 0 || streaming) && (
         <div className="md-msg__meta">
           {streaming && answer.tokens === 0 ? "Thinking…" : `${answer.tokens} tokens`}

@@ -1,7 +1,8 @@
 // The playground's conversation: each exchange holds the prompt and the streamed answer (two in side-by-side mode).
 import { useRef, useState } from "react";
 import type { ChatTurn } from "../../../api/models";
-import { useGenerateStream, type GenerateTarget } from "../../../hooks/useGenerateStream";
+import type { ToolCall } from "../../../api/types";
+import { useGenerateStream, type AnswerStats, type GenerateTarget } from "../../../hooks/useGenerateStream";
 
 export interface Answer {
   text: string;
@@ -12,6 +13,8 @@ export interface Answer {
   startedAt: number;
   firstTokenAt: number | null;
   endedAt: number | null;
+  /** With tools: the calls the answer made (its `<tool_call>` blocks, parsed by the server when it finished). */
+  toolCalls: ToolCall[];
 }
 
 export interface Exchange {
@@ -47,7 +50,18 @@ export function parseTools(text: string): { tools?: Record<string, unknown>[]; e
   }
 }
 
-const newAnswer = (): Answer => ({ text: "", tokens: 0, durationS: null, startedAt: performance.now(), firstTokenAt: null, endedAt: null });
+const newAnswer = (): Answer => ({ text: "", tokens: 0, durationS: null, startedAt: performance.now(), firstTokenAt: null, endedAt: null, toolCalls: [] });
+
+const TOOL_CALL_BLOCK = /<tool_call>[\s\S]*?(?:<\/tool_call>|$)/g;
+
+/** An answer's text as shown: once the server returned its tool calls, their `<tool_call>` blocks are shown as
+ * cards instead (blocks that were not valid calls stay in the text). */
+export function visibleText(answer: Answer): string {
+  if (!answer.toolCalls.length) return answer.text;
+  return answer.text
+    .replace(TOOL_CALL_BLOCK, (block) => (/\{[\s\S]*"name"[\s\S]*\}/.test(block) ? "" : block))
+    .trim();
+}
 
 /** The whole conversation as chat turns, then the new prompt (answers of the base column are not sent back). */
 function turns(chat: Exchange[], system: string, text: string): ChatTurn[] {
@@ -90,8 +104,8 @@ export function usePlaygroundChat() {
         }),
       onDone: ({ error, fallback, results }) =>
         update(id, (e) => {
-          const settle = (a: Answer, stats: { tokens?: number; duration_s?: number } | undefined): Answer =>
-            stats ? { ...a, tokens: stats.tokens ?? a.tokens, durationS: stats.duration_s ?? null } : a;
+          const settle = (a: Answer, stats: AnswerStats | undefined): Answer =>
+            stats ? { ...a, tokens: stats.tokens ?? a.tokens, durationS: stats.duration_s ?? null, toolCalls: stats.tool_calls ?? [] } : a;
           return {
             ...e,
             model: settle(e.model, results?.model),
