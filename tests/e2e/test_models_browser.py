@@ -372,7 +372,11 @@ def test_model_page_playground_push_and_ollama_import(
 
 # What the generate socket sends for an answer that calls a tool (the server's own message shapes: tokens, then
 # `done` with the parsed calls in `results`; ``models_app.playground`` and its tests produce them from a real model).
-TOOL_ANSWER = ["Let me check. ", '<tool_call>\n{"name": "get_weather", ', '"arguments": {"city": "Paris"}}\n</tool_call>']
+TOOL_ANSWER = [
+    "Let me check. ",
+    '<tool_call>\n{"name": "get_weather", ',
+    '"arguments": {"city": "Paris"}}\n</tool_call>',
+]
 TOOL_CALLS = [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
 
 

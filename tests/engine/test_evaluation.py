@@ -145,12 +145,38 @@ def test_compare_models_shows_both_answers_and_the_adapter_lowers_training_loss(
     assert summary["references"] == 1
 
 
-def test_compare_models_accepts_a_full_model_folder(base):
+def test_compare_models_accepts_a_full_model_folder_and_offers_a_rows_tools(base, monkeypatch):
+    from training.engine.data import ChatRenderer
+    from training.engine.data.tool_formats import messages_tools
+    from training.engine.run import _prompts_for_comparison
+
     path, _, _ = base
-    report = compare_models(path, path, ["Say hello."], max_new_tokens=8)
+    line = (Path(__file__).resolve().parents[1] / "data" / "tool_calling_messages.jsonl").read_text().splitlines()[0]
+    row = messages_tools(json.loads(line), None)  # the canonical row training and evaluation see
+    row["messages"] = row["messages"][:2]  # the question, then the reference answer: a call of get_weather
+    (tool_prompt,) = _prompts_for_comparison([row], 1)
+    assert tool_prompt["tools"] == row["tools"]
+    offered = []
+    render = ChatRenderer.render
+
+    def spy(self, messages, *, add_generation_prompt=False, tools=None):
+        text = render(self, messages, add_generation_prompt=add_generation_prompt, tools=tools)
+        if add_generation_prompt and tools:
+            offered.append(text)
+        return text
+
+    monkeypatch.setattr(ChatRenderer, "render", spy)
+    report = compare_models(path, path, ["Say hello.", tool_prompt], max_new_tokens=8)
     assert report["finetuned_kind"] == "full" and report["eval"] is None
     assert report["prompts"][0]["base"] == report["prompts"][0]["finetuned"]
     assert report["summary"]["prompts_changed"] == 0
+    # The tool row: both models were asked with its tools listed, and its reference is the call as models write it.
+    tool_row = report["prompts"][1]
+    assert tool_row["tools"] == row["tools"] and tool_row["messages"] == row["messages"][:1]
+    assert len(set(offered)) == 1 and "<tools>" in offered[0] and '"get_weather"' in offered[0]  # both models
+    assert (
+        tool_row["reference"] == '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    )
 
 
 def test_answer_scores_exact_match_after_normalisation_and_rouge_l():

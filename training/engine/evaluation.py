@@ -234,23 +234,75 @@ def _reference_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # --- comparison ------------------------------------------------------------------------------------------------------
 
 
-def _prompt_of(item: Any, index: int) -> tuple[list[dict[str, str]], str | None]:
-    """(messages up to the answer, reference answer if the item ends with an assistant turn)."""
+Prompt = tuple[list[dict[str, Any]], str | None, list[dict[str, Any]] | None]
+
+
+def _prompt_of(item: Any, index: int) -> Prompt:
+    """(messages up to the answer, reference answer if the item ends with an assistant turn, the item's tools).
+
+    A tool-calling conversation (a canonical row with ``tools``, assistant ``tool_calls``, ``tool`` turns) keeps its
+    calls and tool results, is answered with its tools offered, and a reference turn that calls tools is shown as
+    the ``<tool_call>`` blocks the model is trained to write."""
     if isinstance(item, str):
-        return [{"role": "user", "content": item}], None
+        return [{"role": "user", "content": item}], None, None
     if isinstance(item, Mapping) and "messages" not in item and isinstance(item.get("prompt"), str):
         reference = item.get("completion") or item.get("response")
-        return [{"role": "user", "content": item["prompt"]}], str(reference) if reference else None
-    messages = _messages_of(item, index)
+        return [{"role": "user", "content": item["prompt"]}], str(reference) if reference else None, None
+    raw = item.get("messages") if isinstance(item, Mapping) else item
+    tools = list(item.get("tools") or []) or None if isinstance(item, Mapping) else None
+    if tools is not None or (isinstance(raw, Sequence) and _has_tool_turns(raw)):
+        messages = _tool_messages(raw, index)
+    else:
+        messages = _messages_of(item, index)
     if messages[-1]["role"] == "assistant":
-        return messages[:-1], messages[-1]["content"]
-    return messages, None
+        return messages[:-1], _answer_text(messages[-1]), tools
+    return messages, None, tools
 
 
-def _generate(model: Any, tokenizer: Any, messages: list[dict[str, str]], max_new_tokens: int) -> str:
+def _has_tool_turns(messages: Sequence[Any]) -> bool:
+    return any(isinstance(m, Mapping) and (m.get("role") == "tool" or m.get("tool_calls")) for m in messages)
+
+
+def _tool_messages(raw: Any, index: int) -> list[dict[str, Any]]:
+    """A tool-calling conversation's turns with their calls and tool fields kept (as ``_messages_of`` checks)."""
+    plain = _messages_of(raw, index)
+    out = []
+    for turn, message in zip(raw, plain, strict=True):
+        for key in ("tool_calls", "name", "tool_call_id"):
+            if turn.get(key):
+                message[key] = turn[key]  # type: ignore[assignment]
+        out.append(message)
+    return out
+
+
+def _answer_text(turn: Mapping[str, Any]) -> str:
+    """An assistant turn as the model writes it: its text, then each call as a ``<tool_call>`` block (the format of
+    ``data.templates.TOOL_FALLBACK_TEMPLATE`` and of Qwen/Hermes templates)."""
+    import json
+
+    parts = [str(turn.get("content") or "")] if turn.get("content") else []
+    for call in turn.get("tool_calls") or []:
+        fn = call.get("function", call)
+        body = json.dumps({"name": fn.get("name"), "arguments": fn.get("arguments", {})}, ensure_ascii=False)
+        parts.append(f"<tool_call>\n{body}\n</tool_call>")
+    return "\n".join(parts)
+
+
+def _generate(
+    model: Any,
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    max_new_tokens: int,
+    tools: list[dict[str, Any]] | None = None,
+) -> str:
     import torch
 
-    text = _render(tokenizer, messages, None, generation=True)
+    if tools or _has_tool_turns(messages):
+        from .data import ChatRenderer
+
+        text = ChatRenderer(tokenizer).render(messages, add_generation_prompt=True, tools=tools)
+    else:
+        text = _render(tokenizer, messages, None, generation=True)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.no_grad():
@@ -294,7 +346,7 @@ def compare_models(
     adapter = is_adapter_dir(finetuned_dir)
 
     def answer(model: Any, tokenizer: Any) -> tuple[list[str], EvalResult | None]:
-        answers = [_generate(model, tokenizer, messages, max_new_tokens) for messages, _ in parsed]
+        answers = [_generate(model, tokenizer, messages, max_new_tokens, tools) for messages, _, tools in parsed]
         result = eval_loss(model, tokenizer, eval_examples, max_length=max_length) if eval_examples else None
         return answers, result
 
@@ -314,6 +366,7 @@ def compare_models(
     rows = [
         {
             "messages": messages,
+            **({"tools": tools} if tools else {}),
             "reference": reference,
             "base": base_answer,
             "finetuned": ft_answer,
@@ -321,7 +374,7 @@ def compare_models(
             "base_scores": answer_scores(base_answer, reference) if reference else None,
             "finetuned_scores": answer_scores(ft_answer, reference) if reference else None,
         }
-        for (messages, reference), base_answer, ft_answer in zip(parsed, base_answers, ft_answers, strict=True)
+        for (messages, reference, tools), base_answer, ft_answer in zip(parsed, base_answers, ft_answers, strict=True)
     ]
     summary: dict[str, Any] = {"prompts": len(rows), "prompts_changed": sum(r["changed"] for r in rows)}
     summary.update(_reference_summary(rows))

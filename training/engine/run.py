@@ -606,12 +606,14 @@ def _publish_dir(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-def _prompts_for_comparison(examples: Sequence[dict[str, Any]], n: int) -> list[list[dict[str, str]]]:
-    """Held-out conversations ending with the reference answer (``compare_models`` splits it off)."""
-    prompts = []
+def _prompts_for_comparison(examples: Sequence[dict[str, Any]], n: int) -> list[Any]:
+    """Held-out conversations ending with the reference answer (``compare_models`` splits it off); a tool-calling
+    row keeps its ``tools``, so both models are asked with the tools offered."""
+    prompts: list[Any] = []
     for ex in examples:
         if "messages" in ex and any(m["role"] != "assistant" for m in ex["messages"]):
-            prompts.append(list(ex["messages"]))
+            messages = list(ex["messages"])
+            prompts.append({"messages": messages, "tools": ex["tools"]} if ex.get("tools") else messages)
         elif "prompt" in ex:
             prompts.append([*ex["prompt"], *ex.get("chosen", [])])
         if len(prompts) >= n:
