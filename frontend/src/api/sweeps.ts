@@ -2,6 +2,7 @@
 // hyperparameters, run as ordinary jobs; the detail ranks the variants and carries their loss curves for the overlay.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "./client";
+import type { components } from "./schema.gen";
 
 const BASE = "/api/training/sweeps/";
 
@@ -43,46 +44,21 @@ export interface SweepCreateInput {
   seed?: number;
 }
 
-export interface Sweep {
-  id: number;
-  name: string;
-  status: "running" | "finished";
-  strategy: SweepStrategy;
-  parameters: SweepParameters;
-  max_variants: number;
-  seed: number;
-  metric: string;
-  spec: Record<string, unknown>;
-  variant_count: number;
-  active_count: number;
-  best_job: number | null;
-  promoted_model: number | null;
-  created: string;
-  finished: string | null;
-}
+// The REST shapes are the generated ones (schema.gen.ts, `make types`), with the JSON fields the schema leaves
+// untyped given their real types.
+type Schemas = components["schemas"];
 
-export interface SweepVariant {
-  job: number;
-  name: string;
-  status: string;
+export type Sweep = Omit<Schemas["Sweep"], "parameters"> & { parameters: SweepParameters };
+
+export type SweepVariant = Omit<Schemas["SweepVariant"], "params"> & {
+  /** The swept values of this variant. */
   params: Record<string, number>;
-  progress: number;
-  current_step: number;
-  total_steps: number;
-  error: string;
-  eval_loss: number | null;
-  final_loss: number | null;
-  rank: number | null;
-  best: boolean;
-  model: number | null;
-  curve: { step: number; loss: number }[];
-  eval_points: { step: number; eval_loss: number }[];
-}
+};
 
-export interface SweepDetail extends Sweep {
-  metric_used: "eval_loss" | "train_loss";
+export type SweepDetail = Omit<Schemas["SweepDetail"], "parameters" | "variants"> & {
+  parameters: SweepParameters;
   variants: SweepVariant[];
-}
+};
 
 export interface PromotedModel {
   model: number;
