@@ -10,6 +10,7 @@ class TrainingJob(models.Model):
     """One fine-tuning run requested by a user, executed by a `training` worker (local) or on Modal."""
 
     class Status(models.TextChoices):
+        WAITING = "waiting"  # a sweep variant over the concurrent-jobs limit: queued when a slot frees up
         QUEUED = "queued"
         STARTING = "starting"
         RUNNING = "running"
@@ -18,7 +19,13 @@ class TrainingJob(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    ACTIVE = (Status.QUEUED, Status.STARTING, Status.RUNNING, Status.RECOVERING)
+    ACTIVE = (
+        Status.QUEUED,
+        Status.STARTING,
+        Status.RUNNING,
+        Status.RECOVERING,
+    )  # what the concurrent-jobs limit counts
+    UNFINISHED = (Status.WAITING, *ACTIVE)
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     class Backend(models.TextChoices):

@@ -76,6 +76,11 @@ def monthly_totals(user_id: int, now: datetime, *, exclude_job: int | None = Non
     return Totals(seconds=seconds, cost_usd=cost)
 
 
+def free_slots(user_id: int) -> int:
+    """How many more jobs the user may have active now under the concurrent-jobs limit."""
+    return max(int(quotas.limits_of(user_id)["concurrent_jobs"]) - active_jobs(user_id), 0)
+
+
 def active_jobs(user_id: int, *, exclude_job: int | None = None) -> int:
     """Jobs queued, starting, running or recovering."""
     qs = TrainingJob.objects.filter(owner_id=user_id, status__in=TrainingJob.ACTIVE)
@@ -135,12 +140,16 @@ def running_over_quota(job: TrainingJob) -> quotas.QuotaExceeded | None:
     return None
 
 
-def check_can_create_job(user: User, backend: str, *, estimate_s: float = 0.0, estimate_usd: float = 0.0) -> None:
-    """Refuse a new job (QuotaExceeded, 429) over the concurrent-jobs limit or with this month's GPU minutes / Modal
-    spend for ``backend`` used up (or not enough left for the estimate). Call it holding ``quotas.lock_user``."""
+def check_can_create_job(
+    user: User, backend: str, *, estimate_s: float = 0.0, estimate_usd: float = 0.0, concurrent: bool = True
+) -> None:
+    """Refuse a new job (QuotaExceeded, 429) over the concurrent-jobs limit (unless ``concurrent`` is False: a job
+    created waiting for a slot) or with this month's GPU minutes / Modal spend for ``backend`` used up (or not enough
+    left for the estimate). Call it holding ``quotas.lock_user``."""
     limits = quotas.limits_of(user.pk)  # an operator may have just changed them
     now = timezone.now()
-    quotas.check_concurrent(limits, active_jobs(user.pk))
+    if concurrent:
+        quotas.check_concurrent(limits, active_jobs(user.pk))
     totals = monthly_totals(user.pk, now, reserve=True)
     quotas.check_budget(
         limits,

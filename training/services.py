@@ -209,8 +209,10 @@ def create_job(
     compare_prompts: int = 0,
     eval_dataset_id: int | None = None,
     eval_dataset_version: int | None = None,
+    hold: bool = False,
 ) -> TrainingJob:
-    """Validate and queue a training job (enqueued once the transaction commits)."""
+    """Validate and queue a training job (enqueued once the transaction commits). ``hold``: created ``waiting`` for
+    a concurrent-jobs slot instead (a sweep's variants beyond the limit; ``release_waiting`` queues it)."""
     if method not in METHODS:
         raise ServiceError(f"method must be one of {', '.join(METHODS)}, got '{method}'.", field="method")
     if weights not in WEIGHTS:
@@ -256,8 +258,9 @@ def create_job(
     )
     with transaction.atomic():
         quotas.lock_user(owner.pk)  # serializes parallel creates: the counts below include every committed job
-        job_quotas.check_can_create_job(owner, backend, estimate_s=est_s, estimate_usd=est_usd)
+        job_quotas.check_can_create_job(owner, backend, estimate_s=est_s, estimate_usd=est_usd, concurrent=not hold)
         job = TrainingJob.objects.create(
+            status=TrainingJob.Status.WAITING if hold else TrainingJob.Status.QUEUED,
             owner=owner,
             name=(name or f"{base.name} on {ds.name}").strip()[:200],
             base_model=base,
@@ -272,9 +275,34 @@ def create_job(
             eval_dataset=eval_ds,
             dataset_sha256=(ds.files.first().sha256 if ds.files.exists() else ""),
         )
-        enqueue(job)
-    logger.info("job %s created by user %s", job.pk, owner.pk)
+        if not hold:
+            enqueue(job)
+    logger.info("job %s created by user %s%s", job.pk, owner.pk, " (waiting for a slot)" if hold else "")
     return job
+
+
+def release_waiting(owner_id: int) -> list[int]:
+    """Queue the owner's waiting jobs, oldest first, while the concurrent-jobs limit has room; the ids queued.
+    Called when one of the owner's jobs finishes and periodically (``recover_expired_leases``), so a raised limit
+    or a missed call is caught up."""
+    with transaction.atomic():
+        quotas.lock_user(owner_id)
+        free = job_quotas.free_slots(owner_id)
+        if free <= 0:
+            return []
+        waiting = list(
+            TrainingJob.objects.select_for_update()
+            .filter(owner_id=owner_id, status=TrainingJob.Status.WAITING, cancel_requested=False)
+            .order_by("created", "id")[:free]
+        )
+        for job in waiting:
+            job.status = TrainingJob.Status.QUEUED
+            job.save(update_fields=["status", "updated"])
+            events.publish_status(job.pk, job.status)
+            enqueue(job)
+    if waiting:
+        logger.info("user %s: queued waiting jobs %s", owner_id, [j.pk for j in waiting])
+    return [j.pk for j in waiting]
 
 
 def enqueue(job: TrainingJob) -> None:
@@ -490,6 +518,9 @@ def _finish(job: TrainingJob, status: str, error: str, kind: str = "") -> None:
         _announce(job.pk)
     if job.sweep_id is not None:
         job_finished.send(sender=TrainingJob, job=job)
+    owner_id = job.owner_id
+    if TrainingJob.objects.filter(owner_id=owner_id, status=TrainingJob.Status.WAITING).exists():
+        transaction.on_commit(lambda: release_waiting(owner_id), robust=True)  # its slot is free
 
 
 def complete_job(job_id: int, worker_id: str, result: dict[str, Any]) -> FineTunedModel | None:
@@ -698,7 +729,8 @@ def _requeue_or_fail(job: TrainingJob, reason: str) -> None:
 
 
 def recover_expired_leases() -> int:
-    """Beat: jobs whose worker stopped renewing the lease are re-queued (within the retry budget)."""
+    """Beat: jobs whose worker stopped renewing the lease are re-queued (within the retry budget), and waiting
+    jobs are queued where their owner has a free slot."""
     now = timezone.now()
     count = 0
     ids = list(
@@ -720,6 +752,10 @@ def recover_expired_leases() -> int:
                 _requeue_or_fail(job, "worker lost")
             count += 1
     count += _recover_silent_modal_runs(now)
+    # Waiting jobs whose owner has a free slot (a raised limit, a finish whose release did not run).
+    owners = TrainingJob.objects.filter(status=TrainingJob.Status.WAITING).values_list("owner_id", flat=True)
+    for owner_id in sorted(set(owners)):
+        count += len(release_waiting(owner_id))
     return count
 
 
@@ -758,7 +794,8 @@ def request_cancel(job: TrainingJob) -> TrainingJob:
             raise ServiceError(f"The job already {job.status}.", status_code=409)
         job.cancel_requested = True
         job.save(update_fields=["cancel_requested", "updated"])
-        if job.status in (TrainingJob.Status.QUEUED, TrainingJob.Status.RECOVERING) and not job.lease_owner:
+        idle = (TrainingJob.Status.WAITING, TrainingJob.Status.QUEUED, TrainingJob.Status.RECOVERING)
+        if job.status in idle and not job.lease_owner:
             _finish(job, TrainingJob.Status.CANCELLED, "")
     return job
 
@@ -811,7 +848,7 @@ def continue_job(job: TrainingJob, *, extra_epochs: float) -> TrainingJob:
 
 def delete_job(job: TrainingJob) -> None:
     """Delete a finished job and its metrics (a running one must be cancelled first)."""
-    if job.status in TrainingJob.ACTIVE:
+    if job.status in TrainingJob.UNFINISHED:
         raise ServiceError("Cancel the job before deleting it.", status_code=409)
     checkpoints, prefix = (job.checkpoint_key, job.previous_checkpoint_key), checkpoint_prefix(job.pk)
     job.delete()

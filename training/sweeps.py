@@ -1,5 +1,8 @@
 """Hyperparameter sweeps: one job spec plus a grid or seeded random search over up to three numeric hyperparameters,
-queued as ordinary training jobs (quotas apply to the whole sweep, each job stays cancellable on its own).
+queued as ordinary training jobs (each stays cancellable on its own). The sweep's estimated GPU time must fit the
+month's budget as a whole; variants beyond the concurrent-jobs limit are created ``waiting`` and queued, oldest
+first, as the owner's running jobs finish (``services.release_waiting``), so a 12-variant sweep runs under a limit
+of 2.
 
 A sweep's variants are ranked by their final eval loss (the last evaluation of the run); when a succeeded variant has
 no eval loss (no validation rows) every variant is ranked by its final training loss instead, and the summary says
@@ -202,7 +205,8 @@ def create_sweep(
     name = (name or f"Sweep of {base.name} on {ds.name}").strip()[:200]
     with transaction.atomic():
         quotas.lock_user(owner.pk)
-        _check_sweep_quota(owner, backend, len(variants), estimates)
+        _check_sweep_quota(owner, backend, estimates)
+        free = job_quotas.free_slots(owner.pk)
         sweep = Sweep.objects.create(
             owner=owner,
             name=name,
@@ -227,27 +231,23 @@ def create_sweep(
                 compare_prompts=spec.get("compare_prompts") or 0,
                 eval_dataset_id=spec.get("eval_dataset"),
                 eval_dataset_version=spec.get("eval_dataset_version"),
+                hold=i > free,
             )
             TrainingJob.objects.filter(pk=job.pk).update(sweep=sweep, sweep_params=params)
-    logger.info("sweep %s created by user %s: %s variants", sweep.pk, owner.pk, len(variants))
+    logger.info(
+        "sweep %s created by user %s: %s variants (%s waiting for a slot)",
+        sweep.pk,
+        owner.pk,
+        len(variants),
+        max(len(variants) - free, 0),
+    )
     return sweep
 
 
-def _check_sweep_quota(owner: User, backend: str, count: int, estimates: list[tuple[float, float]]) -> None:
-    """The whole sweep must fit: ``count`` more active jobs under the concurrent-jobs limit, and the variants'
-    estimated GPU time (and Modal spend) within what is left this month. Call it holding ``quotas.lock_user``."""
+def _check_sweep_quota(owner: User, backend: str, estimates: list[tuple[float, float]]) -> None:
+    """The whole sweep must fit: the variants' estimated GPU time (and Modal spend) within what is left this month
+    (the concurrent-jobs limit only paces it). Call it holding ``quotas.lock_user``."""
     limits = quotas.limits_of(owner.pk)
-    active, limit = job_quotas.active_jobs(owner.pk), int(limits["concurrent_jobs"])
-    if active + count > limit:
-        raise quotas.QuotaExceeded(
-            f"This sweep queues {count} jobs at once; with the {active} active job(s) you already have that is "
-            f"over your concurrent-jobs limit of {limit}. Use fewer variants, wait for running jobs to finish, or "
-            "ask an operator for a higher limit. Nothing was created.",
-            quota="concurrent_jobs",
-            used=active,
-            limit=limit,
-            resets_at=None,
-        )
     now = timezone.now()
     totals = job_quotas.monthly_totals(owner.pk, now, reserve=True)
     quotas.check_budget(
@@ -268,7 +268,7 @@ def owned_sweeps(owner: User) -> QuerySet[Sweep]:
         Sweep.objects.filter(owner=owner)
         .annotate(
             variant_count=Count("jobs"),
-            active_count=Count("jobs", filter=Q(jobs__status__in=TrainingJob.ACTIVE)),
+            active_count=Count("jobs", filter=Q(jobs__status__in=TrainingJob.UNFINISHED)),
         )
         .order_by("-created", "-id")
     )
@@ -365,7 +365,7 @@ def sweep_summary(sweep: Sweep) -> dict[str, Any]:
         elif kind == "eval" and eval_loss is not None:
             eval_points[job_id].append({"step": step, "eval_loss": eval_loss})
     rank = {pk: i for i, pk in enumerate(ranked, start=1)}
-    active = sum(1 for j in jobs if j.status in TrainingJob.ACTIVE)
+    active = sum(1 for j in jobs if j.status in TrainingJob.UNFINISHED)
     variants = [
         {
             "job": j.pk,
@@ -416,12 +416,15 @@ def sweep_fields(sweep: Sweep, *, variant_count: int, active_count: int) -> dict
 
 # --- actions ----------------------------------------------------------------------------------------------------
 def cancel_sweep(sweep: Sweep) -> Sweep:
-    """Cancel every unfinished variant (queued ones stop at once, running ones within a step)."""
-    for job in sweep.jobs.filter(status__in=TrainingJob.ACTIVE, cancel_requested=False):
-        try:
-            services.request_cancel(job)
-        except ServiceError:  # it finished meanwhile
-            continue
+    """Cancel every unfinished variant (waiting and queued ones stop at once, running ones within a step)."""
+    # One transaction: the slots the cancellations free are handed out (``release_waiting``) only after every
+    # variant of this sweep is cancelled, so none of its waiting variants is queued on the way.
+    with transaction.atomic():
+        for job in sweep.jobs.filter(status__in=TrainingJob.UNFINISHED, cancel_requested=False):
+            try:
+                services.request_cancel(job)
+            except ServiceError:  # it finished meanwhile
+                continue
     logger.info("sweep %s: cancel requested", sweep.pk)
     return refresh(sweep)
 
@@ -459,6 +462,6 @@ def promote(sweep: Sweep, job_id: int | None = None) -> FineTunedModel:
 
 def delete_sweep(sweep: Sweep) -> None:
     """Delete a finished sweep's record; its jobs and models stay (as ordinary jobs and models)."""
-    if sweep.jobs.filter(status__in=TrainingJob.ACTIVE).exists():
+    if sweep.jobs.filter(status__in=TrainingJob.UNFINISHED).exists():
         raise ServiceError("The sweep still has active jobs: cancel it before deleting it.", status_code=409)
     sweep.delete()

@@ -1,6 +1,7 @@
 """Hyperparameter sweeps: a real sweep of three variants trained by a Celery worker ends with every variant ranked
-by eval loss and the best one marked and promotable; the whole sweep is refused (nothing created) when a parameter,
-a variant or the quota says no; cancelling a sweep cancels every variant."""
+by eval loss and the best one marked and promotable; the whole sweep is refused (nothing created) when a parameter
+or a variant says no; variants over the concurrent-jobs limit wait and are queued as slots free up; cancelling a
+sweep cancels every variant."""
 
 from __future__ import annotations
 
@@ -96,10 +97,9 @@ def test_a_sweep_of_three_variants_runs_to_the_end_with_the_best_marked(daphne_u
         ({"parameters": {"lr_scheduler_type": ["linear", "cosine"]}}, 400, "only numeric"),
         ({"parameters": {"learning_rat": [1e-4]}}, 400, "Cannot sweep learning_rat"),
         ({"parameters": {"learning_rate": [1e-4, 3]}}, 400, "Variant 2 (learning_rate=3) is refused"),
-        ({"parameters": {"learning_rate": [1e-4] * 1 + [2e-4, 3e-4]}}, 429, "concurrent-jobs limit of 2"),
         ({"strategy": "random", "parameters": {"learning_rate": {"min": 1, "max": 0}}, "max_variants": 2}, 400, "min"),
     ],
-    ids=["four-parameters", "not-numeric", "unknown", "invalid-variant", "over-quota", "bad-range"],
+    ids=["four-parameters", "not-numeric", "unknown", "invalid-variant", "bad-range"],
 )
 def test_a_refused_sweep_creates_nothing(auth_client, ready_dataset, embedded_base, changes, status, needle):
     r = auth_client.post("/api/training/sweeps/", _body(ready_dataset, embedded_base, **changes), format="json")
@@ -156,3 +156,51 @@ def test_a_random_sweep_is_seeded_and_cancelling_it_cancels_every_variant(
     assert listed["count"] == 1 and listed["results"][0]["status"] == "finished"
     assert auth_client.delete(f"/api/training/sweeps/{sweep['id']}/").status_code == 204
     assert TrainingJob.objects.filter(owner=user).count() == 4
+
+
+@pytest.mark.django_db
+def test_variants_over_the_concurrent_limit_wait_and_are_queued_as_slots_free_up(
+    auth_client, user, ready_dataset, embedded_base, monkeypatch, django_capture_on_commit_callbacks
+):
+    from training import services
+
+    queued: list[int] = []
+    monkeypatch.setattr(services, "enqueue", lambda job: queued.append(job.pk))  # no worker: record what is sent
+    User.objects.filter(pk=user.pk).update(quota_overrides={"concurrent_jobs": 2})
+    body = _body(ready_dataset, embedded_base, parameters={"learning_rate": [1e-4, 2e-4, 3e-4, 4e-4]})
+    r = auth_client.post("/api/training/sweeps/", body, format="json")
+    assert r.status_code == 201, r.content
+    sweep = r.json()
+    jobs = list(TrainingJob.objects.filter(sweep_id=sweep["id"]).order_by("id"))
+    assert [j.status for j in jobs] == ["queued", "queued", "waiting", "waiting"]
+    assert queued == [jobs[0].pk, jobs[1].pk]  # only the first two went to the queue
+    assert sweep["status"] == "running" and sweep["active_count"] == 4
+    assert [v["status"] for v in sweep["variants"]].count("waiting") == 2
+    # The quota counts the two queued jobs only; a plain job is still refused at the limit.
+    me = auth_client.get("/api/auth/me/").json()
+    assert me["usage"]["concurrent_jobs"] == 2
+    plain = {k: v for k, v in body.items() if k not in ("strategy", "parameters")}
+    assert auth_client.post("/api/training/jobs/", plain, format="json").status_code == 429
+
+    # One variant ends (cancelled while queued): its slot goes to the oldest waiting variant.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert auth_client.post(f"/api/training/jobs/{jobs[0].pk}/cancel/").status_code == 200
+    assert TrainingJob.objects.get(pk=jobs[2].pk).status == "queued" and queued[-1] == jobs[2].pk
+    assert TrainingJob.objects.get(pk=jobs[3].pk).status == "waiting"
+    # A raised limit is caught up by the periodic recovery.
+    User.objects.filter(pk=user.pk).update(quota_overrides={"concurrent_jobs": 3})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.recover_expired_leases() == 1
+    assert TrainingJob.objects.get(pk=jobs[3].pk).status == "queued" and queued[-1] == jobs[3].pk
+
+    # A waiting job cancels at once; cancelling the sweep cancels the rest.
+    User.objects.filter(pk=user.pk).update(quota_overrides={"concurrent_jobs": 1})
+    extra = _body(ready_dataset, embedded_base, name="second", parameters={"learning_rate": [5e-4, 6e-4]})
+    second = auth_client.post("/api/training/sweeps/", extra, format="json").json()
+    waiting = TrainingJob.objects.filter(sweep_id=second["id"])
+    assert set(waiting.values_list("status", flat=True)) == {"waiting"}
+    r = auth_client.post(f"/api/training/sweeps/{second['id']}/cancel/")
+    assert r.status_code == 200 and r.json()["status"] == "finished"
+    assert set(waiting.values_list("status", flat=True)) == {"cancelled"}
+    r = auth_client.post(f"/api/training/sweeps/{sweep['id']}/cancel/")
+    assert {v["status"] for v in r.json()["variants"]} == {"cancelled"}

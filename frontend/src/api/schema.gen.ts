@@ -1742,7 +1742,8 @@ export interface components {
             eval_dataset_version?: number | null;
         };
         /**
-         * @description * `queued` - Queued
+         * @description * `waiting` - Waiting
+         *     * `queued` - Queued
          *     * `starting` - Starting
          *     * `running` - Running
          *     * `recovering` - Recovering
@@ -1751,7 +1752,7 @@ export interface components {
          *     * `cancelled` - Cancelled
          * @enum {string}
          */
-        JobStatusEnum: "queued" | "starting" | "running" | "recovering" | "succeeded" | "failed" | "cancelled";
+        JobStatusEnum: "waiting" | "queued" | "starting" | "running" | "recovering" | "succeeded" | "failed" | "cancelled";
         /** @description Mix into a (Model)Serializer used for output: same representation, a fraction of the time. */
         JobSummary: {
             id: number;

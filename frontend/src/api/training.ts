@@ -19,7 +19,8 @@ import type {
 
 const BASE = "/api/training/";
 
-export const ACTIVE_STATUSES: readonly JobStatus[] = ["queued", "starting", "running", "recovering"];
+/** Not finished yet: waiting (a sweep variant over the concurrent-jobs limit), queued or on a worker. */
+export const ACTIVE_STATUSES: readonly JobStatus[] = ["waiting", "queued", "starting", "running", "recovering"];
 export const FINISHED_STATUSES: readonly JobStatus[] = ["succeeded", "failed", "cancelled"];
 /** Dataset formats holding chosen/rejected pairs (DPO and ORPO need one of them; SFT refuses them). */
 export const PREFERENCE_FORMATS: readonly string[] = ["preference", "hh_rlhf", "sharegpt_preference"];

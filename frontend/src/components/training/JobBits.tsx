@@ -4,6 +4,7 @@ import { STATUS_LABEL } from "./labels";
 import { formatEta, formatNumber, toPct } from "../../lib/format";
 
 const STATUS_TONE: Record<JobStatus, string> = {
+  waiting: "muted",
   queued: "neutral",
   starting: "info",
   running: "info",

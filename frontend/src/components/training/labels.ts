@@ -5,6 +5,7 @@ export const METHOD_LABEL: Record<TrainingMethod, string> = { sft: "SFT", dpo: "
 export const WEIGHTS_LABEL: Record<TrainingWeights, string> = { lora: "LoRA", qlora: "QLoRA", full: "Full" };
 
 export const STATUS_LABEL: Record<JobStatus, string> = {
+  waiting: "Waiting for a slot",
   queued: "Queued",
   starting: "Starting",
   running: "Running",

@@ -348,6 +348,11 @@ export default function TrainingJobPage() {
         <Card className="tr-progress-card">
           <JobProgress progress={progress} step={step} total={total} etaS={eta} status={data.status} testId="job-progress" />
           {data.status === "queued" && <p className="muted small">Waiting for a training worker to pick the job up.</p>}
+          {data.status === "waiting" && (
+            <p className="muted small" data-testid="job-waiting-note">
+              A sweep variant waiting for one of your concurrent-job slots: it is queued as soon as one of your running jobs finishes.
+            </p>
+          )}
         </Card>
 
         {data.status === "succeeded" && <ResultCard job={data} />}
