@@ -153,7 +153,7 @@ export function SweepOption({ body }: { body: object | null }) {
             </div>
           )}
           <p className="small" data-testid="sweep-count">
-            {error ?? (tooMany ? `${n} variants: a sweep has 1 to ${MAX_SWEEP_VARIANTS}.` : `${n} variant${n === 1 ? "" : "s"}, queued as ${n} job${n === 1 ? "" : "s"} (each counts towards your concurrent-jobs quota).`)}
+            {error ?? (tooMany ? `${n} variants: a sweep has 1 to ${MAX_SWEEP_VARIANTS}.` : `${n} variant${n === 1 ? "" : "s"}, run as ${n} job${n === 1 ? "" : "s"}; those beyond your concurrent-jobs limit wait for a free slot.`)}
           </p>
           {create.error && (
             <Banner tone={create.error && "status" in create.error && create.error.status === 429 ? "warning" : "error"} title="Could not launch the sweep" testId="sweep-error">
