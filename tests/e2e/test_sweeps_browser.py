@@ -1,5 +1,6 @@
-"""In Chromium: launch a two-variant learning-rate sweep from the training wizard's review step, follow it on the sweep
-page until both variants have trained (the loss curves overlaid, the best variant marked), and promote the best.
+"""In Chromium: launch a two-variant learning-rate sweep from the training wizard's review step (under a limit of one
+concurrent job, so the second variant shows as waiting for a slot), follow it on the sweep page until both variants
+have trained (the loss curves overlaid, the best variant marked), and promote the best.
 Screenshots in test-artifacts/training/."""
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def test_a_sweep_launched_from_the_wizard(page, daphne_url, sweep_worker, artifa
 
     from accounts.models import User
 
-    ds = make_ready_dataset(User.objects.get(username="sam"), name="tiny alpaca")
+    sam = User.objects.get(username="sam")
+    # One job at a time (the worker runs one anyway): the second variant waits for the first's slot.
+    User.objects.filter(pk=sam.pk).update(quota_overrides={"concurrent_jobs": 1})
+    ds = make_ready_dataset(sam, name="tiny alpaca")
     page.goto(f"{daphne_url}/training/new?dataset={ds.pk}")
     next_button = page.get_by_role("button", name="Next")
     for _ in range(3):  # base model and dataset (preselected), method (SFT + LoRA)
@@ -62,17 +66,21 @@ def test_a_sweep_launched_from_the_wizard(page, daphne_url, sweep_worker, artifa
     expect(page).to_have_url(re.compile(r"/training/sweeps/\d+"), timeout=20000)
     expect(page.get_by_test_id("sweep-variant")).to_have_count(2)
     expect(page.get_by_role("heading", name="lr sweep")).to_be_visible()
+    waiting = page.locator("[data-testid=sweep-variant] [data-status=waiting]")
+    expect(waiting).to_have_count(1)
+    expect(waiting).to_have_text("Waiting for a slot")
+    shot("sweep-02-waiting.png")
     # Polled while it runs: both variants train on the worker, then the best is marked.
     expect(page.get_by_test_id("sweep-card")).to_contain_text("Finished", timeout=400000)
     expect(page.get_by_test_id("best-badge")).to_have_count(1)
     expect(page.locator("[data-testid=sweep-variant][data-best]")).to_have_attribute("data-rank", "1")
     page.wait_for_function("() => Number(document.querySelector('[data-testid=sweep-chart]')?.dataset.points) >= 4")
     page.wait_for_timeout(300)
-    shot("sweep-02-finished.png")
+    shot("sweep-03-finished.png")
 
     page.get_by_test_id("promote-best").click()
     expect(page.get_by_test_id("promoted")).to_contain_text("lr sweep v1")
-    shot("sweep-03-promoted.png")
+    shot("sweep-04-promoted.png")
 
     from training.models import Sweep
 
