@@ -24,7 +24,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")  # tool: a tool's result, answering the assistant turn's call
 MAX_MESSAGES = 64
 MAX_MESSAGE_CHARS = 16_000
 MAX_TOTAL_CHARS = 64_000
@@ -149,8 +149,8 @@ def parse_request(data: Any) -> GenerationRequest:
         if role != "system" and not content.strip():
             raise InvalidRequest(f"messages[{i}] is empty.", "messages")
         messages.append((role, content))
-    if messages[-1][0] != "user":
-        raise InvalidRequest("The last message must be the user's.", "messages")
+    if messages[-1][0] not in ("user", "tool"):
+        raise InvalidRequest("The last message must be the user's (or a tool's result).", "messages")
     if sum(len(c) for _, c in messages) > MAX_TOTAL_CHARS:
         raise InvalidRequest(f"The conversation is too long (more than {MAX_TOTAL_CHARS} characters).", "messages")
 
@@ -163,12 +163,23 @@ def parse_request(data: Any) -> GenerationRequest:
     top_p = _number(data, "top_p")
     if not 0 < top_p <= 1:
         raise InvalidRequest("top_p must be greater than 0 and at most 1.", "top_p")
+    tools = parse_tools(data.get("tools"))
+    for i, (role, _) in enumerate(messages):
+        if role == "tool" and not tools:
+            raise InvalidRequest(
+                "A tool message answers a tool call: send the `tools` the model was offered with the conversation.",
+                "messages",
+            )
+        if role == "tool" and (i == 0 or messages[i - 1][0] not in ("assistant", "tool")):
+            raise InvalidRequest(
+                "A tool message (a tool's result) must follow the assistant turn that called the tool.", "messages"
+            )
     return GenerationRequest(
         messages=tuple(messages),
         max_new_tokens=int(max_new_tokens),
         temperature=temperature,
         top_p=top_p,
-        tools=parse_tools(data.get("tools")),
+        tools=tools,
     )
 
 

@@ -15,7 +15,11 @@ from models_app import playground
 
 
 class _Message(StrictInputMixin, serializers.Serializer):
-    role = serializers.ChoiceField(choices=["system", "user", "assistant"])
+    role = serializers.ChoiceField(
+        choices=["system", "user", "assistant", "tool"],
+        help_text="`tool`: a tool's result, after the assistant turn that called it (needs `tools`); the conversation "
+        "may end with one, and the model answers it.",
+    )
     content = serializers.CharField()
 
 

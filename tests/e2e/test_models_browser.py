@@ -382,7 +382,8 @@ TOOL_CALLS = [{"type": "function", "function": {"name": "get_weather", "argument
 
 def test_playground_shows_an_answers_tool_calls_as_calls(page, models_servers, make_finetuned, artifacts_dir):
     """With a tools list in the settings, the request carries the tools and an answer's `<tool_call>` blocks show as
-    call cards (name and arguments), not as markup in the text. The socket is answered by the page's route with the
+    call cards (name and arguments), not as markup in the text; the user sends the tool's result back and the model
+    answers from it. The socket is answered by the page's route with the
     messages the server sends, so the model's choice to call a tool does not decide the test."""
     import json
 
@@ -397,12 +398,16 @@ def test_playground_shows_an_answers_tool_calls_as_calls(page, models_servers, m
         def on_message(message) -> None:
             body = json.loads(message)
             sent.append(body)
+            after_tool = body["messages"][-1]["role"] == "tool"
+            pieces = ["It is 18 °C ", "in Paris."] if after_tool else TOOL_ANSWER
             ws.send(json.dumps({"type": "start"}))
-            for piece in TOOL_ANSWER:
+            for piece in pieces:
                 ws.send(json.dumps({"type": "token", "text": piece, "source": "model"}))
-            text = "".join(TOOL_ANSWER)
-            result = {"text": text, "tokens": 21, "prompt_tokens": 90, "duration_s": 0.5, "tool_calls": TOOL_CALLS}
-            ws.send(json.dumps({"type": "done", "tokens": 21, "text": text, "results": {"model": result}}))
+            text = "".join(pieces)
+            result = {"text": text, "tokens": len(pieces), "prompt_tokens": 90, "duration_s": 0.5}
+            if not after_tool:
+                result["tool_calls"] = TOOL_CALLS
+            ws.send(json.dumps({"type": "done", "tokens": len(pieces), "text": text, "results": {"model": result}}))
 
         ws.on_message(on_message)
 
@@ -425,3 +430,20 @@ def test_playground_shows_an_answers_tool_calls_as_calls(page, models_servers, m
     shots = artifacts_dir / "models"
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / "17-playground-tool-call.png"), full_page=True)
+
+    # Playing the tool: its result goes back as a `tool` turn after the call, with the tools, and the model goes on.
+    expect(page.get_by_test_id("tool-result-form")).to_contain_text("Result of get_weather")
+    page.get_by_test_id("tool-result-input").fill('{"temperature": 18}')
+    page.get_by_test_id("tool-result-send").click()
+    expect(page.get_by_test_id("tool-message")).to_contain_text('{"temperature": 18}')
+    final = page.get_by_test_id("assistant-message").nth(1)
+    expect(final).to_have_attribute("data-streaming", "false")
+    expect(final.locator(".md-msg__text")).to_have_text("It is 18 °C in Paris.")
+    expect(page.get_by_test_id("tool-result-form")).to_have_count(0)  # the last answer called nothing
+    assert len(sent) == 2 and sent[1]["tools"] == sent[0]["tools"]
+    assert sent[1]["messages"][-3:] == [
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"role": "assistant", "content": "".join(TOOL_ANSWER)},  # the call as the model wrote it
+        {"role": "tool", "content": '{"temperature": 18}'},
+    ]
+    page.screenshot(path=str(shots / "18-playground-tool-result.png"), full_page=True)

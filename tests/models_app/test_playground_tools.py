@@ -76,3 +76,25 @@ def test_a_real_generation_with_tools_on_the_embedded_model():
     text = generation.run()
     assert text and generation.tokens > 0
     assert generation.tool_calls == parse_tool_calls(text)  # structured whenever the model wrote a valid call
+
+
+def test_a_tool_result_turn_is_answered_with_the_tools_and_rendered_as_a_tool_response():
+    from transformers import AutoTokenizer
+
+    from training.engine.embedded import embedded_model_path
+
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    turns = [*ASK, {"role": "assistant", "content": call}, {"role": "tool", "content": '{"temperature": 18}'}]
+    req = parse_request({"messages": turns, "tools": [WEATHER]})
+    assert req.chat()[-1] == {"role": "tool", "content": '{"temperature": 18}'}
+    assert parse_request(req.to_dict()) == req
+    prompt = render_prompt(AutoTokenizer.from_pretrained(embedded_model_path()), req.chat(), req.tools)
+    # The call as the model wrote it, then the result the way tool-calling data is trained, then the answer's turn.
+    assert prompt.endswith(
+        f"<|im_start|>assistant\n{call}<|im_end|>\n"
+        '<|im_start|>tool\n<tool_response>\n{"temperature": 18}\n</tool_response><|im_end|>\n<|im_start|>assistant\n'
+    )
+    with pytest.raises(InvalidRequest, match="send the `tools`"):
+        parse_request({"messages": turns})
+    with pytest.raises(InvalidRequest, match="must follow the assistant turn"):
+        parse_request({"messages": [*ASK, {"role": "tool", "content": "18"}], "tools": [WEATHER]})

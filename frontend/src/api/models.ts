@@ -159,7 +159,8 @@ export interface FitEstimate {
 }
 
 export interface ChatTurn {
-  role: "system" | "user" | "assistant";
+  /** `tool`: a tool's result, after the assistant turn that called it (the request then carries the `tools`). */
+  role: "system" | "user" | "assistant" | "tool";
   content: string;
 }
 

@@ -2475,6 +2475,14 @@ export interface components {
          *     text fields refuse NUL characters too. Keys the serializer does not know are ignored, as DRF does.
          */
         _MessageRequest: {
+            /**
+             * @description `tool`: a tool's result, after the assistant turn that called it (needs `tools`); the conversation may end with one, and the model answers it.
+             *
+             *     * `system` - system
+             *     * `user` - user
+             *     * `assistant` - assistant
+             *     * `tool` - tool
+             */
             role: components["schemas"]["_MessageRoleEnum"];
             content: string;
         };
@@ -2482,9 +2490,10 @@ export interface components {
          * @description * `system` - system
          *     * `user` - user
          *     * `assistant` - assistant
+         *     * `tool` - tool
          * @enum {string}
          */
-        _MessageRoleEnum: "system" | "user" | "assistant";
+        _MessageRoleEnum: "system" | "user" | "assistant" | "tool";
     };
     responses: never;
     parameters: never;

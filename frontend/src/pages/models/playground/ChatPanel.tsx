@@ -40,12 +40,48 @@ function AnswerBubble({ answer, side, streaming, label }: { answer: Answer; side
   );
 }
 
-function ExchangeView({ exchange: e }: { exchange: Exchange }) {
+/** Under the last answer's tool calls: the user plays the tool and sends its result back; the model goes on. */
+function ToolResultForm({ names, onSend }: { names: string[]; onSend: (text: string) => boolean }) {
+  const [result, setResult] = useState("");
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    if (result.trim() && onSend(result.trim())) setResult("");
+  };
+  return (
+    <form className="md-toolresult" onSubmit={submit} data-testid="tool-result-form">
+      <label htmlFor="tool-result-input" className="md-toolresult__label">
+        Result of {names.join(", ")}
+      </label>
+      <textarea
+        id="tool-result-input"
+        className="input"
+        rows={2}
+        placeholder='What the tool returned, e.g. {"temperature": 18}'
+        value={result}
+        onChange={(e) => setResult(e.target.value)}
+        data-testid="tool-result-input"
+      />
+      <Button type="submit" size="sm" variant="secondary" icon="send" disabled={!result.trim()} data-testid="tool-result-send">
+        Send result
+      </Button>
+    </form>
+  );
+}
+
+function ExchangeView({ exchange: e, onToolResult }: { exchange: Exchange; onToolResult?: (text: string) => boolean }) {
+  const calls = e.model.toolCalls;
   return (
     <div className="md-exchange">
-      <div className="md-msg md-msg--user" data-testid="user-message">
-        <div className="md-msg__text">{e.user}</div>
-      </div>
+      {e.role === "tool" ? (
+        <div className="md-msg md-msg--user md-msg--tool" data-testid="tool-message">
+          <div className="md-msg__label">Tool result</div>
+          <div className="md-msg__text">{e.user}</div>
+        </div>
+      ) : (
+        <div className="md-msg md-msg--user" data-testid="user-message">
+          <div className="md-msg__text">{e.user}</div>
+        </div>
+      )}
       {e.base ? (
         <div className="md-answers">
           <AnswerBubble answer={e.base} side="base" streaming={e.streaming} label="Base" />
@@ -53,6 +89,9 @@ function ExchangeView({ exchange: e }: { exchange: Exchange }) {
         </div>
       ) : (
         <AnswerBubble answer={e.model} side="model" streaming={e.streaming} />
+      )}
+      {onToolResult && !e.streaming && !e.base && calls.length > 0 && (
+        <ToolResultForm names={calls.map((c) => c.function.name)} onSend={onToolResult} />
       )}
       {e.error && (
         <Banner tone="error" testId="generate-error">
@@ -114,6 +153,7 @@ export function ChatPanel({
   onSend,
   onStop,
   onNewChat,
+  onToolResult,
 }: {
   title: string;
   /** Side-by-side mode: the heads of the base and fine-tuned columns. */
@@ -125,6 +165,8 @@ export function ChatPanel({
   onSend: (text: string) => boolean;
   onStop: () => void;
   onNewChat: () => void;
+  /** Send a tool's result answering the last answer's calls; false when it was not sent. */
+  onToolResult: (text: string) => boolean;
 }) {
   const endRef = useRef<HTMLDivElement>(null);
   useEffect(() => {
@@ -153,7 +195,7 @@ export function ChatPanel({
             <p>Send a message to start. Try a prompt from your training data to see what the fine-tuning changed.</p>
           </div>
         ) : (
-          chat.map((e) => <ExchangeView key={e.id} exchange={e} />)
+          chat.map((e, i) => <ExchangeView key={e.id} exchange={e} onToolResult={i === chat.length - 1 && !streaming ? onToolResult : undefined} />)
         )}
         <div ref={endRef} />
       </div>

@@ -30,6 +30,12 @@ export default function PlaygroundPage() {
     conversation.send(text, target, settings, compare);
     return true;
   };
+  /** A tool's result for the last answer's calls: the model (alone, not side by side) goes on from it. */
+  const sendToolResult = (text: string) => {
+    if (!text || !target || conversation.streaming) return false;
+    conversation.send(text, target, settings, false, "tool");
+    return true;
+  };
 
   let body;
   if (loading) {
@@ -79,6 +85,7 @@ export default function PlaygroundPage() {
           onSend={send}
           onStop={conversation.stop}
           onNewChat={conversation.reset}
+          onToolResult={sendToolResult}
         />
       </div>
     );

@@ -19,6 +19,8 @@ export interface Answer {
 
 export interface Exchange {
   id: number;
+  /** What was sent: the user's prompt, or a tool's result answering the previous answer's call. */
+  role: "user" | "tool";
   user: string;
   model: Answer;
   base: Answer | null;
@@ -64,14 +66,14 @@ export function visibleText(answer: Answer): string {
 }
 
 /** The whole conversation as chat turns, then the new prompt (answers of the base column are not sent back). */
-function turns(chat: Exchange[], system: string, text: string): ChatTurn[] {
+function turns(chat: Exchange[], system: string, text: string, role: Exchange["role"]): ChatTurn[] {
   const messages: ChatTurn[] = [];
   if (system.trim()) messages.push({ role: "system", content: system.trim() });
   for (const e of chat) {
-    messages.push({ role: "user", content: e.user });
+    messages.push({ role: e.role, content: e.user });
     if (e.model.text) messages.push({ role: "assistant", content: e.model.text });
   }
-  messages.push({ role: "user", content: text });
+  messages.push({ role, content: text });
   return messages;
 }
 
@@ -82,16 +84,17 @@ export function usePlaygroundChat() {
 
   const update = (id: number, change: (e: Exchange) => Exchange) => setChat((list) => list.map((e) => (e.id === id ? change(e) : e)));
 
-  /** Ask `target` (and with `compare` its base model too); the answer streams into a new exchange. */
-  const send = (text: string, target: GenerateTarget, settings: GenerationSettings, compare: boolean) => {
-    const messages = turns(chat, settings.system, text);
+  /** Ask `target` (and with `compare` its base model too); the answer streams into a new exchange. With `role`
+   * "tool", `text` is a tool's result answering the last answer's call (the model then goes on from it). */
+  const send = (text: string, target: GenerateTarget, settings: GenerationSettings, compare: boolean, role: Exchange["role"] = "user") => {
+    const messages = turns(chat, settings.system, text, role);
     const id = nextId.current++;
     const { tools, error: toolsError } = parseTools(settings.tools);
     if (toolsError) {
-      setChat((list) => [...list, { id, user: text, model: newAnswer(), base: null, streaming: false, error: toolsError, fallback: false }]);
+      setChat((list) => [...list, { id, role, user: text, model: newAnswer(), base: null, streaming: false, error: toolsError, fallback: false }]);
       return;
     }
-    setChat((list) => [...list, { id, user: text, model: newAnswer(), base: compare ? newAnswer() : null, streaming: true, error: null, fallback: false }]);
+    setChat((list) => [...list, { id, role, user: text, model: newAnswer(), base: compare ? newAnswer() : null, streaming: true, error: null, fallback: false }]);
     const params = { messages, max_new_tokens: settings.maxNew, temperature: settings.temperature, top_p: settings.topP, ...(tools ? { tools } : {}) };
     stream.start(target, params, compare, {
       onToken: (side, piece) =>
