@@ -119,6 +119,11 @@ def test_a_job_resumes_on_another_host_and_its_model_serves_from_hosts_that_neve
     w2, _ = start_celery_worker(env, tmp_path / "host-b.log", queues="training", private_dirs=[VAR])
     try:
         done = wait_for_status(job.pk, ("succeeded", "failed"), 300)
+        # The worker deletes the checkpoints once the final model's row is committed (on commit): it is not stopped
+        # before it had the moment that takes (on a loaded machine the test saw the status first).
+        deadline = time.monotonic() + 30
+        while s3.keys(f"artifacts/checkpoints/job-{job.pk}/") and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         stop(w2)
     assert done.status == "succeeded", done.error
