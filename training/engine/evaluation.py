@@ -64,16 +64,23 @@ def _messages_of(example: Mapping[str, Any] | Sequence[Any], index: int) -> list
     return out
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], chat_template: str | None, generation: bool) -> str:
+def _render(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    chat_template: str | None,
+    generation: bool,
+    tools: list[dict[str, Any]] | None = None,
+) -> str:
     try:
         from .data import ChatRenderer
     except ImportError:  # pragma: no cover - the data package ships with the engine
         text = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=generation, chat_template=chat_template
+            messages, tokenize=False, add_generation_prompt=generation, chat_template=chat_template, tools=tools
         )
         return str(text)
-    # The same renderer as training: template names ("chatml"), Jinja strings and the no-template fallback.
-    return ChatRenderer(tokenizer, chat_template).render(messages, add_generation_prompt=generation)
+    # The same renderer as training: template names ("chatml"), Jinja strings, the no-template fallback, and the
+    # fallback tool template for a tool-calling conversation whose template has no tool support.
+    return ChatRenderer(tokenizer, chat_template).render(messages, add_generation_prompt=generation, tools=tools)
 
 
 def _encode_fallback(
@@ -248,31 +255,17 @@ def _prompt_of(item: Any, index: int) -> Prompt:
     if isinstance(item, Mapping) and "messages" not in item and isinstance(item.get("prompt"), str):
         reference = item.get("completion") or item.get("response")
         return [{"role": "user", "content": item["prompt"]}], str(reference) if reference else None, None
-    raw = item.get("messages") if isinstance(item, Mapping) else item
+    from .data.templates import uses_tools
+
+    messages: list[dict[str, Any]] = list(_messages_of(item, index))
     tools = list(item.get("tools") or []) or None if isinstance(item, Mapping) else None
-    if tools is not None or (isinstance(raw, Sequence) and _has_tool_turns(raw)):
-        messages = _tool_messages(raw, index)
-    else:
-        messages = _messages_of(item, index)
+    raw = item["messages"] if isinstance(item, Mapping) else item
+    if uses_tools(raw, tools):  # keep the calls and the tool turns' fields that _messages_of leaves out
+        for turn, message in zip(raw, messages, strict=True):
+            message.update({k: turn[k] for k in ("tool_calls", "name", "tool_call_id") if turn.get(k)})
     if messages[-1]["role"] == "assistant":
         return messages[:-1], _answer_text(messages[-1]), tools
     return messages, None, tools
-
-
-def _has_tool_turns(messages: Sequence[Any]) -> bool:
-    return any(isinstance(m, Mapping) and (m.get("role") == "tool" or m.get("tool_calls")) for m in messages)
-
-
-def _tool_messages(raw: Any, index: int) -> list[dict[str, Any]]:
-    """A tool-calling conversation's turns with their calls and tool fields kept (as ``_messages_of`` checks)."""
-    plain = _messages_of(raw, index)
-    out = []
-    for turn, message in zip(raw, plain, strict=True):
-        for key in ("tool_calls", "name", "tool_call_id"):
-            if turn.get(key):
-                message[key] = turn[key]  # type: ignore[assignment]
-        out.append(message)
-    return out
 
 
 def _answer_text(turn: Mapping[str, Any]) -> str:
@@ -297,12 +290,7 @@ def _generate(
 ) -> str:
     import torch
 
-    if tools or _has_tool_turns(messages):
-        from .data import ChatRenderer
-
-        text = ChatRenderer(tokenizer).render(messages, add_generation_prompt=True, tools=tools)
-    else:
-        text = _render(tokenizer, messages, None, generation=True)
+    text = _render(tokenizer, messages, None, generation=True, tools=tools)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.no_grad():

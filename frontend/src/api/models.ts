@@ -2,7 +2,10 @@
 // the base-model catalogue with Hub search/download and fit estimates, and playground generation.
 import { keepPreviousData, useMutation, useQuery, useQueryClient, type QueryClient } from "@tanstack/react-query";
 import { api } from "./client";
+import type { components } from "./schema.gen";
 import type { BaseModelInfo, FineTunedModelInfo, MetricPoint, Paginated, ToolCall } from "./types";
+
+type Schemas = components["schemas"];
 
 const BASE = "/api/models/";
 
@@ -465,14 +468,10 @@ export function useFit(baseId: number | null, params: { method: string; max_leng
 
 // ---------- Playground (REST fallback; streaming is in hooks/useGenerateStream.ts) ----------
 
-/** One whole answer from the REST endpoint (the playground's fallback when the socket cannot open). */
-export interface GenerateOnceAnswer {
-  text: string;
-  tokens?: number;
-  duration_s?: number;
-  tool_calls?: ToolCall[];
-  base?: { text: string; tokens?: number; duration_s?: number; tool_calls?: ToolCall[] };
-}
+/** One whole answer from the REST endpoint (the playground's fallback when the socket cannot open): the generated
+ * `GenerateAnswer`, with the calls and the base model's answer (untyped JSON there) given their real shapes. */
+type AnswerFields = Omit<Schemas["GenerateAnswer"], "tool_calls" | "base"> & { tool_calls?: ToolCall[] };
+export type GenerateOnceAnswer = AnswerFields & { base?: AnswerFields };
 
 export function generateOnce(
   target: { kind: "model" | "base"; id: number },

@@ -108,12 +108,8 @@ export function useGenerateStream() {
           handlers.onToken("model", body.text ?? "");
           const base = body.base;
           if (compareWithBase && base && typeof base.text === "string") handlers.onToken("base", base.text);
-          const stats = (a: { tokens?: number; duration_s?: number; tool_calls?: ToolCall[] }): AnswerStats => ({
-            tokens: a.tokens,
-            duration_s: a.duration_s,
-            tool_calls: a.tool_calls,
-          });
-          finish({ fallback: true, results: { model: stats(body), ...(compareWithBase && base ? { base: stats(base) } : {}) } });
+          // The REST answers carry what the socket's `done` does (tokens, duration_s, tool_calls).
+          finish({ fallback: true, results: { model: body, ...(compareWithBase && base ? { base } : {}) } });
         } catch (error) {
           finish({ error: errorMessage(error) });
         }
