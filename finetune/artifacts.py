@@ -119,6 +119,15 @@ def delete(key: str) -> None:
             logger.warning("could not delete %s: %s", key, exc)
 
 
+def folders_under(prefix: str) -> list[str]:
+    """The names of the folders directly under ``prefix`` in the store (none when it does not exist)."""
+    try:
+        folders, _files = default_storage.listdir(prefix.strip("/"))
+    except (OSError, FileNotFoundError):
+        return []
+    return sorted(folders)
+
+
 def delete_under(prefix: str) -> int:
     """Remove every stored object directly under ``prefix`` (a job's checkpoint folder, say): what was recorded and
     what a killed attempt uploaded but never got to record. Returns how many were removed."""

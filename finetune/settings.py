@@ -224,6 +224,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "training.tasks.recover_jobs",
         "schedule": float(env_int("TRAINING_RECOVERY_INTERVAL_SECONDS", 30)),
     },
+    "sweep-orphan-checkpoints": {  # checkpoints of succeeded or deleted jobs whose deletion did not run
+        "task": "training.tasks.sweep_checkpoints",
+        "schedule": float(env_int("CHECKPOINT_SWEEP_INTERVAL_SECONDS", 3600)),
+    },
     "reclaim-model-tasks": {  # exports, pushes and Ollama imports whose worker died
         "task": "models_app.tasks.exports.reclaim_stale",
         "schedule": float(env_int("MODEL_TASKS_RECLAIM_INTERVAL_SECONDS", 600)),

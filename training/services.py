@@ -857,6 +857,30 @@ def delete_job(job: TrainingJob) -> None:
     artifacts.delete_under(prefix)
 
 
+def sweep_orphan_checkpoints() -> int:
+    """Beat: delete the stored checkpoint folders that no job needs any more: those of succeeded jobs (the final
+    model is stored; the on-commit deletion of ``complete_job`` did not run, e.g. the worker died right after the
+    commit, or a stale attempt uploaded after it) and of jobs that no longer exist (``delete_job`` stopped between
+    the row and the files). Folders of unfinished, failed and cancelled jobs stay: they are resumed or retried from.
+    Returns how many objects were removed."""
+    folders = artifacts.folders_under(checkpoint_prefix(0).rsplit("/", 1)[0])
+    by_id = {int(name[4:]): name for name in folders if name.startswith("job-") and name[4:].isdigit()}
+    if not by_id:
+        return 0
+    kept = set(
+        TrainingJob.objects.filter(pk__in=by_id)
+        .exclude(status=TrainingJob.Status.SUCCEEDED)
+        .values_list("pk", flat=True)
+    )
+    removed = 0
+    for job_id in sorted(set(by_id) - kept):
+        count = artifacts.delete_under(checkpoint_prefix(job_id))
+        if count:
+            logger.info("job %s: removed %s orphaned checkpoint object(s)", job_id, count)
+        removed += count
+    return removed
+
+
 # --- operators (admin): requeue a stuck job ------------------------------------------------------------------------
 def requeue_job(job: TrainingJob, *, reason: str = "requeued by an operator") -> TrainingJob:
     """Operators: queue an active job again. A queued job gets its message sent again (the claim is idempotent, so a

@@ -38,6 +38,12 @@ def recover_jobs() -> int:
     return services.recover_expired_leases()
 
 
+@shared_task(name="training.tasks.sweep_checkpoints")
+def sweep_checkpoints() -> int:
+    """Periodic (beat): remove stored checkpoints that no job needs (succeeded or deleted jobs)."""
+    return services.sweep_orphan_checkpoints()
+
+
 @shared_task(name="training.tasks.send_job_email", bind=True, acks_late=True, max_retries=3)
 def send_job_email(self, job_id: int) -> None:  # type: ignore[no-untyped-def]
     """Email the job's owner about its outcome (sent once per outcome; SMTP errors are retried)."""

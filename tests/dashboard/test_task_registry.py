@@ -18,6 +18,7 @@ EXPECTED = [
     "training.tasks.recover_jobs",
     "training.tasks.run_training_job",
     "training.tasks.send_job_email",
+    "training.tasks.sweep_checkpoints",
 ]
 
 
@@ -38,3 +39,4 @@ def test_queues_and_reliability_settings():
     assert "clear-expired-sessions" in conf.beat_schedule
     assert conf.beat_schedule["recover-training-jobs"]["task"] == "training.tasks.recover_jobs"
     assert conf.beat_schedule["reclaim-model-tasks"]["task"] == "models_app.tasks.exports.reclaim_stale"
+    assert conf.beat_schedule["sweep-orphan-checkpoints"]["task"] == "training.tasks.sweep_checkpoints"

@@ -88,3 +88,20 @@ def test_export_download_link_redirects_to_the_bucket(s3_storage, auth_client, u
     got = requests.get(r["Location"], timeout=30)
     assert got.status_code == 200 and got.content == body
     assert "tiny-v1-Q8_0.gguf" in got.headers["Content-Disposition"]
+
+
+def test_the_checkpoint_sweep_lists_job_folders_in_the_bucket(s3_storage):
+    """The sweep finds job folders by a delimited listing of the bucket (no disk to walk): a succeeded job's leaked
+    checkpoint goes, a running job's stays."""
+    from tests.factories import TrainingJobFactory
+    from training import services
+
+    for key in s3_storage.keys("artifacts/checkpoints/"):  # the bucket is shared by the session's S3 tests
+        default_storage.delete(key)
+    done, running = TrainingJobFactory(status="succeeded"), TrainingJobFactory(status="running", lease_owner="w1")
+    leaked = default_storage.save(f"artifacts/checkpoints/job-{done.pk}/a.tar", ContentFile(b"tar"))
+    kept = default_storage.save(f"artifacts/checkpoints/job-{running.pk}/b.tar", ContentFile(b"tar"))
+    assert artifacts.folders_under("artifacts/checkpoints") == sorted([f"job-{done.pk}", f"job-{running.pk}"])
+    assert services.sweep_orphan_checkpoints() == 1
+    assert set(s3_storage.keys("artifacts/checkpoints/")) == {kept}
+    assert leaked not in s3_storage.keys()

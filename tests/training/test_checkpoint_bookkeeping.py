@@ -105,3 +105,26 @@ def test_deleting_a_job_also_removes_a_checkpoint_a_killed_attempt_uploaded_but_
         from finetune import artifacts
 
         artifacts.delete_under("datasets/1")
+
+
+def test_the_beat_sweeps_checkpoints_no_job_needs_and_keeps_those_that_can_be_resumed(
+    django_capture_on_commit_callbacks,
+):
+    """A worker that died between committing a job's success and its on-commit deletion, and a deletion stopped
+    between the row and the files, leave checkpoints nobody names: the beat's sweep removes them. Running, failed and
+    cancelled jobs keep theirs (resume, retry)."""
+    from training.tasks import sweep_checkpoints
+
+    succeeded, running, failed, deleted = _running_job(), _running_job(), _running_job(), _running_job()
+    leaked = [_stored(succeeded, 4), _stored(succeeded, 6, "-unrecorded"), _stored(deleted, 2)]
+    kept = [_stored(running, 2), _stored(failed, 8)]
+    TrainingJob.objects.filter(pk=succeeded.pk).update(status="succeeded", lease_owner="")
+    TrainingJob.objects.filter(pk=failed.pk).update(status="failed", lease_owner="")
+    TrainingJob.objects.filter(pk=deleted.pk).delete()
+    default_storage.save("artifacts/checkpoints/notes.txt", ContentFile(b"not a job folder"))
+
+    assert sweep_checkpoints.apply().get() == 3
+    assert not any(default_storage.exists(s.key) for s in leaked)
+    assert all(default_storage.exists(s.key) for s in kept)
+    assert default_storage.exists("artifacts/checkpoints/notes.txt")
+    assert services.sweep_orphan_checkpoints() == 0  # nothing left to do: a second run is harmless
