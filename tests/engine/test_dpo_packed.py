@@ -92,9 +92,9 @@ def _preference_batch(tokenizer: Any, short_hh: Path, pairs: int) -> dict[str, A
 
 
 def test_packed_logprobs_equal_trl_fused_head(model_path: str, short_hh: Path) -> None:
-    """fp32 (a 4-layer cut of the model): the packed forward's per-token log-probs, their per-sequence sums, TRL's logging statistics and the
-    LoRA gradients equal those of TRL's ``fused_lm_head`` forward on the padded batch, with the adapter on (policy)
-    and off (reference)."""
+    """fp32 (a 4-layer cut of the model): the packed forward, which runs each pair's prompt once, gives per-token
+    log-probs, per-sequence sums, TRL's logging statistics and LoRA gradients equal to those of TRL's
+    ``fused_lm_head`` forward on the padded batch, with the adapter on (policy) and off (reference)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -127,6 +127,10 @@ def test_packed_logprobs_equal_trl_fused_head(model_path: str, short_hh: Path) -
 
     mask = ours["label_mask"]
     assert torch.equal(mask, labels[:, 1:] != -100) and mask.sum() > 0
+    # each pair's prompt went through the decoder once: the row is shorter than the batch's tokens by the prompts
+    row, _, _ = dpo_packed._pair_layout(batch["input_ids"], batch["attention_mask"].bool())
+    prompts = (batch["attention_mask"].bool() & (batch["completion_mask"] == 0))[:3].sum()
+    assert len(row) <= int(batch["attention_mask"].sum() - prompts) and prompts > 0
     torch.testing.assert_close(ours["log_probs"], stock.log_probs, atol=2e-4, rtol=1e-4)
     torch.testing.assert_close(ours["log_probs"].sum(1), stock.log_probs.sum(1), atol=1e-3, rtol=1e-5)
     torch.testing.assert_close(ours["entropy"], stock.entropy.detach(), atol=2e-4, rtol=1e-4)

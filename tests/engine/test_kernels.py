@@ -72,7 +72,7 @@ def test_direct_causal_attention_matches_sdpa(length: int) -> None:
     query = torch.randn(1, length, 9, 16).transpose(1, 2).requires_grad_()
     key = torch.randn(1, 3, length, 16, requires_grad=True)
     value = torch.randn(1, 3, length, 16, requires_grad=True)
-    ours = packed_direct_attention(query, key, value, [(0, length)], 0.25).transpose(1, 2)
+    ours = packed_direct_attention(query, key, value, [(0, length, 0, 0)], 0.25).transpose(1, 2)
     ref = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=0.25, enable_gqa=True)
     assert ours.shape == ref.shape
     assert torch.allclose(ours, ref, atol=1e-5)
@@ -113,6 +113,57 @@ def test_packed_attention_equals_a_block_diagonal_causal_mask(
     ref = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=0.25, enable_gqa=True)
     assert out.shape == (1, total, 9, 16)  # (batch, seq, heads, dim) as transformers' attention functions return
     assert torch.allclose(out, ref.transpose(1, 2), atol=1e-5)
+
+
+@pytest.mark.parametrize("direct_max", ["512", "12", "0"])
+def test_a_branch_shares_its_roots_prefix_and_nothing_else(monkeypatch: pytest.MonkeyPatch, direct_max: str) -> None:
+    """DPO's pair layout, prompt + chosen rest then the rejected rest with positions falling back to the prompt's
+    length, twice: each rest attends to its own prompt and itself only, with the direct kernel, SDPA's (direct path
+    off) and a mix; outputs and the query/key/value gradients equal a dense mask's."""
+    monkeypatch.setenv("FINETUNE_CPU_DIRECT_ATTENTION_MAX", direct_max)
+    torch.manual_seed(4)
+    # (prompt, chosen rest, rejected rest) per pair
+    pairs = [(6, 5, 3), (4, 9, 7)]
+    pieces, allowed, start = [], [], 0
+    for prompt, chosen, rejected in pairs:
+        pieces += [torch.arange(prompt + chosen), torch.arange(prompt, prompt + rejected)]
+        root = list(range(start, start + prompt + chosen))
+        allowed += [root[: i + 1] for i in range(len(root))]
+        branch = start + prompt + chosen
+        allowed += [root[:prompt] + list(range(branch, branch + j + 1)) for j in range(rejected)]
+        start += prompt + chosen + rejected
+    total = start
+    position_ids = torch.cat(pieces)[None]
+    mask = torch.zeros(total, total, dtype=torch.bool)
+    for i, keys in enumerate(allowed):
+        mask[i, keys] = True
+    query = torch.randn(1, 9, total, 16, requires_grad=True)
+    key = torch.randn(1, 3, total, 16, requires_grad=True)
+    value = torch.randn(1, 3, total, 16, requires_grad=True)
+
+    out, _ = packed_sdpa_attention(
+        _Attention().train(), query, key, value, None, scaling=0.25, position_ids=position_ids
+    )
+    ref = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=0.25, enable_gqa=True).transpose(
+        1, 2
+    )
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(ref)
+    mine = torch.autograd.grad(out, (query, key, value), grad)
+    theirs = torch.autograd.grad(ref, (query, key, value), grad)
+    for a, b in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_positions_that_do_not_describe_sequences_are_not_split() -> None:
+    from training.engine.trainers.packed_attention import _segments
+
+    assert _segments(torch.tensor([[0, 1, 2, 0, 1]]), 5) == [(0, 3, 0, 0), (3, 5, 0, 0)]
+    assert _segments(torch.tensor([[0, 1, 2, 3, 2, 3]]), 6) == [(0, 4, 0, 0), (4, 6, 0, 2)]
+    assert _segments(torch.tensor([[0, 1, 5, 6]]), 4) is None  # a jump forward
+    assert _segments(torch.tensor([[1, 2, 3]]), 3) is None  # no start at 0
+    assert _segments(torch.tensor([[0, 1, 2, 3, 2, 3, 1]]), 7) == [(0, 4, 0, 0), (4, 6, 0, 2), (6, 7, 0, 1)]
+    assert _segments(torch.tensor([[0, 1, 1, 2, 3, 4, 5, 4]]), 8) is None  # a prefix longer than the root
 
 
 # --- written-out RMSNorm and LoRA linear (fused_layers) ----------------------------------------------------------
