@@ -22,13 +22,20 @@ Sides:
 - with ``--method orpo``, TRL's `trl.experimental.orpo.ORPOTrainer`: defaults as above (gradient checkpointing on,
   bf16 on); best: no gradient checkpointing, bf16 autocast and a bf16 frozen base only where native. ORPO has no
   reference model and TRL 1.16's ORPO has no padding-free option.
+- with ``--method kto``, TRL's `KTOTrainer` on unpaired rows (each pair's chosen answer desirable, its rejected one
+  undesirable, so ``--rows`` and the batch count rows, not pairs): defaults as above (gradient checkpointing on, the
+  reference forward every step, bf16 on); best: precomputed reference log-probs, no gradient checkpointing, bf16
+  autocast and a bf16 frozen base only where native. Ours is ``trainers/kto_packed.py``. Tokens are counted on the
+  rows themselves (attention mask), not on the KL rows every side also runs.
 
     .venv/bin/python bench/dpo_throughput.py                   # defaults: 10 steps, batch 4, max_length 512
     .venv/bin/python bench/dpo_throughput.py --steps 6 --batch-size 4
     .venv/bin/python bench/dpo_throughput.py --sides ours trl-best
     .venv/bin/python bench/dpo_throughput.py --method orpo --sides ours trl-best
+    .venv/bin/python bench/dpo_throughput.py --method kto --sides ours trl-best
 
-Target (DPO): ours >= 2.0x TRL-best's real tokens/s. ORPO is measured the same way (the issue sets no figure).
+Target (DPO): ours >= 2.0x TRL-best's real tokens/s. ORPO and KTO are measured the same way (the issue sets no
+figure).
 """
 
 from __future__ import annotations
@@ -74,6 +81,36 @@ def _pairs(path: Path) -> list[dict[str, Any]]:
     ]
 
 
+def _write_kto_rows(n: int, dest: Path) -> Path:
+    """``n`` KTO rows from the first HH-RLHF pairs (chosen desirable, rejected undesirable; pairs with an empty
+    answer skipped), as JSON Lines of ``{"messages", "label"}``."""
+    source = _write_rows(n, dest.with_suffix(".pairs.jsonl.gz"))
+    rows: list[dict[str, Any]] = []
+    for pair in _pairs(source):
+        if not (pair["chosen"][-1]["content"].strip() and pair["rejected"][-1]["content"].strip()):
+            continue
+        rows.append({"messages": [*pair["prompt"], *pair["chosen"]], "label": True})
+        rows.append({"messages": [*pair["prompt"], *pair["rejected"]], "label": False})
+    dest.write_text("".join(json.dumps(r) + "\n" for r in rows[:n]), encoding="utf-8")
+    return dest
+
+
+def _kto_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows as the engine hands them to TRL: conversational prompt/completion/label."""
+    from training.engine.data import load_examples
+
+    return [
+        {"prompt": r["prompt"], "completion": r["completion"], "label": bool(r["label"])}
+        for r in load_examples([path]).examples
+    ]
+
+
+def _write_data(args: argparse.Namespace, folder: Path) -> Path:
+    if args.method == "kto":
+        return _write_kto_rows(args.rows, folder / "kto.jsonl")
+    return _write_rows(args.rows, folder / "hh.jsonl.gz")
+
+
 def _bf16_native() -> bool:
     from training.engine.device import detect_device
 
@@ -89,7 +126,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
     from training.engine.spec import TrainingSpec
 
     with tempfile.TemporaryDirectory() as tmp:
-        data = _write_rows(args.rows, Path(tmp) / "hh.jsonl.gz")
+        data = _write_data(args, Path(tmp))
         spec = TrainingSpec.from_dict(
             {
                 "job_id": f"bench-{args.method}-ours",
@@ -132,7 +169,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
     logs = [e.line for e in cb.of_type("log")]
     precompute_s = None
     for line in logs:
-        if line.startswith("DPO reference log-probs precomputed:"):
+        if line.startswith(f"{args.method.upper()} reference log-probs precomputed:"):
             precompute_s = float(line.rsplit(" in ", 1)[1].split()[0])
     return {
         "steps": steps,
@@ -155,7 +192,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoTokenizer
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
     from training.engine.embedded import embedded_model_path
@@ -164,18 +201,22 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
     path = embedded_model_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = Dataset.from_list(_pairs(_write_rows(args.rows, Path(tmp) / "hh.jsonl.gz")))
+        data = _write_data(args, Path(tmp))
+        dataset = Dataset.from_list(_kto_rows(data) if args.method == "kto" else _pairs(data))
     native = _bf16_native()
 
     timing = {"precompute_s": 0.0}
 
-    class TimedDPOTrainer(DPOTrainer):
-        def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
-            started = time.perf_counter()
-            try:
-                return super()._precompute_ref_logps(dataset, name, batch_size)
-            finally:
-                timing["precompute_s"] += time.perf_counter() - started
+    def timed(base: type) -> type:
+        class Timed(base):  # type: ignore[misc, valid-type]
+            def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+                started = time.perf_counter()
+                try:
+                    return super()._precompute_ref_logps(dataset, name, batch_size)
+                finally:
+                    timing["precompute_s"] += time.perf_counter() - started
+
+        return Timed
 
     # Matched with ours: batch size, steps, max length, LR, beta, LoRA, seed, logging every step, no checkpoints.
     # (use_cpu: TRL's default bf16=True refuses to start on a machine without a GPU otherwise.)
@@ -193,9 +234,20 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
         "use_cpu": not torch.cuda.is_available(),
         "disable_tqdm": True,
     }
-    orpo = args.method == "orpo"
+    orpo, kto = args.method == "orpo", args.method == "kto"
+    if kto:
+        kwargs.update(remove_unused_columns=False, dataset_num_proc=None)  # KTO keeps its label and KL columns
     if best and orpo:
         kwargs.update(gradient_checkpointing=False, bf16=native)
+        if native:
+            kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
+    elif best and kto:
+        kwargs.update(
+            precompute_ref_log_probs=True,
+            precompute_ref_batch_size=2 * args.batch_size,  # as ours
+            gradient_checkpointing=False,
+            bf16=native,
+        )
         if native:
             kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
     elif best:
@@ -218,10 +270,10 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
     logging.getLogger("trl").addHandler(handler)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        config = ORPOConfig(**kwargs) if orpo else DPOConfig(**kwargs)
+        config = ORPOConfig(**kwargs) if orpo else KTOConfig(**kwargs) if kto else DPOConfig(**kwargs)
         peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
         started = time.perf_counter()
-        trainer = (ORPOTrainer if orpo else TimedDPOTrainer)(
+        trainer = (ORPOTrainer if orpo else timed(KTOTrainer) if kto else timed(DPOTrainer))(
             model=str(path),
             args=config,
             train_dataset=dataset,
@@ -267,11 +319,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--rows", type=int, default=0, help="pairs of data (default: steps x batch size, one epoch)")
+    p.add_argument(
+        "--rows", type=int, default=0, help="pairs (KTO: rows) of data (default: steps x batch size, one epoch)"
+    )
     p.add_argument("--lr", type=float, default=5e-6)
     p.add_argument("--threads", type=int, default=0, help="torch threads for every side (default: measured once)")
     p.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
-    p.add_argument("--method", choices=("dpo", "orpo"), default="dpo")
+    p.add_argument("--method", choices=("dpo", "orpo", "kto"), default="dpo")
     p.add_argument("--worker", choices=SIDES)
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
@@ -289,8 +343,8 @@ def main() -> None:
         print(f"threads: {args.threads} for every side (measured: {timings})")
     print(
         f"bench/dpo_throughput.py: SmolLM2-135M-Instruct LoRA {args.method.upper()} (r16, attention+MLP), first "
-        f"{args.rows} HH-RLHF "
-        f"pairs, {args.steps} steps, batch {args.batch_size}, max_length {args.max_length}, beta 0.1, lr {args.lr}, "
+        f"{args.rows} HH-RLHF {'rows' if args.method == 'kto' else 'pairs'}, {args.steps} steps, batch "
+        f"{args.batch_size}, max_length {args.max_length}, beta 0.1, lr {args.lr}, "
         f"{args.threads} threads, load {os.getloadavg()[0]:.2f}, native bf16 {_bf16_native()}"
     )
     results: dict[str, dict[str, Any]] = {}
@@ -320,7 +374,7 @@ def main() -> None:
         speedup = ours["tokens_per_s"] / b["tokens_per_s"]
         run_ratio = b["run_s"] / ours["run_s"]
         target = f" (target >= 2.0x)  -> {'MET' if speedup >= 2 else 'NOT MET'}" if base == "trl-best" else ""
-        if args.method == "orpo" and target:
+        if args.method != "dpo" and target:
             target = f" (DPO's target >= 2.0x: {'met' if speedup >= 2 else 'not met'})"
         print(f"speed-up vs {base}: {speedup:.2f}x real tokens/s{target}; whole run {run_ratio:.2f}x faster")
     if args.json:

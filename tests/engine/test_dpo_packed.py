@@ -1,7 +1,8 @@
 """The packed CPU preference paths (``trainers/dpo_packed.py``, ``trainers/orpo_packed.py``): the fused linear +
 log-softmax gather equals the plain computation (values and gradients), the padding-free forward gives the same
 per-token and per-sequence log-probs (and LoRA gradients) as TRL's own fused-head forward on the padded batch, the
-packed ORPO forward gives what TRL's ORPO forward gives, and each path is chosen where it applies."""
+packed ORPO forward gives what TRL's ORPO forward gives, packed KTO's loss is stock KTO's, and each path is chosen
+where it applies."""
 
 from __future__ import annotations
 
@@ -225,6 +226,89 @@ def test_packed_orpo_forward_equals_trl(model_path: str, short_hh: Path) -> None
         torch.testing.assert_close(g_ours, g_stock, atol=1e-5, rtol=1e-3)
 
 
+def test_packed_kto_loss_equals_trl(
+    model_path: str, short_hh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fp32 (a 4-layer cut of the model): on the same collated KTO batch (desirable and undesirable rows, their KL
+    rows), ``PackedKTOTrainer``'s loss, its reference computed with the step on the packed forward, and its LoRA
+    gradients equal stock ``KTOTrainer``'s, and so do the logged KL, rewards and log-probs."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import KTOConfig, KTOTrainer
+
+    from training.engine.data import load_examples
+    from training.engine.trainers.kto_packed import packed_kto_trainer_class
+    from training.engine.trainers.packed_attention import register
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32, attn_implementation="sdpa", num_hidden_layers=4
+    )
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    model = get_peft_model(model, config)  # random B: the policy differs from the reference
+    rows = []
+    for ex in load_examples([short_hh]).examples[:2]:
+        rows.append({"prompt": ex["prompt"], "completion": ex["chosen"], "label": True})
+        rows.append({"prompt": ex["prompt"], "completion": ex["rejected"], "label": False})
+    args = KTOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_length=128,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        remove_unused_columns=False,
+        dataset_num_proc=None,
+    )
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    start = [p.detach().clone() for p in lora]
+    moved = [0.05 * torch.randn_like(p) for p in lora]
+
+    def loss_and_grads(cls: type, batch: dict[str, Any] | None) -> tuple[Any, dict[str, Any], list[Any], Any]:
+        # TRL copies the adapter as it finds it into a "ref" adapter (the reference); the policy then moves from it
+        if "ref" in model.peft_config:
+            model.delete_adapter("ref")
+        with torch.no_grad():
+            for p, value in zip(lora, start, strict=True):
+                p.copy_(value)
+        trainer = cls(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+        with torch.no_grad():
+            for p, step in zip(lora, moved, strict=True):
+                p.add_(step)
+        batch = batch or next(iter(trainer.get_train_dataloader()))
+        model.zero_grad()
+        model.train()
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if v}
+        return loss.detach(), metrics, [p.grad.clone() for p in lora], batch
+
+    packed_calls = []
+    packed = dpo_packed.packed_token_logprobs
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        packed_calls.append(kwargs.get("stats"))
+        return packed(*args, **kwargs)
+
+    monkeypatch.setattr(dpo_packed, "packed_token_logprobs", counted)
+    stock_loss, stock_metrics, stock_grads, batch = loss_and_grads(KTOTrainer, None)
+    assert not packed_calls
+    assert batch["label"].any() and not batch["label"].all() and "KL_input_ids" in batch
+    model.get_base_model().set_attn_implementation(register())  # padded batches (with a mask) fall through to SDPA
+    loss, metrics, grads, _ = loss_and_grads(packed_kto_trainer_class(KTOTrainer), batch)
+
+    assert sorted(packed_calls) == [False, False, True, True]  # reference and policy, each on the rows and KL rows
+    torch.testing.assert_close(loss, stock_loss, atol=1e-5, rtol=1e-4)
+    for g_ours, g_stock in zip(grads, stock_grads, strict=True):
+        torch.testing.assert_close(g_ours, g_stock, atol=1e-5, rtol=1e-3)
+    for key in ("kl", "logps/chosen", "logps/rejected", "rewards/chosen", "rewards/rejected", "entropy"):
+        assert metrics[key] == pytest.approx(stock_metrics[key], rel=1e-3, abs=1e-3), key
+    assert abs(stock_metrics["rewards/chosen"]) > 1e-3  # the adapter mattered: the reference was not the policy
+
+
 def test_path_selection() -> None:
     common: dict[str, Any] = {"use_unsloth": False, "num_processes": 1, "supports_packed": True}
     assert select_dpo_path(device_type="cpu", weights="lora", loss_types=["sigmoid"], **common).packed
@@ -238,6 +322,13 @@ def test_path_selection() -> None:
     assert not select_dpo_path(
         device_type="cpu", weights="lora", loss_types=["sigmoid"], **{**common, "num_processes": 2}
     ).packed
+    from training.engine.trainers.kto_packed import select_kto_path
+
+    assert select_kto_path(device_type="cpu", weights="lora", loss_types=["kto"], **common).packed
+    assert select_kto_path(device_type="cpu", weights="lora", loss_types=["apo_zero_unpaired"], **common).packed
+    full_kto = select_kto_path(device_type="cpu", weights="full", loss_types=["kto"], **common)
+    assert not full_kto.packed and full_kto.describe().startswith("stock TRL KTOTrainer (full weights")
+    assert not select_kto_path(device_type="cuda", weights="lora", loss_types=["kto"], **common).packed
     assert not select_dpo_path(
         device_type="cpu", weights="lora", loss_types=["sigmoid"], **{**common, "supports_packed": False}
     ).packed

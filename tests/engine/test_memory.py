@@ -58,7 +58,8 @@ def test_step_memory_grows_with_weights_batch_length_and_preference_methods() ->
         ("orpo", "llama", "full", "cpu", True),  # no reference model: full weights are packed too
         ("orpo", "qwen2", "lora", "cpu", True),
         ("orpo", None, "lora", "cpu", False),
-        ("kto", "llama", "lora", "cpu", False),
+        ("kto", "llama", "lora", "cpu", True),
+        ("kto", "llama", "full", "cpu", False),
     ],
 )
 def test_a_run_expects_the_packed_preference_path_where_it_will_take_it(

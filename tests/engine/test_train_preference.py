@@ -93,7 +93,10 @@ def test_kto_trains_labelled_answers_with_lora(
     assert result.data["format"] == "kto" and result.data["train_rows"] == 6
     labels = result.data["labels"]
     assert labels["desirable"] + labels["undesirable"] == 6 and labels["desirable"] >= 1 and labels["undesirable"] >= 1
-    assert any("KTO balance" in e.line for e in events.of_type("log"))
+    lines = [e.line for e in events.of_type("log")]
+    assert any("KTO balance" in line for line in lines)
+    assert any(line.startswith("KTO path: packed") for line in lines), lines  # CPU, LoRA, llama
+    assert any(line.startswith("KTO reference log-probs precomputed: 8 rows") for line in lines), lines  # train + eval
     assert all(m.loss is not None for m in events.metrics) and len(events.metrics) == 4
     assert any("kl" in k for k in events.metrics[-1].extra), events.metrics[-1].extra
     assert lora_b_norm(result.model_dir) > 0

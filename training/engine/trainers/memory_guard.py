@@ -31,7 +31,7 @@ def step_memory(ctx: RunContext, config: Any) -> memory.MemoryEstimate:
 
 
 def _packed_preference_expected(ctx: RunContext, config: Any) -> bool:
-    """Whether this DPO or ORPO run will take its packed path, judged from the model's config before the model is
+    """Whether this DPO, ORPO or KTO run will take its packed path, judged from the model's config before the model is
     loaded (the path itself is chosen on the loaded model)."""
     h = ctx.spec.hyper
     return packed_preference_expected(
@@ -55,12 +55,13 @@ def packed_preference_expected(
     loss_type: str | None = None,
     use_unsloth: bool = False,
 ) -> bool:
-    """Whether a DPO or ORPO run takes its packed path (``dpo_packed.select_dpo_path``,
-    ``orpo_packed.select_orpo_path``), which holds one chunk of logits instead of all of them: for the memory model,
+    """Whether a DPO, ORPO or KTO run takes its packed path (``dpo_packed.select_dpo_path``,
+    ``orpo_packed.select_orpo_path``, ``kto_packed.select_kto_path``), which holds one chunk of logits instead of all of them: for the memory model,
     before the model is loaded (the run and the pre-launch estimate)."""
     from types import SimpleNamespace
 
     from .dpo_packed import select_dpo_path, spec_loss_types
+    from .kto_packed import select_kto_path
     from .losses import FUSED_LOSS_MODEL_TYPES
     from .orpo_packed import select_orpo_path
 
@@ -75,6 +76,8 @@ def packed_preference_expected(
         return select_dpo_path(**common, loss_types=spec_loss_types(SimpleNamespace(loss_type=loss_type))).packed
     if method == "orpo":
         return select_orpo_path(**common).packed
+    if method == "kto":
+        return select_kto_path(**common, loss_types=[loss_type or "kto"]).packed
     return False
 
 
