@@ -362,9 +362,10 @@ class FakeOllama:
 
         key = f"{digest}:{n_ctx}"
         if key not in self._llms:
-            self._llms[key] = llama_cpp.Llama(
-                model_path=str(self.blobs / f"sha256-{digest}"), n_ctx=n_ctx, n_threads=2, verbose=False
-            )
+            from training.engine.exporters.verify import llama_threads
+
+            path = str(self.blobs / f"sha256-{digest}")
+            self._llms[key] = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=llama_threads(), verbose=False)
         return self._llms[key]
 
     def render(self, name: str, prompt: str, system: str | None = None) -> str:

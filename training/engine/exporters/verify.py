@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -386,12 +385,25 @@ def _render_prompts(tokenizer: Any, prompts: list[str]) -> list[tuple[str, str, 
     return rendered
 
 
+def llama_threads() -> int:
+    """Threads for llama.cpp here, now: the CPU-thread probe the training runs use (``device.choose_cpu_threads``,
+    ``FINETUNE_CPU_THREADS`` forces it). ggml's threads spin at a barrier after every operation (and share torch's
+    OpenMP runtime), so a thread the kernel descheduled for a busy neighbour stalls every step: measured on 2 cores
+    with one core busy, a 135M Q6_K model decoded 7.7 tokens/s on 2 threads and 24.8 on 1 (65 on 2 when idle); in
+    an export worker beside a headless browser, verification ran at 0.9-1.3 tokens/s on 2 threads."""
+    from training.engine.device import choose_cpu_threads
+
+    return choose_cpu_threads()[0]
+
+
 def _open_gguf(llama_cpp: Any, gguf_path: str, *, n_ctx: int, n_threads: int | None) -> Any:
+    threads = n_threads or llama_threads()
+    logger.info("llama.cpp: %s thread(s) for %s", threads, Path(gguf_path).name)
     try:
         return llama_cpp.Llama(
             model_path=str(gguf_path),
             n_ctx=max(n_ctx, 256),
-            n_threads=n_threads or max(1, os.cpu_count() or 1),
+            n_threads=threads,
             logits_all=True,  # the teacher-forced logit comparison reads every position's scores
             verbose=False,
         )
