@@ -447,16 +447,29 @@ class PackedCausalLM:
 # --- the trainer ---------------------------------------------------------------------------------------------------
 
 
+class TimedPrecompute:
+    """Mixed in before a TRL preference trainer: times TRL's up-front reference pass (``precompute_s``) and counts
+    the rows it covered (``precompute_count``: pairs for DPO, rows for KTO; training and eval sets together)."""
+
+    precompute_s: float = 0.0
+    precompute_count: int = 0
+
+    def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+        started = time.perf_counter()
+        try:
+            return super()._precompute_ref_logps(dataset, name, batch_size)  # type: ignore[misc]
+        finally:
+            self.precompute_s += time.perf_counter() - started
+            self.precompute_count += len(dataset)
+
+
 def packed_dpo_trainer_class(base: type) -> type:
     """``base`` (a ``trl.DPOTrainer`` subclass, e.g. with the engine mixin) whose policy and reference log-probs
     come from the packed forward. Build it with ``precompute_ref_log_probs=True`` (a step is then one policy
     forward + backward); ``precompute_s`` is the time the reference pass took."""
 
-    class PackedDPOTrainer(base):  # type: ignore[misc, valid-type]
+    class PackedDPOTrainer(TimedPrecompute, base):  # type: ignore[misc, valid-type]
         """``DPOTrainer`` on padding-free rows with fused completion-only log-probs (see ``dpo_packed``)."""
-
-        precompute_s: float = 0.0
-        precompute_pairs: int = 0
 
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
@@ -467,13 +480,5 @@ def packed_dpo_trainer_class(base: type) -> type:
         def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
             # TRL disables the adapter (or selects the "ref" adapter) and enters no_grad + autocast around this call
             return super().compute_ref_log_probs(PackedCausalLM(model, self.accelerator.autocast, stats=False), inputs)
-
-        def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
-            started = time.perf_counter()
-            try:
-                return super()._precompute_ref_logps(dataset, name, batch_size)
-            finally:
-                self.precompute_s += time.perf_counter() - started
-                self.precompute_pairs += len(dataset)
 
     return PackedDPOTrainer

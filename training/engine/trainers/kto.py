@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 from training.engine.errors import DataError
 
 from .context import DataReport
-from .dpo_packed import DpoPath, precompute_pays
+from .dpo_packed import DpoPath
 from .hf_trainer import EngineTrainerMixin
 from .kto_packed import packed_kto_trainer_class, select_kto_path
 from .preference import PreferenceTrainer
 from .registry import register
-from .sft import _supports, _use_packed_attention, supports_fused_loss
 
 if TYPE_CHECKING:
     from training.engine.data import LoadedData
@@ -46,30 +45,11 @@ class KTOMethod(PreferenceTrainer):
     """KTO on rows of ``{"prompt", "completion", "label"}``."""
 
     weights: tuple[float, float] = (1.0, 1.0)
-    kto_path: DpoPath | None = None
+    row_unit = "rows"
 
-    def path(self) -> DpoPath:
-        """The packed CPU path or stock TRL, decided once the model is loaded."""
-        if self.kto_path is None:
-            ctx = self.ctx
-            self.kto_path = select_kto_path(
-                device_type=ctx.device.type,
-                weights=ctx.spec.weights,
-                use_unsloth=ctx.use_unsloth,
-                num_processes=ctx.spec.hyper.num_processes,
-                supports_packed=supports_fused_loss(self.model) and _supports(self.model, "position_ids"),
-                loss_types=[ctx.spec.hyper.loss_type or "kto"],
-            )
-        return self.kto_path
-
-    def precompute_reference(self) -> bool:
-        """Whether the packed path computes the reference log-probs once up front (see ``precompute_pays``)."""
-        h = self.ctx.spec.hyper
-        return precompute_pays(
-            max_steps=h.max_steps,
-            rows_per_step=h.per_device_train_batch_size * h.gradient_accumulation_steps,
-            train_rows=len(self.train_rows),
-        )
+    def select_path(self, inputs: dict[str, Any]) -> DpoPath:
+        """The packed CPU path for LoRA with a loss TRL computes from log-probs (``select_kto_path``)."""
+        return select_kto_path(**inputs, loss_types=[self.ctx.spec.hyper.loss_type or "kto"])
 
     def prepare_data(self, train: LoadedData, evaluation: LoadedData | None) -> DataReport:
         """Check for labelled rows, hold out eval rows, count each side and choose the loss weights."""
@@ -129,9 +109,6 @@ class KTOMethod(PreferenceTrainer):
         from trl import KTOConfig
 
         h = self.ctx.spec.hyper
-        extra: dict[str, Any] = {}
-        if self.path().packed and self.precompute_reference():
-            extra = {"precompute_ref_log_probs": True, "precompute_ref_batch_size": 2 * h.per_device_train_batch_size}
         return KTOConfig(
             **self.args(),
             beta=h.beta,
@@ -140,7 +117,7 @@ class KTOMethod(PreferenceTrainer):
             desirable_weight=self.weights[0],
             undesirable_weight=self.weights[1],
             dataset_num_proc=None,
-            **extra,
+            **self.reference_args(),
         )
 
     def trainer_class(self) -> type:
@@ -153,21 +130,3 @@ class KTOMethod(PreferenceTrainer):
         if self.path().packed:
             return packed_kto_trainer_class(EngineKTOTrainer)
         return EngineKTOTrainer
-
-    def build(self, callbacks: Sequence[Any]) -> None:
-        """Switch to the packed attention on the packed path, log the path, build the trainer (which precomputes the
-        reference log-probs when that pays) and log how long that took."""
-        path = self.path()
-        if path.packed:
-            _use_packed_attention(self.model)
-        self.ctx.emitter.log("info", f"KTO path: {path.describe()}")
-        super().build(callbacks)
-        if path.packed and self.trainer is not None:
-            if self.precompute_reference():
-                message = (
-                    f"KTO reference log-probs precomputed: {self.trainer.precompute_rows} rows in "
-                    f"{self.trainer.precompute_s:.1f} s"
-                )
-            else:
-                message = "KTO reference log-probs computed with each step (the run does not cover its data)"
-            self.ctx.emitter.log("info", message)

@@ -15,11 +15,10 @@ how the per-token log-probs are computed, as packed DPO does (``dpo_packed.py``)
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from .dpo_packed import DpoPath, PackedCausalLM, packed_refusal
+from .dpo_packed import DpoPath, PackedCausalLM, TimedPrecompute, packed_refusal
 
 # TRL 1.16's KTO losses, both computed from the completions' summed log-probs (and the KL estimate).
 PACKED_LOSS_TYPES = frozenset({"kto", "apo_zero_unpaired"})
@@ -55,11 +54,8 @@ def packed_kto_trainer_class(base: type) -> type:
     """``base`` (a ``trl.KTOTrainer`` subclass, e.g. with the engine mixin) whose policy and reference log-probs come
     from the packed forward; ``precompute_s`` is the time an up-front reference pass took."""
 
-    class PackedKTOTrainer(base):  # type: ignore[misc, valid-type]
+    class PackedKTOTrainer(TimedPrecompute, base):  # type: ignore[misc, valid-type]
         """``KTOTrainer`` on padding-free rows with fused completion-only log-probs (see ``kto_packed``)."""
-
-        precompute_s: float = 0.0
-        precompute_rows: int = 0
 
         def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
             policy = PackedCausalLM(model, self.accelerator.autocast, stats=True)
@@ -80,13 +76,5 @@ def packed_kto_trainer_class(base: type) -> type:
         def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
             # TRL disables the adapter (or selects the "ref" adapter) and enters no_grad + autocast around the calls
             return super().compute_ref_log_probs(PackedCausalLM(model, self.accelerator.autocast, stats=False), inputs)
-
-        def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
-            started = time.perf_counter()
-            try:
-                return super()._precompute_ref_logps(dataset, name, batch_size)
-            finally:
-                self.precompute_s += time.perf_counter() - started
-                self.precompute_rows += len(dataset)
 
     return PackedKTOTrainer

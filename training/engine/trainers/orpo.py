@@ -9,7 +9,6 @@ on (a device with native bf16). Anything else runs on stock TRL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from .dpo_packed import DpoPath
@@ -17,7 +16,6 @@ from .hf_trainer import EngineTrainerMixin
 from .orpo_packed import packed_orpo_trainer_class, select_orpo_path
 from .preference import PreferenceTrainer
 from .registry import register
-from .sft import _supports, _use_packed_attention, supports_fused_loss
 
 
 @register("orpo")
@@ -25,20 +23,11 @@ class ORPOMethod(PreferenceTrainer):
     """ORPO on preference pairs; its eval perplexity is that of the chosen responses (``eval_nll_loss``)."""
 
     perplexity_key = "eval_nll_loss"
-    orpo_path: DpoPath | None = None
+    has_reference = False
 
-    def path(self) -> DpoPath:
-        """The packed CPU path or stock TRL, decided once the model is loaded."""
-        if self.orpo_path is None:
-            ctx = self.ctx
-            self.orpo_path = select_orpo_path(
-                device_type=ctx.device.type,
-                weights=ctx.spec.weights,
-                use_unsloth=ctx.use_unsloth,
-                num_processes=ctx.spec.hyper.num_processes,
-                supports_packed=supports_fused_loss(self.model) and _supports(self.model, "position_ids"),
-            )
-        return self.orpo_path
+    def select_path(self, inputs: dict[str, Any]) -> DpoPath:
+        """The packed CPU path (``select_orpo_path``: LoRA or full weights, there is no reference model)."""
+        return select_orpo_path(**inputs)
 
     def args(self) -> dict[str, Any]:
         """``common_args`` with ``remove_unused_columns=False`` (the ORPO trainer keeps every dataset column)."""
@@ -61,11 +50,3 @@ class ORPOMethod(PreferenceTrainer):
         if self.path().packed:
             return packed_orpo_trainer_class(EngineORPOTrainer)
         return EngineORPOTrainer
-
-    def build(self, callbacks: Sequence[Any]) -> None:
-        """Switch to the packed attention on the packed path, log the path, build the trainer."""
-        path = self.path()
-        if path.packed:
-            _use_packed_attention(self.model)
-        self.ctx.emitter.log("info", f"ORPO path: {path.describe()}")
-        super().build(callbacks)

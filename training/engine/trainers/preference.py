@@ -12,7 +12,9 @@ from training.engine.errors import DataError
 
 from .base import MethodTrainer
 from .context import DataReport, RunContext
+from .dpo_packed import DpoPath, precompute_pays
 from .hf_trainer import common_args
+from .sft import _supports, _use_packed_attention, supports_fused_loss
 
 if TYPE_CHECKING:
     from training.engine.data import LoadedData
@@ -61,6 +63,48 @@ class PreferenceTrainer(MethodTrainer):
     tokenizes them). Subclasses give ``config()`` and ``trainer_class()``."""
 
     perplexity_key: ClassVar[str | None] = None  # a preference loss is not a language-model loss
+    has_reference: ClassVar[bool] = True  # DPO and KTO score against a reference model; ORPO has none
+    row_unit: ClassVar[str] = "pairs"  # what a training row is, for the log
+    _path: DpoPath | None = None
+
+    def select_path(self, inputs: dict[str, Any]) -> DpoPath:
+        """The packed CPU path or stock TRL for this method, from ``packed_inputs`` (stock unless overridden)."""
+        return DpoPath(False, "no packed path for this method")
+
+    def packed_inputs(self) -> dict[str, Any]:
+        """What every packed path's selection takes (``dpo_packed.packed_refusal``): the device, the weights, Unsloth,
+        the process count and whether the loaded model has a plain linear head and packed-sequence support."""
+        ctx = self.ctx
+        return {
+            "device_type": ctx.device.type,
+            "weights": ctx.spec.weights,
+            "use_unsloth": ctx.use_unsloth,
+            "num_processes": ctx.spec.hyper.num_processes,
+            "supports_packed": supports_fused_loss(self.model) and _supports(self.model, "position_ids"),
+        }
+
+    def path(self) -> DpoPath:
+        """The packed CPU path or stock TRL, decided once the model is loaded."""
+        if self._path is None:
+            self._path = self.select_path(self.packed_inputs())
+        return self._path
+
+    def precompute_reference(self) -> bool:
+        """Whether the packed path computes the reference log-probs once up front (see ``precompute_pays``)."""
+        h = self.ctx.spec.hyper
+        return precompute_pays(
+            max_steps=h.max_steps,
+            rows_per_step=h.per_device_train_batch_size * h.gradient_accumulation_steps,
+            train_rows=len(self.train_rows),
+        )
+
+    def reference_args(self) -> dict[str, Any]:
+        """The TRL config values for the reference pass: precomputed on the packed path when that pays (no-grad
+        packed rows are cheap in memory, so a larger batch amortizes the per-call overhead)."""
+        if not (self.has_reference and self.path().packed and self.precompute_reference()):
+            return {}
+        batch = 2 * self.ctx.spec.hyper.per_device_train_batch_size
+        return {"precompute_ref_log_probs": True, "precompute_ref_batch_size": batch}
 
     def prepare_data(self, train: LoadedData, evaluation: LoadedData | None) -> DataReport:
         """Check for preference pairs, hold out eval rows, count rows longer than max_length."""
@@ -100,7 +144,27 @@ class PreferenceTrainer(MethodTrainer):
         """The TRL trainer class with ``EngineTrainerMixin`` mixed in."""
 
     def build(self, callbacks: Sequence[Any]) -> None:
-        """Construct the TRL trainer on the pair datasets; report rows it dropped (a prompt that fills max_length)."""
+        """Switch to the packed attention on the packed path and log the path; construct the TRL trainer on the
+        datasets (which precomputes the reference log-probs where ``reference_args`` asks) and log how that went;
+        report rows it dropped (a prompt that fills max_length)."""
+        path, name = self.path(), self.ctx.spec.method.upper()
+        if path.packed:
+            _use_packed_attention(self.model)
+        self.ctx.emitter.log("info", f"{name} path: {path.describe()}")
+        self.build_trainer(callbacks)
+        if not (self.has_reference and path.packed and self.trainer is not None):
+            return
+        if self.precompute_reference():
+            trainer = self.trainer
+            message = f"precomputed: {trainer.precompute_count} {self.row_unit} in {trainer.precompute_s:.1f} s"
+        else:
+            h = self.ctx.spec.hyper
+            rows = h.max_steps * h.per_device_train_batch_size * h.gradient_accumulation_steps
+            message = f"computed with each step (the run trains on {rows} of {len(self.train_rows)} {self.row_unit})"
+        self.ctx.emitter.log("info", f"{name} reference log-probs {message}")
+
+    def build_trainer(self, callbacks: Sequence[Any]) -> None:
+        """Construct the TRL trainer on the datasets; report rows it dropped (a prompt that fills max_length)."""
         _counters, bridge = self.make_bridge()
         cls = self.trainer_class()
         trainer = cls(
