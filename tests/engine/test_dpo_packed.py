@@ -71,6 +71,21 @@ def test_linear_logprobs_matches_log_softmax_gather(monkeypatch: pytest.MonkeyPa
     torch.testing.assert_close(again, logp)
 
 
+def _small_lora_model(model_path: str) -> Any:
+    """The embedded model cut to 4 of its 30 layers (the packing is checked just as well, in a fraction of the time),
+    fp32, with a LoRA adapter whose B is random: the policy differs from the reference."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32, attn_implementation="sdpa", num_hidden_layers=4
+    )
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    return get_peft_model(model, config)
+
+
 def _preference_batch(tokenizer: Any, short_hh: Path, pairs: int) -> dict[str, Any]:
     """TRL's collated ``[2B, T]`` batch for the first ``pairs`` short HH-RLHF pairs, tokenized like TRL does."""
     from trl.data_utils import common_prefix_length
@@ -97,20 +112,13 @@ def test_packed_logprobs_equal_trl_fused_head(model_path: str, short_hh: Path) -
     log-probs, per-sequence sums, TRL's logging statistics and LoRA gradients equal to those of TRL's
     ``fused_lm_head`` forward on the padded batch, with the adapter on (policy) and off (reference)."""
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from trl.trainer.utils import add_fused_lm_head, use_adapter
 
     from training.engine.trainers.packed_attention import register
 
-    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    # 4 of the 30 layers: the packing is checked just as well, in a fraction of the time
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.float32, attn_implementation="sdpa", num_hidden_layers=4
-    )
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
-    model = get_peft_model(model, config)  # random B: the policy differs from the reference
+    model = _small_lora_model(model_path)
     add_fused_lm_head(model.get_base_model(), outputs=("log_probs", "entropy", "mean_logits", "is_top1"))
     model.get_base_model().set_attn_implementation(register())  # padded batches (with a mask) fall through to SDPA
     batch = _preference_batch(tokenizer, short_hh, pairs=3)
@@ -180,19 +188,13 @@ def test_packed_orpo_forward_equals_trl(model_path: str, short_hh: Path) -> None
     from types import SimpleNamespace
 
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from trl.experimental.orpo import ORPOTrainer
 
     from training.engine.trainers.packed_attention import register
 
-    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.float32, attn_implementation="sdpa", num_hidden_layers=4
-    )
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
-    model = get_peft_model(model, config)
+    model = _small_lora_model(model_path)
     batch = _orpo_batch(tokenizer, short_hh, pairs=3)
     lengths = batch["chosen_attention_mask"].sum(1).tolist() + batch["rejected_attention_mask"].sum(1).tolist()
     assert len(set(lengths)) > 1  # padding is in play
@@ -234,21 +236,15 @@ def test_packed_kto_loss_equals_trl(
     gradients equal stock ``KTOTrainer``'s, and so do the logged KL, rewards and log-probs."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from trl import KTOConfig, KTOTrainer
 
     from training.engine.data import load_examples
     from training.engine.trainers.kto_packed import packed_kto_trainer_class
     from training.engine.trainers.packed_attention import register
 
-    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=torch.float32, attn_implementation="sdpa", num_hidden_layers=4
-    )
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
-    model = get_peft_model(model, config)  # random B: the policy differs from the reference
+    model = _small_lora_model(model_path)
     rows = []
     for ex in load_examples([short_hh]).examples[:2]:
         rows.append({"prompt": ex["prompt"], "completion": ex["chosen"], "label": True})
