@@ -379,9 +379,9 @@ def packed_token_logprobs(
     ``input_ids``/``attention_mask``/``labels`` are TRL's padded ``[2B, T]`` batch (labels ``-100`` outside the
     completions), chosen rows first. The real tokens are packed into one row, each pair's shared prompt once
     (``_pair_layout``; the packed attention keeps the sequences apart), the decoder runs once, and only the hidden
-    states that predict a labelled token are projected (``linear_logprobs``). Returns ``log_probs`` (and with ``stats`` ``entropy``,
-    ``mean_logits``, ``is_top1``) in the shifted ``[2B, T-1]`` layout, zero where there is no label, and
-    ``label_mask``."""
+    states that predict a labelled token are projected (``linear_logprobs``). Returns ``log_probs`` (and with
+    ``stats`` ``entropy``, ``mean_logits``, ``is_top1``) in the shifted ``[2B, T-1]`` layout, zero where there is no
+    label, and ``label_mask``."""
     import contextlib
 
     import torch

@@ -56,8 +56,8 @@ def packed_preference_expected(
     use_unsloth: bool = False,
 ) -> bool:
     """Whether a DPO, ORPO or KTO run takes its packed path (``dpo_packed.select_dpo_path``,
-    ``orpo_packed.select_orpo_path``, ``kto_packed.select_kto_path``), which holds one chunk of logits instead of all of them: for the memory model,
-    before the model is loaded (the run and the pre-launch estimate)."""
+    ``orpo_packed.select_orpo_path``, ``kto_packed.select_kto_path``), which holds one chunk of logits instead of all
+    of them: for the memory model, before the model is loaded (the run and the pre-launch estimate)."""
     from types import SimpleNamespace
 
     from .dpo_packed import select_dpo_path, spec_loss_types
