@@ -102,31 +102,30 @@ def packed_refusal(*, device_type: str, use_unsloth: bool, num_processes: int, s
     return None
 
 
-def select_dpo_path(
-    *,
-    device_type: str,
-    weights: str,
-    use_unsloth: bool,
-    num_processes: int,
-    supports_packed: bool,
-    loss_types: Sequence[str],
-    use_weighting: bool = False,
-) -> DpoPath:
-    """The packed path on CPU for LoRA weights (the reference is the base with the adapter disabled) on a model with
-    a plain linear head and packed-attention support, one process, and loss types TRL computes from per-token
-    log-probs; stock TRL otherwise (with the reason)."""
-    refusal = packed_refusal(
-        device_type=device_type, use_unsloth=use_unsloth, num_processes=num_processes, supports_packed=supports_packed
-    )
+def reference_path_refusal(
+    *, weights: str, loss_types: Sequence[str], supported: frozenset[str], **common: Any
+) -> str | None:
+    """Why a method scored against a reference (DPO, KTO) cannot take its packed path, or None: ``packed_refusal``'s
+    conditions, LoRA weights (the reference is the base with the adapter disabled) and only ``supported`` losses."""
+    refusal = packed_refusal(**common)
     if refusal is None and weights != "lora":
         refusal = f"{weights} weights: the reference is not the adapter-disabled base"
+    if refusal is None:
+        unknown = [t for t in loss_types if t not in supported]
+        if unknown:
+            refusal = f"loss type {', '.join(unknown)} is not supported by the packed path"
+    return refusal
+
+
+def select_dpo_path(*, loss_types: Sequence[str], use_weighting: bool = False, **inputs: Any) -> DpoPath:
+    """The packed path on CPU for LoRA weights on a model with a plain linear head and packed-attention support, one
+    process, and loss types TRL computes from per-token log-probs (``reference_path_refusal``; ``inputs`` as
+    ``PreferenceTrainer.packed_inputs``); stock TRL otherwise (with the reason)."""
+    refusal = reference_path_refusal(loss_types=loss_types, supported=PACKED_LOSS_TYPES, **inputs)
+    if refusal is None and use_weighting:
+        refusal = "WPO weighting needs per-token log(sum p^2)"
     if refusal is not None:
         return DpoPath(False, refusal)
-    unknown = [t for t in loss_types if t not in PACKED_LOSS_TYPES]
-    if unknown:
-        return DpoPath(False, f"loss type {', '.join(unknown)} is not supported by the packed path")
-    if use_weighting:
-        return DpoPath(False, "WPO weighting needs per-token log(sum p^2)")
     return DpoPath(True, f"loss {'+'.join(loss_types)}")
 
 

@@ -18,36 +18,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .dpo_packed import DpoPath, PackedCausalLM, TimedPrecompute, packed_refusal
+from .dpo_packed import DpoPath, PackedCausalLM, TimedPrecompute, reference_path_refusal
 
 # TRL 1.16's KTO losses, both computed from the completions' summed log-probs (and the KL estimate).
 PACKED_LOSS_TYPES = frozenset({"kto", "apo_zero_unpaired"})
 
 
-def select_kto_path(
-    *,
-    device_type: str,
-    weights: str,
-    use_unsloth: bool,
-    num_processes: int,
-    supports_packed: bool,
-    loss_types: Sequence[str],
-) -> DpoPath:
-    """The packed path on CPU for LoRA weights (the reference is the base with the adapter disabled) on a model with
-    a plain linear head and packed-attention support, one process and a loss TRL computes from per-token log-probs;
-    stock TRL otherwise (with the reason)."""
-    refusal = packed_refusal(
-        device_type=device_type, use_unsloth=use_unsloth, num_processes=num_processes, supports_packed=supports_packed
-    )
-    if refusal is None and weights != "lora":
-        refusal = f"{weights} weights: the reference is not the adapter-disabled base"
-    if refusal is None:
-        unknown = [t for t in loss_types if t not in PACKED_LOSS_TYPES]
-        if unknown:
-            refusal = f"loss type {', '.join(unknown)} is not supported by the packed path"
-    if refusal is not None:
-        return DpoPath(False, refusal, stock="stock TRL KTOTrainer")
-    return DpoPath(True, f"loss {'+'.join(loss_types)}", stock="stock TRL KTOTrainer")
+def select_kto_path(*, loss_types: Sequence[str], **inputs: Any) -> DpoPath:
+    """The packed path on CPU for LoRA weights on a model with a plain linear head and packed-attention support, one
+    process and a loss TRL computes from log-probs (``reference_path_refusal``); stock TRL otherwise (with the
+    reason)."""
+    refusal = reference_path_refusal(loss_types=loss_types, supported=PACKED_LOSS_TYPES, **inputs)
+    reason = refusal if refusal is not None else f"loss {'+'.join(loss_types)}"
+    return DpoPath(refusal is None, reason, stock="stock TRL KTOTrainer")
 
 
 def packed_kto_trainer_class(base: type) -> type:
