@@ -339,7 +339,9 @@ def test_path_selection() -> None:
     assert not select_orpo_path(device_type="cpu", weights="lora", **{**common, "num_processes": 2}).packed
 
 
-def test_cpu_lora_dpo_run_takes_the_packed_path(tmp_path: Path, make_spec: Any, short_hh: Path) -> None:
+def test_cpu_lora_dpo_run_takes_the_packed_path(
+    tmp_path: Path, make_spec: Any, short_hh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = make_spec(
         tmp_path / "run",
         short_hh,
@@ -356,9 +358,18 @@ def test_cpu_lora_dpo_run_takes_the_packed_path(tmp_path: Path, make_spec: Any, 
     assert all(m.loss is not None for m in events.metrics)
     assert any("rewards/margins" in k for k in events.metrics[-1].extra)
 
-    # One step trains on 2 of the 4 pairs: the reference is computed with the step, not for all 4 up front. In fp32
-    # (bf16 rounds the no-grad reference pass and the policy pass apart: 0.6999 measured) policy == reference at
-    # the first step gives exactly ln 2.
+    # One step trains on 2 of the 4 pairs: the reference is computed with the step, not for all 4 up front, on the
+    # packed forward too (TRL's own in-step reference runs the padded batch). In fp32 (bf16 rounds the no-grad
+    # reference pass and the policy pass apart: 0.6999 measured) policy == reference at the first step gives
+    # exactly ln 2.
+    calls = []
+    packed = dpo_packed.packed_token_logprobs
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("stats"))
+        return packed(*args, **kwargs)
+
+    monkeypatch.setattr(dpo_packed, "packed_token_logprobs", counted)
     spec = make_spec(
         tmp_path / "short",
         short_hh,
@@ -372,6 +383,7 @@ def test_cpu_lora_dpo_run_takes_the_packed_path(tmp_path: Path, make_spec: Any, 
     lines = [e.line for e in events.of_type("log")]
     assert any("computed with each step (the run trains on 2 of 4 pairs)" in line for line in lines), lines
     assert events.metrics[0].loss == pytest.approx(0.6931, abs=1e-4)  # policy == reference: the reference is right
+    assert sorted(calls) == [False, True]  # the step's packed reference (no statistics) and its policy
 
 
 def test_the_reference_is_precomputed_only_when_the_run_covers_the_data() -> None:

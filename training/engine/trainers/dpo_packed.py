@@ -462,13 +462,40 @@ class TimedPrecompute:
             self.precompute_count += len(dataset)
 
 
+class StepReference:
+    """Mixed in before a TRL preference trainer (DPO, KTO) whose ``_compute_loss`` reads precomputed reference
+    log-probs from the batch when ``precompute_ref_logps`` is set. When they were not precomputed (a run that trains
+    on part of its data, ``precompute_pays``), the step computes them with TRL's own per-batch reference pass
+    (``compute_ref_log_probs``: the adapter disabled or the reference model, no grad), which the packed trainers
+    answer with the packed forward, and hands them to the loss as if precomputed: TRL's in-step path would call the
+    model on the padded batch and project every position onto the vocabulary. ``reference_keys`` names the batch
+    keys of ``compute_ref_log_probs``'s results in order (a None result is left out)."""
+
+    reference_keys: tuple[str, ...] = ()
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
+        if self.precompute_ref_logps:  # type: ignore[attr-defined]
+            return super()._compute_loss(model, inputs, return_outputs)  # type: ignore[misc]
+        reference = self.ref_model if self.ref_model is not None else self.model  # type: ignore[attr-defined]
+        values = self.compute_ref_log_probs(reference, inputs)  # type: ignore[attr-defined]
+        inputs = {**inputs, **{k: v for k, v in zip(self.reference_keys, values, strict=True) if v is not None}}
+        self.precompute_ref_logps = True
+        try:
+            return super()._compute_loss(model, inputs, return_outputs)  # type: ignore[misc]
+        finally:
+            self.precompute_ref_logps = False
+
+
 def packed_dpo_trainer_class(base: type) -> type:
     """``base`` (a ``trl.DPOTrainer`` subclass, e.g. with the engine mixin) whose policy and reference log-probs
-    come from the packed forward. Build it with ``precompute_ref_log_probs=True`` (a step is then one policy
-    forward + backward); ``precompute_s`` is the time the reference pass took."""
+    come from the packed forward. Built with ``precompute_ref_log_probs=True`` a step is one policy forward +
+    backward; without, each step adds one no-grad packed reference forward (``StepReference``). ``precompute_s`` is
+    the time an up-front reference pass took."""
 
-    class PackedDPOTrainer(TimedPrecompute, base):  # type: ignore[misc, valid-type]
+    class PackedDPOTrainer(StepReference, TimedPrecompute, base):  # type: ignore[misc, valid-type]
         """``DPOTrainer`` on padding-free rows with fused completion-only log-probs (see ``dpo_packed``)."""
+
+        reference_keys = ("ref_chosen_logps", "ref_rejected_logps")
 
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None

@@ -10,7 +10,7 @@ how the per-token log-probs are computed, as packed DPO does (``dpo_packed.py``)
   projected onto the vocabulary (``packed_token_logprobs``);
 - the reference log-probs of the rows and of the KL rows come from TRL's precompute machinery, once before training
   when the run trains on every row (``precompute_pays``), else with each step (one no-grad packed forward of the
-  step's rows, handed to TRL's loss as if precomputed), so the policy's forwards are the only ones left in a step;
+  step's rows, handed to TRL's loss as if precomputed: ``StepReference``);
 - a row and its KL row (the same prompt, another row's completion) go through the reference in one packed forward,
   paired as DPO pairs its chosen and rejected sequences: the prompt is computed once (``RowAndKLReference``);
 - the policy's no-grad pass over the KL rows skips TRL's logging statistics (entropy, mean logit, top-1), which
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import dpo_packed
-from .dpo_packed import DpoPath, PackedCausalLM, TimedPrecompute, reference_path_refusal
+from .dpo_packed import DpoPath, PackedCausalLM, StepReference, TimedPrecompute, reference_path_refusal
 
 # TRL 1.16's KTO losses, both computed from the completions' summed log-probs (and the KL estimate).
 PACKED_LOSS_TYPES = frozenset({"kto", "apo_zero_unpaired"})
@@ -124,24 +124,14 @@ def packed_kto_trainer_class(base: type) -> type:
     """``base`` (a ``trl.KTOTrainer`` subclass, e.g. with the engine mixin) whose policy and reference log-probs come
     from the packed forward; ``precompute_s`` is the time an up-front reference pass took."""
 
-    class PackedKTOTrainer(TimedPrecompute, base):  # type: ignore[misc, valid-type]
+    class PackedKTOTrainer(StepReference, TimedPrecompute, base):  # type: ignore[misc, valid-type]
         """``KTOTrainer`` on padding-free rows with fused completion-only log-probs (see ``kto_packed``)."""
+
+        reference_keys = ("ref_logps", "ref_KL_logps")
 
         def _compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool) -> Any:
             policy = KTOPolicy(model, self.accelerator.autocast, inputs.get("KL_input_ids"))
-            if self.precompute_ref_logps:
-                return super()._compute_loss(policy, inputs, return_outputs)
-            # The reference with each step: TRL's own per-batch reference pass (adapter disabled, no grad) on the
-            # packed forward, handed to its loss as precomputed values (its in-step path calls the model unpacked).
-            ref_logps, ref_kl_logps = self.compute_ref_log_probs(self.model, inputs)
-            inputs = {**inputs, "ref_logps": ref_logps}
-            if self.calculate_KL:
-                inputs["ref_KL_logps"] = ref_kl_logps
-            self.precompute_ref_logps = True
-            try:
-                return super()._compute_loss(policy, inputs, return_outputs)
-            finally:
-                self.precompute_ref_logps = False
+            return super()._compute_loss(policy, inputs, return_outputs)
 
         def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
             # TRL disables the adapter (or selects the "ref" adapter) and enters no_grad + autocast around the calls;
