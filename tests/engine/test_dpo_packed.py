@@ -228,6 +228,76 @@ def test_packed_orpo_forward_equals_trl(model_path: str, short_hh: Path) -> None
         torch.testing.assert_close(g_ours, g_stock, atol=1e-5, rtol=1e-3)
 
 
+def test_packed_full_weight_dpo_equals_trl(
+    model_path: str, short_hh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fp32 (a 4-layer cut of the model), full weights against TRL's frozen reference copy, the reference computed
+    with the step: ``PackedDPOTrainer``'s loss, its reference (through the packed forward, on the copy) and the
+    gradients of the trained weights (an attention projection and the tied embedding / LM head) equal stock
+    ``DPOTrainer``'s."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from training.engine.data import load_examples
+    from training.engine.trainers.packed_attention import register
+    from training.engine.trainers.preference import preference_dataset
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32, attn_implementation="sdpa", num_hidden_layers=4
+    )
+    reference = copy.deepcopy(model)
+    with torch.no_grad():  # the policy has moved away from the reference
+        for p in model.model.layers[1].parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    pairs = preference_dataset(load_examples([short_hh]).examples[:3])
+    args = DPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=3,
+        max_length=128,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        dataset_num_proc=None,
+    )
+    watched = [model.model.layers[0].self_attn.q_proj.weight, model.lm_head.weight]
+
+    def loss_and_grads(cls: type, batch: dict[str, Any] | None) -> tuple[Any, dict[str, Any], list[Any], Any]:
+        trainer = cls(model=model, ref_model=reference, args=args, train_dataset=pairs, processing_class=tokenizer)
+        batch = batch or next(iter(trainer.get_train_dataloader()))
+        model.zero_grad()
+        model.train()
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if v}
+        return loss.detach(), metrics, [p.grad.clone() for p in watched], batch
+
+    stock_loss, stock_metrics, stock_grads, batch = loss_and_grads(DPOTrainer, None)
+    calls = []
+    packed = dpo_packed.packed_token_logprobs
+
+    def counted(target: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append((target is reference, kwargs.get("stats")))
+        return packed(target, *args, **kwargs)
+
+    monkeypatch.setattr(dpo_packed, "packed_token_logprobs", counted)
+    for m in (model, reference):
+        m.set_attn_implementation(register())  # padded batches (with a mask) fall through to SDPA
+    loss, metrics, grads, _ = loss_and_grads(dpo_packed.packed_dpo_trainer_class(DPOTrainer), batch)
+
+    assert sorted(calls) == [(False, True), (True, False)]  # the policy, and the reference copy on the packed path
+    torch.testing.assert_close(loss, stock_loss, atol=1e-5, rtol=1e-4)
+    for g_ours, g_stock in zip(grads, stock_grads, strict=True):
+        torch.testing.assert_close(g_ours, g_stock, atol=1e-5, rtol=1e-3)
+    for key in ("rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected"):
+        assert metrics[key] == pytest.approx(stock_metrics[key], rel=1e-3, abs=1e-3), key
+    assert abs(stock_metrics["rewards/chosen"]) > 1e-3  # the reference was not the policy
+
+
 def test_packed_kto_loss_equals_trl(
     model_path: str, short_hh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -311,8 +381,9 @@ def test_path_selection() -> None:
     common: dict[str, Any] = {"use_unsloth": False, "num_processes": 1, "supports_packed": True}
     assert select_dpo_path(device_type="cpu", weights="lora", loss_types=["sigmoid"], **common).packed
     assert select_dpo_path(device_type="cpu", weights="lora", loss_types=["ipo"], **common).packed
-    full = select_dpo_path(device_type="cpu", weights="full", loss_types=["sigmoid"], **common)
-    assert not full.packed and "full" in full.describe()
+    assert select_dpo_path(device_type="cpu", weights="full", loss_types=["sigmoid"], **common).packed
+    qlora = select_dpo_path(device_type="cpu", weights="qlora", loss_types=["sigmoid"], **common)
+    assert not qlora.packed and qlora.describe() == "stock TRL DPOTrainer (qlora weights)"
     odd = select_dpo_path(device_type="cpu", weights="lora", loss_types=["a_future_loss"], **common)
     assert not odd.packed and "a_future_loss" in odd.reason
     assert not select_dpo_path(device_type="cuda", weights="lora", loss_types=["sigmoid"], **common).packed
@@ -324,8 +395,9 @@ def test_path_selection() -> None:
 
     assert select_kto_path(device_type="cpu", weights="lora", loss_types=["kto"], **common).packed
     assert select_kto_path(device_type="cpu", weights="lora", loss_types=["apo_zero_unpaired"], **common).packed
-    full_kto = select_kto_path(device_type="cpu", weights="full", loss_types=["kto"], **common)
-    assert not full_kto.packed and full_kto.describe().startswith("stock TRL KTOTrainer (full weights")
+    assert select_kto_path(device_type="cpu", weights="full", loss_types=["kto"], **common).packed
+    qlora_kto = select_kto_path(device_type="cpu", weights="qlora", loss_types=["kto"], **common)
+    assert not qlora_kto.packed and qlora_kto.describe() == "stock TRL KTOTrainer (qlora weights)"
     assert not select_kto_path(device_type="cuda", weights="lora", loss_types=["kto"], **common).packed
     assert not select_dpo_path(
         device_type="cpu", weights="lora", loss_types=["sigmoid"], **{**common, "supports_packed": False}

@@ -103,8 +103,8 @@ def test_kto_trains_labelled_answers_with_lora(
 
 
 def test_kto_trains_full_weights(tmp_path: Path, make_spec: Any, short_kto: Path, model_path: str) -> None:
-    """KTO with full weights: TRL's KTOTrainer against a frozen reference copy; the saved model is a whole model whose
-    weights moved."""
+    """KTO with full weights on the packed path, the reference precomputed from the model before training (TRL keeps
+    no copy then); the saved model is a whole model whose weights moved."""
     from safetensors import safe_open
 
     spec = make_spec(
@@ -118,6 +118,9 @@ def test_kto_trains_full_weights(tmp_path: Path, make_spec: Any, short_kto: Path
     result = run_training(spec, [events])
     assert result.status == "succeeded" and result.final_step == 2, result.error
     assert all(m.loss is not None for m in events.metrics) and len(events.metrics) == 2
+    lines = [e.line for e in events.of_type("log")]
+    assert any(line.startswith("KTO path: packed") for line in lines), lines  # full weights take it too
+    assert any("KTO reference log-probs precomputed" in line for line in lines), lines
     out = Path(result.model_dir)
     assert not (out / "adapter_config.json").exists() and (out / "config.json").is_file()
     name = "model.layers.0.self_attn.q_proj.weight"

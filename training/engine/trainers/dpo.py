@@ -1,10 +1,11 @@
 """Direct Preference Optimization with ``trl.DPOTrainer`` (LoRA: the reference model is the base with the adapter
-disabled; full: TRL keeps a frozen copy).
+disabled; full: the model before training when the reference is precomputed, else a frozen copy TRL keeps).
 
-On CPU with LoRA weights on a llama-family model (one process) the trainer is ``PackedDPOTrainer``
+On CPU with LoRA or full weights on a llama-family model (one process) the trainer is ``PackedDPOTrainer``
 (``dpo_packed.py``): TRL's data pipeline, losses, metrics and logging, with the reference log-probs precomputed once
-when the run trains on every pair (else with each step), padding-free rows under per-sequence attention and fused completion-only log-probs; bf16 autocast wherever
-``common_args`` turned it on (a device with native bf16). Anything else runs on stock TRL.
+when the run trains on every pair (else with each step, on the same packed forward), padding-free rows under
+per-sequence attention and fused completion-only log-probs; bf16 autocast wherever ``common_args`` turned it on (a
+device with native bf16). Anything else runs on stock TRL.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class DPOMethod(PreferenceTrainer):
         return spec_loss_types(self.ctx.spec.hyper)
 
     def select_path(self, inputs: dict[str, Any]) -> DpoPath:
-        """The packed CPU path for LoRA with a loss TRL computes from per-token log-probs (``select_dpo_path``)."""
+        """The packed CPU path for LoRA or full weights with a loss TRL computes from per-token log-probs
+        (``select_dpo_path``)."""
         return select_dpo_path(**inputs, loss_types=self.loss_types())
 
     def config(self) -> Any:

@@ -106,10 +106,12 @@ def reference_path_refusal(
     *, weights: str, loss_types: Sequence[str], supported: frozenset[str], **common: Any
 ) -> str | None:
     """Why a method scored against a reference (DPO, KTO) cannot take its packed path, or None: ``packed_refusal``'s
-    conditions, LoRA weights (the reference is the base with the adapter disabled) and only ``supported`` losses."""
+    conditions, LoRA or full weights (the reference is the base with the adapter disabled, or for full weights the
+    model before training when precomputed, else TRL's frozen copy; both go through the packed forward) and only
+    ``supported`` losses."""
     refusal = packed_refusal(**common)
-    if refusal is None and weights != "lora":
-        refusal = f"{weights} weights: the reference is not the adapter-disabled base"
+    if refusal is None and weights not in ("lora", "full"):
+        refusal = f"{weights} weights"
     if refusal is None:
         unknown = [t for t in loss_types if t not in supported]
         if unknown:
@@ -118,9 +120,9 @@ def reference_path_refusal(
 
 
 def select_dpo_path(*, loss_types: Sequence[str], use_weighting: bool = False, **inputs: Any) -> DpoPath:
-    """The packed path on CPU for LoRA weights on a model with a plain linear head and packed-attention support, one
-    process, and loss types TRL computes from per-token log-probs (``reference_path_refusal``; ``inputs`` as
-    ``PreferenceTrainer.packed_inputs``); stock TRL otherwise (with the reason)."""
+    """The packed path on CPU for LoRA or full weights on a model with a plain linear head and packed-attention
+    support, one process, and loss types TRL computes from per-token log-probs (``reference_path_refusal``;
+    ``inputs`` as ``PreferenceTrainer.packed_inputs``); stock TRL otherwise (with the reason)."""
     refusal = reference_path_refusal(loss_types=loss_types, supported=PACKED_LOSS_TYPES, **inputs)
     if refusal is None and use_weighting:
         refusal = "WPO weighting needs per-token log(sum p^2)"

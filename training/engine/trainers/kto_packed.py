@@ -32,9 +32,9 @@ PACKED_LOSS_TYPES = frozenset({"kto", "apo_zero_unpaired"})
 
 
 def select_kto_path(*, loss_types: Sequence[str], **inputs: Any) -> DpoPath:
-    """The packed path on CPU for LoRA weights on a model with a plain linear head and packed-attention support, one
-    process and a loss TRL computes from log-probs (``reference_path_refusal``); stock TRL otherwise (with the
-    reason)."""
+    """The packed path on CPU for LoRA or full weights on a model with a plain linear head and packed-attention
+    support, one process and a loss TRL computes from log-probs (``reference_path_refusal``); stock TRL otherwise
+    (with the reason)."""
     refusal = reference_path_refusal(loss_types=loss_types, supported=PACKED_LOSS_TYPES, **inputs)
     reason = refusal if refusal is not None else f"loss {'+'.join(loss_types)}"
     return DpoPath(refusal is None, reason, stock="stock TRL KTOTrainer")
