@@ -33,6 +33,10 @@ Sides:
     .venv/bin/python bench/dpo_throughput.py --sides ours trl-best
     .venv/bin/python bench/dpo_throughput.py --method orpo --sides ours trl-best
     .venv/bin/python bench/dpo_throughput.py --method kto --sides ours trl-best
+    .venv/bin/python bench/dpo_throughput.py --weights full --sides ours trl-best   # full fine-tuning
+
+With ``--weights full`` every side trains every weight (fp32 master weights, bf16 autocast where native; TRL's
+reference: the model before training where precomputed, else its frozen copy) instead of a LoRA adapter.
 
 Target (DPO): ours >= 2.0x TRL-best's real tokens/s. ORPO and KTO are measured the same way (the issue sets no
 figure).
@@ -132,7 +136,7 @@ def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
                 "job_id": f"bench-{args.method}-ours",
                 "base_model": "embedded/SmolLM2-135M-Instruct",
                 "method": args.method,
-                "weights": "lora",
+                "weights": args.weights,
                 "data": {"train_files": [str(data)]},
                 "hyper": {
                     "max_steps": args.steps,
@@ -239,7 +243,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
         kwargs.update(remove_unused_columns=False, dataset_num_proc=None)  # KTO keeps its label and KL columns
     if best and orpo:
         kwargs.update(gradient_checkpointing=False, bf16=native)
-        if native:
+        if native and args.weights == "lora":
             kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
     elif best and kto:
         kwargs.update(
@@ -248,7 +252,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
             gradient_checkpointing=False,
             bf16=native,
         )
-        if native:
+        if native and args.weights == "lora":
             kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
     elif best:
         kwargs.update(
@@ -258,7 +262,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
             gradient_checkpointing=False,
             bf16=native,
         )
-        if native:  # a frozen base in the compute dtype, as ours
+        if native and args.weights == "lora":  # a frozen base in the compute dtype, as ours (full: fp32 weights)
             kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
     messages: list[str] = []
 
@@ -278,7 +282,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
             args=config,
             train_dataset=dataset,
             processing_class=tokenizer,
-            peft_config=peft_config,
+            peft_config=peft_config if args.weights == "lora" else None,
         )
         timer = attach_step_timer(trainer)
         trainer.train()
@@ -295,7 +299,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
             "precompute_ref_log_probs": getattr(config, "precompute_ref_log_probs", None),
             "padding_free_requested": getattr(config, "padding_free", None),
             "padding_free_note": notes[0][:160] if notes else "no warning: padded batches as usual",
-            "base_dtype": str(trainer.model.get_base_model().dtype),
+            "base_dtype": str(getattr(trainer.model, "get_base_model", lambda: trainer.model)().dtype),
             "threads": torch.get_num_threads(),
         },
     }
@@ -307,6 +311,7 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
 def _worker(name: str, args: argparse.Namespace) -> dict[str, Any]:
     argv = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
     argv += ["--rows", str(args.rows), "--lr", str(args.lr), "--threads", str(args.threads), "--method", args.method]
+    argv += ["--weights", args.weights]
     return run_worker(__file__, name, argv, env={"TQDM_DISABLE": "1", "FINETUNE_CPU_THREADS": str(args.threads)})
 
 
@@ -326,6 +331,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads for every side (default: measured once)")
     p.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
     p.add_argument("--method", choices=("dpo", "orpo", "kto"), default="dpo")
+    p.add_argument("--weights", choices=("lora", "full"), default="lora", help="a LoRA adapter (r16) or every weight")
     p.add_argument("--worker", choices=SIDES)
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args()
@@ -341,8 +347,9 @@ def main() -> None:
 
         args.threads, timings = choose_cpu_threads()
         print(f"threads: {args.threads} for every side (measured: {timings})")
+    weights = "LoRA (r16, attention+MLP)" if args.weights == "lora" else "full-weight"
     print(
-        f"bench/dpo_throughput.py: SmolLM2-135M-Instruct LoRA {args.method.upper()} (r16, attention+MLP), first "
+        f"bench/dpo_throughput.py: SmolLM2-135M-Instruct {weights} {args.method.upper()}, first "
         f"{args.rows} HH-RLHF {'rows' if args.method == 'kto' else 'pairs'}, {args.steps} steps, batch "
         f"{args.batch_size}, max_length {args.max_length}, beta 0.1, lr {args.lr}, "
         f"{args.threads} threads, load {os.getloadavg()[0]:.2f}, native bf16 {_bf16_native()}"
