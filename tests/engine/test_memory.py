@@ -53,13 +53,15 @@ def test_step_memory_grows_with_weights_batch_length_and_preference_methods() ->
     [
         ("dpo", "llama", "lora", "cpu", True),
         ("dpo", "gpt2", "lora", "cpu", False),
-        ("dpo", "llama", "full", "cpu", False),
+        ("dpo", "llama", "full", "cpu", True),  # the reference: the model before training, or TRL's copy
+        ("dpo", "llama", "qlora", "cpu", False),
         ("dpo", "llama", "lora", "cuda", False),
         ("orpo", "llama", "full", "cpu", True),  # no reference model: full weights are packed too
         ("orpo", "qwen2", "lora", "cpu", True),
         ("orpo", None, "lora", "cpu", False),
         ("kto", "llama", "lora", "cpu", True),
-        ("kto", "llama", "full", "cpu", False),
+        ("kto", "llama", "full", "cpu", True),
+        ("kto", "llama", "qlora", "cpu", False),
     ],
 )
 def test_a_run_expects_the_packed_preference_path_where_it_will_take_it(
