@@ -6,6 +6,7 @@ where it applies."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,38 @@ def _small_lora_model(model_path: str) -> Any:
     )
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
     return get_peft_model(model, config)
+
+
+def _record_packed_calls(
+    monkeypatch: pytest.MonkeyPatch, what: Callable[[Any, Any], Any] = lambda _model, stats: stats
+) -> list[Any]:
+    """Every later ``packed_token_logprobs`` call, recorded as ``what(model, stats)`` (by default whether it computed
+    TRL's logging statistics: the policy's passes do, the reference's do not)."""
+    calls: list[Any] = []
+    packed = dpo_packed.packed_token_logprobs
+
+    def recorded(model: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(what(model, kwargs.get("stats")))
+        return packed(model, *args, **kwargs)
+
+    monkeypatch.setattr(dpo_packed, "packed_token_logprobs", recorded)
+    return calls
+
+
+# TRL config values of the trainer-level comparisons: fp32 on the CPU, one process, short rows
+CPU_FP32 = {"report_to": [], "use_cpu": True, "bf16": False, "dataset_num_proc": None, "max_length": 128}
+
+
+def _one_step(trainer: Any, model: Any, batch: dict[str, Any] | None, watched: list[Any]) -> tuple[Any, ...]:
+    """A TRL trainer's training loss on ``batch`` (its dataloader's first when None) and its backward: the loss, the
+    metrics it logged, the ``watched`` parameters' gradients and the batch."""
+    batch = batch or next(iter(trainer.get_train_dataloader()))
+    model.zero_grad()
+    model.train()
+    loss = trainer.compute_loss(model, batch)
+    loss.backward()
+    metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if v}
+    return loss.detach(), metrics, [p.grad.clone() for p in watched], batch
 
 
 def _preference_batch(tokenizer: Any, short_hh: Path, pairs: int) -> dict[str, Any]:
@@ -255,36 +288,15 @@ def test_packed_full_weight_dpo_equals_trl(
         for p in model.model.layers[1].parameters():
             p.add_(0.02 * torch.randn_like(p))
     pairs = preference_dataset(load_examples([short_hh]).examples[:3])
-    args = DPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=3,
-        max_length=128,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,
-        dataset_num_proc=None,
-    )
+    args = DPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=3, **CPU_FP32)
     watched = [model.model.layers[0].self_attn.q_proj.weight, model.lm_head.weight]
 
     def loss_and_grads(cls: type, batch: dict[str, Any] | None) -> tuple[Any, dict[str, Any], list[Any], Any]:
         trainer = cls(model=model, ref_model=reference, args=args, train_dataset=pairs, processing_class=tokenizer)
-        batch = batch or next(iter(trainer.get_train_dataloader()))
-        model.zero_grad()
-        model.train()
-        loss = trainer.compute_loss(model, batch)
-        loss.backward()
-        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if v}
-        return loss.detach(), metrics, [p.grad.clone() for p in watched], batch
+        return _one_step(trainer, model, batch, watched)
 
     stock_loss, stock_metrics, stock_grads, batch = loss_and_grads(DPOTrainer, None)
-    calls = []
-    packed = dpo_packed.packed_token_logprobs
-
-    def counted(target: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append((target is reference, kwargs.get("stats")))
-        return packed(target, *args, **kwargs)
-
-    monkeypatch.setattr(dpo_packed, "packed_token_logprobs", counted)
+    calls = _record_packed_calls(monkeypatch, lambda target, stats: (target is reference, stats))
     for m in (model, reference):
         m.set_attn_implementation(register())  # padded batches (with a mask) fall through to SDPA
     loss, metrics, grads, _ = loss_and_grads(dpo_packed.packed_dpo_trainer_class(DPOTrainer), batch)
@@ -319,16 +331,7 @@ def test_packed_kto_loss_equals_trl(
     for ex in load_examples([short_hh]).examples[:2]:
         rows.append({"prompt": ex["prompt"], "completion": ex["chosen"], "label": True})
         rows.append({"prompt": ex["prompt"], "completion": ex["rejected"], "label": False})
-    args = KTOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        max_length=128,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,
-        remove_unused_columns=False,
-        dataset_num_proc=None,
-    )
+    args = KTOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, remove_unused_columns=False, **CPU_FP32)
     lora = [p for n, p in model.named_parameters() if "lora_" in n]
     start = [p.detach().clone() for p in lora]
     moved = [0.05 * torch.randn_like(p) for p in lora]
@@ -344,22 +347,9 @@ def test_packed_kto_loss_equals_trl(
         with torch.no_grad():
             for p, step in zip(lora, moved, strict=True):
                 p.add_(step)
-        batch = batch or next(iter(trainer.get_train_dataloader()))
-        model.zero_grad()
-        model.train()
-        loss = trainer.compute_loss(model, batch)
-        loss.backward()
-        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if v}
-        return loss.detach(), metrics, [p.grad.clone() for p in lora], batch
+        return _one_step(trainer, model, batch, lora)
 
-    packed_calls = []
-    packed = dpo_packed.packed_token_logprobs
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        packed_calls.append(kwargs.get("stats"))
-        return packed(*args, **kwargs)
-
-    monkeypatch.setattr(dpo_packed, "packed_token_logprobs", counted)
+    packed_calls = _record_packed_calls(monkeypatch)
     stock_loss, stock_metrics, stock_grads, batch = loss_and_grads(KTOTrainer, None)
     assert not packed_calls
     assert batch["label"].any() and not batch["label"].all() and "KL_input_ids" in batch
@@ -434,14 +424,7 @@ def test_cpu_lora_dpo_run_takes_the_packed_path(
     # packed forward too (TRL's own in-step reference runs the padded batch). In fp32 (bf16 rounds the no-grad
     # reference pass and the policy pass apart: 0.6999 measured) policy == reference at the first step gives
     # exactly ln 2.
-    calls = []
-    packed = dpo_packed.packed_token_logprobs
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs.get("stats"))
-        return packed(*args, **kwargs)
-
-    monkeypatch.setattr(dpo_packed, "packed_token_logprobs", counted)
+    calls = _record_packed_calls(monkeypatch)
     spec = make_spec(
         tmp_path / "short",
         short_hh,
