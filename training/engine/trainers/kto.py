@@ -1,11 +1,12 @@
 """Kahneman-Tversky Optimization with ``trl.KTOTrainer`` on unpaired preference data: single answers labelled
 desirable or undesirable (LoRA: the reference model is the base with the adapter disabled; full: the model before
-training when the reference is precomputed, else a frozen copy TRL keeps). The desirable and undesirable losses are weighted so that their totals stay within the 1 : 1 to 4 : 3 band the
-KTO paper recommends, whatever the balance of the data; the report shows the balance and the weights.
+training when the reference is precomputed, else a frozen copy TRL keeps). The desirable and undesirable losses are
+weighted so that their totals stay within the 1 : 1 to 4 : 3 band the KTO paper recommends, whatever the balance of
+the data; the report shows the balance and the weights.
 
 On CPU with LoRA or full weights on a llama-family model (one process) the trainer is ``PackedKTOTrainer``
 (``kto_packed.py``): padding-free rows, completion-only log-probs and the reference computed once up front when the
-run covers its data; anything else runs on stock TRL."""
+run covers its data, else with each step on the same packed forward; anything else runs on stock TRL."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ class KTOMethod(PreferenceTrainer):
     row_unit = "rows"
 
     def select_path(self, inputs: dict[str, Any]) -> DpoPath:
-        """The packed CPU path for LoRA or full weights with a loss TRL computes from log-probs (``select_kto_path``)."""
+        """The packed CPU path for LoRA or full weights with a loss TRL computes from log-probs
+        (``select_kto_path``)."""
         return select_kto_path(**inputs, loss_types=[self.ctx.spec.hyper.loss_type or "kto"])
 
     def prepare_data(self, train: LoadedData, evaluation: LoadedData | None) -> DataReport:
