@@ -1,9 +1,10 @@
 """Decoder-layer pieces with their backward written out, for the CPU training paths (SFT and packed DPO).
 
-**RMSNorm.** Autograd runs a Llama-style RMSNorm as about eight operations forward and a dozen backward, each a full pass over
-the hidden states, with fp32 copies kept for backward. On 2 CPU cores with SmolLM2's shapes (800 packed tokens,
-hidden 576, bf16) one norm took 2.2 ms forward + backward, and a layer has two: 130 ms of a 950 ms step. Written
-out, the same arithmetic is four passes forward and six backward (``bench/train_throughput.py`` measures the step).
+**RMSNorm.** Autograd runs a Llama-style RMSNorm as about eight operations forward and a dozen backward, each a
+full pass over the hidden states, with fp32 copies kept for backward. On 2 CPU cores with SmolLM2's shapes (800
+packed tokens, hidden 576, bf16) one norm took 2.2 ms forward + backward, and a layer has two: 130 ms of a 950 ms
+step. Written out, the same arithmetic is four passes forward and six backward (``bench/train_throughput.py``
+measures the step).
 
 Applied only to the RMSNorm classes known to compute ``weight * (x * rsqrt(mean(x^2) + eps)).to(dtype)`` in fp32
 (``RMSNORM_CLASSES``); anything else keeps its own forward.
