@@ -122,8 +122,8 @@ def test_presets_and_estimate(auth_client, ready_dataset, embedded_base):
 
 
 def test_the_estimate_knows_which_preference_runs_hold_one_logits_chunk(embedded_base):
-    """On a CPU host the packed DPO (LoRA) and ORPO (LoRA or full) paths hold one chunk of logits, stock TRL all of
-    them; the pre-launch estimate says the same as the run's memory model."""
+    """On a CPU host the packed DPO and ORPO paths (LoRA or full) hold one chunk of logits, stock TRL (QLoRA DPO, a
+    model without packed support) all of them; the pre-launch estimate says the same as the run's memory model."""
     from types import SimpleNamespace
 
     from training import estimate
@@ -137,9 +137,10 @@ def test_the_estimate_knows_which_preference_runs_hold_one_logits_chunk(embedded
     dpo = estimate._memory(shape, method="dpo", hyper=hyper, device_type="cpu", model_type="llama")
     orpo = estimate._memory(shape, method="orpo", hyper=hyper, device_type="cpu", model_type="llama")
     unknown = estimate._memory(shape, method="orpo", hyper=hyper, device_type="cpu", model_type=None)
-    assert dpo["lora"].activations_mb < dpo["full"].activations_mb - 1000  # full DPO runs on stock TRL
+    assert dpo["lora"].activations_mb < dpo["qlora"].activations_mb - 1000  # QLoRA DPO runs on stock TRL
+    assert dpo["full"].activations_mb == dpo["lora"].activations_mb  # full DPO is packed too
     assert orpo["full"].activations_mb == orpo["lora"].activations_mb == dpo["lora"].activations_mb
-    assert unknown["lora"].activations_mb == dpo["full"].activations_mb
+    assert unknown["lora"].activations_mb == dpo["qlora"].activations_mb
 
 
 def test_estimate_says_when_it_will_not_fit(auth_client, ready_dataset, embedded_base, settings):
