@@ -421,16 +421,31 @@ class PackedCausalLM:
         self.autocast = autocast
         self.stats = stats
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        fused = kwargs.pop("fused_lm_head", False)
-        kwargs.pop("use_cache", None)
-        plain = set(kwargs) <= {"input_ids", "attention_mask", "labels"}
-        if args or not fused or not plain or kwargs.get("labels") is None:
-            if fused:
-                kwargs["fused_lm_head"] = True
-            return self.model(*args, **kwargs, use_cache=False)
+    @staticmethod
+    def answers(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether a call is one the packed forward answers: keywords only, ``input_ids``/``attention_mask``/
+        ``labels`` (given) with ``fused_lm_head=True`` (and any ``use_cache``)."""
+        allowed = {"input_ids", "attention_mask", "labels", "fused_lm_head", "use_cache"}
+        return (
+            not args
+            and bool(kwargs.get("fused_lm_head"))
+            and kwargs.get("labels") is not None
+            and set(kwargs) <= allowed
+        )
+
+    @staticmethod
+    def output(fields: dict[str, Any]) -> Any:
+        """``packed_token_logprobs``'s fields as the ``FusedCausalLMOutput`` TRL reads."""
         from trl.trainer.utils import FusedCausalLMOutput
 
+        return FusedCausalLMOutput(loss=None, aux_loss=None, log_sum_sq_probs=None, **fields)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.answers(args, kwargs):
+            kwargs.pop("use_cache", None)
+            if not kwargs.get("fused_lm_head", True):
+                del kwargs["fused_lm_head"]
+            return self.model(*args, **kwargs, use_cache=False)
         out = packed_token_logprobs(
             self.model,
             kwargs["input_ids"],
@@ -439,7 +454,7 @@ class PackedCausalLM:
             stats=self.stats,
             autocast=self.autocast,
         )
-        return FusedCausalLMOutput(loss=None, aux_loss=None, log_sum_sq_probs=None, **out)
+        return self.output(out)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)

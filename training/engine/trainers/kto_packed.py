@@ -89,21 +89,15 @@ class RowAndKLReference(PackedCausalLM):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         import torch
-        from trl.trainer.utils import FusedCausalLMOutput
 
         inputs, ids, labels = self.inputs, kwargs.get("input_ids"), kwargs.get("labels")
-        plain = (
-            not args
-            and kwargs.get("fused_lm_head")
-            and set(kwargs) <= {"input_ids", "attention_mask", "labels", "fused_lm_head", "use_cache"}
-        )
-        if plain and labels is not None and "KL_input_ids" in inputs:
+        if self.answers(args, kwargs) and "KL_input_ids" in inputs:
             if ids is inputs["input_ids"] and kwargs.get("attention_mask") is inputs.get("attention_mask"):
                 first, self.kl = row_and_kl_logprobs(self.model, inputs, labels, autocast=self.autocast)
-                return FusedCausalLMOutput(loss=None, aux_loss=None, log_sum_sq_probs=None, **first)
+                return self.output(first)
             kl, self.kl = self.kl, None
             if kl is not None and ids is inputs["KL_input_ids"] and torch.equal(labels, _kl_labels(inputs)):
-                return FusedCausalLMOutput(loss=None, aux_loss=None, log_sum_sq_probs=None, **kl)
+                return self.output(kl)
         return super().__call__(*args, **kwargs)
 
 
