@@ -241,29 +241,14 @@ def worker_trl(args: argparse.Namespace, best: bool) -> dict[str, Any]:
     orpo, kto = args.method == "orpo", args.method == "kto"
     if kto:
         kwargs.update(remove_unused_columns=False, dataset_num_proc=None)  # KTO keeps its label and KL columns
-    if best and orpo:
+    if best:
         kwargs.update(gradient_checkpointing=False, bf16=native)
-        if native and args.weights == "lora":
-            kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
-    elif best and kto:
-        kwargs.update(
-            precompute_ref_log_probs=True,
-            precompute_ref_batch_size=2 * args.batch_size,  # as ours
-            gradient_checkpointing=False,
-            bf16=native,
-        )
-        if native and args.weights == "lora":
-            kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
-    elif best:
-        kwargs.update(
-            precompute_ref_log_probs=True,
-            precompute_ref_batch_size=2 * args.batch_size,  # as ours
-            padding_free=True,
-            gradient_checkpointing=False,
-            bf16=native,
-        )
-        if native and args.weights == "lora":  # a frozen base in the compute dtype, as ours (full: fp32 weights)
-            kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
+        if not orpo:  # a reference model (DPO, KTO): its log-probs precomputed, in batches as ours
+            kwargs.update(precompute_ref_log_probs=True, precompute_ref_batch_size=2 * args.batch_size)
+        if not (orpo or kto):
+            kwargs["padding_free"] = True
+    if best and native and args.weights == "lora":  # a frozen base in the compute dtype, as ours (full: fp32)
+        kwargs["model_init_kwargs"] = {"dtype": "bfloat16"}
     messages: list[str] = []
 
     class Grab(logging.Handler):
